@@ -1,0 +1,106 @@
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import type { Clock } from '../clock.js';
+
+interface StoredKey {
+  kid: string;
+  createdAt: number;
+  publicJwk: JWK;
+  privateKey: CryptoKey;
+}
+
+export interface KeyStoreOptions {
+  dir: string;
+  clock: Clock;
+  /** Sign with a new key once the newest is this old. */
+  rotationSeconds: number;
+  /** The longest a token may live: a retired key stays published this long after its successor appears. */
+  maxTokenTtlSeconds: number;
+}
+
+export interface SigningKeyStore {
+  /** The key to sign with now; rotates first when the newest key is due. */
+  signingKey(): Promise<{ kid: string; key: CryptoKey }>;
+  /** Public keys of every key whose tokens may still be live. */
+  jwks(): Promise<{ keys: JWK[] }>;
+}
+
+const FILE_RE = /^(\d{13})-([A-Za-z0-9_-]+)\.json$/;
+const RELOAD_MS = 60_000;
+
+/**
+ * ES256 signing keys persisted as files (mode 0600) under `dir`, one per key,
+ * so every replica that mounts the directory signs and publishes the same set.
+ * Private keys never go to the database.
+ */
+export async function createSigningKeyStore(options: KeyStoreOptions): Promise<SigningKeyStore> {
+  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  let keys: StoredKey[] = [];
+  let loadedAt = 0;
+
+  async function load(): Promise<void> {
+    const found: StoredKey[] = [];
+    for (const file of readdirSync(options.dir)) {
+      const match = FILE_RE.exec(file);
+      if (!match) continue;
+      const privateJwk = JSON.parse(readFileSync(join(options.dir, file), 'utf8')) as JWK;
+      const { d: _d, ...publicJwk } = privateJwk;
+      found.push({
+        kid: match[2]!,
+        createdAt: Number(match[1]),
+        publicJwk: { ...publicJwk, kid: match[2]!, alg: 'ES256', use: 'sig' },
+        privateKey: (await importJWK(privateJwk, 'ES256')) as CryptoKey,
+      });
+    }
+    keys = found.sort((a, b) => a.createdAt - b.createdAt);
+    loadedAt = options.clock.now().getTime();
+  }
+
+  async function create(now: number): Promise<void> {
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = await exportJWK(privateKey);
+    const kid = `${now.toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    writeFileSync(join(options.dir, `${now}-${kid}.json`), JSON.stringify(jwk), { mode: 0o600, flag: 'wx' });
+  }
+
+  /** Deletes keys whose every token has expired: a successor has existed for longer than the max TTL. */
+  function prune(now: number): void {
+    for (let i = 0; i < keys.length - 1; i++) {
+      const key = keys[i]!;
+      const successor = keys[i + 1]!;
+      if (successor.createdAt + (options.maxTokenTtlSeconds + 60) * 1000 < now) {
+        rmSync(join(options.dir, `${key.createdAt}-${key.kid}.json`), { force: true });
+      }
+    }
+  }
+
+  async function refresh(): Promise<void> {
+    const now = options.clock.now().getTime();
+    const newest = keys.at(-1);
+    if (!newest || newest.createdAt + options.rotationSeconds * 1000 <= now) {
+      await load();
+      const reloaded = keys.at(-1);
+      if (!reloaded || reloaded.createdAt + options.rotationSeconds * 1000 <= now) {
+        await create(now);
+        prune(now);
+        await load();
+      }
+    } else if (now - loadedAt > RELOAD_MS) {
+      await load();
+    }
+  }
+
+  await refresh();
+  return {
+    async signingKey() {
+      await refresh();
+      const newest = keys.at(-1)!;
+      return { kid: newest.kid, key: newest.privateKey };
+    },
+    async jwks() {
+      await refresh();
+      return { keys: keys.map((k) => k.publicJwk) };
+    },
+  };
+}

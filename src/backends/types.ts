@@ -1,0 +1,52 @@
+import type { RoleConfig } from '../config/schema.js';
+import type { Identity } from '../identity/types.js';
+
+export interface MintRequest {
+  leaseId: string;
+  taskId: string;
+  role: RoleConfig;
+  identity: Identity;
+  /** Already clamped by policy; the backend must not grant longer. */
+  ttlSeconds: number;
+  now: Date;
+}
+
+export interface MintResult {
+  /** Returned to the agent once and never stored. */
+  credentials: Record<string, unknown>;
+  /** What the lease row keeps to find the credential again (jti, session name, lease id, accessor). */
+  ref: string;
+  /** When the backend itself stops honouring the credential. */
+  expiresAt: Date;
+}
+
+/** What a backend needs to revoke a credential: no secrets, only the row's references. */
+export interface RevokeTarget {
+  leaseId: string;
+  ref: string;
+  role: string;
+  backendExpiresAt: Date;
+}
+
+/**
+ * One credential source. `revoke` must be idempotent: revoking a credential
+ * that is already revoked or expired resolves successfully.
+ */
+export interface Backend {
+  readonly name: string;
+  readonly type: string;
+  mint(request: MintRequest): Promise<MintResult>;
+  revoke(target: RevokeTarget): Promise<void>;
+}
+
+/** A backend failure whose message is safe to store and show (never holds a secret). */
+export class BackendError extends Error {
+  override name = 'BackendError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,89 @@
+import { join } from 'node:path';
+import { createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
+import { createJwtBackend } from './backends/jwt.js';
+import type { Backend } from './backends/types.js';
+import type { Clock } from './clock.js';
+import type { Config } from './config/schema.js';
+import { ping, type Database } from './db/client.js';
+import { migrationsCurrent } from './db/migrate.js';
+import { createApp } from './http/app.js';
+import { createAuthenticator } from './identity/principals.js';
+import { createTokenVerifier } from './identity/verifier.js';
+import { createIntrospector } from './leases/introspect.js';
+import { createIssuer } from './leases/issue.js';
+import { createLeaseService } from './leases/service.js';
+import type { Logger } from './log.js';
+import { createPolicy } from './policy/decide.js';
+import { createSweeper } from './sweeper/sweeper.js';
+import { createTaskService } from './tasks/service.js';
+
+export interface BrokerDeps {
+  config: Config;
+  database: Database;
+  clock: Clock;
+  log: Logger;
+  /** Names this replica in sweeper claims. */
+  instanceId: string;
+  /** Backends built elsewhere (tests inject fakes); config-built ones fill the rest. */
+  backends?: Map<string, Backend>;
+  version?: string;
+}
+
+/** Builds every service from its dependencies: the one place where the broker is wired. */
+export async function createBroker(deps: BrokerDeps) {
+  const { config, database, clock, log } = deps;
+  const db = database.db;
+  const maxRoleTtl = Math.max(3600, ...config.roles.map((r) => r.max_ttl));
+  const jwtBackends = Object.entries(config.backends).filter(([, b]) => b.type === 'jwt');
+  const keys: SigningKeyStore = await createSigningKeyStore({
+    dir: join(config.data_dir, 'keys'),
+    clock,
+    rotationSeconds: Math.min(7 * 86400, ...jwtBackends.map(([, b]) => b.key_rotation)),
+    maxTokenTtlSeconds: maxRoleTtl,
+  });
+
+  const backends = new Map<string, Backend>(deps.backends);
+  for (const [name] of jwtBackends) {
+    if (!backends.has(name)) backends.set(name, createJwtBackend({ name, issuer: config.public_url, keys }));
+  }
+
+  const sweeper = createSweeper({ db, clock, backends, config: config.sweeper, log: log.child({ component: 'sweeper' }), id: deps.instanceId });
+  const onRevokeRequested = () => sweeper.nudge();
+  const policy = createPolicy(config.roles);
+  const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
+  const authenticator = createAuthenticator(verifier, config.principals);
+  const issue = createIssuer({ db, clock, policy, backends, log });
+  const leases = createLeaseService({ db, clock, onRevokeRequested });
+  const tasks = createTaskService({
+    db,
+    clock,
+    knownRoles: (name) => policy.role(name) !== undefined,
+    maxTaskTtlSeconds: config.tasks.max_ttl,
+    onRevokeRequested,
+  });
+  const introspect = createIntrospector({ db, clock, keys, issuer: config.public_url });
+
+  async function ready() {
+    const database_ = await ping(db).then(
+      () => true,
+      () => false,
+    );
+    return { database: database_, migrations: database_ && (await migrationsCurrent(database)) };
+  }
+
+  const app = createApp({
+    db,
+    log,
+    authenticator,
+    issue,
+    leases,
+    tasks,
+    introspect,
+    jwks: () => keys.jwks(),
+    ready,
+    version: deps.version ?? '0.0.0',
+  });
+
+  return { app, sweeper, keys, backends, issue, leases, tasks, introspect };
+}
+export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -1,0 +1,66 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import type { ConfigInput } from './schema.js';
+
+/** The dev issuer's URL: `.invalid` never resolves, and its keys are inline, so nothing is ever fetched. */
+export const DEV_ISSUER = 'https://dev-issuer.tasklease.invalid';
+export const DEV_AUDIENCE = 'tasklease-dev';
+
+const keyFile = (dataDir: string) => join(dataDir, 'dev-issuer.jwk.json');
+
+/** Loads (or creates, mode 0600) the dev issuer's ES256 key under the data dir. */
+export async function devIssuerKey(dataDir: string): Promise<JWK> {
+  const file = keyFile(dataDir);
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = { ...(await exportJWK(privateKey)), kid: `dev-${Date.now().toString(36)}` };
+    try {
+      writeFileSync(file, JSON.stringify(jwk), { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as JWK;
+}
+
+/** A dev identity token for `subject`, signed by the dev issuer. Dev mode only. */
+export async function signDevToken(dataDir: string, subject: string, ttlSeconds = 3600): Promise<string> {
+  const jwk = await devIssuerKey(dataDir);
+  const key = await importJWK(jwk, 'ES256');
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: jwk.kid!, typ: 'JWT' })
+    .setIssuer(DEV_ISSUER)
+    .setAudience(DEV_AUDIENCE)
+    .setSubject(subject)
+    .setIssuedAt()
+    .setExpirationTime(`${ttlSeconds}s`)
+    .sign(key);
+}
+
+/**
+ * The configuration `npm start` runs with when no config file is given: the
+ * dev issuer, the jwt backend and example roles. Subjects `orchestrator` and
+ * `admin` hold those principals; any `agent-*` subject may request the roles.
+ */
+export async function devConfig(dataDir: string): Promise<ConfigInput> {
+  const { d: _private, ...publicJwk } = await devIssuerKey(dataDir);
+  const agents = [{ issuer: 'dev', subject_pattern: 'agent-.*' }];
+  return {
+    dev: true,
+    data_dir: dataDir,
+    issuers: [
+      { name: 'dev', issuer: DEV_ISSUER, jwks: { keys: [publicJwk] }, audiences: [DEV_AUDIENCE], algorithms: ['ES256'] },
+    ],
+    principals: {
+      orchestrators: [{ name: 'orchestrator', issuer: 'dev', subject: 'orchestrator' }],
+      admins: [{ name: 'admin', issuer: 'dev', subject: 'admin' }],
+    },
+    backends: { local: { type: 'jwt' } },
+    roles: [
+      { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read demo:write' } },
+      { name: 'demo-readonly', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read' } },
+    ],
+  };
+}

@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ConfigSchema, type Config, type ConfigInput } from './schema.js';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Replaces `${VAR}` in every string of the parsed document; a missing variable is an error naming it. */
+function expandEnv(value: unknown, env: Env, path: string): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const found = env[name];
+      if (found === undefined) throw new ConfigError(`${path}: environment variable ${name} is not set`);
+      return found;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, `${path}[${i}]`));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, path ? `${path}.${k}` : k)]));
+  }
+  return value;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)),
+    '',
+  );
+}
+
+function formatIssues(source: string, error: z.ZodError): string {
+  return error.issues.map((issue) => `${source}: ${formatPath(issue.path) || '(root)'}: ${issue.message}`).join('\n');
+}
+
+/** Cross-references zod cannot see: names that must exist and be unique. */
+function crossCheck(config: Config): string[] {
+  const problems: string[] = [];
+  const issuers = new Set<string>();
+  config.issuers.forEach((issuer, i) => {
+    if (issuers.has(issuer.name)) problems.push(`issuers[${i}].name: duplicate issuer '${issuer.name}'`);
+    issuers.add(issuer.name);
+  });
+  const checkRule = (rule: object, at: string) => {
+    if ('issuer' in rule && typeof rule.issuer === 'string' && !issuers.has(rule.issuer)) {
+      problems.push(`${at}.issuer: unknown issuer '${rule.issuer}'`);
+    }
+  };
+  for (const kind of ['orchestrators', 'admins'] as const) {
+    config.principals[kind].forEach((p, i) => checkRule(p, `principals.${kind}[${i}]`));
+  }
+  const roles = new Set<string>();
+  config.roles.forEach((role, i) => {
+    if (roles.has(role.name)) problems.push(`roles[${i}].name: duplicate role '${role.name}'`);
+    roles.add(role.name);
+    if (!config.backends[role.backend]) problems.push(`roles[${i}].backend: unknown backend '${role.backend}'`);
+    role.allow.forEach((rule, j) => checkRule(rule, `roles[${i}].allow[${j}]`));
+  });
+  return problems;
+}
+
+/** Validates a config object (from YAML or built in code); `source` names it in errors. */
+export function parseConfig(input: unknown, source: string, env: Env = {}): Config {
+  const expanded = expandEnv(input ?? {}, env, '') as Record<string, unknown>;
+  const overrides: Partial<ConfigInput> = {};
+  if (env.DATABASE_URL) overrides.database_url = env.DATABASE_URL;
+  if (env.PORT) overrides.port = Number(env.PORT);
+  if (env.HOST) overrides.host = env.HOST;
+  if (env.PUBLIC_URL) overrides.public_url = env.PUBLIC_URL;
+  const result = ConfigSchema.safeParse({ ...expanded, ...overrides });
+  if (!result.success) throw new ConfigError(formatIssues(source, result.error));
+  const problems = crossCheck(result.data);
+  if (problems.length > 0) throw new ConfigError(problems.map((p) => `${source}: ${p}`).join('\n'));
+  return result.data;
+}
+
+/** Reads and validates a YAML config file. */
+export function loadConfigFile(file: string, env: Env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message}`);
+  }
+  if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) {
+    throw new ConfigError(`${file}: the top level must be a mapping`);
+  }
+  return parseConfig(doc, file, env);
+}

@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { DurationSchema } from './duration.js';
+
+const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)');
+
+function isRegExp(pattern: string): boolean {
+  try {
+    new RegExp(pattern, 'u');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const ClaimValueSchema = z.union([z.string(), z.number(), z.boolean(), z.array(z.string()).min(1)]);
+
+/** Who a rule matches: an issuer (by name) and the subject or claims of its tokens. */
+export const IdentityRuleSchema = z
+  .strictObject({
+    issuer: NameSchema,
+    subject: z.string().min(1).optional(),
+    subject_pattern: z.string().min(1).optional(),
+    claims: z.record(z.string().min(1), ClaimValueSchema).optional(),
+  })
+  .refine((r) => !(r.subject && r.subject_pattern), 'set at most one of subject and subject_pattern')
+  .refine((r) => r.subject || r.subject_pattern || r.claims, 'set subject, subject_pattern or claims')
+  .refine((r) => r.subject_pattern === undefined || isRegExp(r.subject_pattern), {
+    message: 'subject_pattern is not a valid regular expression',
+    path: ['subject_pattern'],
+  });
+
+export const PrincipalSchema = z.union([
+  z.strictObject({ name: NameSchema, token_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits') }),
+  IdentityRuleSchema.and(z.object({ name: NameSchema.optional() })),
+]);
+
+export const IssuerSchema = z
+  .strictObject({
+    name: NameSchema,
+    issuer: z.string().url(),
+    jwks_uri: z.string().url().optional(),
+    jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
+    audiences: z.array(z.string().min(1)).min(1).optional(),
+    algorithms: z
+      .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+      .min(1)
+      .default(['RS256', 'ES256']),
+    clock_tolerance: DurationSchema.default(30),
+  })
+  .refine((i) => !(i.jwks_uri && i.jwks), 'set at most one of jwks_uri and jwks');
+
+export const JwtBackendSchema = z.strictObject({
+  type: z.literal('jwt'),
+  /** Rotate the signing key once it is this old; old keys stay published until their tokens expire. */
+  key_rotation: DurationSchema.default(7 * 86400),
+});
+
+export const BackendSchema = z.discriminatedUnion('type', [JwtBackendSchema]);
+
+export const RoleSchema = z
+  .strictObject({
+    name: NameSchema,
+    backend: NameSchema,
+    ttl: DurationSchema.default(900),
+    max_ttl: DurationSchema.default(3600),
+    allow: z.array(IdentityRuleSchema).min(1),
+    jwt: z.strictObject({ audience: z.string().min(1).optional(), scope: z.string().optional() }).optional(),
+  })
+  .refine((r) => r.ttl >= 1 && r.ttl <= r.max_ttl, 'ttl must be between 1s and max_ttl');
+
+export const SweeperSchema = z.strictObject({
+  interval: DurationSchema.default(5),
+  batch_size: z.number().int().min(1).max(10_000).default(500),
+  concurrency: z.number().int().min(1).max(256).default(16),
+  max_attempts: z.number().int().min(1).max(100).default(8),
+  claim_timeout: DurationSchema.default(60),
+  failed_retry_interval: DurationSchema.default(300),
+});
+
+export const ConfigSchema = z.strictObject({
+  public_url: z.string().url().default('http://localhost:8080'),
+  host: z.string().default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(8080),
+  database_url: z.string().optional(),
+  data_dir: z.string().default('./.tasklease'),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  issuers: z.array(IssuerSchema).default([]),
+  principals: z
+    .strictObject({
+      orchestrators: z.array(PrincipalSchema).default([]),
+      admins: z.array(PrincipalSchema).default([]),
+    })
+    .default({ orchestrators: [], admins: [] }),
+  backends: z.record(NameSchema, BackendSchema).default({}),
+  roles: z.array(RoleSchema).default([]),
+  tasks: z.strictObject({ max_ttl: DurationSchema.default(86400) }).default({ max_ttl: 86400 }),
+  sweeper: SweeperSchema.default(SweeperSchema.parse({})),
+  /** Set only by dev mode: enables the dev issuer and its warnings. */
+  dev: z.boolean().default(false),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type IssuerConfig = Config['issuers'][number];
+export type RoleConfig = Config['roles'][number];
+export type IdentityRule = z.output<typeof IdentityRuleSchema>;
+export type PrincipalConfig = z.output<typeof PrincipalSchema>;
+export type BackendConfig = z.output<typeof BackendSchema>;

@@ -1,0 +1,92 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { sql, type SQL } from 'drizzle-orm';
+import postgres from 'postgres';
+import { schema } from './schema.js';
+
+/** The one database type the services see, whichever driver is underneath (also a transaction). */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface Database {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Runs `fn` while holding a session-level advisory lock (replicas migrating at once). */
+  withAdvisoryLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres:// URL; when absent, embedded PGlite under `dataDir`. */
+  url?: string;
+  dataDir: string;
+  /** Connection pool size for PostgreSQL. */
+  poolSize?: number;
+}
+
+/** Rows of a raw `db.execute` result: postgres.js returns an array, PGlite an object with `rows`. */
+export function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+export async function execRows<T>(db: Db, query: SQL): Promise<T[]> {
+  return rowsOf<T>(await db.execute(query));
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) {
+    const client = postgres(options.url, {
+      max: options.poolSize ?? 20,
+      onnotice: () => {},
+      connect_timeout: 10,
+      // Timestamps are handled by drizzle; keep bigints as strings it expects.
+    });
+    const db = drizzlePostgres(client, { schema }) as unknown as Db;
+    return {
+      db,
+      kind: 'postgres',
+      async withAdvisoryLock(key, fn) {
+        const conn = await client.reserve();
+        try {
+          await conn`select pg_advisory_lock(hashtext(${key}))`;
+          try {
+            return await fn();
+          } finally {
+            await conn`select pg_advisory_unlock(hashtext(${key}))`;
+          }
+        } finally {
+          conn.release();
+        }
+      },
+      close: () => client.end({ timeout: 5 }),
+    };
+  }
+  mkdirSync(options.dataDir, { recursive: true });
+  const client = new PGlite(join(options.dataDir, 'pgdata'));
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  return {
+    db,
+    kind: 'pglite',
+    // PGlite is one process and one connection: nothing else can race.
+    withAdvisoryLock: (_key, fn) => fn(),
+    close: () => client.close(),
+  };
+}
+
+/** Wraps an already-open PGlite (tests share one per file). */
+export function fromPglite(client: PGlite): Database {
+  return {
+    db: drizzlePglite(client, { schema }) as unknown as Db,
+    kind: 'pglite',
+    withAdvisoryLock: (_key, fn) => fn(),
+    close: () => client.close(),
+  };
+}
+
+export async function ping(db: Db): Promise<void> {
+  await db.execute(sql`select 1`);
+}

@@ -1,0 +1,94 @@
+import { sql } from 'drizzle-orm';
+import { bigint, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const TASK_STATUSES = ['open', 'completed'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export const tasks = pgTable(
+  'tasks',
+  {
+    id: text('id').primaryKey(),
+    agentIssuer: text('agent_issuer'),
+    agentSubject: text('agent_subject').notNull(),
+    roles: text('roles').array().notNull(),
+    status: text('status').$type<TaskStatus>().notNull(),
+    outcome: text('outcome'),
+    createdBy: text('created_by').notNull(),
+    createdAt: ts('created_at').notNull(),
+    deadline: ts('deadline').notNull(),
+    completedAt: ts('completed_at'),
+  },
+  (t) => [index('tasks_agent_idx').on(t.agentSubject, t.status)],
+);
+
+export const LEASE_STATUSES = ['active', 'revoking', 'revoke_failed', 'revoked', 'expired'] as const;
+export type LeaseStatus = (typeof LEASE_STATUSES)[number];
+
+export const leases = pgTable(
+  'leases',
+  {
+    id: uuid('id').primaryKey(),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    role: text('role').notNull(),
+    backend: text('backend').notNull(),
+    issuer: text('issuer').notNull(),
+    subject: text('subject').notNull(),
+    /** SHA-256 of the identity token the agent presented: attribution without keeping the token. */
+    tokenSha256: text('token_sha256').notNull(),
+    status: text('status').$type<LeaseStatus>().notNull(),
+    reason: text('reason'),
+    /** The backend's reference to the credential (JWT jti, STS session name, Vault lease id); never the secret. */
+    credentialRef: text('credential_ref').notNull(),
+    issuedAt: ts('issued_at').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    /** When the backend itself stops honouring the credential, whatever the broker does. */
+    backendExpiresAt: ts('backend_expires_at').notNull(),
+    revokeRequestedAt: ts('revoke_requested_at'),
+    endedAt: ts('ended_at'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: ts('next_attempt_at'),
+    lastError: text('last_error'),
+    claimedBy: text('claimed_by'),
+    claimUntil: ts('claim_until'),
+  },
+  (t) => [
+    // The sweeper's two claim queries each walk one small partial index.
+    index('leases_due_active_idx').on(t.expiresAt).where(sql`${t.status} = 'active'`),
+    index('leases_due_revoking_idx').on(t.nextAttemptAt).where(sql`${t.status} in ('revoking', 'revoke_failed')`),
+    index('leases_task_idx').on(t.taskId),
+    index('leases_subject_idx').on(t.subject, t.id),
+    index('leases_status_idx').on(t.status, t.id),
+    index('leases_role_idx').on(t.role, t.status),
+  ],
+);
+
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    seq: bigint('seq', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    at: ts('at').notNull(),
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    target: text('target').notNull(),
+    decision: text('decision').$type<'allow' | 'deny' | 'info'>().notNull(),
+    reason: text('reason'),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+    requestId: text('request_id'),
+    prevHash: text('prev_hash').notNull(),
+    hash: text('hash').notNull(),
+  },
+  (t) => [
+    index('audit_target_idx').on(t.target, t.seq),
+    index('audit_actor_idx').on(t.actor, t.seq),
+    index('audit_action_idx').on(t.action, t.seq),
+  ],
+);
+
+export const schema = { tasks, leases, auditEvents };
+export type Task = typeof tasks.$inferSelect;
+export type Lease = typeof leases.$inferSelect;
+export type AuditEvent = typeof auditEvents.$inferSelect;

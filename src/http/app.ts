@@ -1,0 +1,79 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { requestId } from 'hono/request-id';
+import type { Db } from '../db/client.js';
+import { AppError } from '../errors.js';
+import type { Authenticator } from '../identity/principals.js';
+import type { Introspector } from '../leases/introspect.js';
+import type { Issuer } from '../leases/issue.js';
+import type { LeaseService } from '../leases/service.js';
+import type { Logger } from '../log.js';
+import type { TaskService } from '../tasks/service.js';
+import { authenticate } from './auth.js';
+import type { AppEnv } from './env.js';
+import { createErrorHandler, problem } from './problem.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerAgentRoutes } from './routes/agent.js';
+import { registerSystemRoutes, type Readiness } from './routes/system.js';
+import { registerTaskRoutes } from './routes/tasks.js';
+
+export interface AppDeps {
+  db: Db;
+  log: Logger;
+  authenticator: Authenticator;
+  issue: Issuer;
+  leases: LeaseService;
+  tasks: TaskService;
+  introspect: Introspector;
+  jwks: () => Promise<unknown>;
+  ready: () => Promise<Readiness>;
+  version: string;
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+export function createApp(deps: AppDeps) {
+  const app = new OpenAPIHono<AppEnv>({
+    // Every validation failure becomes one problem shape with the failing paths (never the values).
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const errors = result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+      return problem(c, 'validation_failed', 'the request does not match the schema', { errors });
+    },
+  });
+
+  app.use(requestId({ limitLength: 128 }));
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    deps.log.info(
+      { reqId: c.get('requestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) },
+      'request',
+    );
+  });
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new AppError('payload_too_large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+  app.use('/v1/*', authenticate(deps.authenticator));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  registerAgentRoutes(app, deps);
+  registerTaskRoutes(app, deps.tasks);
+  registerAdminRoutes(app, deps);
+  registerSystemRoutes(app, deps);
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'tasklease', version: deps.version, description: 'Just-in-time, task-bound credentials for agents' },
+  });
+
+  app.notFound((c) => problem(c, 'not_found', 'no such endpoint'));
+  app.onError(createErrorHandler(deps.log));
+  return app;
+}
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,150 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { listAudit } from '../../audit/query.js';
+import type { Db } from '../../db/client.js';
+import { LEASE_STATUSES } from '../../db/schema.js';
+import { AppError } from '../../errors.js';
+import { UUID_RE } from '../../ids.js';
+import type { LeaseService } from '../../leases/service.js';
+import { leaseView } from '../../leases/view.js';
+import { requireAdmin } from '../auth.js';
+import type { AppEnv } from '../env.js';
+import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema } from '../schemas.js';
+
+const Limit = z.coerce.number().int().min(1).max(500).default(100);
+
+const ListLeasesQuery = z.object({
+  status: z.enum(LEASE_STATUSES).optional(),
+  task: TaskIdSchema.optional(),
+  subject: z.string().min(1).max(512).optional(),
+  role: NameParam.optional(),
+  cursor: z.string().regex(UUID_RE).optional(),
+  limit: Limit,
+});
+
+const Reason = z.string().min(1).max(500);
+
+const RevocationSchema = z
+  .strictObject({
+    task: TaskIdSchema.optional(),
+    subject: z.string().min(1).max(512).optional(),
+    role: NameParam.optional(),
+    issued_before: z.iso.datetime({ offset: true }).optional(),
+    reason: Reason,
+  })
+  .refine((r) => r.task || r.subject || r.role || r.issued_before, 'name at least one of task, subject, role, issued_before')
+  .openapi('BulkRevocation');
+
+const AuditQuery = z.object({
+  actor: z.string().max(600).optional(),
+  action: z.string().max(64).optional(),
+  target: z.string().max(600).optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  after: z.coerce.number().int().min(0).optional(),
+  limit: Limit,
+});
+
+const AuditEventSchema = z
+  .object({
+    seq: z.number().int(),
+    at: z.string(),
+    actor: z.string(),
+    action: z.string(),
+    target: z.string(),
+    decision: z.enum(['allow', 'deny', 'info']),
+    reason: z.string().nullable(),
+    details: z.record(z.string(), z.unknown()),
+    request_id: z.string().nullable(),
+    hash: z.string(),
+  })
+  .openapi('AuditEvent');
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/v1/leases',
+  tags: ['admin'],
+  summary: 'List leases, newest first',
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  request: { query: ListLeasesQuery },
+  responses: { 200: json(z.object({ items: z.array(LeaseSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
+});
+
+const revokeRoute = createRoute({
+  method: 'post',
+  path: '/v1/leases/{id}/revoke',
+  tags: ['admin'],
+  summary: 'Force-revoke one lease',
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  request: {
+    params: z.object({ id: z.string().max(64).openapi({ param: { name: 'id', in: 'path' } }) }),
+    ...jsonBody(z.strictObject({ reason: Reason })),
+  },
+  responses: { 202: json(z.object({ lease: LeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
+});
+
+const bulkRoute = createRoute({
+  method: 'post',
+  path: '/v1/revocations',
+  tags: ['admin'],
+  summary: 'Force-revoke every active lease matching all the given selectors',
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  request: jsonBody(RevocationSchema),
+  responses: { 202: json(z.object({ revoking: z.number().int() }), 'How many leases are now revoking'), ...commonErrors },
+});
+
+const auditRoute = createRoute({
+  method: 'get',
+  path: '/v1/audit',
+  tags: ['admin'],
+  summary: 'Read the audit trail, oldest first',
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  request: { query: AuditQuery },
+  responses: { 200: json(z.object({ items: z.array(AuditEventSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
+});
+
+export function registerAdminRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; leases: LeaseService }) {
+  const by = (c: { get: (k: 'principal' | 'requestId') => unknown }) => ({
+    actor: (c.get('principal') as AppEnv['Variables']['principal']).actor,
+    requestId: c.get('requestId') as string,
+  });
+
+  app.openapi(listRoute, async (c) => {
+    const { cursor, limit, ...filter } = c.req.valid('query');
+    const page = await deps.leases.list(filter, cursor, limit);
+    return c.json({ items: page.items.map(leaseView), next_cursor: page.nextCursor }, 200);
+  });
+
+  app.openapi(revokeRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    if (!UUID_RE.test(id)) throw new AppError('lease_not_found', 'no such lease');
+    const lease = await deps.leases.adminRevoke(id, by(c), c.req.valid('json').reason);
+    return c.json({ lease: leaseView(lease) }, 202);
+  });
+
+  app.openapi(bulkRoute, async (c) => {
+    const { reason, issued_before, ...rest } = c.req.valid('json');
+    const filter = { ...rest, issued_before: issued_before ? new Date(issued_before) : undefined };
+    return c.json({ revoking: await deps.leases.bulkRevoke(filter, by(c), reason) }, 202);
+  });
+
+  app.openapi(auditRoute, async (c) => {
+    const { after, limit, since, ...filter } = c.req.valid('query');
+    const page = await listAudit(deps.db, { ...filter, since: since ? new Date(since) : undefined }, after, limit);
+    const items = page.items.map((e) => ({
+      seq: e.seq,
+      at: e.at.toISOString(),
+      actor: e.actor,
+      action: e.action,
+      target: e.target,
+      decision: e.decision,
+      reason: e.reason,
+      details: e.details,
+      request_id: e.requestId,
+      hash: e.hash,
+    }));
+    return c.json({ items, next_cursor: page.nextCursor }, 200);
+  });
+}

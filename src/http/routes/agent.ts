@@ -1,0 +1,96 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { AppError } from '../../errors.js';
+import { UUID_RE } from '../../ids.js';
+import type { Issuer } from '../../leases/issue.js';
+import type { LeaseService } from '../../leases/service.js';
+import { leaseView } from '../../leases/view.js';
+import { requireAgent } from '../auth.js';
+import type { AppEnv } from '../env.js';
+import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema } from '../schemas.js';
+
+const CredentialRequestSchema = z
+  .strictObject({
+    task: TaskIdSchema,
+    role: NameParam,
+    ttl_seconds: z.number().int().min(1).max(7 * 86400).optional(),
+  })
+  .openapi('CredentialRequest');
+
+const LeaseIdParams = z.object({ id: z.string().max(64).openapi({ param: { name: 'id', in: 'path' } }) });
+
+const issueRoute = createRoute({
+  method: 'post',
+  path: '/v1/credentials',
+  tags: ['agent'],
+  summary: 'Get a credential for one task and role',
+  security: bearer,
+  middleware: [requireAgent] as const,
+  request: jsonBody(CredentialRequestSchema),
+  responses: {
+    201: json(z.object({ lease: LeaseSchema, credentials: z.record(z.string(), z.unknown()) }), 'Issued; the lease is committed'),
+    ...commonErrors,
+    409: commonErrors[404],
+  },
+});
+
+const getRoute = createRoute({
+  method: 'get',
+  path: '/v1/leases/{id}',
+  tags: ['agent', 'admin'],
+  summary: "One lease: the agent's own, or any for an admin",
+  security: bearer,
+  request: { params: LeaseIdParams },
+  responses: { 200: json(z.object({ lease: LeaseSchema }), 'The lease'), ...commonErrors },
+});
+
+const releaseRoute = createRoute({
+  method: 'delete',
+  path: '/v1/leases/{id}',
+  tags: ['agent'],
+  summary: 'Release (revoke) an own lease early',
+  security: bearer,
+  middleware: [requireAgent] as const,
+  request: { params: LeaseIdParams },
+  responses: { 202: json(z.object({ lease: LeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
+});
+
+const leaseId = (id: string) => {
+  if (!UUID_RE.test(id)) throw new AppError('lease_not_found', 'no such lease');
+  return id;
+};
+
+export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService }) {
+  app.openapi(issueRoute, async (c) => {
+    const body = c.req.valid('json');
+    const { lease, credentials } = await deps.issue({
+      identity: c.get('identity'),
+      taskId: body.task,
+      roleName: body.role,
+      ttlSeconds: body.ttl_seconds,
+      requestId: c.get('requestId'),
+    });
+    c.header('Cache-Control', 'no-store');
+    return c.json({ lease: leaseView(lease), credentials }, 201);
+  });
+
+  app.openapi(getRoute, async (c) => {
+    const id = leaseId(c.req.valid('param').id);
+    const principal = c.get('principal');
+    if (principal.admin) {
+      const lease = await deps.leases.get(id);
+      if (!lease) throw new AppError('lease_not_found', 'no such lease');
+      return c.json({ lease: leaseView(lease) }, 200);
+    }
+    if (!principal.identity) throw new AppError('lease_not_found', 'no such lease');
+    return c.json({ lease: leaseView(await deps.leases.getOwn(principal.identity, id)) }, 200);
+  });
+
+  app.openapi(releaseRoute, async (c) => {
+    const id = leaseId(c.req.valid('param').id);
+    const lease = await deps.leases.release(c.get('identity'), id, {
+      actor: c.get('principal').actor,
+      requestId: c.get('requestId'),
+    });
+    return c.json({ lease: leaseView(lease) }, 202);
+  });
+}

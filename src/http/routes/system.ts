@@ -1,0 +1,59 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Introspector } from '../../leases/introspect.js';
+import type { AppEnv } from '../env.js';
+import { bearer, commonErrors, json } from '../schemas.js';
+
+export interface Readiness {
+  database: boolean;
+  migrations: boolean;
+}
+
+const IntrospectSchema = z
+  .object({ token: z.string().min(1).max(16 * 1024), token_type_hint: z.string().max(64).optional() })
+  .openapi('IntrospectionRequest');
+
+const introspectRoute = createRoute({
+  method: 'post',
+  path: '/v1/introspect',
+  tags: ['system'],
+  summary: 'RFC 7662 token introspection for credentials from the jwt backend',
+  security: bearer,
+  request: {
+    body: {
+      content: {
+        'application/x-www-form-urlencoded': { schema: IntrospectSchema },
+        'application/json': { schema: IntrospectSchema },
+      },
+      required: true,
+    },
+  },
+  responses: {
+    200: json(z.object({ active: z.boolean() }).catchall(z.unknown()), 'Whether the token is active, and its claims if so'),
+    ...commonErrors,
+  },
+});
+
+export function registerSystemRoutes(
+  app: OpenAPIHono<AppEnv>,
+  deps: { ready: () => Promise<Readiness>; jwks: () => Promise<unknown>; introspect: Introspector },
+) {
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+
+  app.get('/readyz', async (c) => {
+    const checks = await deps.ready();
+    const ok = checks.database && checks.migrations;
+    return c.json({ status: ok ? 'ready' : 'not_ready', checks }, ok ? 200 : 503);
+  });
+
+  app.get('/.well-known/jwks.json', async (c) => {
+    c.header('Cache-Control', 'public, max-age=300');
+    return c.json((await deps.jwks()) as Record<string, unknown>);
+  });
+
+  app.openapi(introspectRoute, async (c) => {
+    const type = c.req.header('content-type') ?? '';
+    const body = type.includes('json') ? c.req.valid('json') : c.req.valid('form');
+    c.header('Cache-Control', 'no-store');
+    return c.json(await deps.introspect(body.token), 200);
+  });
+}

@@ -1,0 +1,76 @@
+import { z } from '@hono/zod-openapi';
+import { LEASE_STATUSES } from '../db/schema.js';
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    code: z.string().openapi({ description: 'Stable machine-readable error code' }),
+    detail: z.string(),
+    request_id: z.string().nullable(),
+  })
+  .openapi('Problem');
+
+export const LeaseSchema = z
+  .object({
+    id: z.string().uuid(),
+    task: z.string(),
+    role: z.string(),
+    backend: z.string(),
+    issuer: z.string(),
+    subject: z.string(),
+    status: z.enum(LEASE_STATUSES),
+    reason: z.string().nullable(),
+    credential_ref: z.string(),
+    issued_at: z.string(),
+    expires_at: z.string(),
+    backend_expires_at: z.string(),
+    revoke_requested_at: z.string().nullable(),
+    ended_at: z.string().nullable(),
+    revoke_attempts: z.number().int(),
+    next_attempt_at: z.string().nullable(),
+    last_error: z.string().nullable(),
+  })
+  .openapi('Lease');
+
+export const TaskSchema = z
+  .object({
+    id: z.string(),
+    agent: z.object({ issuer: z.string().nullable(), subject: z.string() }),
+    roles: z.array(z.string()),
+    status: z.enum(['open', 'completed']),
+    outcome: z.string().nullable(),
+    created_by: z.string(),
+    created_at: z.string(),
+    deadline: z.string(),
+    completed_at: z.string().nullable(),
+  })
+  .openapi('Task');
+
+/** Ids users may choose: printable, no whitespace or slashes, bounded. */
+export const TaskIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/);
+export const NameParam = z.string().min(1).max(128);
+
+const problem = (description: string) => ({ content: { 'application/problem+json': { schema: ProblemSchema } }, description });
+
+/** The error responses every authenticated route can give. */
+export const commonErrors = {
+  400: problem('Malformed or invalid request'),
+  401: problem('Missing or invalid bearer token'),
+  403: problem('The caller may not do this'),
+  404: problem('Not found, or not yours'),
+  415: problem('Unsupported content type'),
+  503: problem('A dependency is unavailable; retry'),
+} as const;
+
+export const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { 'application/json': { schema } },
+  description,
+});
+
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  body: { content: { 'application/json': { schema } }, required: true },
+});
+
+export const bearer = [{ bearer: [] }];

@@ -1,0 +1,70 @@
+import type { PrincipalConfig } from '../config/schema.js';
+import { digestsEqual, sha256Hex } from '../ids.js';
+import { compileRule, type IdentityMatcher } from './match.js';
+import { AuthError, type Identity } from './types.js';
+import type { TokenVerifier } from './verifier.js';
+
+/** Who is calling, and what they may act as. */
+export interface Principal {
+  /** Stable actor name for audit rows and task ownership: `issuer/subject` or `static:name`. */
+  actor: string;
+  /** Present for OIDC callers; static-token principals have none (and so can never be agents). */
+  identity?: Identity;
+  admin: boolean;
+  orchestrator: boolean;
+}
+
+interface CompiledPrincipals {
+  staticTokens: { name: string; sha256: string; kind: 'admin' | 'orchestrator' }[];
+  admin: IdentityMatcher[];
+  orchestrator: IdentityMatcher[];
+}
+
+function compile(config: { admins: PrincipalConfig[]; orchestrators: PrincipalConfig[] }): CompiledPrincipals {
+  const out: CompiledPrincipals = { staticTokens: [], admin: [], orchestrator: [] };
+  for (const [kind, list] of [
+    ['admin', config.admins],
+    ['orchestrator', config.orchestrators],
+  ] as const) {
+    for (const p of list) {
+      if ('token_sha256' in p) out.staticTokens.push({ name: p.name, sha256: p.token_sha256, kind });
+      else out[kind].push(compileRule(p));
+    }
+  }
+  return out;
+}
+
+const looksLikeJwt = (token: string) => /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token);
+
+export interface Authenticator {
+  authenticate(bearer: string): Promise<Principal>;
+}
+
+export function createAuthenticator(
+  verifier: TokenVerifier,
+  config: { admins: PrincipalConfig[]; orchestrators: PrincipalConfig[] },
+): Authenticator {
+  const compiled = compile(config);
+  return {
+    async authenticate(bearer) {
+      if (!looksLikeJwt(bearer)) {
+        // Compare against every configured hash, in constant time each, so timing says nothing.
+        const digest = sha256Hex(bearer);
+        const found = compiled.staticTokens.filter((entry) => digestsEqual(digest, entry.sha256));
+        if (found.length === 0) throw new AuthError('token_invalid', 'the bearer token is not valid');
+        return {
+          actor: `static:${found[0]!.name}`,
+          admin: found.some((e) => e.kind === 'admin'),
+          orchestrator: found.some((e) => e.kind === 'orchestrator'),
+        };
+      }
+      const identity = await verifier.verify(bearer);
+      return {
+        actor: `${identity.issuer}/${identity.subject}`,
+        identity,
+        admin: compiled.admin.some((m) => m(identity)),
+        orchestrator: compiled.orchestrator.some((m) => m(identity)),
+      };
+    },
+  };
+}

@@ -1,0 +1,158 @@
+import { and, eq } from 'drizzle-orm';
+import { appendAudit } from '../audit/append.js';
+import type { Backend } from '../backends/types.js';
+import { BackendError } from '../backends/types.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { leases, tasks, type Lease } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { newId } from '../ids.js';
+import type { Logger } from '../log.js';
+import type { Policy } from '../policy/decide.js';
+
+export interface IssueDeps {
+  db: Db;
+  clock: Clock;
+  policy: Policy;
+  backends: ReadonlyMap<string, Backend>;
+  log: Logger;
+}
+
+export interface IssueInput {
+  identity: Identity;
+  taskId: string;
+  roleName: string;
+  ttlSeconds?: number;
+  requestId?: string | null;
+}
+
+const DENY_MESSAGES = {
+  task_not_found: 'no such task',
+  task_not_bound: 'this task is bound to another agent',
+  task_not_open: 'this task is no longer open',
+  task_expired: 'this task has passed its deadline',
+  role_denied: 'this identity may not request this role for this task',
+} as const;
+
+/** The task was completed between the policy read and the insert; the caller gets the same 409 as before. */
+class TaskClosedDuringIssue extends Error {}
+
+/**
+ * Issues one credential. The promise, in order: decide (fail closed), mint,
+ * then commit the lease row and its audit event together; only a committed
+ * lease releases the credential. If the commit fails, the minted credential
+ * is revoked (best effort) and the caller gets an error.
+ */
+export function createIssuer(deps: IssueDeps) {
+  const { db, clock, policy, backends, log } = deps;
+  const actorOf = (identity: Identity) => `${identity.issuer}/${identity.subject}`;
+
+  async function deny(input: IssueInput, code: string, reason: string, now: Date) {
+    await db.transaction((tx) =>
+      appendAudit(tx, [
+        {
+          at: now,
+          actor: actorOf(input.identity),
+          action: 'credential.denied',
+          target: `task:${input.taskId}`,
+          decision: 'deny',
+          reason,
+          details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256 },
+          requestId: input.requestId ?? null,
+        },
+      ]),
+    );
+  }
+
+  return async function issue(input: IssueInput): Promise<{ lease: Lease; credentials: Record<string, unknown> }> {
+    const now = clock.now();
+    const [task] = await db.select().from(tasks).where(eq(tasks.id, input.taskId));
+    const decision = policy.decide({
+      identity: input.identity,
+      task,
+      roleName: input.roleName,
+      requestedTtl: input.ttlSeconds,
+      now,
+    });
+    if (!decision.allow) {
+      await deny(input, decision.code, decision.reason, now);
+      throw new AppError(decision.code, DENY_MESSAGES[decision.code]);
+    }
+    const backend = backends.get(decision.role.backend);
+    if (!backend) throw new AppError('backend_unavailable', 'the role’s backend is not configured');
+
+    const leaseId = newId(clock);
+    let minted;
+    try {
+      minted = await backend.mint({
+        leaseId,
+        taskId: input.taskId,
+        role: decision.role,
+        identity: input.identity,
+        ttlSeconds: decision.ttlSeconds,
+        now,
+      });
+    } catch (err) {
+      const safe = err instanceof BackendError ? err.message : 'backend failed';
+      log.warn({ err: safe, backend: backend.name, lease: leaseId }, 'mint failed');
+      await deny(input, 'backend_error', `mint failed: ${safe}`, now).catch(() => {});
+      throw new AppError(err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable', `the ${backend.type} backend could not issue a credential`);
+    }
+
+    const row: typeof leases.$inferInsert = {
+      id: leaseId,
+      taskId: input.taskId,
+      role: decision.role.name,
+      backend: backend.name,
+      issuer: input.identity.issuer,
+      subject: input.identity.subject,
+      tokenSha256: input.identity.tokenSha256,
+      status: 'active',
+      credentialRef: minted.ref,
+      issuedAt: now,
+      expiresAt: new Date(now.getTime() + decision.ttlSeconds * 1000),
+      backendExpiresAt: minted.expiresAt,
+    };
+    try {
+      const lease = await db.transaction(async (tx) => {
+        // FOR SHARE orders this insert against a concurrent completion of the task:
+        // either the completion sees this lease and revokes it, or this sees the task closed.
+        const open = await tx
+          .select({ id: tasks.id })
+          .from(tasks)
+          .where(and(eq(tasks.id, input.taskId), eq(tasks.status, 'open')))
+          .for('share');
+        if (open.length === 0) throw new TaskClosedDuringIssue();
+        const [inserted] = await tx.insert(leases).values(row).returning();
+        await appendAudit(tx, [
+          {
+            at: now,
+            actor: actorOf(input.identity),
+            action: 'credential.issued',
+            target: `lease:${leaseId}`,
+            decision: 'allow',
+            details: {
+              task: input.taskId,
+              role: decision.role.name,
+              backend: backend.name,
+              ttl_seconds: decision.ttlSeconds,
+              credential_ref: minted.ref,
+              token_sha256: input.identity.tokenSha256,
+            },
+            requestId: input.requestId ?? null,
+          },
+        ]);
+        return inserted!;
+      });
+      return { lease, credentials: minted.credentials };
+    } catch (err) {
+      await backend
+        .revoke({ leaseId, ref: minted.ref, role: decision.role.name, backendExpiresAt: minted.expiresAt })
+        .catch((revokeErr: unknown) => log.error({ lease: leaseId, err: String(revokeErr) }, 'could not revoke an unrecorded credential'));
+      if (err instanceof TaskClosedDuringIssue) throw new AppError('task_not_open', DENY_MESSAGES.task_not_open);
+      throw err;
+    }
+  };
+}
+export type Issuer = ReturnType<typeof createIssuer>;

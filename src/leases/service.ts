@@ -1,0 +1,101 @@
+import { and, desc, eq, lt, lte, type SQL } from 'drizzle-orm';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { leases, type Lease, type LeaseStatus } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { markRevoking } from './revoke.js';
+
+export interface LeaseServiceDeps {
+  db: Db;
+  clock: Clock;
+  /** Called after a commit that left leases in `revoking`, so the sweeper starts at once. */
+  onRevokeRequested: () => void;
+}
+
+export interface LeaseFilter {
+  status?: LeaseStatus;
+  task?: string;
+  subject?: string;
+  role?: string;
+  issued_before?: Date;
+}
+
+export interface Actor {
+  actor: string;
+  requestId?: string | null;
+}
+
+const ownedBy = (identity: Identity) => and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject));
+
+function filterWhere(filter: LeaseFilter): SQL | undefined {
+  return and(
+    filter.status ? eq(leases.status, filter.status) : undefined,
+    filter.task ? eq(leases.taskId, filter.task) : undefined,
+    filter.subject ? eq(leases.subject, filter.subject) : undefined,
+    filter.role ? eq(leases.role, filter.role) : undefined,
+    filter.issued_before ? lte(leases.issuedAt, filter.issued_before) : undefined,
+  );
+}
+
+export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServiceDeps) {
+  async function findOne(where: SQL | undefined): Promise<Lease | undefined> {
+    const [lease] = await db.select().from(leases).where(where);
+    return lease;
+  }
+
+  /** Revokes the leases matched by `where`; answers the lease afterwards, or 404 if `where` matches nothing. */
+  async function revokeOne(where: SQL | undefined, reason: string, by: Actor, note?: string): Promise<Lease> {
+    const now = clock.now();
+    const moved = await db.transaction((tx) =>
+      markRevoking(tx, { where, reason, actor: by.actor, now, requestId: by.requestId ?? null, note }),
+    );
+    if (moved.length > 0) onRevokeRequested();
+    const lease = await findOne(where);
+    if (!lease) throw new AppError('lease_not_found', 'no such lease');
+    return lease;
+  }
+
+  return {
+    /** An agent's own lease; another's is indistinguishable from a missing one. */
+    async getOwn(identity: Identity, id: string): Promise<Lease> {
+      const lease = await findOne(and(eq(leases.id, id), ownedBy(identity)));
+      if (!lease) throw new AppError('lease_not_found', 'no such lease');
+      return lease;
+    },
+
+    /** The agent gives its credential back early. Idempotent: releasing an ended lease changes nothing. */
+    release(identity: Identity, id: string, by: Actor): Promise<Lease> {
+      return revokeOne(and(eq(leases.id, id), ownedBy(identity)), 'released', by);
+    },
+
+    get: (id: string) => findOne(eq(leases.id, id)),
+
+    adminRevoke(id: string, by: Actor, note: string): Promise<Lease> {
+      return revokeOne(eq(leases.id, id), 'admin', by, note);
+    },
+
+    /** Revokes every active lease matching the filter; returns how many moved to `revoking`. */
+    async bulkRevoke(filter: LeaseFilter, by: Actor, note: string): Promise<number> {
+      const now = clock.now();
+      const moved = await db.transaction((tx) =>
+        markRevoking(tx, { where: filterWhere(filter), reason: 'admin', actor: by.actor, now, requestId: by.requestId ?? null, note }),
+      );
+      if (moved.length > 0) onRevokeRequested();
+      return moved.length;
+    },
+
+    /** Newest first; `cursor` is the last id of the previous page (ids are UUIDv7, so sortable). */
+    async list(filter: LeaseFilter, cursor: string | undefined, limit: number) {
+      const rows = await db
+        .select()
+        .from(leases)
+        .where(and(filterWhere(filter), cursor ? lt(leases.id, cursor) : undefined))
+        .orderBy(desc(leases.id))
+        .limit(limit + 1);
+      const page = rows.slice(0, limit);
+      return { items: page, nextCursor: rows.length > limit ? page.at(-1)!.id : null };
+    },
+  };
+}
+export type LeaseService = ReturnType<typeof createLeaseService>;

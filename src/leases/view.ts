@@ -1,0 +1,42 @@
+import type { Lease, Task } from '../db/schema.js';
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** A lease as the API shows it: references and state, never secret material. */
+export function leaseView(lease: Lease) {
+  return {
+    id: lease.id,
+    task: lease.taskId,
+    role: lease.role,
+    backend: lease.backend,
+    issuer: lease.issuer,
+    subject: lease.subject,
+    status: lease.status,
+    reason: lease.reason,
+    credential_ref: lease.credentialRef,
+    issued_at: lease.issuedAt.toISOString(),
+    expires_at: lease.expiresAt.toISOString(),
+    backend_expires_at: lease.backendExpiresAt.toISOString(),
+    revoke_requested_at: iso(lease.revokeRequestedAt),
+    ended_at: iso(lease.endedAt),
+    revoke_attempts: lease.attempts,
+    next_attempt_at: iso(lease.nextAttemptAt),
+    last_error: lease.lastError,
+  };
+}
+export type LeaseView = ReturnType<typeof leaseView>;
+
+export function taskView(task: Task) {
+  return {
+    id: task.id,
+    agent: { issuer: task.agentIssuer, subject: task.agentSubject },
+    roles: task.roles,
+    status: task.status,
+    outcome: task.outcome,
+    created_by: task.createdBy,
+    created_at: task.createdAt.toISOString(),
+    deadline: task.deadline.toISOString(),
+    completed_at: iso(task.completedAt),
+  };
+}
+export type TaskView = ReturnType<typeof taskView>;

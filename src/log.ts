@@ -1,0 +1,29 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+/** Paths pino blanks out wherever they appear, as a second line of defence: secrets should never be logged at all. */
+export const REDACT_PATHS = [
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'token',
+  '*.token',
+  'credentials',
+  '*.credentials',
+  'secret',
+  '*.secret',
+  'SecretAccessKey',
+  '*.SecretAccessKey',
+  'SessionToken',
+  '*.SessionToken',
+  'client_token',
+  '*.client_token',
+  'password',
+  '*.password',
+];
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'tasklease' } }, destination);
+}

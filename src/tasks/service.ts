@@ -1,0 +1,118 @@
+import { and, eq } from 'drizzle-orm';
+import { appendAudit } from '../audit/append.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import { leases, tasks, type Lease, type Task } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { newId } from '../ids.js';
+import { markRevoking } from '../leases/revoke.js';
+
+export interface TaskServiceDeps {
+  db: Db;
+  clock: Clock;
+  knownRoles: (name: string) => boolean;
+  maxTaskTtlSeconds: number;
+  onRevokeRequested: () => void;
+}
+
+export interface OpenTaskInput {
+  id?: string;
+  agent: { issuer?: string; subject: string };
+  roles: string[];
+  ttlSeconds: number;
+}
+
+export interface Caller {
+  actor: string;
+  admin: boolean;
+  requestId?: string | null;
+}
+
+/** Orchestrators see only the tasks they opened; admins see all. */
+const visibleTo = (caller: Caller, id: string) =>
+  caller.admin ? eq(tasks.id, id) : and(eq(tasks.id, id), eq(tasks.createdBy, caller.actor));
+
+export function createTaskService({ db, clock, knownRoles, maxTaskTtlSeconds, onRevokeRequested }: TaskServiceDeps) {
+  return {
+    async open(caller: Caller, input: OpenTaskInput): Promise<Task> {
+      const unknown = input.roles.filter((r) => !knownRoles(r));
+      if (unknown.length > 0) throw new AppError('unknown_role', 'the task names roles that are not configured', { roles: unknown });
+      const now = clock.now();
+      const ttl = Math.min(input.ttlSeconds, maxTaskTtlSeconds);
+      const row: typeof tasks.$inferInsert = {
+        id: input.id ?? newId(clock),
+        agentIssuer: input.agent.issuer ?? null,
+        agentSubject: input.agent.subject,
+        roles: [...new Set(input.roles)],
+        status: 'open',
+        createdBy: caller.actor,
+        createdAt: now,
+        deadline: new Date(now.getTime() + ttl * 1000),
+      };
+      return db.transaction(async (tx) => {
+        const [task] = await tx.insert(tasks).values(row).onConflictDoNothing().returning();
+        if (!task) throw new AppError('task_exists', 'a task with this id already exists');
+        await appendAudit(tx, [
+          {
+            at: now,
+            actor: caller.actor,
+            action: 'task.opened',
+            target: `task:${task.id}`,
+            decision: 'allow',
+            details: { agent: input.agent, roles: task.roles, deadline: task.deadline.toISOString() },
+            requestId: caller.requestId ?? null,
+          },
+        ]);
+        return task;
+      });
+    },
+
+    async get(caller: Caller, id: string): Promise<{ task: Task; leases: Lease[] }> {
+      const [task] = await db.select().from(tasks).where(visibleTo(caller, id));
+      if (!task) throw new AppError('task_not_found', 'no such task');
+      return { task, leases: await db.select().from(leases).where(eq(leases.taskId, id)).orderBy(leases.id) };
+    },
+
+    /**
+     * Closes the task and moves its active leases to `revoking` in one commit,
+     * then nudges the sweeper. Completing a completed task revokes nothing more.
+     */
+    async complete(caller: Caller, id: string, outcome: string): Promise<{ task: Task; revoking: number }> {
+      const now = clock.now();
+      const result = await db.transaction(async (tx) => {
+        const [task] = await tx
+          .update(tasks)
+          .set({ status: 'completed', outcome, completedAt: now })
+          .where(and(visibleTo(caller, id), eq(tasks.status, 'open')))
+          .returning();
+        if (!task) {
+          const [existing] = await tx.select().from(tasks).where(visibleTo(caller, id));
+          if (!existing) throw new AppError('task_not_found', 'no such task');
+          return { task: existing, revoking: 0 };
+        }
+        const moved = await markRevoking(tx, {
+          where: eq(leases.taskId, id),
+          reason: 'task_completed',
+          actor: caller.actor,
+          now,
+          requestId: caller.requestId ?? null,
+          precedingEvents: [
+            {
+              at: now,
+              actor: caller.actor,
+              action: 'task.completed',
+              target: `task:${id}`,
+              decision: 'allow',
+              details: { outcome },
+              requestId: caller.requestId ?? null,
+            },
+          ],
+        });
+        return { task, revoking: moved.length };
+      });
+      if (result.revoking > 0) onRevokeRequested();
+      return result;
+    },
+  };
+}
+export type TaskService = ReturnType<typeof createTaskService>;
