@@ -20,10 +20,7 @@ const introspectRoute = createRoute({
   security: bearer,
   request: {
     body: {
-      content: {
-        'application/x-www-form-urlencoded': { schema: IntrospectSchema },
-        'application/json': { schema: IntrospectSchema },
-      },
+      content: { 'application/x-www-form-urlencoded': { schema: IntrospectSchema } },
       required: true,
     },
   },
@@ -51,8 +48,7 @@ export function registerSystemRoutes(
   });
 
   app.openapi(introspectRoute, async (c) => {
-    const type = c.req.header('content-type') ?? '';
-    const body = type.includes('json') ? c.req.valid('json') : c.req.valid('form');
+    const body = c.req.valid('form');
     c.header('Cache-Control', 'no-store');
     return c.json(await deps.introspect(body.token), 200);
   });

@@ -1,0 +1,43 @@
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import { createBroker } from '../broker.js';
+import { systemClock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { runMigrations } from '../db/migrate.js';
+import { createLogger } from '../log.js';
+import { devBanner } from './banner.js';
+import { instanceId, openConfiguredDatabase } from './context.js';
+
+/** Migrates, serves, sweeps; on SIGTERM stops taking requests and claims, finishes what is in flight, exits 0. */
+export async function runServe(config: Config, version: string): Promise<void> {
+  const log = createLogger(config.log_level);
+  const database = await openConfiguredDatabase(config);
+  await runMigrations(database);
+  const broker = await createBroker({ config, database, clock: systemClock, log, instanceId: instanceId(), version });
+
+  const server = serve({ fetch: broker.app.fetch, port: config.port, hostname: config.host }, (info) => {
+    const url = `http://${info.address.includes(':') ? `[${info.address}]` : info.address}:${info.port}`;
+    if (config.dev) process.stdout.write(devBanner(config, url));
+    log.info({ url, database: database.kind, dev: config.dev }, 'tasklease listening');
+  });
+  const http = server as Server;
+  http.requestTimeout = 30_000;
+  http.headersTimeout = 10_000;
+  http.keepAliveTimeout = 5_000;
+  broker.sweeper.start();
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'draining');
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    http.closeIdleConnections();
+    await Promise.all([closed, broker.sweeper.stop()]);
+    await database.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}

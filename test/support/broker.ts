@@ -1,0 +1,107 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { createBroker } from '../../src/broker.js';
+import { createManualClock, type ManualClock } from '../../src/clock.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+import type { Database } from '../../src/db/client.js';
+import { sha256Hex } from '../../src/ids.js';
+import { createLogger } from '../../src/log.js';
+import { createFakeBackend } from './fake-backend.js';
+import { createTestIssuer } from './issuer.js';
+
+export const ADMIN_STATIC_TOKEN = 'tl-admin-static-token-for-tests-only';
+
+/** Collects every log line the broker writes, so tests can search them for secrets. */
+export function captureLogs() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
+export interface TestBrokerOptions {
+  clock?: ManualClock;
+  config?: Partial<ConfigInput>;
+  instanceId?: string;
+}
+
+/**
+ * A broker wired like production (real database, real jwt backend) with a test
+ * issuer, a fake backend for the `flaky` role, a manual clock and captured logs.
+ */
+export async function startTestBroker(database: Database, options: TestBrokerOptions = {}) {
+  const issuer = await createTestIssuer();
+  const clock = options.clock ?? createManualClock(new Date());
+  const fake = createFakeBackend('fake');
+  const logs = captureLogs();
+  const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
+  const config = parseConfig(
+    {
+      public_url: 'https://tasklease.test',
+      data_dir: mkdtempSync(join(tmpdir(), 'tasklease-test-')),
+      log_level: 'debug',
+      issuers: [issuer.config],
+      principals: {
+        orchestrators: [{ issuer: 'test', subject: 'orchestrator' }, { issuer: 'test', subject: 'orchestrator-2' }],
+        admins: [{ issuer: 'test', subject: 'admin' }, { name: 'ops', token_sha256: sha256Hex(ADMIN_STATIC_TOKEN) }],
+      },
+      backends: { local: { type: 'jwt' }, fake: { type: 'jwt' } },
+      roles: [
+        { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read' } },
+        { name: 'flaky', backend: 'fake', ttl: '10m', max_ttl: '30m', allow: agents },
+        { name: 'special', backend: 'local', allow: [{ issuer: 'test', subject: 'agent-special' }] },
+      ],
+      sweeper: { max_attempts: 3, batch_size: 50 },
+      ...options.config,
+    },
+    'test config',
+  );
+  const broker = await createBroker({
+    config,
+    database,
+    clock,
+    log: createLogger('debug', logs.stream),
+    instanceId: options.instanceId ?? 'test-replica',
+    backends: new Map([['fake', fake.backend]]),
+  });
+  const tokens = new Map<string, string>();
+  const tokenFor = async (subject: string) => {
+    if (!tokens.has(subject)) tokens.set(subject, await issuer.sign(subject, {}, clock.now()));
+    return tokens.get(subject)!;
+  };
+
+  /** Calls the app in-process as `subject` (a test-issuer identity) or with a raw bearer. */
+  async function call(method: string, path: string, as: { subject?: string; bearer?: string }, body?: unknown, contentType = 'application/json') {
+    const headers: Record<string, string> = {};
+    const bearer = as.bearer ?? (as.subject ? await tokenFor(as.subject) : undefined);
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
+    if (body !== undefined) headers['content-type'] = contentType;
+    const res = await broker.app.request(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, json, text, headers: res.headers };
+  }
+
+  return { broker, config, clock, issuer, fake, logs, call, tokenFor };
+}
+export type TestBroker = Awaited<ReturnType<typeof startTestBroker>>;
+
+let seq = 0;
+/** A task id no other test uses. */
+export const freshId = (prefix = 'task') => `${prefix}-${process.pid}-${Date.now().toString(36)}-${(seq++).toString(36)}`;
