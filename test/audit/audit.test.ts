@@ -1,0 +1,63 @@
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyAuditChain } from '../../src/audit/verify.js';
+import { auditEvents } from '../../src/db/schema.js';
+import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
+import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+
+describe.each(DRIVERS)('audit chain on %s', (driver) => {
+  let database: TestDatabase;
+  let t: TestBroker;
+  beforeAll(async () => {
+    database = await openTestDatabase(driver);
+    t = await startTestBroker(database);
+  });
+  afterAll(() => database?.drop());
+
+  async function activity() {
+    const task = freshId();
+    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 });
+    // Concurrent issuance: the chain must stay one unbroken line.
+    await Promise.all(Array.from({ length: 8 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'demo' })));
+    await t.call('POST', '/v1/credentials', { subject: 'agent-2' }, { task, role: 'demo' });
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
+    await t.broker.sweeper.runOnce();
+    return task;
+  }
+
+  it('records every decision and verifies as one chain', async () => {
+    const task = await activity();
+    const result = await verifyAuditChain(database.db);
+    expect(result.ok).toBe(true);
+    expect(result.checked).toBeGreaterThanOrEqual(1 + 8 + 1 + 1 + 8 + 8);
+    const actions = (await database.db.select({ action: auditEvents.action }).from(auditEvents)).map((r) => r.action);
+    for (const action of ['task.opened', 'credential.issued', 'credential.denied', 'task.completed', 'lease.revoke_requested', 'lease.revoked']) {
+      expect(actions, action).toContain(action);
+    }
+    const page = await t.call('GET', `/v1/audit?target=task:${task}`, { subject: 'admin' });
+    expect(page.json.items.map((e: { action: string }) => e.action)).toEqual(['task.opened', 'credential.denied', 'task.completed']);
+  });
+
+  it('pages through the trail with a cursor', async () => {
+    const first = await t.call('GET', '/v1/audit?limit=3', { subject: 'admin' });
+    expect(first.json.items).toHaveLength(3);
+    const second = await t.call('GET', `/v1/audit?limit=3&after=${first.json.next_cursor}`, { subject: 'admin' });
+    expect(second.json.items[0].seq).toBeGreaterThan(first.json.items[2].seq);
+  });
+
+  it('detects a tampered row and names it', async () => {
+    await activity();
+    const [victim] = await database.db.select().from(auditEvents).where(eq(auditEvents.action, 'credential.denied')).limit(1);
+    await database.db.execute(sql`update audit_events set reason = 'nothing to see' where seq = ${victim!.seq}`);
+    const tampered = await verifyAuditChain(database.db, 7);
+    expect(tampered).toMatchObject({ ok: false, seq: victim!.seq, problem: 'hash_mismatch' });
+
+    // Deleting a row breaks the link of the one after it.
+    await database.db.execute(sql`update audit_events set reason = ${victim!.reason} where seq = ${victim!.seq}`);
+    expect((await verifyAuditChain(database.db)).ok).toBe(true);
+    await database.db.execute(sql`delete from audit_events where seq = ${victim!.seq}`);
+    const deleted = await verifyAuditChain(database.db);
+    expect(deleted).toMatchObject({ ok: false, problem: 'prev_hash_mismatch' });
+    expect((deleted as { seq: number }).seq).toBeGreaterThan(victim!.seq);
+  });
+});

@@ -1,0 +1,66 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../src/db/client.js';
+import { DRIVERS, openTestDatabase, type TestDatabase } from './support/db.js';
+import { freshId, startTestBroker, type TestBroker } from './support/broker.js';
+
+/** Every text value in every table of the schema, as one string per row. */
+async function dumpTables(database: TestDatabase): Promise<string[]> {
+  const out: string[] = [];
+  for (const table of ['tasks', 'leases', 'audit_events']) {
+    const rows = rowsOf<Record<string, unknown>>(await database.db.execute(sql.raw(`select * from ${table}`)));
+    for (const row of rows) out.push(JSON.stringify(row));
+  }
+  return out;
+}
+
+describe.each(DRIVERS)('no secret at rest on %s', (driver) => {
+  let database: TestDatabase;
+  let t: TestBroker;
+  beforeAll(async () => {
+    database = await openTestDatabase(driver);
+    t = await startTestBroker(database);
+  });
+  afterAll(() => database?.drop());
+
+  it('keeps issued tokens, fake secrets, identity tokens and keys out of tables, logs and audit events', async () => {
+    const secrets: string[] = [];
+    const task = freshId();
+    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo', 'flaky'], ttl_seconds: 600 });
+    for (const role of ['demo', 'flaky', 'demo']) {
+      const res = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role });
+      expect(res.status).toBe(201);
+      const c = res.json.credentials;
+      secrets.push(c.token ?? c.secret);
+      const introspected = await t.call('POST', '/v1/introspect', { subject: 'agent-1' }, `token=${c.token ?? 'x'}`, 'application/x-www-form-urlencoded');
+      expect(introspected.status).toBe(200);
+    }
+    // Failures and denials must not leak the identity token either.
+    await t.call('POST', '/v1/credentials', { subject: 'agent-2' }, { task, role: 'demo' });
+    t.fake.failNextRevokes(1);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
+    await t.broker.sweeper.runOnce();
+    t.clock.advance(60);
+    await t.broker.sweeper.runOnce();
+
+    secrets.push(...t.fake.secrets());
+    for (const subject of ['agent-1', 'agent-2', 'orchestrator', 'admin']) secrets.push(await t.tokenFor(subject));
+    // The signing keys' private parts (JWK `d`) must stay in their 0600 files.
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const keyDir = `${t.config.data_dir}/keys`;
+    for (const file of readdirSync(keyDir)) secrets.push((JSON.parse(readFileSync(`${keyDir}/${file}`, 'utf8')) as { d: string }).d);
+    expect(secrets.length).toBeGreaterThanOrEqual(9);
+
+    const places = [...(await dumpTables(database)), ...t.logs.lines];
+    const audit = await t.call('GET', '/v1/audit?limit=500', { subject: 'admin' });
+    places.push(audit.text);
+    const jwks = await t.call('GET', '/.well-known/jwks.json', {});
+    places.push(jwks.text);
+    expect(places.length).toBeGreaterThan(10);
+    for (const secret of secrets) {
+      // The signature part alone is enough to count as a leak.
+      const needle = secret.includes('.') ? secret.split('.')[2]! : secret;
+      for (const place of places) expect(place.includes(needle), `secret found in: ${place.slice(0, 120)}`).toBe(false);
+    }
+  });
+});
