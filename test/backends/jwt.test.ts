@@ -1,0 +1,74 @@
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeProtectedHeader } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { createJwtBackend, verifyIssuedToken } from '../../src/backends/jwt.js';
+import { createSigningKeyStore } from '../../src/backends/jwt-keys.js';
+import { createManualClock } from '../../src/clock.js';
+import { parseConfig } from '../../src/config/load.js';
+
+const role = parseConfig(
+  {
+    issuers: [{ name: 'i', issuer: 'https://i.invalid', jwks: { keys: [{ kty: 'EC' }] } }],
+    backends: { local: { type: 'jwt' } },
+    roles: [{ name: 'api', backend: 'local', allow: [{ issuer: 'i', subject: 'a' }], jwt: { audience: 'aud-1', scope: 'x:read' } }],
+  },
+  'test',
+).roles[0]!;
+const identity = { issuer: 'i', subject: 'agent-1', claims: {}, tokenSha256: 'h', expiresAt: new Date(0) };
+
+async function setup(rotationSeconds = 100, maxTokenTtlSeconds = 50) {
+  const dir = mkdtempSync(join(tmpdir(), 'tl-keys-'));
+  const clock = createManualClock();
+  const keys = await createSigningKeyStore({ dir, clock, rotationSeconds, maxTokenTtlSeconds });
+  const backend = createJwtBackend({ name: 'local', issuer: 'https://broker.test', keys });
+  const mint = (leaseId: string, ttlSeconds = 30) => backend.mint({ leaseId, taskId: 't-1', role, identity, ttlSeconds, now: clock.now() });
+  return { dir, clock, keys, backend, mint };
+}
+
+describe('jwt backend', () => {
+  it('signs ES256 tokens naming lease (jti), task, role, audience and expiry', async () => {
+    const { keys, clock, mint } = await setup();
+    const minted = await mint('0190c3a0-0000-7000-8000-000000000001', 30);
+    expect(minted.ref).toBe('0190c3a0-0000-7000-8000-000000000001');
+    expect(minted.expiresAt.getTime()).toBe(clock.now().getTime() + 30_000);
+    const token = minted.credentials.token as string;
+    expect(decodeProtectedHeader(token).alg).toBe('ES256');
+    const payload = await verifyIssuedToken(keys, 'https://broker.test', token, clock.now());
+    expect(payload).toMatchObject({ jti: minted.ref, task: 't-1', role: 'api', aud: 'aud-1', scope: 'x:read', sub: 'agent-1' });
+    expect(payload!.exp! - payload!.iat!).toBe(30);
+    clock.advance(31);
+    expect(await verifyIssuedToken(keys, 'https://broker.test', token, clock.now())).toBeUndefined();
+    expect(await verifyIssuedToken(keys, 'https://someone-else.test', token, clock.now())).toBeUndefined();
+  });
+
+  it('persists its key with mode 0600 and reuses it after a restart', async () => {
+    const { dir, clock, keys } = await setup();
+    const first = await keys.signingKey();
+    const files = readdirSync(dir);
+    expect(files).toHaveLength(1);
+    expect(statSync(join(dir, files[0]!)).mode & 0o777).toBe(0o600);
+    const again = await createSigningKeyStore({ dir, clock, rotationSeconds: 100, maxTokenTtlSeconds: 50 });
+    expect((await again.signingKey()).kid).toBe(first.kid);
+  });
+
+  it('rotates, keeps the old key published until its tokens have expired, then drops it', async () => {
+    const { keys, clock, mint } = await setup(100, 50);
+    const old = await mint('0190c3a0-0000-7000-8000-000000000002', 50);
+    const oldKid = decodeProtectedHeader(old.credentials.token as string).kid;
+    clock.advance(101);
+    const fresh = await mint('0190c3a0-0000-7000-8000-000000000003', 50);
+    expect(decodeProtectedHeader(fresh.credentials.token as string).kid).not.toBe(oldKid);
+    expect((await keys.jwks()).keys.map((k) => k.kid)).toContain(oldKid);
+    expect((await keys.jwks()).keys.every((k) => k.d === undefined)).toBe(true);
+    clock.advance(200);
+    await keys.signingKey();
+    expect((await keys.jwks()).keys.map((k) => k.kid)).not.toContain(oldKid);
+  });
+
+  it('revoke is a no-op that always succeeds (introspection carries revocation)', async () => {
+    const { backend } = await setup();
+    await expect(backend.revoke({ leaseId: 'x', ref: 'x', role: 'api', backendExpiresAt: new Date() })).resolves.toBeUndefined();
+  });
+});
