@@ -1,4 +1,5 @@
 import { and, desc, eq, lt, lte, type SQL } from 'drizzle-orm';
+import type { AuditInput } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { leases, type Lease, type LeaseStatus } from '../db/schema.js';
@@ -38,6 +39,11 @@ function filterWhere(filter: LeaseFilter): SQL | undefined {
   );
 }
 
+/** The admin's own action, audited even when it matches nothing. */
+function adminEvent(by: Actor, now: Date, target: string, note: string, details: Record<string, unknown>): AuditInput {
+  return { at: now, actor: by.actor, action: 'admin.revoke', target, decision: 'allow', reason: note, details, requestId: by.requestId ?? null };
+}
+
 export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServiceDeps) {
   async function findOne(where: SQL | undefined): Promise<Lease | undefined> {
     const [lease] = await db.select().from(leases).where(where);
@@ -45,10 +51,18 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
   }
 
   /** Revokes the leases matched by `where`; answers the lease afterwards, or 404 if `where` matches nothing. */
-  async function revokeOne(where: SQL | undefined, reason: string, by: Actor, note?: string): Promise<Lease> {
+  async function revokeOne(where: SQL | undefined, reason: string, by: Actor, note?: string, adminTarget?: string): Promise<Lease> {
     const now = clock.now();
     const moved = await db.transaction((tx) =>
-      markRevoking(tx, { where, reason, actor: by.actor, now, requestId: by.requestId ?? null, note }),
+      markRevoking(tx, {
+        where,
+        reason,
+        actor: by.actor,
+        now,
+        requestId: by.requestId ?? null,
+        note,
+        precedingEvents: adminTarget ? [adminEvent(by, now, adminTarget, note ?? '', {})] : [],
+      }),
     );
     if (moved.length > 0) onRevokeRequested();
     const lease = await findOne(where);
@@ -72,14 +86,23 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
     get: (id: string) => findOne(eq(leases.id, id)),
 
     adminRevoke(id: string, by: Actor, note: string): Promise<Lease> {
-      return revokeOne(eq(leases.id, id), 'admin', by, note);
+      return revokeOne(eq(leases.id, id), 'admin', by, note, `lease:${id}`);
     },
 
     /** Revokes every active lease matching the filter; returns how many moved to `revoking`. */
     async bulkRevoke(filter: LeaseFilter, by: Actor, note: string): Promise<number> {
       const now = clock.now();
+      const selector = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined));
       const moved = await db.transaction((tx) =>
-        markRevoking(tx, { where: filterWhere(filter), reason: 'admin', actor: by.actor, now, requestId: by.requestId ?? null, note }),
+        markRevoking(tx, {
+          where: filterWhere(filter),
+          reason: 'admin',
+          actor: by.actor,
+          now,
+          requestId: by.requestId ?? null,
+          note,
+          precedingEvents: [adminEvent(by, now, 'leases:bulk', note, { selector })],
+        }),
       );
       if (moved.length > 0) onRevokeRequested();
       return moved.length;

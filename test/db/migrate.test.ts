@@ -37,9 +37,9 @@ describe('migrations on postgres', () => {
     await Promise.all(replicas.map((r) => runMigrations(r)));
     const journal = JSON.parse(readFileSync(`${MIGRATIONS_FOLDER}/meta/_journal.json`, 'utf8')) as { entries: unknown[] };
     const check = postgres(url, { max: 1 });
-    const [{ count }] = await check`select count(*)::int as count from drizzle.__drizzle_migrations`;
+    const [row] = await check<{ count: number }[]>`select count(*)::int as count from drizzle.__drizzle_migrations`;
     await check.end();
-    expect(count).toBe(journal.entries.length);
+    expect(row!.count).toBe(journal.entries.length);
     for (const r of replicas) expect(await migrationsCurrent(r)).toBe(true);
   });
 

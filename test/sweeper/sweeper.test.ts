@@ -93,6 +93,11 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     for (const id of [...one.ids, ...many.ids]) expect(await lease(id)).toMatchObject({ status: 'revoked', reason: 'admin' });
     const audit = await t.call('GET', `/v1/audit?target=lease:${many.ids[0]}&action=lease.revoke_requested`, { subject: 'admin' });
     expect(audit.json.items[0]).toMatchObject({ actor: 'static:ops', details: { note: 'incident 42' } });
+    // The admin's action is audited even when it matches nothing.
+    const nothing = await t.call('POST', '/v1/revocations', { subject: 'admin' }, { task: 'no-such-task', reason: 'sweep' });
+    expect(nothing.json.revoking).toBe(0);
+    const adminAudit = await t.call('GET', '/v1/audit?action=admin.revoke&actor=test/admin&limit=500', { subject: 'admin' });
+    expect(adminAudit.json.items.at(-1)).toMatchObject({ target: 'leases:bulk', reason: 'sweep', details: { selector: { task: 'no-such-task' } } });
 
     const byRole = await issue('demo', 2);
     const subjectBulk = await t.call('POST', '/v1/revocations', { subject: 'admin' }, { subject: 'agent-1', role: 'demo', reason: 'rotate' });
