@@ -40,9 +40,13 @@ function formatIssues(source: string, error: z.ZodError): string {
 function crossCheck(config: Config): string[] {
   const problems: string[] = [];
   const issuers = new Set<string>();
+  const urls = new Set<string>();
   config.issuers.forEach((issuer, i) => {
     if (issuers.has(issuer.name)) problems.push(`issuers[${i}].name: duplicate issuer '${issuer.name}'`);
+    // A token's iss picks exactly one issuer, so two entries for one URL would silently shadow each other.
+    if (urls.has(issuer.issuer)) problems.push(`issuers[${i}].issuer: another issuer already has the URL '${issuer.issuer}'`);
     issuers.add(issuer.name);
+    urls.add(issuer.issuer);
   });
   const checkRule = (rule: object, at: string) => {
     if ('issuer' in rule && typeof rule.issuer === 'string' && !issuers.has(rule.issuer)) {
@@ -64,7 +68,12 @@ function crossCheck(config: Config): string[] {
 
 /** Validates a config object (from YAML or built in code); `source` names it in errors. */
 export function parseConfig(input: unknown, source: string, env: Env = {}): Config {
-  const expanded = expandEnv(input ?? {}, env, '') as Record<string, unknown>;
+  let expanded: Record<string, unknown>;
+  try {
+    expanded = expandEnv(input ?? {}, env, '') as Record<string, unknown>;
+  } catch (err) {
+    throw err instanceof ConfigError ? new ConfigError(`${source}: ${err.message}`) : err;
+  }
   const overrides: Partial<ConfigInput> = {};
   if (env.DATABASE_URL) overrides.database_url = env.DATABASE_URL;
   if (env.PORT) overrides.port = Number(env.PORT);

@@ -88,9 +88,13 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
           requiredClaims: ['sub', 'exp'],
           currentDate: options.clock.now(),
         });
+        // jose checks that `sub` is present, not that it is a string: an array or number must not reach the matchers.
+        if (typeof payload.sub !== 'string' || payload.sub.length === 0) {
+          throw new AuthError('token_invalid', "the token's sub claim is not accepted");
+        }
         return {
           issuer: entry.config.name,
-          subject: payload.sub!,
+          subject: payload.sub,
           claims: payload,
           tokenSha256: sha256Hex(token),
           expiresAt: new Date(payload.exp! * 1000),

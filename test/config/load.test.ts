@@ -143,8 +143,7 @@ describe('loadConfigFile', () => {
     const message = configError(() => loadConfigFile(file, {}));
     expect(message).toContain('K8S_ISSUER');
     expect(message).toContain('issuers[0].issuer');
-    // BUG: unlike every other config error, this one does not name the file
-    // (src/config/load.ts expandEnv throws without the `source` prefix).
+    expect(message.startsWith(`${file}: `)).toBe(true);
   });
 });
 
@@ -230,6 +229,11 @@ describe('parseConfig', () => {
   it('rejects duplicate issuer names', () => {
     const input = base({ issuers: [issuer, { name: 'k8s', issuer: 'https://other.example.com' }] });
     expect(configError(() => parseConfig(input, 'inline'))).toBe("inline: issuers[1].name: duplicate issuer 'k8s'");
+  });
+
+  it('rejects two issuers with one URL (one would silently shadow the other)', () => {
+    const input = base({ issuers: [issuer, { ...issuer, name: 'k8s-b' }] });
+    expect(configError(() => parseConfig(input, 'inline'))).toContain('issuers[1].issuer: another issuer already has the URL');
   });
 
   it('rejects a rule with both subject and subject_pattern', () => {

@@ -143,6 +143,11 @@ describe('createTokenVerifier with an inline JWKS', () => {
     expect(await authCode(verifier().verify(`${h}.${forged}.${s}`))).toBe('token_invalid');
   });
 
+  it.each([123, true, '', ['system:serviceaccount:ops:admin'], { a: 1 }])('rejects a non-string or empty sub %j', async (sub) => {
+    const token = await sign({ claims: { sub } as JWTPayload });
+    expect(await authCode(verifier().verify(token))).toBe('token_invalid');
+  });
+
   it('requires sub and exp', async () => {
     const noSub = await new SignJWT({})
       .setProtectedHeader({ alg: 'ES256', kid: 'es' })
