@@ -1,0 +1,336 @@
+// The new-user flow, end to end: `tasklease serve` in dev mode as a real child
+// process, driven over real HTTP with tokens from `tasklease dev token`, on
+// embedded PGlite and on the real PostgreSQL.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'tasklease.js');
+const PG_ADMIN_URL = process.env.TASKLEASE_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+const START_TIMEOUT_MS = 60_000;
+const CLI_TIMEOUT_MS = 30_000;
+const EXIT_TIMEOUT_MS = 10_000;
+const HTTP_TIMEOUT_MS = 10_000;
+const REVOKE_POLL_MS = 3_000;
+
+const JWT_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The child's environment: the caller's, minus anything that would leave dev mode or pick another database. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of ['TASKLEASE_CONFIG', 'DATABASE_URL', 'PORT', 'HOST', 'PUBLIC_URL', 'TASKLEASE_DATA_DIR', 'NODE_OPTIONS']) {
+    delete env[key];
+  }
+  return { ...env, ...extra };
+}
+
+interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `tasklease <args>` to completion, killing it if it overruns. */
+function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`tasklease ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Spawns `tasklease serve` and resolves once its "tasklease listening" log line names the URL. */
+function startServer(env: NodeJS.ProcessEnv, onSpawn: (child: ChildProcess) => void): Promise<Server> {
+  const child = spawn(process.execPath, [BIN, 'serve'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  onSpawn(child);
+  let stdout = '';
+  let stderr = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    let done = false;
+    const finish = (err: Error | undefined, url?: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve({ child, url: url!, stdout: () => stdout, stderr: () => stderr, exited });
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`server did not log "tasklease listening" within ${START_TIMEOUT_MS} ms\nstdout: ${stdout}\nstderr: ${stderr}`)),
+      START_TIMEOUT_MS,
+    );
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      buffered += d;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string };
+          if (entry.msg === 'tasklease listening' && typeof entry.url === 'string') finish(undefined, entry.url);
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    child.on('error', (err) => finish(err));
+    child.on('exit', (code, signal) =>
+      finish(new Error(`server exited before listening (code ${code}, signal ${signal})\nstdout: ${stdout}\nstderr: ${stderr}`)),
+    );
+  });
+}
+
+/** Resolves with `promise`, or rejects once `ms` pass. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A throwaway database on the real PostgreSQL; unreachable PostgreSQL is an error, never a skip. */
+async function createPgDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `tl_e2e_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+  const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {}, connect_timeout: 5 });
+  try {
+    await admin.unsafe(`create database ${name}`);
+  } catch (err) {
+    await admin.end({ timeout: 1 });
+    throw new Error(`PostgreSQL is required at ${PG_ADMIN_URL} for the e2e test: ${(err as Error).message}`);
+  }
+  return {
+    url: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${name}`),
+    async drop() {
+      try {
+        await admin.unsafe(`drop database if exists ${name} with (force)`);
+      } finally {
+        await admin.end({ timeout: 5 });
+      }
+    },
+  };
+}
+
+const DATABASES = ['pglite', 'postgres'] as const;
+
+describe.each(DATABASES)('dev mode end to end on %s', (database) => {
+  let dataDir: string;
+  let env: NodeJS.ProcessEnv;
+  let server: Server | undefined;
+  let child: ChildProcess | undefined;
+  let dropDatabase: (() => Promise<void>) | undefined;
+  const tokens: Record<string, string> = {};
+  const taskId = `e2e-${database}-${Date.now().toString(36)}`;
+  let credential = '';
+  let leaseId = '';
+
+  const call = async (method: string, path: string, as: string, body?: unknown, form?: Record<string, string>) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${tokens[as]}` };
+    let payload: string | undefined;
+    if (form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      payload = new URLSearchParams(form).toString();
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    return fetch(`${server!.url}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+  };
+  const introspect = async () => {
+    const res = await call('POST', '/v1/introspect', 'agent-1', undefined, { token: credential });
+    expect(res.status).toBe(200);
+    return (await res.json()) as { active: boolean; jti?: string };
+  };
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), `tasklease-e2e-${database}-`));
+    const extra: Record<string, string> = { TASKLEASE_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
+    if (database === 'postgres') {
+      const pg = await createPgDatabase();
+      dropDatabase = pg.drop;
+      extra.DATABASE_URL = pg.url;
+    }
+    env = childEnv(extra);
+    server = await startServer(env, (c) => (child = c));
+    for (const subject of ['orchestrator', 'agent-1', 'agent-2', 'admin']) {
+      const result = await runCli(['dev', 'token', subject], env);
+      expect(result.code, `dev token ${subject}: ${result.stderr}`).toBe(0);
+      const lines = result.stdout.split('\n').filter((l) => l !== '');
+      expect(lines, `dev token ${subject} prints exactly one line`).toHaveLength(1);
+      expect(result.stdout).toBe(`${lines[0]}\n`);
+      expect(lines[0]).toMatch(JWT_RE);
+      tokens[subject] = lines[0]!;
+    }
+  });
+
+  afterAll(async () => {
+    try {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await within(
+          new Promise<void>((resolve) => child!.once('exit', () => resolve())),
+          EXIT_TIMEOUT_MS,
+          'killing the server',
+        ).catch(() => {});
+      }
+    } finally {
+      try {
+        if (dropDatabase) await within(dropDatabase(), 30_000, 'dropping the test database');
+      } finally {
+        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it('prints the dev banner with the curl commands', () => {
+    const out = server!.stdout();
+    expect(out).toContain('NOT FOR PRODUCTION');
+    expect(out).toContain(`curl -s ${server!.url}/v1/tasks -H "authorization: Bearer $ORCH"`);
+    expect(out).toContain(`curl -s ${server!.url}/v1/credentials -H "authorization: Bearer $AGENT"`);
+    expect(out).toContain(`curl -s ${server!.url}/v1/introspect`);
+    expect(out).toContain(`curl -s ${server!.url}/v1/tasks/$TASK/complete`);
+    expect(out).toContain('dev token orchestrator');
+    expect(server!.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(server!.url).not.toMatch(/:0$/);
+  });
+
+  it('orchestrator opens a task', async () => {
+    const res = await call('POST', '/v1/tasks', 'orchestrator', {
+      id: taskId,
+      agent: { subject: 'agent-1' },
+      roles: ['demo'],
+      ttl_seconds: 600,
+    });
+    expect(res.status, await res.clone().text()).toBe(201);
+    const body = (await res.json()) as { task: { id: string; status: string } };
+    expect(body.task).toMatchObject({ id: taskId, status: 'open' });
+  });
+
+  it('agent-1 gets a credential, not cached', async () => {
+    const res = await call('POST', '/v1/credentials', 'agent-1', { task: taskId, role: 'demo' });
+    expect(res.status, await res.clone().text()).toBe(201);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const body = (await res.json()) as { lease: { id: string; status: string; task: string }; credentials: { token?: unknown } };
+    expect(body.lease).toMatchObject({ task: taskId, status: 'active' });
+    expect(typeof body.credentials.token).toBe('string');
+    credential = body.credentials.token as string;
+    leaseId = body.lease.id;
+    expect(credential).toMatch(JWT_RE);
+  });
+
+  it('introspection says the credential is active, with jti = lease id', async () => {
+    const result = await introspect();
+    expect(result.active).toBe(true);
+    expect(result.jti).toBe(leaseId);
+  });
+
+  it("agent-2 cannot see agent-1's lease", async () => {
+    const res = await call('GET', `/v1/leases/${leaseId}`, 'agent-2');
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const body = (await res.json()) as { status: number; code: string };
+    expect(body.status).toBe(404);
+  });
+
+  it('completing the task revokes the credential', async () => {
+    const started = performance.now();
+    const res = await call('POST', `/v1/tasks/${taskId}/complete`, 'orchestrator', { outcome: 'success' });
+    expect(res.status, await res.clone().text()).toBe(202);
+    const body = (await res.json()) as { revoking: number; task: { status: string } };
+    expect(body.revoking).toBe(1);
+    expect(body.task.status).toBe('completed');
+
+    let inactiveAt: number | undefined;
+    let revokedAt: number | undefined;
+    let lease: { id: string; status: string; reason: string | null } | undefined;
+    while (performance.now() - started < REVOKE_POLL_MS && (inactiveAt === undefined || revokedAt === undefined)) {
+      if (inactiveAt === undefined && (await introspect()).active === false) inactiveAt = performance.now() - started;
+      if (revokedAt === undefined) {
+        const got = await call('GET', `/v1/tasks/${taskId}`, 'orchestrator');
+        expect(got.status).toBe(200);
+        const view = (await got.json()) as { leases: { id: string; status: string; reason: string | null }[] };
+        lease = view.leases.find((l) => l.id === leaseId);
+        if (lease?.status === 'revoked') revokedAt = performance.now() - started;
+      }
+      if (inactiveAt === undefined || revokedAt === undefined) await sleep(25);
+    }
+    console.log(
+      `[${database}] complete -> introspection inactive: ${inactiveAt?.toFixed(0) ?? 'never'} ms; ` +
+        `complete -> lease revoked: ${revokedAt?.toFixed(0) ?? `not within ${REVOKE_POLL_MS}`} ms`,
+    );
+    expect(inactiveAt, 'introspection turned inactive').toBeDefined();
+    expect(lease).toMatchObject({ id: leaseId, status: 'revoked', reason: 'task_completed' });
+  });
+
+  it('serves JWKS, health, readiness and the OpenAPI document', async () => {
+    const get = (path: string) => fetch(`${server!.url}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+
+    const jwks = await get('/.well-known/jwks.json');
+    expect(jwks.status).toBe(200);
+    const keys = ((await jwks.json()) as { keys: unknown[] }).keys;
+    expect(Array.isArray(keys)).toBe(true);
+    expect(keys.length).toBeGreaterThan(0);
+
+    expect((await get('/healthz')).status).toBe(200);
+    const ready = await get('/readyz');
+    expect(ready.status, await ready.clone().text()).toBe(200);
+
+    const openapi = await get('/openapi.json');
+    expect(openapi.status).toBe(200);
+    expect(openapi.headers.get('content-type')).toMatch(/^application\/json/);
+    const doc = (await openapi.json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toContain('/v1/credentials');
+  });
+
+  it('exits 0 on SIGTERM', async () => {
+    expect(server!.child.kill('SIGTERM')).toBe(true);
+    const { code, signal } = await within(server!.exited, EXIT_TIMEOUT_MS, 'waiting for the server to exit after SIGTERM');
+    expect({ code, signal }, server!.stderr()).toEqual({ code: 0, signal: null });
+    expect(server!.stdout()).toContain('"msg":"stopped"');
+  });
+
+  it('audit verify finds the chain intact', async () => {
+    const result = await runCli(['audit', 'verify'], env);
+    expect(result.code, `stdout: ${result.stdout}\nstderr: ${result.stderr}`).toBe(0);
+    expect(result.stdout).toContain('intact');
+  });
+});
