@@ -12,6 +12,7 @@ import { createTokenVerifier } from './identity/verifier.js';
 import { createIntrospector } from './leases/introspect.js';
 import { createIssuer } from './leases/issue.js';
 import { createLeaseService } from './leases/service.js';
+import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
 import { createPolicy } from './policy/decide.js';
 import { createSweeper } from './sweeper/sweeper.js';
@@ -52,7 +53,8 @@ export async function createBroker(deps: BrokerDeps) {
   const policy = createPolicy(config.roles);
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
-  const issue = createIssuer({ db, clock, policy, backends, log });
+  const writer = createLeaseWriter(db);
+  const issue = createIssuer({ db, clock, policy, backends, writer, log });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const tasks = createTaskService({
     db,

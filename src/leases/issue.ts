@@ -1,21 +1,22 @@
-import { and, eq } from 'drizzle-orm';
-import { appendAudit } from '../audit/append.js';
-import type { Backend } from '../backends/types.js';
+import { eq } from 'drizzle-orm';
+import type { Backend, MintResult } from '../backends/types.js';
 import { BackendError } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { leases, tasks, type Lease } from '../db/schema.js';
+import { tasks, type Lease, type leases } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Policy } from '../policy/decide.js';
+import type { LeaseWriter } from './writer.js';
 
 export interface IssueDeps {
   db: Db;
   clock: Clock;
   policy: Policy;
   backends: ReadonlyMap<string, Backend>;
+  writer: LeaseWriter;
   log: Logger;
 }
 
@@ -35,9 +36,6 @@ const DENY_MESSAGES = {
   role_denied: 'this identity may not request this role for this task',
 } as const;
 
-/** The task was completed between the policy read and the insert; the caller gets the same 409 as before. */
-class TaskClosedDuringIssue extends Error {}
-
 /**
  * Issues one credential. The promise, in order: decide (fail closed), mint,
  * then commit the lease row and its audit event together; only a committed
@@ -45,24 +43,22 @@ class TaskClosedDuringIssue extends Error {}
  * is revoked (best effort) and the caller gets an error.
  */
 export function createIssuer(deps: IssueDeps) {
-  const { db, clock, policy, backends, log } = deps;
+  const { db, clock, policy, backends, writer, log } = deps;
   const actorOf = (identity: Identity) => `${identity.issuer}/${identity.subject}`;
 
   async function deny(input: IssueInput, code: string, reason: string, now: Date) {
-    await db.transaction((tx) =>
-      appendAudit(tx, [
-        {
-          at: now,
-          actor: actorOf(input.identity),
-          action: 'credential.denied',
-          target: `task:${input.taskId}`,
-          decision: 'deny',
-          reason,
-          details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256 },
-          requestId: input.requestId ?? null,
-        },
-      ]),
-    );
+    await writer.audit([
+      {
+        at: now,
+        actor: actorOf(input.identity),
+        action: 'credential.denied',
+        target: `task:${input.taskId}`,
+        decision: 'deny',
+        reason,
+        details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256 },
+        requestId: input.requestId ?? null,
+      },
+    ]);
   }
 
   return async function issue(input: IssueInput): Promise<{ lease: Lease; credentials: Record<string, unknown> }> {
@@ -83,7 +79,7 @@ export function createIssuer(deps: IssueDeps) {
     if (!backend) throw new AppError('backend_unavailable', 'the role’s backend is not configured');
 
     const leaseId = newId(clock);
-    let minted;
+    let minted: MintResult;
     try {
       minted = await backend.mint({
         leaseId,
@@ -114,44 +110,41 @@ export function createIssuer(deps: IssueDeps) {
       expiresAt: new Date(now.getTime() + decision.ttlSeconds * 1000),
       backendExpiresAt: minted.expiresAt,
     };
+    let lease: Lease | undefined;
     try {
-      const lease = await db.transaction(async (tx) => {
-        // FOR SHARE orders this insert against a concurrent completion of the task:
-        // either the completion sees this lease and revokes it, or this sees the task closed.
-        const open = await tx
-          .select({ id: tasks.id })
-          .from(tasks)
-          .where(and(eq(tasks.id, input.taskId), eq(tasks.status, 'open')))
-          .for('share');
-        if (open.length === 0) throw new TaskClosedDuringIssue();
-        const [inserted] = await tx.insert(leases).values(row).returning();
-        await appendAudit(tx, [
-          {
-            at: now,
-            actor: actorOf(input.identity),
-            action: 'credential.issued',
-            target: `lease:${leaseId}`,
-            decision: 'allow',
-            details: {
-              task: input.taskId,
-              role: decision.role.name,
-              backend: backend.name,
-              ttl_seconds: decision.ttlSeconds,
-              credential_ref: minted.ref,
-              token_sha256: input.identity.tokenSha256,
-            },
-            requestId: input.requestId ?? null,
-          },
-        ]);
-        return inserted!;
+      lease = await writer.recordLease(row, {
+        at: now,
+        actor: actorOf(input.identity),
+        action: 'credential.issued',
+        target: `lease:${leaseId}`,
+        decision: 'allow',
+        details: {
+          task: input.taskId,
+          role: decision.role.name,
+          backend: backend.name,
+          ttl_seconds: decision.ttlSeconds,
+          credential_ref: minted.ref,
+          token_sha256: input.identity.tokenSha256,
+        },
+        requestId: input.requestId ?? null,
       });
-      return { lease, credentials: minted.credentials };
     } catch (err) {
-      await backend
-        .revoke({ leaseId, ref: minted.ref, role: decision.role.name, backendExpiresAt: minted.expiresAt })
-        .catch((revokeErr: unknown) => log.error({ lease: leaseId, err: String(revokeErr) }, 'could not revoke an unrecorded credential'));
-      if (err instanceof TaskClosedDuringIssue) throw new AppError('task_not_open', DENY_MESSAGES.task_not_open);
+      await revokeUnrecorded();
       throw err;
+    }
+    if (!lease) {
+      // The task was completed between the policy read and the commit.
+      await revokeUnrecorded();
+      throw new AppError('task_not_open', DENY_MESSAGES.task_not_open);
+    }
+    return { lease, credentials: minted.credentials };
+
+    async function revokeUnrecorded() {
+      await backend!
+        .revoke({ leaseId, ref: minted.ref, role: row.role, backendExpiresAt: minted.expiresAt })
+        .catch((revokeErr: unknown) =>
+          log.error({ lease: leaseId, err: revokeErr instanceof BackendError ? revokeErr.message : 'unknown' }, 'could not revoke an unrecorded credential'),
+        );
     }
   };
 }

@@ -31,6 +31,8 @@ export function createFakeBackend(name = 'fake') {
     revokeCalls,
     /** Every secret handed out, so tests can look for them where they must not be. */
     secrets: () => [...minted.values()],
+    /** The lease id of every credential minted, recorded or not. */
+    mintedIds: () => [...minted.keys()],
     failNextRevokes(n: number) {
       failNext = n;
     },

@@ -1,0 +1,70 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leases } from '../../src/db/schema.js';
+import { createIssuer } from '../../src/leases/issue.js';
+import { createLogger } from '../../src/log.js';
+import { createPolicy } from '../../src/policy/decide.js';
+import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
+import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+
+describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
+  let database: TestDatabase;
+  let t: TestBroker;
+  beforeAll(async () => {
+    database = await openTestDatabase(driver);
+    t = await startTestBroker(database);
+  });
+  afterAll(() => database?.drop());
+
+  it('never leaves an active lease on a completed task, and revokes every credential it did not record', async () => {
+    const task = freshId();
+    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-race' }, roles: ['flaky'], ttl_seconds: 600 });
+    const mintedBefore = new Set(t.fake.mintedIds());
+    const requests = Array.from({ length: 30 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-race' }, { task, role: 'flaky' }));
+    const completion = t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
+    const results = await Promise.all(requests);
+    await completion;
+    await t.broker.sweeper.runOnce();
+
+    const issued = results.filter((r) => r.status === 201).map((r) => r.json.lease.id as string);
+    const refused = results.filter((r) => r.status !== 201);
+    for (const r of refused) expect(r.json.code).toBe('task_not_open');
+    const rows = await database.db.select().from(leases).where(eq(leases.taskId, task));
+    expect(rows.map((r) => r.id).sort()).toEqual([...issued].sort());
+    for (const row of rows) expect(row.status).toBe('revoked');
+
+    // Every credential minted here, recorded or refused at commit, was revoked at the backend.
+    const minted = t.fake.mintedIds().filter((id) => !mintedBefore.has(id));
+    expect(minted.length).toBeGreaterThanOrEqual(issued.length);
+    for (const id of minted) expect(t.fake.revokeCalls.get(id), id).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('a commit that fails after minting', () => {
+  it('revokes the minted credential and returns the error (recorded before released)', async () => {
+    const revoked: string[] = [];
+    const backend = {
+      name: 'b',
+      type: 'fake',
+      mint: async ({ leaseId, now }: { leaseId: string; now: Date }) => ({ credentials: { secret: 's' }, ref: `ref-${leaseId}`, expiresAt: now }),
+      revoke: async ({ ref }: { ref: string }) => {
+        revoked.push(ref);
+      },
+    };
+    const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }] };
+    const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
+    const db = { select: () => ({ from: () => ({ where: async () => [task] }) }) };
+    const failure = new Error('connection lost');
+    const issue = createIssuer({
+      db: db as never,
+      clock: { now: () => new Date() },
+      policy: createPolicy([role as never]),
+      backends: new Map([['b', backend as never]]),
+      writer: { recordLease: async () => Promise.reject(failure), audit: async () => {} },
+      log: createLogger('silent'),
+    });
+    const identity = { issuer: 'i', subject: 'a', claims: {}, tokenSha256: 'h', expiresAt: new Date() };
+    await expect(issue({ identity, taskId: 't', roleName: 'r' })).rejects.toBe(failure);
+    expect(revoked).toHaveLength(1);
+  });
+});
