@@ -78,7 +78,8 @@ export const SweeperSchema = z.strictObject({
 });
 
 export const ConfigSchema = z.strictObject({
-  public_url: z.string().url().default('http://localhost:8080'),
+  /** The broker's own URL: `iss` of its tokens, default audience. Defaults to http://localhost:<port>. */
+  public_url: z.string().url().optional(),
   host: z.string().default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65535).default(8080),
   database_url: z.string().optional(),
@@ -97,7 +98,7 @@ export const ConfigSchema = z.strictObject({
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
-});
+}).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));
 
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
