@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rowsOf } from '../src/db/client.js';
-import { DRIVERS, openTestDatabase, type TestDatabase } from './support/db.js';
-import { freshId, startTestBroker, type TestBroker } from './support/broker.js';
+import { DRIVERS, type TestDatabase } from './support/db.js';
+import { freshId, type TestBroker, useTestBroker } from './support/broker.js';
 
 /** Every text value in every table of the schema, as one string per row. */
 async function dumpTables(database: TestDatabase): Promise<string[]> {
@@ -15,13 +15,9 @@ async function dumpTables(database: TestDatabase): Promise<string[]> {
 }
 
 describe.each(DRIVERS)('no secret at rest on %s', (driver) => {
-  let database: TestDatabase;
-  let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase(driver);
-    t = await startTestBroker(database);
-  });
-  afterAll(() => database?.drop());
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   it('keeps issued tokens, fake secrets, identity tokens and keys out of tables, logs and audit events', async () => {
     const secrets: string[] = [];

@@ -1,18 +1,14 @@
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 import { auditEvents } from '../../src/db/schema.js';
-import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+import { DRIVERS, type TestDatabase } from '../support/db.js';
+import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('audit chain on %s', (driver) => {
-  let database: TestDatabase;
-  let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase(driver);
-    t = await startTestBroker(database);
-  });
-  afterAll(() => database?.drop());
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   async function activity() {
     const task = freshId();

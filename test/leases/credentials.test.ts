@@ -1,15 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+import { describe, expect, it } from 'vitest';
+import { DRIVERS, type TestDatabase } from '../support/db.js';
+import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('credentials on %s', (driver) => {
-  let database: TestDatabase;
-  let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase(driver);
-    t = await startTestBroker(database);
-  });
-  afterAll(() => database?.drop());
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   async function openTask(subject = 'agent-1', extra: Record<string, unknown> = {}) {
     const id = freshId();

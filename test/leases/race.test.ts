@@ -1,20 +1,16 @@
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { leases } from '../../src/db/schema.js';
 import { createIssuer } from '../../src/leases/issue.js';
 import { createLogger } from '../../src/log.js';
 import { createPolicy } from '../../src/policy/decide.js';
-import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+import { DRIVERS, type TestDatabase } from '../support/db.js';
+import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
-  let database: TestDatabase;
-  let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase(driver);
-    t = await startTestBroker(database);
-  });
-  afterAll(() => database?.drop());
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   it('never leaves an active lease on a completed task, and revokes every credential it did not record', async () => {
     const task = freshId();

@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { createBroker } from '../../src/broker.js';
 import { createManualClock, type ManualClock } from '../../src/clock.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -10,6 +11,7 @@ import type { Database } from '../../src/db/client.js';
 import { sha256Hex } from '../../src/ids.js';
 import { createLogger } from '../../src/log.js';
 import { createFakeBackend } from './fake-backend.js';
+import { openTestDatabase, type Driver, type TestDatabase } from './db.js';
 import { createTestIssuer } from './issuer.js';
 
 export const ADMIN_STATIC_TOKEN = 'tl-admin-static-token-for-tests-only';
@@ -105,3 +107,17 @@ export type TestBroker = Awaited<ReturnType<typeof startTestBroker>>;
 let seq = 0;
 /** A task id no other test uses. */
 export const freshId = (prefix = 'task') => `${prefix}-${process.pid}-${Date.now().toString(36)}-${(seq++).toString(36)}`;
+
+/**
+ * Registers the per-file hooks every integration test uses: a fresh database
+ * on `driver` and a broker over it, handed to `use` before the tests run and
+ * dropped after.
+ */
+export function useTestBroker(driver: Driver, use: (database: TestDatabase, broker: TestBroker) => void, options?: TestBrokerOptions) {
+  let database: TestDatabase | undefined;
+  beforeAll(async () => {
+    database = await openTestDatabase(driver);
+    use(database, await startTestBroker(database, options));
+  });
+  afterAll(() => database?.drop());
+}

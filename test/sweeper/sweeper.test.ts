@@ -1,19 +1,15 @@
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createSweeper } from '../../src/sweeper/sweeper.js';
 import { leases } from '../../src/db/schema.js';
 import { createLogger } from '../../src/log.js';
-import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+import { DRIVERS, type TestDatabase } from '../support/db.js';
+import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('sweeper on %s', (driver) => {
-  let database: TestDatabase;
-  let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase(driver);
-    t = await startTestBroker(database);
-  });
-  afterAll(() => database?.drop());
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   async function issue(role: string, n = 1, ttl?: number) {
     const task = freshId();
