@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
+import { IssuerSchema } from './issuer.js';
+
+export { IssuerSchema };
 
 const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)');
 
@@ -20,34 +23,27 @@ export const IdentityRuleSchema = z
     issuer: NameSchema,
     subject: z.string().min(1).optional(),
     subject_pattern: z.string().min(1).optional(),
+    /** The token's `aud` must contain this value. */
+    audience: z.string().min(1).optional(),
     claims: z.record(z.string().min(1), ClaimValueSchema).optional(),
+    /** String claims that must match a pattern (whole value, like subject_pattern). */
+    claim_patterns: z.record(z.string().min(1), z.string().min(1)).optional(),
   })
   .refine((r) => !(r.subject && r.subject_pattern), 'set at most one of subject and subject_pattern')
-  .refine((r) => r.subject || r.subject_pattern || r.claims, 'set subject, subject_pattern or claims')
+  .refine((r) => r.subject || r.subject_pattern || r.claims || r.claim_patterns, 'set subject, subject_pattern, claims or claim_patterns')
   .refine((r) => r.subject_pattern === undefined || isRegExp(r.subject_pattern), {
     message: 'subject_pattern is not a valid regular expression',
     path: ['subject_pattern'],
+  })
+  .refine((r) => Object.values(r.claim_patterns ?? {}).every(isRegExp), {
+    message: 'a claim_patterns entry is not a valid regular expression',
+    path: ['claim_patterns'],
   });
 
 export const PrincipalSchema = z.union([
   z.strictObject({ name: NameSchema, token_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits') }),
   IdentityRuleSchema.and(z.object({ name: NameSchema.optional() })),
 ]);
-
-export const IssuerSchema = z
-  .strictObject({
-    name: NameSchema,
-    issuer: z.string().url(),
-    jwks_uri: z.string().url().optional(),
-    jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
-    audiences: z.array(z.string().min(1)).min(1).optional(),
-    algorithms: z
-      .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
-      .min(1)
-      .default(['RS256', 'ES256']),
-    clock_tolerance: DurationSchema.default(30),
-  })
-  .refine((i) => !(i.jwks_uri && i.jwks), 'set at most one of jwks_uri and jwks');
 
 export const JwtBackendSchema = z.strictObject({
   type: z.literal('jwt'),

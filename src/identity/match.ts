@@ -28,14 +28,30 @@ function claimMatches(actual: unknown, expected: string | number | boolean | str
   return typeof actual === typeof expected && actual === expected;
 }
 
+/** The token's `aud` (a string or a list of strings) contains `expected`. */
+function audienceHas(aud: unknown, expected: string): boolean {
+  return aud === expected || (Array.isArray(aud) && aud.includes(expected));
+}
+
+/**
+ * A rule matches when every condition it sets holds: issuer, subject (exact
+ * or pattern), audience, exact claims, and claim patterns. A claim that is
+ * missing or of another type than the rule expects never matches.
+ */
 export function compileRule(rule: IdentityRule): IdentityMatcher {
   const pattern = rule.subject_pattern === undefined ? undefined : anchoredPattern(rule.subject_pattern);
   const claims = Object.entries(rule.claims ?? {});
+  const claimPatterns = Object.entries(rule.claim_patterns ?? {}).map(([key, p]) => [key, anchoredPattern(p)] as const);
   return (identity) =>
     identity.issuer === rule.issuer &&
     (rule.subject === undefined || identity.subject === rule.subject) &&
     (pattern === undefined || pattern.test(identity.subject)) &&
-    claims.every(([key, expected]) => claimMatches(claimAt(identity.claims, key), expected));
+    (rule.audience === undefined || audienceHas(identity.claims.aud, rule.audience)) &&
+    claims.every(([key, expected]) => claimMatches(claimAt(identity.claims, key), expected)) &&
+    claimPatterns.every(([key, re]) => {
+      const actual = claimAt(identity.claims, key);
+      return typeof actual === 'string' && re.test(actual);
+    });
 }
 
 /** Matches when any of the rules does. */

@@ -1,107 +1,159 @@
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
 import type { IssuerConfig } from '../config/schema.js';
 import { sha256Hex } from '../ids.js';
+import { fetchJsonCapped } from './fetch-json.js';
+import { createJwksCache, IssuerUnavailableError } from './jwks-cache.js';
+import { createTokenCache } from './token-cache.js';
 import { AuthError, type Identity } from './types.js';
 
 export interface TokenVerifier {
   verify(token: string): Promise<Identity>;
+  /** How often each issuer's keys have been fetched (tests, metrics). */
+  keyFetches(issuer: string): number;
 }
 
 export interface VerifierOptions {
   issuers: IssuerConfig[];
   /** The audience accepted when an issuer lists none: the broker's own public URL. */
   defaultAudience: string;
-  /** Network timeout for discovery and JWKS requests, in milliseconds. */
-  fetchTimeoutMs?: number;
   clock: Clock;
+  /** Verified tokens kept to skip re-verification (0 turns the cache off). */
+  tokenCacheSize?: number;
 }
 
+export const MAX_TOKEN_BYTES = 16 * 1024;
 const MAX_DISCOVERY_BYTES = 64 * 1024;
+const MAX_JWKS_BYTES = 256 * 1024;
+// Control characters (C0, DEL, C1) have no place in a subject; a NUL or newline there is an attack on whatever logs or matches it.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
 
-async function discoverJwksUri(issuer: string, timeoutMs: number): Promise<URL> {
-  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
-  if (!response.ok) throw new Error(`discovery answered ${response.status}`);
-  const text = await response.text();
-  if (text.length > MAX_DISCOVERY_BYTES) throw new Error('discovery document too large');
-  const doc = JSON.parse(text) as { issuer?: unknown; jwks_uri?: unknown };
-  // OIDC Discovery 4.3: the document's issuer must be the one we asked.
-  if (doc.issuer !== issuer) throw new Error('discovery issuer mismatch');
-  if (typeof doc.jwks_uri !== 'string') throw new Error('discovery has no jwks_uri');
-  return new URL(doc.jwks_uri);
+interface KeySource {
+  getKey: JWTVerifyGetKey;
+  hasKid(kid: string | undefined): boolean;
+  fetches(): number;
 }
 
-/** Key source for one issuer: inline JWKS, a jwks_uri, or discovery (resolved once, retried on failure). */
-function keySource(issuer: IssuerConfig, timeoutMs: number): JWTVerifyGetKey {
-  if (issuer.jwks) return createLocalJWKSet(issuer.jwks as Parameters<typeof createLocalJWKSet>[0]);
-  const remote = (url: URL) => createRemoteJWKSet(url, { timeoutDuration: timeoutMs, cooldownDuration: 30_000 });
-  if (issuer.jwks_uri) return remote(new URL(issuer.jwks_uri));
-  let resolved: Promise<JWTVerifyGetKey> | undefined;
-  return async (header, token) => {
-    resolved ??= discoverJwksUri(issuer.issuer, timeoutMs).then(remote);
-    try {
-      return await (await resolved)(header, token);
-    } catch (err) {
-      if (!(err instanceof errors.JOSEError)) resolved = undefined;
-      throw err;
-    }
+/** OIDC Discovery 1.0 §4: the document's `issuer` must be exactly the issuer asked about. */
+async function discoverJwksUri(issuer: IssuerConfig): Promise<string> {
+  const url = `${issuer.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+  const doc = (await fetchJsonCapped(url, { timeoutMs: issuer.fetch_timeout * 1000, maxBytes: MAX_DISCOVERY_BYTES })) as {
+    issuer?: unknown;
+    jwks_uri?: unknown;
   };
+  if (doc?.issuer !== issuer.issuer) throw new Error('discovery issuer mismatch');
+  if (typeof doc.jwks_uri !== 'string' || !/^https?:\/\//.test(doc.jwks_uri)) throw new Error('discovery has no jwks_uri');
+  return doc.jwks_uri;
+}
+
+function keySource(issuer: IssuerConfig, clock: Clock): KeySource {
+  if (issuer.jwks) {
+    const jwks = issuer.jwks as unknown as JSONWebKeySet;
+    const kids = new Set(jwks.keys.map((k) => k.kid));
+    return { getKey: createLocalJWKSet(jwks), hasKid: (kid) => kids.has(kid), fetches: () => 0 };
+  }
+  let jwksUri = issuer.jwks_uri;
+  return createJwksCache({
+    clock,
+    maxAgeMs: issuer.jwks_cache_max_age * 1000,
+    cooldownMs: issuer.jwks_refresh_cooldown * 1000,
+    async load() {
+      const uri = jwksUri ?? (await discoverJwksUri(issuer));
+      try {
+        const jwks = (await fetchJsonCapped(uri, { timeoutMs: issuer.fetch_timeout * 1000, maxBytes: MAX_JWKS_BYTES })) as JSONWebKeySet;
+        if (!issuer.jwks_uri) jwksUri = uri;
+        return jwks;
+      } catch (err) {
+        if (!issuer.jwks_uri) jwksUri = undefined; // rediscover next time
+        throw err;
+      }
+    },
+  });
 }
 
 /** Maps jose's failures to stable codes without echoing anything from the token. */
 function toAuthError(err: unknown): AuthError {
   if (err instanceof AuthError) return err;
+  if (err instanceof IssuerUnavailableError) return new AuthError('issuer_unavailable', "the issuer's keys could not be fetched");
   if (err instanceof errors.JWTExpired) return new AuthError('token_expired', 'the token has expired');
-  if (err instanceof errors.JWKSTimeout) return new AuthError('issuer_unavailable', 'the issuer did not answer in time');
   if (err instanceof errors.JWTClaimValidationFailed) {
     return new AuthError('token_invalid', `the token's ${err.claim} claim is not accepted`);
   }
   if (err instanceof errors.JOSEError) return new AuthError('token_invalid', 'the token could not be verified');
-  return new AuthError('issuer_unavailable', "the issuer's keys could not be fetched");
+  if (err instanceof TypeError || err instanceof SyntaxError) return new AuthError('token_malformed', 'the token could not be decoded');
+  return new AuthError('token_invalid', 'the token could not be verified');
 }
 
+/**
+ * Decides whether a Bearer token is the workload it claims to be. The
+ * token's `iss` picks exactly one configured issuer (unknown issuers are
+ * refused before any network call); then signature, algorithm allow-list,
+ * audience, time claims and required claims are checked in that order.
+ */
 export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
-  const timeoutMs = options.fetchTimeoutMs ?? 5000;
+  const { clock } = options;
   const byIssuer = new Map(
     options.issuers.map((issuer) => [
       issuer.issuer,
-      { config: issuer, keys: keySource(issuer, timeoutMs), audiences: issuer.audiences ?? [options.defaultAudience] },
+      { config: issuer, keys: keySource(issuer, clock), audiences: issuer.audiences ?? [options.defaultAudience] },
     ]),
   );
+  const byName = new Map([...byIssuer.values()].map((e) => [e.config.name, e]));
+  const cache = createTokenCache(options.tokenCacheSize ?? 10_000);
+  const keyStillPublished = (issuer: string, kid: string | undefined) => byName.get(issuer)?.keys.hasKid(kid) ?? false;
+
+  async function verifyUncached(token: string, tokenSha256: string): Promise<{ identity: Identity; kid: string | undefined }> {
+    let iss: string | undefined;
+    let kid: string | undefined;
+    try {
+      iss = decodeJwt(token).iss;
+      kid = decodeProtectedHeader(token).kid;
+    } catch {
+      throw new AuthError('token_malformed', 'the bearer token is not a JWT');
+    }
+    const entry = typeof iss === 'string' ? byIssuer.get(iss) : undefined;
+    if (!entry) throw new AuthError('issuer_unknown', 'the token was not issued by a trusted issuer');
+    const { config } = entry;
+    const now = clock.now();
+    const { payload } = await jwtVerify(token, entry.keys.getKey, {
+      issuer: config.issuer,
+      audience: entry.audiences,
+      algorithms: config.algorithms,
+      clockTolerance: config.clock_tolerance,
+      requiredClaims: ['sub', 'exp', ...config.required_claims],
+      currentDate: now,
+      ...(config.max_token_age !== undefined ? { maxTokenAge: config.max_token_age } : {}),
+    });
+    // jose checks that `sub` is present, not that it is a string: an array or number must not reach the matchers.
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 1024 || CONTROL_CHARS.test(payload.sub)) {
+      throw new AuthError('token_invalid', "the token's sub claim is not accepted");
+    }
+    if (payload.iat !== undefined && payload.iat > now.getTime() / 1000 + config.clock_tolerance) {
+      throw new AuthError('token_invalid', "the token's iat claim is in the future");
+    }
+    if (config.preset === 'spiffe' && !payload.sub.startsWith('spiffe://')) {
+      throw new AuthError('token_invalid', "the token's sub claim is not a SPIFFE ID");
+    }
+    return {
+      kid,
+      identity: { issuer: config.name, subject: payload.sub, claims: payload, tokenSha256, expiresAt: new Date(payload.exp! * 1000) },
+    };
+  }
+
   return {
     async verify(token) {
-      let iss: string | undefined;
+      if (token.length > MAX_TOKEN_BYTES) throw new AuthError('token_malformed', 'the bearer token is too long');
+      const tokenSha256 = sha256Hex(token);
+      const cached = cache.get(tokenSha256, clock.now(), keyStillPublished);
+      if (cached) return cached;
       try {
-        iss = decodeJwt(token).iss;
-      } catch {
-        throw new AuthError('token_malformed', 'the bearer token is not a JWT');
-      }
-      const entry = iss === undefined ? undefined : byIssuer.get(iss);
-      if (!entry) throw new AuthError('issuer_unknown', 'the token was not issued by a trusted issuer');
-      try {
-        const { payload } = await jwtVerify(token, entry.keys, {
-          issuer: entry.config.issuer,
-          audience: entry.audiences,
-          algorithms: entry.config.algorithms,
-          clockTolerance: entry.config.clock_tolerance,
-          requiredClaims: ['sub', 'exp'],
-          currentDate: options.clock.now(),
-        });
-        // jose checks that `sub` is present, not that it is a string: an array or number must not reach the matchers.
-        if (typeof payload.sub !== 'string' || payload.sub.length === 0) {
-          throw new AuthError('token_invalid', "the token's sub claim is not accepted");
-        }
-        return {
-          issuer: entry.config.name,
-          subject: payload.sub,
-          claims: payload,
-          tokenSha256: sha256Hex(token),
-          expiresAt: new Date(payload.exp! * 1000),
-        };
+        const { identity, kid } = await verifyUncached(token, tokenSha256);
+        cache.set(identity, kid);
+        return identity;
       } catch (err) {
         throw toAuthError(err);
       }
     },
+    keyFetches: (issuer) => byName.get(issuer)?.keys.fetches() ?? 0,
   };
 }

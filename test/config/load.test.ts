@@ -244,7 +244,7 @@ describe('parseConfig', () => {
 
   it('rejects a rule that names no subject, pattern or claims', () => {
     const input = base({ roles: [role({ allow: [{ issuer: 'k8s' }] })] });
-    expect(configError(() => parseConfig(input, 'inline'))).toContain('roles[0].allow[0]: set subject, subject_pattern or claims');
+    expect(configError(() => parseConfig(input, 'inline'))).toContain('roles[0].allow[0]: set subject, subject_pattern, claims or claim_patterns');
   });
 
   it.each(['a(', '[z-a]', '*x', '\\'])('rejects the invalid regular expression %j', (pattern) => {
