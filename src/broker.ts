@@ -53,7 +53,7 @@ export async function createBroker(deps: BrokerDeps) {
   const policy = createPolicy(config.roles);
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
-  const writer = createLeaseWriter(db);
+  const writer = createLeaseWriter(db, onRevokeRequested);
   const issue = createIssuer({ db, clock, policy, backends, writer, log });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const tasks = createTaskService({

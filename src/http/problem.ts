@@ -4,7 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { AppError, ERROR_STATUS, type ErrorCode } from '../errors.js';
 import { AuthError } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { isDatabaseUnavailable } from '../db/errors.js';
+import { isDatabaseUnavailable, isDataException } from '../db/errors.js';
 
 /** RFC 9457 problem details, with our stable `code` and the request id. */
 export function problem(c: Context, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): Response {
@@ -26,7 +26,6 @@ const HTTP_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   400: 'bad_request',
   401: 'token_invalid',
   404: 'not_found',
-  405: 'method_not_allowed',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
 };
@@ -39,6 +38,11 @@ export function createErrorHandler(log: Logger) {
     if (err instanceof HTTPException) {
       const code = HTTP_STATUS_CODES[err.status];
       if (code) return problem(c, code, code === 'bad_request' ? 'the request could not be read (malformed JSON?)' : err.message);
+    }
+    if (isDataException(err)) {
+      // SQLSTATE class 22 (a value the database will not store): input validation should have caught it.
+      log.warn({ reqId: c.get('requestId') }, 'data exception from the database');
+      return problem(c, 'bad_request', 'the request contains a value that cannot be stored');
     }
     if (isDatabaseUnavailable(err)) {
       log.warn({ reqId: c.get('requestId'), err: (err as { code?: string }).code }, 'database unavailable');

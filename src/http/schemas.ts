@@ -50,7 +50,24 @@ export const TaskSchema = z
 
 /** Ids users may choose: printable, no whitespace or slashes, bounded. */
 export const TaskIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/);
-export const NameParam = z.string().min(1).max(128);
+/** Role and issuer names as config allows them (a wider charset could never match one). */
+export const NameParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);
+
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Free text from callers (subjects, reasons, outcomes, filters): bounded,
+ * well-formed Unicode, no control characters. PostgreSQL refuses NUL in text
+ * and lone surrogates in jsonb; refusing them here makes that a 400 for the
+ * one request instead of a failed transaction.
+ */
+export const safeText = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => !CONTROL_CHARS.test(s) && !LONE_SURROGATE.test(s), 'must not contain control characters or malformed Unicode');
 
 const problem = (description: string) => ({ content: { 'application/problem+json': { schema: ProblemSchema } }, description });
 

@@ -75,8 +75,8 @@ export function createIssuer(deps: IssueDeps) {
       await deny(input, decision.code, decision.reason, now);
       throw new AppError(decision.code, DENY_MESSAGES[decision.code]);
     }
-    const backend = backends.get(decision.role.backend);
-    if (!backend) throw new AppError('backend_unavailable', 'the role’s backend is not configured');
+    // Config validation guarantees every role's backend exists.
+    const backend = backends.get(decision.role.backend)!;
 
     const leaseId = newId(clock);
     let minted: MintResult;
@@ -110,7 +110,7 @@ export function createIssuer(deps: IssueDeps) {
       expiresAt: new Date(now.getTime() + decision.ttlSeconds * 1000),
       backendExpiresAt: minted.expiresAt,
     };
-    let lease: Lease | undefined;
+    let lease: Lease;
     try {
       lease = await writer.recordLease(row, {
         at: now,
@@ -129,14 +129,12 @@ export function createIssuer(deps: IssueDeps) {
         requestId: input.requestId ?? null,
       });
     } catch (err) {
+      // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.
       await revokeUnrecorded();
       throw err;
     }
-    if (!lease) {
-      // The task was completed between the policy read and the commit.
-      await revokeUnrecorded();
-      throw new AppError('task_not_open', DENY_MESSAGES.task_not_open);
-    }
+    // The task closed while minting: the lease is recorded as revoking and the sweeper revokes it.
+    if (lease.status !== 'active') throw new AppError('task_not_open', DENY_MESSAGES.task_not_open);
     return { lease, credentials: minted.credentials };
 
     async function revokeUnrecorded() {

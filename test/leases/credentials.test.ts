@@ -137,6 +137,29 @@ describe.each(DRIVERS)('credentials on %s', (driver) => {
     expect(after.json.items.length).toBe(before.json.items.length);
   });
 
+  it('answers NUL bytes and lone surrogates anywhere with 400, never 500', async () => {
+    const task = await openTask();
+    const issued = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'demo' });
+    const id = issued.json.lease.id;
+    const cases: [string, string, { subject: string }, unknown][] = [
+      ['POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-\u0000' }, roles: ['demo'], ttl_seconds: 60 }],
+      ['POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'ok\u0000' }],
+      ['POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, '{"outcome":"\\udc00"}'],
+      ['GET', '/v1/leases?subject=a%00b', { subject: 'admin' }, undefined],
+      ['GET', '/v1/audit?actor=a%00b', { subject: 'admin' }, undefined],
+      ['POST', '/v1/revocations', { subject: 'admin' }, { subject: 'a\u0000', reason: 'x' }],
+      ['POST', `/v1/leases/${id}/revoke`, { subject: 'admin' }, { reason: 'r\u0000' }],
+      ['POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'x\u0000' }],
+    ];
+    for (const [method, path, as, body] of cases) {
+      const res = await t.call(method, path, as, body);
+      expect(res.status, `${method} ${path}`).toBe(400);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+    }
+    expect((await t.call('GET', `/v1/tasks/${task}`, { subject: 'orchestrator' })).json.task.status).toBe('open');
+    expect((await t.call('GET', `/v1/leases/${id}`, { subject: 'agent-1' })).json.lease.status).toBe('active');
+  });
+
   it('refuses callers without a valid identity, and agents on orchestrator and admin routes', async () => {
     expect((await t.call('POST', '/v1/credentials', {}, { task: 'x', role: 'demo' })).json.code).toBe('token_missing');
     expect((await t.call('POST', '/v1/credentials', { bearer: 'a.b.c' }, { task: 'x', role: 'demo' })).status).toBe(401);

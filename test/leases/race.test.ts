@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { leases } from '../../src/db/schema.js';
 import { createIssuer } from '../../src/leases/issue.js';
+import { createLeaseWriter } from '../../src/leases/writer.js';
 import { createLogger } from '../../src/log.js';
 import { createPolicy } from '../../src/policy/decide.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
@@ -26,9 +27,15 @@ describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
     const refused = results.filter((r) => r.status !== 201);
     for (const r of refused) expect(r.json.code).toBe('task_not_open');
     const rows = await database.db.select().from(leases).where(eq(leases.taskId, task));
-    expect(rows.map((r) => r.id).sort()).toEqual([...issued].sort());
+    // Every credential that was minted has a row: the issued ones, and those whose task closed mid-mint.
+    const ids = rows.map((r) => r.id);
+    for (const id of issued) expect(ids).toContain(id);
     for (const row of rows) expect(row.status).toBe('revoked');
-
+    for (const row of rows.filter((r) => !issued.includes(r.id))) {
+      expect(row.reason).toBe('task_closed');
+      const audit = await t.call('GET', `/v1/audit?target=lease:${row.id}&action=credential.denied`, { subject: 'admin' });
+      expect(audit.json.items).toHaveLength(1);
+    }
     // Every credential minted here, recorded or refused at commit, was revoked at the backend.
     const minted = t.fake.mintedIds().filter((id) => !mintedBefore.has(id));
     expect(minted.length).toBeGreaterThanOrEqual(issued.length);
@@ -62,5 +69,32 @@ describe('a commit that fails after minting', () => {
     const identity = { issuer: 'i', subject: 'a', claims: {}, tokenSha256: 'h', expiresAt: new Date() };
     await expect(issue({ identity, taskId: 't', roleName: 'r' })).rejects.toBe(failure);
     expect(revoked).toHaveLength(1);
+  });
+});
+
+describe.each(DRIVERS)('one bad request in a group commit on %s', (driver) => {
+  let t!: TestBroker;
+  let database!: TestDatabase;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)));
+
+  it('a value the database refuses fails only its own item in the batch', async () => {
+    const writer = createLeaseWriter(database.db, () => {});
+    const event = (target: string, details: Record<string, unknown> = {}) => ({ at: new Date(), actor: 'test', action: 'test.event', target, details });
+    const results = await Promise.allSettled([
+      writer.audit([event('ok-1')]),
+      writer.audit([event('bad', { x: 'a\u0000b' })]),
+      writer.audit([event('ok-2')]),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  });
+
+  it('fails only itself; its neighbours are issued', async () => {
+    const task = freshId();
+    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-batch' }, roles: ['demo'], ttl_seconds: 600 });
+    const good = Array.from({ length: 12 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-batch' }, { task, role: 'demo' }));
+    const bad = t.call('POST', '/v1/credentials', { subject: 'agent-batch' }, { task: 'nope', role: 'x\u0000' });
+    const results = await Promise.all([...good, bad]);
+    expect(results.slice(0, 12).map((r) => r.status)).toEqual(Array(12).fill(201));
+    expect(results[12]!.status).toBe(400);
   });
 });

@@ -8,25 +8,25 @@ import type { LeaseService } from '../../leases/service.js';
 import { leaseView } from '../../leases/view.js';
 import { requireAdmin } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema } from '../schemas.js';
+import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText, TaskIdSchema } from '../schemas.js';
 
 const Limit = z.coerce.number().int().min(1).max(500).default(100);
 
 const ListLeasesQuery = z.object({
   status: z.enum(LEASE_STATUSES).optional(),
   task: TaskIdSchema.optional(),
-  subject: z.string().min(1).max(512).optional(),
+  subject: safeText(512).optional(),
   role: NameParam.optional(),
   cursor: z.string().regex(UUID_RE).optional(),
   limit: Limit,
 });
 
-const Reason = z.string().min(1).max(500);
+const Reason = safeText(500);
 
 const RevocationSchema = z
   .strictObject({
     task: TaskIdSchema.optional(),
-    subject: z.string().min(1).max(512).optional(),
+    subject: safeText(512).optional(),
     role: NameParam.optional(),
     issued_before: z.iso.datetime({ offset: true }).optional(),
     reason: Reason,
@@ -35,9 +35,9 @@ const RevocationSchema = z
   .openapi('BulkRevocation');
 
 const AuditQuery = z.object({
-  actor: z.string().max(600).optional(),
-  action: z.string().max(64).optional(),
-  target: z.string().max(600).optional(),
+  actor: safeText(600).optional(),
+  action: safeText(64).optional(),
+  target: safeText(600).optional(),
   since: z.iso.datetime({ offset: true }).optional(),
   after: z.coerce.number().int().min(0).optional(),
   limit: Limit,

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Introspector } from '../../leases/introspect.js';
 import type { AppEnv } from '../env.js';
-import { bearer, commonErrors, json } from '../schemas.js';
+import { bearer, commonErrors, json, safeText } from '../schemas.js';
 
 export interface Readiness {
   database: boolean;
@@ -9,7 +9,7 @@ export interface Readiness {
 }
 
 const IntrospectSchema = z
-  .object({ token: z.string().min(1).max(16 * 1024), token_type_hint: z.string().max(64).optional() })
+  .object({ token: safeText(16 * 1024), token_type_hint: safeText(64).optional() })
   .openapi('IntrospectionRequest');
 
 const introspectRoute = createRoute({

@@ -3,12 +3,12 @@ import { leaseView, taskView } from '../../leases/view.js';
 import type { TaskService } from '../../tasks/service.js';
 import { requireOrchestrator } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema, TaskSchema } from '../schemas.js';
+import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText, TaskIdSchema, TaskSchema } from '../schemas.js';
 
 const OpenTaskSchema = z
   .strictObject({
     id: TaskIdSchema.optional(),
-    agent: z.strictObject({ issuer: NameParam.optional(), subject: z.string().min(1).max(512) }),
+    agent: z.strictObject({ issuer: NameParam.optional(), subject: safeText(512) }),
     roles: z.array(NameParam).min(1).max(64),
     ttl_seconds: z.number().int().min(1).max(30 * 86400),
   })
@@ -45,7 +45,7 @@ const completeRoute = createRoute({
   summary: 'Report completion; every lease of the task is revoked',
   security: bearer,
   middleware: [requireOrchestrator] as const,
-  request: { params: TaskParams, ...jsonBody(z.strictObject({ outcome: z.string().min(1).max(64) }).openapi('CompleteTask')) },
+  request: { params: TaskParams, ...jsonBody(z.strictObject({ outcome: safeText(64) }).openapi('CompleteTask')) },
   responses: {
     202: json(z.object({ task: TaskSchema, revoking: z.number().int() }), 'Completed; `revoking` leases are being revoked'),
     ...commonErrors,
