@@ -2,9 +2,9 @@ import { sql } from 'drizzle-orm';
 import { appendAudit, type AuditInput } from '../audit/append.js';
 import { BackendError, type Backend } from '../backends/types.js';
 import type { Clock } from '../clock.js';
-import { mapLimit, withTimeout } from '../concurrency.js';
+import { mapLimit, TimeoutError, withTimeout } from '../concurrency.js';
 import type { Config } from '../config/schema.js';
-import type { Db } from '../db/client.js';
+import { execRows, type Db } from '../db/client.js';
 import { leases, type Lease } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { backoffMs } from './backoff.js';
@@ -28,17 +28,20 @@ export interface SweepResult {
 }
 
 const ACTOR = 'system:sweeper';
+const WAVE_FACTOR = 4;
 
 /** A revocation error as stored and shown: BackendError messages are written to be safe; anything else is not trusted. */
 function describe(err: unknown): string {
   if (err instanceof BackendError) return `${err.code}: ${err.message}`.slice(0, 500);
-  if (err instanceof Error && err.message.startsWith('revoke timed out')) return err.message;
+  if (err instanceof TimeoutError) return err.message;
   return 'backend error';
 }
 
 export function createSweeper(deps: SweeperDeps) {
   const { db, clock, backends, config, log } = deps;
   const random = deps.random ?? Math.random;
+  // A wave of WAVE_FACTOR rounds of revocations fits in half a claim, so one extension per wave always suffices.
+  const revokeTimeoutMs = (config.claim_timeout * 1000) / (2 * WAVE_FACTOR);
   let running: Promise<SweepResult> | undefined;
   let stopped = true;
   let nudged = false;
@@ -51,8 +54,8 @@ export function createSweeper(deps: SweeperDeps) {
     try {
       await withTimeout(
         backend.revoke({ leaseId: lease.id, ref: lease.credentialRef, role: lease.role, backendExpiresAt: lease.backendExpiresAt }),
-        (config.claim_timeout * 1000) / 2,
-        `revoke timed out after ${config.claim_timeout / 2}s`,
+        revokeTimeoutMs,
+        `revoke timed out after ${revokeTimeoutMs / 1000}s`,
       );
       return undefined;
     } catch (err) {
@@ -92,36 +95,41 @@ export function createSweeper(deps: SweeperDeps) {
     });
   }
 
+  /**
+   * Records failed attempts. Everything that may have changed since the claim
+   * (attempts reset, reason set by a task completion) is read in the UPDATE
+   * itself, and the audit event is decided on the status it replaced.
+   */
   async function fail(failures: { lease: Lease; error: string }[], now: Date): Promise<void> {
     if (failures.length === 0) return;
     await db.transaction(async (tx) => {
       const events: AuditInput[] = [];
       for (const { lease, error } of failures) {
-        const attempts = lease.attempts + 1;
-        const giveUp = attempts >= config.max_attempts;
-        const status = giveUp ? 'revoke_failed' : 'revoking';
-        const delay = giveUp ? config.failed_retry_interval * 1000 : backoffMs(attempts, 1000, 300_000, random);
-        const [updated] = await tx
-          .update(leases)
-          .set({
-            status,
-            reason: lease.reason ?? 'expired',
-            attempts,
-            lastError: error,
-            nextAttemptAt: new Date(now.getTime() + delay),
-            ...releaseClaim,
-          })
-          .where(heldBy(deps.id, [lease.id]))
-          .returning({ id: leases.id });
-        if (updated && status !== lease.status) {
+        const retryAt = new Date(now.getTime() + backoffMs(lease.attempts + 1, 1000, 300_000, random)).toISOString();
+        const parkUntil = new Date(now.getTime() + config.failed_retry_interval * 1000).toISOString();
+        const [row] = await execRows<{ old_status: string; status: string; attempts: number; reason: string; task_id: string }>(
+          tx,
+          sql`update leases l set
+                attempts = l.attempts + 1,
+                status = case when l.attempts + 1 >= ${config.max_attempts} then 'revoke_failed' else 'revoking' end,
+                reason = coalesce(l.reason, 'expired'),
+                last_error = ${error},
+                next_attempt_at = case when l.attempts + 1 >= ${config.max_attempts} then ${parkUntil}::timestamptz else ${retryAt}::timestamptz end,
+                claimed_by = null,
+                claim_until = null
+              from (select id, status as old_status from leases where id = ${lease.id} and claimed_by = ${deps.id} for update) o
+              where l.id = o.id
+              returning o.old_status, l.status, l.attempts, l.reason, l.task_id`,
+        );
+        if (row && row.status !== row.old_status) {
           events.push({
             at: now,
             actor: ACTOR,
-            action: giveUp ? 'lease.revoke_failed' : 'lease.revoking',
+            action: row.status === 'revoke_failed' ? 'lease.revoke_failed' : 'lease.revoking',
             target: `lease:${lease.id}`,
             decision: 'info',
-            reason: lease.reason ?? 'expired',
-            details: { task: lease.taskId, attempts, error },
+            reason: row.reason,
+            details: { task: row.task_id, attempts: row.attempts, error },
           });
         }
       }
@@ -129,24 +137,47 @@ export function createSweeper(deps: SweeperDeps) {
     });
   }
 
-  /** One pass: claims and revokes batches until nothing is due. */
+  /** Pushes the claim on leases still to be revoked further out, so a slow backend does not let another replica take them. */
+  async function extendClaim(leasesLeft: Lease[], now: Date): Promise<void> {
+    await db
+      .update(leases)
+      .set({ claimUntil: new Date(now.getTime() + config.claim_timeout * 1000) })
+      .where(heldBy(deps.id, leasesLeft.map((l) => l.id)));
+  }
+
+  /**
+   * One pass: claims batches until nothing is due. A batch is revoked in waves
+   * of a few times the concurrency, each wave finalized in one commit, and the
+   * claim on what is left is extended whenever it runs low: a lease is held
+   * by one replica while that replica is alive and working on it, and becomes
+   * claimable again within `claim_timeout` if the replica dies.
+   */
   async function sweepOnce(): Promise<SweepResult> {
     const total: SweepResult = { revoked: 0, expired: 0, failed: 0 };
+    const waveSize = config.concurrency * WAVE_FACTOR;
     for (;;) {
-      const now = clock.now();
-      const claimUntil = new Date(now.getTime() + config.claim_timeout * 1000);
-      const batch = await claimDue(db, deps.id, now, claimUntil, config.batch_size);
+      const claimedAt = clock.now();
+      let claimUntil = claimedAt.getTime() + config.claim_timeout * 1000;
+      const batch = await claimDue(db, deps.id, claimedAt, new Date(claimUntil), config.batch_size);
       if (batch.length === 0) return total;
-      const errors = await mapLimit(batch, config.concurrency, revoke);
-      const succeeded = batch.filter((_, i) => errors[i] === undefined);
-      const failures = batch.flatMap((lease, i) => (errors[i] === undefined ? [] : [{ lease, error: describe(errors[i]) }]));
-      const done = clock.now();
-      const counts = await finish(succeeded, done);
-      await fail(failures, done);
-      total.revoked += counts.revoked;
-      total.expired += counts.expired;
-      total.failed += failures.length;
-      if (failures.length > 0) log.warn({ failed: failures.length, first: failures[0]!.error }, 'revocations failed; will retry');
+      for (let start = 0; start < batch.length; start += waveSize) {
+        const now = clock.now();
+        if (claimUntil - now.getTime() < (config.claim_timeout * 1000) / 2) {
+          await extendClaim(batch.slice(start), now);
+          claimUntil = now.getTime() + config.claim_timeout * 1000;
+        }
+        const wave = batch.slice(start, start + waveSize);
+        const errors = await mapLimit(wave, config.concurrency, revoke);
+        const succeeded = wave.filter((_, i) => errors[i] === undefined);
+        const failures = wave.flatMap((lease, i) => (errors[i] === undefined ? [] : [{ lease, error: describe(errors[i]) }]));
+        const done = clock.now();
+        const counts = await finish(succeeded, done);
+        await fail(failures, done);
+        total.revoked += counts.revoked;
+        total.expired += counts.expired;
+        total.failed += failures.length;
+        if (failures.length > 0) log.warn({ failed: failures.length, first: failures[0]!.error }, 'revocations failed; will retry');
+      }
       if (batch.length < config.batch_size) return total;
     }
   }

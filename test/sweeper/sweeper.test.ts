@@ -166,4 +166,52 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     await t.broker.sweeper.runOnce();
     for (const id of ids) expect((await lease(id)).status).toBe('revoked');
   });
+
+  it('records a failure on top of what changed during the attempt (a task completed mid-revocation)', async () => {
+    const { task, ids } = await issue('flaky', 1, 60);
+    const id = ids[0]!;
+    t.clock.advance(61);
+    t.fake.failNextRevokes(1);
+    t.fake.hangRevokes(200);
+    const pass = t.broker.sweeper.runOnce();
+    await new Promise((r) => setTimeout(r, 50)); // the expired lease is claimed, its revoke in flight
+    await database.db.update(leases).set({ status: 'revoking', reason: 'task_completed', attempts: 0 }).where(eq(leases.id, id));
+    await pass;
+    t.fake.hangRevokes(0);
+    expect(await lease(id)).toMatchObject({ status: 'revoking', reason: 'task_completed', attempts: 1 });
+    void task;
+  });
+
+  it('extends its claim while a slow backend works through a batch, so no other replica takes the leases', async () => {
+    const { task, ids } = await issue('flaky', 12);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    const calls = new Map<string, number>();
+    let n = 0;
+    const other = () =>
+      createSweeper({ db: database.db, clock: t.clock, backends: t.broker.backends, config: t.config.sweeper, log: createLogger('silent'), id: 'other' });
+    const slow = {
+      name: 'fake',
+      type: 'fake',
+      mint: t.fake.backend.mint,
+      async revoke({ leaseId }: { leaseId: string }) {
+        calls.set(leaseId, (calls.get(leaseId) ?? 0) + 1);
+        t.clock.advance(7); // each revoke takes most of its timeout
+        if (++n === 9) await other().runOnce(); // another replica sweeps after the first claim would have run out
+      },
+    };
+    const sweeper = createSweeper({
+      db: database.db,
+      clock: t.clock,
+      backends: new Map([['fake', slow]]),
+      config: { ...t.config.sweeper, concurrency: 1, claim_timeout: 60 },
+      log: createLogger('silent'),
+      id: 'slow',
+    });
+    const result = await sweeper.runOnce();
+    expect(result.revoked).toBe(12);
+    for (const id of ids) {
+      expect(calls.get(id)).toBe(1);
+      expect(t.fake.revokeCalls.get(id)).toBeUndefined();
+    }
+  });
 });
