@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
 
 interface StoredKey {
@@ -24,10 +24,13 @@ export interface SigningKeyStore {
   signingKey(): Promise<{ kid: string; key: CryptoKey }>;
   /** Public keys of every key whose tokens may still be live. */
   jwks(): Promise<{ keys: JWK[] }>;
+  /** The published keys as a jose key resolver, rebuilt only when the set changes (introspection's hot path). */
+  keyResolver(): Promise<JWTVerifyGetKey>;
 }
 
 const FILE_RE = /^(\d{13})-([A-Za-z0-9_-]+)\.json$/;
 const RELOAD_MS = 60_000;
+const PUBLISH_LEAD_MS = 6 * 60_000;
 
 /**
  * ES256 signing keys persisted as files (mode 0600) under `dir`, one per key,
@@ -36,8 +39,11 @@ const RELOAD_MS = 60_000;
  */
 export async function createSigningKeyStore(options: KeyStoreOptions): Promise<SigningKeyStore> {
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  // Relying parties cache the JWKS (max-age 300 s) and replicas reload keys every 60 s: publish this long ahead.
+  const leadMs = Math.min(PUBLISH_LEAD_MS, (options.rotationSeconds * 1000) / 2);
   let keys: StoredKey[] = [];
   let loadedAt = 0;
+  let resolver: JWTVerifyGetKey | undefined;
 
   async function load(): Promise<void> {
     const found: StoredKey[] = [];
@@ -54,6 +60,7 @@ export async function createSigningKeyStore(options: KeyStoreOptions): Promise<S
       });
     }
     keys = found.sort((a, b) => a.createdAt - b.createdAt);
+    resolver = createLocalJWKSet({ keys: keys.map((k) => k.publicJwk) });
     loadedAt = options.clock.now().getTime();
   }
 
@@ -64,39 +71,49 @@ export async function createSigningKeyStore(options: KeyStoreOptions): Promise<S
     writeFileSync(join(options.dir, `${now}-${kid}.json`), JSON.stringify(jwk), { mode: 0o600, flag: 'wx' });
   }
 
-  /** Deletes keys whose every token has expired: a successor has existed for longer than the max TTL. */
+  /** Deletes keys whose every token has expired: the next key has signed for longer than the max TTL. */
   function prune(now: number): void {
     for (let i = 0; i < keys.length - 1; i++) {
       const key = keys[i]!;
-      const successor = keys[i + 1]!;
-      if (successor.createdAt + (options.maxTokenTtlSeconds + 60) * 1000 < now) {
+      const successorSigningSince = keys[i + 1]!.createdAt + leadMs;
+      if (successorSigningSince + (options.maxTokenTtlSeconds + 60) * 1000 < now) {
         rmSync(join(options.dir, `${key.createdAt}-${key.kid}.json`), { force: true });
       }
     }
   }
 
+  /** A new key is made `lead` before it is needed, so it is published (and cached by relying parties) before it signs. */
+  const dueForNext = (now: number) => {
+    const newest = keys.at(-1);
+    return !newest || newest.createdAt + options.rotationSeconds * 1000 - leadMs <= now;
+  };
+
   async function refresh(): Promise<void> {
     const now = options.clock.now().getTime();
-    const newest = keys.at(-1);
-    if (!newest || newest.createdAt + options.rotationSeconds * 1000 <= now) {
-      await load();
-      const reloaded = keys.at(-1);
-      if (!reloaded || reloaded.createdAt + options.rotationSeconds * 1000 <= now) {
-        await create(now);
-        prune(now);
-        await load();
-      }
-    } else if (now - loadedAt > RELOAD_MS) {
+    if (dueForNext(now) || now - loadedAt > RELOAD_MS) await load();
+    if (dueForNext(now)) {
+      await create(now);
+      prune(now);
       await load();
     }
+  }
+
+  /** The newest key that has been published for at least `lead`; on a first start, the only key there is. */
+  function signer(now: number): StoredKey {
+    const ready = keys.filter((k) => k.createdAt + leadMs <= now);
+    return ready.at(-1) ?? keys[0]!;
   }
 
   await refresh();
   return {
     async signingKey() {
       await refresh();
-      const newest = keys.at(-1)!;
-      return { kid: newest.kid, key: newest.privateKey };
+      const key = signer(options.clock.now().getTime());
+      return { kid: key.kid, key: key.privateKey };
+    },
+    async keyResolver() {
+      await refresh();
+      return resolver!;
     },
     async jwks() {
       await refresh();

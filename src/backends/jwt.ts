@@ -1,4 +1,4 @@
-import { createLocalJWKSet, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import type { Backend } from './types.js';
 import type { SigningKeyStore } from './jwt-keys.js';
 
@@ -55,7 +55,7 @@ export async function verifyIssuedToken(
   now: Date,
 ): Promise<JWTPayload | undefined> {
   try {
-    const { payload } = await jwtVerify(token, createLocalJWKSet(await keys.jwks()), {
+    const { payload } = await jwtVerify(token, await keys.keyResolver(), {
       issuer,
       algorithms: ['ES256'],
       currentDate: now,

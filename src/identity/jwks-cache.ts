@@ -14,7 +14,11 @@ export interface JwksCacheOptions {
 export interface JwksCache {
   /** For jose's jwtVerify: resolves the key for a token header. */
   getKey: JWTVerifyGetKey;
-  /** True while `kid` is in the current key set (the verified-token cache drops tokens whose key left). */
+  /**
+   * True while `kid` is in a key set that is still fresh. The verified-token
+   * cache serves a token only while this holds, so a key the issuer removed
+   * stops working within the cache's max age even for a token reused forever.
+   */
   hasKid(kid: string | undefined): boolean;
   /** How many times the issuer has been fetched (for tests and metrics). */
   fetches(): number;
@@ -79,7 +83,7 @@ export function createJwksCache(options: JwksCacheOptions): JwksCache {
         return keys!.set(header, token);
       }
     },
-    hasKid: (kid) => keys?.kids.has(kid) ?? false,
+    hasKid: (kid) => !!keys && options.clock.now().getTime() - keys.fetchedAt < options.maxAgeMs && keys.kids.has(kid),
     fetches: () => count,
   };
 }

@@ -3,6 +3,8 @@ import type { Identity } from './types.js';
 interface Entry {
   identity: Identity;
   kid: string | undefined;
+  /** The earliest of the token's `exp` and its `iat` plus the issuer's max token age. */
+  until: Date;
 }
 
 /**
@@ -17,7 +19,7 @@ export function createTokenCache(maxEntries: number) {
     get(tokenSha256: string, now: Date, keyStillPublished: (issuer: string, kid: string | undefined) => boolean): Identity | undefined {
       const entry = entries.get(tokenSha256);
       if (!entry) return undefined;
-      if (entry.identity.expiresAt <= now || !keyStillPublished(entry.identity.issuer, entry.kid)) {
+      if (entry.until <= now || !keyStillPublished(entry.identity.issuer, entry.kid)) {
         entries.delete(tokenSha256);
         return undefined;
       }
@@ -26,10 +28,10 @@ export function createTokenCache(maxEntries: number) {
       entries.set(tokenSha256, entry);
       return entry.identity;
     },
-    set(identity: Identity, kid: string | undefined): void {
+    set(identity: Identity, kid: string | undefined, until: Date = identity.expiresAt): void {
       if (maxEntries <= 0) return;
       entries.delete(identity.tokenSha256);
-      entries.set(identity.tokenSha256, { identity, kid });
+      entries.set(identity.tokenSha256, { identity, kid, until: until < identity.expiresAt ? until : identity.expiresAt });
       while (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     size: () => entries.size,

@@ -25,8 +25,9 @@ export interface VerifierOptions {
 export const MAX_TOKEN_BYTES = 16 * 1024;
 const MAX_DISCOVERY_BYTES = 64 * 1024;
 const MAX_JWKS_BYTES = 256 * 1024;
-// Control characters (C0, DEL, C1) have no place in a subject; a NUL or newline there is an attack on whatever logs or matches it.
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
+// Control and format characters, and line/paragraph separators, have no place in a subject: a NUL, newline,
+// U+2028 or zero-width space there is an attack on whatever logs, displays or pattern-matches it.
+const CONTROL_CHARS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 
 interface KeySource {
   getKey: JWTVerifyGetKey;
@@ -148,7 +149,10 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
       if (cached) return cached;
       try {
         const { identity, kid } = await verifyUncached(token, tokenSha256);
-        cache.set(identity, kid);
+        const entry = byName.get(identity.issuer)!.config;
+        const iat = identity.claims.iat;
+        const maxAgeEnd = entry.max_token_age !== undefined && iat !== undefined ? new Date((iat + entry.max_token_age) * 1000) : undefined;
+        cache.set(identity, kid, maxAgeEnd);
         return identity;
       } catch (err) {
         throw toAuthError(err);

@@ -53,16 +53,20 @@ describe('jwt backend', () => {
     expect((await again.signingKey()).kid).toBe(first.kid);
   });
 
-  it('rotates, keeps the old key published until its tokens have expired, then drops it', async () => {
-    const { keys, clock, mint } = await setup(100, 50);
-    const old = await mint('0190c3a0-0000-7000-8000-000000000002', 50);
-    const oldKid = decodeProtectedHeader(old.credentials.token as string).kid;
-    clock.advance(101);
-    const fresh = await mint('0190c3a0-0000-7000-8000-000000000003', 50);
-    expect(decodeProtectedHeader(fresh.credentials.token as string).kid).not.toBe(oldKid);
+  it('publishes a new key before signing with it, keeps the old one until its tokens expired, then drops it', async () => {
+    const { keys, clock, mint } = await setup(100, 50); // publish lead: half the rotation, 50 s
+    const kidOf = async (leaseId: string) => decodeProtectedHeader((await mint(leaseId, 50)).credentials.token as string).kid;
+    const oldKid = await kidOf('0190c3a0-0000-7000-8000-000000000002');
+    clock.advance(60); // the next key is due 50 s before rotation: created and published, not yet signing
+    expect(await kidOf('0190c3a0-0000-7000-8000-000000000003')).toBe(oldKid);
+    const published = (await keys.jwks()).keys.map((k) => k.kid);
+    expect(published).toHaveLength(2);
+    const newKid = published.find((k) => k !== oldKid);
+    clock.advance(51);
+    expect(await kidOf('0190c3a0-0000-7000-8000-000000000004')).toBe(newKid);
     expect((await keys.jwks()).keys.map((k) => k.kid)).toContain(oldKid);
     expect((await keys.jwks()).keys.every((k) => k.d === undefined)).toBe(true);
-    clock.advance(200);
+    clock.advance(300);
     await keys.signingKey();
     expect((await keys.jwks()).keys.map((k) => k.kid)).not.toContain(oldKid);
   });
