@@ -60,6 +60,7 @@ export async function createBroker(deps: BrokerDeps) {
     db,
     clock,
     knownRoles: (name) => policy.role(name) !== undefined,
+    issuers: config.issuers.map((i) => i.name),
     maxTaskTtlSeconds: config.tasks.max_ttl,
     onRevokeRequested,
   });

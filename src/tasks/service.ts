@@ -11,6 +11,8 @@ export interface TaskServiceDeps {
   db: Db;
   clock: Clock;
   knownRoles: (name: string) => boolean;
+  /** Configured issuer names: a task binds its agent to one of them. */
+  issuers: string[];
   maxTaskTtlSeconds: number;
   onRevokeRequested: () => void;
 }
@@ -32,7 +34,21 @@ export interface Caller {
 const visibleTo = (caller: Caller, id: string) =>
   caller.admin ? eq(tasks.id, id) : and(eq(tasks.id, id), eq(tasks.createdBy, caller.actor));
 
-export function createTaskService({ db, clock, knownRoles, maxTaskTtlSeconds, onRevokeRequested }: TaskServiceDeps) {
+/**
+ * The issuer a task's agent is bound to. Without one, a subject would be
+ * matched from any trusted issuer, so it may be left out only when there is
+ * exactly one.
+ */
+function bindIssuer(requested: string | undefined, issuers: string[]): string {
+  if (requested !== undefined) {
+    if (!issuers.includes(requested)) throw new AppError('validation_failed', 'agent.issuer is not a configured issuer');
+    return requested;
+  }
+  if (issuers.length !== 1) throw new AppError('validation_failed', 'agent.issuer is required when several issuers are configured');
+  return issuers[0]!;
+}
+
+export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested }: TaskServiceDeps) {
   return {
     async open(caller: Caller, input: OpenTaskInput): Promise<Task> {
       const unknown = input.roles.filter((r) => !knownRoles(r));
@@ -41,7 +57,7 @@ export function createTaskService({ db, clock, knownRoles, maxTaskTtlSeconds, on
       const ttl = Math.min(input.ttlSeconds, maxTaskTtlSeconds);
       const row: typeof tasks.$inferInsert = {
         id: input.id ?? newId(clock),
-        agentIssuer: input.agent.issuer ?? null,
+        agentIssuer: bindIssuer(input.agent.issuer, issuers),
         agentSubject: input.agent.subject,
         roles: [...new Set(input.roles)],
         status: 'open',

@@ -49,7 +49,6 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
       public_url: 'https://tasklease.test',
       data_dir: mkdtempSync(join(tmpdir(), 'tasklease-test-')),
       log_level: 'debug',
-      issuers: [issuer.config],
       principals: {
         orchestrators: [{ issuer: 'test', subject: 'orchestrator' }, { issuer: 'test', subject: 'orchestrator-2' }],
         admins: [{ issuer: 'test', subject: 'admin' }, { name: 'ops', token_sha256: sha256Hex(ADMIN_STATIC_TOKEN) }],
@@ -62,6 +61,8 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
       ],
       sweeper: { max_attempts: 3, batch_size: 50 },
       ...options.config,
+      // Extra issuers join the harness's own rather than replacing it.
+      issuers: [issuer.config, ...(options.config?.issuers ?? [])],
     },
     'test config',
   );
