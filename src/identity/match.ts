@@ -11,15 +11,27 @@ export function anchoredPattern(pattern: string): RegExp {
   return new RegExp(`^(?:${pattern})$`, 'u');
 }
 
-/** A claim by exact key first (`kubernetes.io/namespace`), then by dotted path into nested objects. */
-export function claimAt(claims: Record<string, unknown>, key: string): unknown {
-  if (Object.hasOwn(claims, key)) return claims[key];
-  let current: unknown = claims;
-  for (const part of key.split('.')) {
-    if (!current || typeof current !== 'object' || Array.isArray(current) || !Object.hasOwn(current, part)) return undefined;
-    current = (current as Record<string, unknown>)[part];
+/**
+ * A claim by a dotted path. Keys may themselves contain dots, as Kubernetes'
+ * `kubernetes.io` does, so at each level the longest key that matches a
+ * prefix of the remaining path is tried first: `kubernetes.io.namespace`
+ * finds `{"kubernetes.io": {"namespace": ...}}`. Only own properties are read.
+ */
+export function claimAt(claims: unknown, key: string): unknown {
+  return resolve(claims, key.split('.'));
+}
+
+function resolve(node: unknown, parts: string[]): unknown {
+  if (!node || typeof node !== 'object' || Array.isArray(node)) return undefined;
+  for (let i = parts.length; i >= 1; i--) {
+    const head = parts.slice(0, i).join('.');
+    if (!Object.hasOwn(node, head)) continue;
+    const value = (node as Record<string, unknown>)[head];
+    if (i === parts.length) return value;
+    const found = resolve(value, parts.slice(i));
+    if (found !== undefined) return found;
   }
-  return current;
+  return undefined;
 }
 
 /** Strings match strings, numbers numbers, booleans booleans: no coercion; a list means any of. */

@@ -83,7 +83,8 @@ describe('claimAt', () => {
   });
 
   it('follows a dotted path into nested objects', () => {
-    expect(claimAt({ 'kubernetes.io': { namespace: 'x' } }, 'kubernetes.io.namespace')).toBeUndefined();
+    expect(claimAt({ 'kubernetes.io': { namespace: 'x' } }, 'kubernetes.io.namespace')).toBe('x');
+    expect(claimAt({ 'kubernetes.io': { serviceaccount: { name: 'sa' } } }, 'kubernetes.io.serviceaccount.name')).toBe('sa');
     expect(claimAt({ kubernetes: { io: { namespace: 'x' } } }, 'kubernetes.io.namespace')).toBe('x');
     expect(claimAt({ a: { b: { c: 3 } } }, 'a.b.c')).toBe(3);
   });
@@ -158,6 +159,7 @@ describe('compileRule', () => {
     const nested = compileRule({ issuer: 'k8s', claims: { 'kubernetes.io.namespace': 'agents' } });
     expect(nested(identity('s', { kubernetes: { io: { namespace: 'agents' } } }))).toBe(true);
     expect(nested(identity('s', { 'kubernetes.io.namespace': 'agents' }))).toBe(true);
+    expect(nested(identity('s', { 'kubernetes.io': { namespace: 'agents' } }))).toBe(true);
     expect(nested(identity('s', { 'kubernetes.io': { namespace: 'other' } }))).toBe(false);
     expect(nested(identity('s', { kubernetes: { io: { namespace: 'other' } } }))).toBe(false);
   });
