@@ -1,5 +1,5 @@
-import { desc, sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import { sql } from 'drizzle-orm';
+import { execRows, type Db } from '../db/client.js';
 import { auditEvents } from '../db/schema.js';
 import { chainHash, GENESIS_HASH, type AuditFields } from './chain.js';
 
@@ -21,7 +21,7 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
 export async function appendAudit(tx: Db, events: AuditInput[]): Promise<void> {
   if (events.length === 0) return;
   await tx.execute(sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`);
-  const [last] = await tx.select({ hash: auditEvents.hash }).from(auditEvents).orderBy(desc(auditEvents.seq)).limit(1);
+  const [last] = await execRows<{ hash: string }>(tx, sql`select hash from audit_events order by seq desc limit 1`);
   let prevHash = last?.hash ?? GENESIS_HASH;
   const rows = events.map((event) => {
     const fields: AuditFields = {

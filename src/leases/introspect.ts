@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { verifyIssuedToken } from '../backends/jwt.js';
 import type { SigningKeyStore } from '../backends/jwt-keys.js';
 import type { Clock } from '../clock.js';
@@ -20,14 +20,16 @@ export interface IntrospectDeps {
  * with no further detail.
  */
 export function createIntrospector({ db, clock, keys, issuer }: IntrospectDeps) {
+  const leaseState = db
+    .select({ status: leases.status, expiresAt: leases.expiresAt })
+    .from(leases)
+    .where(eq(leases.id, sql.placeholder('id')))
+    .prepare('tl_introspect_lease');
   return async function introspect(token: string): Promise<{ active: boolean } & Record<string, unknown>> {
     const now = clock.now();
     const payload = await verifyIssuedToken(keys, issuer, token, now);
     if (!payload || typeof payload.jti !== 'string' || !UUID_RE.test(payload.jti)) return { active: false };
-    const [lease] = await db
-      .select({ status: leases.status, expiresAt: leases.expiresAt })
-      .from(leases)
-      .where(eq(leases.id, payload.jti));
+    const [lease] = await leaseState.execute({ id: payload.jti });
     if (!lease || lease.status !== 'active' || lease.expiresAt <= now) return { active: false };
     return {
       active: true,
