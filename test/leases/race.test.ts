@@ -56,7 +56,7 @@ describe('a commit that fails after minting', () => {
     };
     const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }] };
     const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
-    const db = { select: () => ({ from: () => ({ where: async () => [task] }) }) };
+    const db = { select: () => ({ from: () => ({ where: () => ({ prepare: () => ({ execute: async () => [task] }) }) }) }) };
     const failure = new Error('connection lost');
     const issue = createIssuer({
       db: db as never,
