@@ -14,7 +14,10 @@ import { createIssuer } from './leases/issue.js';
 import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
+import { createApprovalService } from './approvals/service.js';
 import { createPolicy } from './policy/decide.js';
+import { createLimits } from './policy/limits.js';
+import { createRateLimiter } from './policy/rate-limit.js';
 import { createSweeper } from './sweeper/sweeper.js';
 import { createTaskService } from './tasks/service.js';
 
@@ -48,13 +51,25 @@ export async function createBroker(deps: BrokerDeps) {
     if (!backends.has(name)) backends.set(name, createJwtBackend({ name, issuer: config.public_url, keys }));
   }
 
-  const sweeper = createSweeper({ db, clock, backends, config: config.sweeper, log: log.child({ component: 'sweeper' }), id: deps.instanceId });
+  const policy = createPolicy(config.roles, config.policy);
+  const limits = createLimits(config.policy);
+  const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl });
+  const sweeper = createSweeper({
+    db,
+    clock,
+    backends,
+    config: config.sweeper,
+    log: log.child({ component: 'sweeper' }),
+    id: deps.instanceId,
+    housekeeping: () => approvals.expire(),
+  });
   const onRevokeRequested = () => sweeper.nudge();
-  const policy = createPolicy(config.roles);
+  const rate = config.policy.rate_limit;
+  const rateLimiter = rate ? createRateLimiter({ rate: rate.per_agent_per_second, burst: rate.burst, clock }) : undefined;
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
-  const writer = createLeaseWriter(db, onRevokeRequested);
-  const issue = createIssuer({ db, clock, policy, backends, writer, log });
+  const writer = createLeaseWriter(db, limits, onRevokeRequested);
+  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, log });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const tasks = createTaskService({
     db,
@@ -76,6 +91,10 @@ export async function createBroker(deps: BrokerDeps) {
 
   const app = createApp({
     db,
+    approvals,
+    policy,
+    limits,
+    clock,
     log,
     authenticator,
     issue,
@@ -87,6 +106,6 @@ export async function createBroker(deps: BrokerDeps) {
     version: deps.version ?? '0.0.0',
   });
 
-  return { app, sweeper, keys, backends, issue, leases, tasks, introspect };
+  return { app, sweeper, keys, backends, issue, leases, tasks, introspect, approvals };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -62,7 +62,18 @@ function crossCheck(config: Config): string[] {
     roles.add(role.name);
     if (!config.backends[role.backend]) problems.push(`roles[${i}].backend: unknown backend '${role.backend}'`);
     role.allow.forEach((rule, j) => checkRule(rule, `roles[${i}].allow[${j}]`));
+    role.approvers.forEach((rule, j) => checkRule(rule, `roles[${i}].approvers[${j}]`));
   });
+  config.policy.conflicts.forEach((conflict, i) =>
+    conflict.roles.forEach((role, j) => {
+      if (!roles.has(role)) problems.push(`policy.conflicts[${i}].roles[${j}]: unknown role '${role}'`);
+    }),
+  );
+  config.policy.approvals.rules.forEach((rule, i) =>
+    rule.roles?.forEach((role, j) => {
+      if (!roles.has(role)) problems.push(`policy.approvals.rules[${i}].roles[${j}]: unknown role '${role}'`);
+    }),
+  );
   return problems;
 }
 

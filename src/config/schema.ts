@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
+import { PolicySchema } from './policy.js';
 
 export { IssuerSchema };
 
@@ -40,9 +41,16 @@ export const IdentityRuleSchema = z
     path: ['claim_patterns'],
   });
 
+/** Orchestrators may act on the tasks they opened, and on tasks whose labels match their scope. */
+const ScopeSchema = z.strictObject({ labels: z.record(z.string().min(1), z.string()) }).optional();
+
 export const PrincipalSchema = z.union([
-  z.strictObject({ name: NameSchema, token_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits') }),
-  IdentityRuleSchema.and(z.object({ name: NameSchema.optional() })),
+  z.strictObject({
+    name: NameSchema,
+    token_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits'),
+    scope: ScopeSchema,
+  }),
+  IdentityRuleSchema.and(z.object({ name: NameSchema.optional(), scope: ScopeSchema })),
 ]);
 
 export const JwtBackendSchema = z.strictObject({
@@ -61,6 +69,12 @@ export const RoleSchema = z
     max_ttl: DurationSchema.default(3600),
     allow: z.array(IdentityRuleSchema).min(1),
     jwt: z.strictObject({ audience: z.string().min(1).optional(), scope: z.string().optional() }).optional(),
+    /** Every request needs an approver's decision first. */
+    requires_approval: z.boolean().default(false),
+    /** Who besides the admins may approve this role's requests. */
+    approvers: z.array(IdentityRuleSchema).default([]),
+    /** At most this many active leases of the role at once, across all agents. */
+    max_active: z.number().int().min(1).optional(),
   })
   .refine((r) => r.ttl >= 1 && r.ttl <= r.max_ttl, 'ttl must be between 1s and max_ttl');
 
@@ -91,6 +105,7 @@ export const ConfigSchema = z.strictObject({
   backends: z.record(NameSchema, BackendSchema).default({}),
   roles: z.array(RoleSchema).default([]),
   tasks: z.strictObject({ max_ttl: DurationSchema.default(86400) }).default({ max_ttl: 86400 }),
+  policy: PolicySchema,
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),

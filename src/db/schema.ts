@@ -19,6 +19,10 @@ export const tasks = pgTable(
     createdAt: ts('created_at').notNull(),
     deadline: ts('deadline').notNull(),
     completedAt: ts('completed_at'),
+    /** Labels the orchestrator set (environment, team, ...), matched by approval rules and orchestrator scopes. */
+    labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
+    /** How many credentials the task may be issued in all; null for no limit. */
+    maxLeases: integer('max_leases'),
   },
   (t) => [index('tasks_agent_idx').on(t.agentSubject, t.status)],
 );
@@ -66,6 +70,37 @@ export const leases = pgTable(
   ],
 );
 
+export const APPROVAL_STATUSES = ['pending', 'approved', 'denied', 'expired', 'redeemed'] as const;
+export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
+
+export const approvals = pgTable(
+  'approvals',
+  {
+    id: uuid('id').primaryKey(),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    role: text('role').notNull(),
+    issuer: text('issuer').notNull(),
+    subject: text('subject').notNull(),
+    tokenSha256: text('token_sha256').notNull(),
+    requestedTtl: integer('requested_ttl'),
+    status: text('status').$type<ApprovalStatus>().notNull(),
+    /** Why approval is needed (the role, or the label rule that matched). */
+    requiredBy: text('required_by').notNull(),
+    decidedBy: text('decided_by'),
+    decisionReason: text('decision_reason'),
+    createdAt: ts('created_at').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    decidedAt: ts('decided_at'),
+    leaseId: uuid('lease_id'),
+  },
+  (t) => [
+    index('approvals_pending_idx').on(t.expiresAt).where(sql`${t.status} in ('pending', 'approved')`),
+    index('approvals_role_idx').on(t.role, t.status, t.id),
+  ],
+);
+
 export const auditEvents = pgTable(
   'audit_events',
   {
@@ -88,7 +123,8 @@ export const auditEvents = pgTable(
   ],
 );
 
-export const schema = { tasks, leases, auditEvents };
+export const schema = { tasks, leases, approvals, auditEvents };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
+export type Approval = typeof approvals.$inferSelect;

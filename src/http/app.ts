@@ -1,7 +1,11 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
+import type { ApprovalService } from '../approvals/service.js';
+import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
+import type { Policy } from '../policy/decide.js';
+import type { Limits } from '../policy/limits.js';
 import { AppError } from '../errors.js';
 import type { Authenticator } from '../identity/principals.js';
 import type { Introspector } from '../leases/introspect.js';
@@ -14,11 +18,17 @@ import type { AppEnv } from './env.js';
 import { createErrorHandler, problem } from './problem.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAgentRoutes } from './routes/agent.js';
+import { registerApprovalRoutes } from './routes/approvals.js';
+import { registerPolicyRoutes } from './routes/policy.js';
 import { registerSystemRoutes, type Readiness } from './routes/system.js';
 import { registerTaskRoutes } from './routes/tasks.js';
 
 export interface AppDeps {
   db: Db;
+  clock: Clock;
+  policy: Policy;
+  limits: Limits;
+  approvals: ApprovalService;
   log: Logger;
   authenticator: Authenticator;
   issue: Issuer;
@@ -66,6 +76,8 @@ export function createApp(deps: AppDeps) {
   registerTaskRoutes(app, deps.tasks);
   registerAdminRoutes(app, deps);
   registerSystemRoutes(app, deps);
+  registerApprovalRoutes(app, deps.approvals);
+  registerPolicyRoutes(app, deps);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

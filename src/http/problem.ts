@@ -19,6 +19,7 @@ export function problem(c: Context, code: ErrorCode, detail: string, extra: Reco
     ...extra,
   };
   if (status === 401) c.header('WWW-Authenticate', 'Bearer realm="tasklease"');
+  if (typeof extra.retry_after === 'number') c.header('Retry-After', String(extra.retry_after));
   return c.body(JSON.stringify(body), status as ContentfulStatusCode, { 'Content-Type': 'application/problem+json' });
 }
 

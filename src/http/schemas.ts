@@ -45,8 +45,27 @@ export const TaskSchema = z
     created_at: z.string(),
     deadline: z.string(),
     completed_at: z.string().nullable(),
+    labels: z.record(z.string(), z.string()),
+    max_leases: z.number().int().nullable(),
   })
   .openapi('Task');
+
+export const ApprovalSchema = z
+  .object({
+    id: z.string().uuid(),
+    task: z.string(),
+    role: z.string(),
+    requester: z.object({ issuer: z.string(), subject: z.string() }),
+    status: z.enum(['pending', 'approved', 'denied', 'expired', 'redeemed']),
+    required_by: z.string(),
+    requested_ttl_seconds: z.number().int().nullable(),
+    decided_by: z.string().nullable(),
+    decision_reason: z.string().nullable(),
+    created_at: z.string(),
+    expires_at: z.string(),
+    decided_at: z.string().nullable(),
+  })
+  .openapi('Approval');
 
 /** Ids users may choose: printable, no whitespace or slashes, bounded. */
 export const TaskIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/);

@@ -1,20 +1,27 @@
 import { eq, sql } from 'drizzle-orm';
+import type { ApprovalService } from '../approvals/service.js';
 import type { Backend, MintResult } from '../backends/types.js';
 import { BackendError } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { tasks, type Lease, type leases } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
+import { tasks, type Approval, type Lease, type leases } from '../db/schema.js';
+import { AppError, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../log.js';
-import type { Policy } from '../policy/decide.js';
+import type { Decision, Policy } from '../policy/decide.js';
+import type { LimitRefusal, Limits } from '../policy/limits.js';
+import type { RateLimiter } from '../policy/rate-limit.js';
 import type { LeaseWriter } from './writer.js';
 
 export interface IssueDeps {
   db: Db;
   clock: Clock;
   policy: Policy;
+  limits: Limits;
+  approvals: ApprovalService;
+  rateLimiter?: RateLimiter;
   backends: ReadonlyMap<string, Backend>;
   writer: LeaseWriter;
   log: Logger;
@@ -25,30 +32,45 @@ export interface IssueInput {
   taskId: string;
   roleName: string;
   ttlSeconds?: number;
+  /** An approved request to redeem, for a gated role. */
+  approvalId?: string;
   requestId?: string | null;
 }
 
-const DENY_MESSAGES = {
+export type IssueResult = { kind: 'issued'; lease: Lease; credentials: Record<string, unknown> } | { kind: 'approval'; approval: Approval };
+
+const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
   task_not_found: 'no such task',
-  task_not_bound: 'this task is bound to another agent',
   task_not_open: 'this task is no longer open',
   task_expired: 'this task has passed its deadline',
   role_denied: 'this identity may not request this role for this task',
-} as const;
+  quota_exceeded: 'too many active credentials; retry once one has ended',
+  task_lease_limit: 'this task has been issued all the credentials it may have',
+  role_conflict: 'this role may not be held together with a role already held',
+  rate_limited: 'too many credential requests; slow down',
+  policy_error: 'the request could not be evaluated, so it is refused',
+};
+
+/** Details a limit refusal carries to the caller and the audit trail. */
+function refusalExtra(refusal: LimitRefusal): Record<string, unknown> {
+  if (refusal.code === 'quota_exceeded') return { retry_after: refusal.retryAfterSeconds };
+  if (refusal.code === 'role_conflict') return { conflicts_with: refusal.conflictsWith, conflict: refusal.conflict };
+  return {};
+}
 
 /**
- * Issues one credential. The promise, in order: decide (fail closed), mint,
- * then commit the lease row and its audit event together; only a committed
- * lease releases the credential. If the commit fails, the minted credential
- * is revoked (best effort) and the caller gets an error.
+ * Issues one credential. The promise, in order: rate limit, decide, check
+ * limits (any error here is a refusal), gate on approval, mint, then commit
+ * the lease row and its audit event together, re-checking the limits under
+ * lock; only a committed, active lease releases the credential.
  */
 export function createIssuer(deps: IssueDeps) {
-  const { db, clock, policy, backends, writer, log } = deps;
+  const { db, clock, policy, limits, approvals, backends, writer, log } = deps;
   // Prepared once: building this query per request cost more than running it.
   const taskById = db.select().from(tasks).where(eq(tasks.id, sql.placeholder('id'))).prepare('tl_issue_task_by_id');
   const actorOf = (identity: Identity) => `${identity.issuer}/${identity.subject}`;
 
-  async function deny(input: IssueInput, code: string, reason: string, now: Date) {
+  async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {
     await writer.audit([
       {
         at: now,
@@ -57,45 +79,67 @@ export function createIssuer(deps: IssueDeps) {
         target: `task:${input.taskId}`,
         decision: 'deny',
         reason,
-        details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256 },
+        details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...extra },
         requestId: input.requestId ?? null,
       },
     ]);
+    throw new AppError(code, DENY_MESSAGES[code] ?? 'refused', extra);
   }
 
-  return async function issue(input: IssueInput): Promise<{ lease: Lease; credentials: Record<string, unknown> }> {
-    const now = clock.now();
-    const [task] = await taskById.execute({ id: input.taskId });
-    const decision = policy.decide({
-      identity: input.identity,
-      task,
-      roleName: input.roleName,
-      requestedTtl: input.ttlSeconds,
-      now,
-    });
-    if (!decision.allow) {
-      await deny(input, decision.code, decision.reason, now);
-      throw new AppError(decision.code, DENY_MESSAGES[decision.code]);
+  /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
+  async function evaluate(input: IssueInput, now: Date): Promise<Decision & { allow: true }> {
+    let decision: Decision;
+    let task;
+    let refusal: LimitRefusal | undefined;
+    try {
+      [task] = await taskById.execute({ id: input.taskId });
+      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now });
+      if (decision.allow) refusal = await limits.check(db, { identity: input.identity, task: task!, role: decision.role, now });
+    } catch (err) {
+      if (isDatabaseUnavailable(err)) throw err;
+      log.error({ err: err instanceof Error ? err.name : 'unknown', reqId: input.requestId }, 'policy evaluation failed');
+      return deny(input, 'policy_error', 'policy evaluation failed', now);
     }
+    if (!decision.allow) return deny(input, decision.code, decision.reason, now);
+    if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal));
+    return decision;
+  }
+
+  return async function issue(input: IssueInput): Promise<IssueResult> {
+    const now = clock.now();
+    const limited = deps.rateLimiter?.take(actorOf(input.identity));
+    if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
+    const decision = await evaluate(input, now);
+
+    if (decision.approvalRequiredBy) {
+      if (!input.approvalId) {
+        const approval = await approvals.request({
+          identity: input.identity,
+          taskId: input.taskId,
+          role: input.roleName,
+          ttlSeconds: input.ttlSeconds,
+          requiredBy: decision.approvalRequiredBy,
+          requestId: input.requestId,
+        });
+        return { kind: 'approval', approval };
+      }
+      await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, input.requestId);
+    }
+
     // Config validation guarantees every role's backend exists.
     const backend = backends.get(decision.role.backend)!;
-
     const leaseId = newId(clock);
     let minted: MintResult;
     try {
-      minted = await backend.mint({
-        leaseId,
-        taskId: input.taskId,
-        role: decision.role,
-        identity: input.identity,
-        ttlSeconds: decision.ttlSeconds,
-        now,
-      });
+      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds: decision.ttlSeconds, now });
     } catch (err) {
       const safe = err instanceof BackendError ? err.message : 'backend failed';
       log.warn({ err: safe, backend: backend.name, lease: leaseId }, 'mint failed');
-      await deny(input, 'backend_error', `mint failed: ${safe}`, now).catch(() => {});
-      throw new AppError(err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable', `the ${backend.type} backend could not issue a credential`);
+      const code = err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable';
+      await writer
+        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, role: input.roleName }, requestId: input.requestId ?? null }])
+        .catch(() => {});
+      throw new AppError(code, `the ${backend.type} backend could not issue a credential`);
     }
 
     const row: typeof leases.$inferInsert = {
@@ -112,40 +156,41 @@ export function createIssuer(deps: IssueDeps) {
       expiresAt: new Date(now.getTime() + decision.ttlSeconds * 1000),
       backendExpiresAt: minted.expiresAt,
     };
-    let lease: Lease;
+    let recorded: Awaited<ReturnType<LeaseWriter['recordLease']>>;
     try {
-      lease = await writer.recordLease(row, {
-        at: now,
-        actor: actorOf(input.identity),
-        action: 'credential.issued',
-        target: `lease:${leaseId}`,
-        decision: 'allow',
-        details: {
-          task: input.taskId,
-          role: decision.role.name,
-          backend: backend.name,
-          ttl_seconds: decision.ttlSeconds,
-          credential_ref: minted.ref,
-          token_sha256: input.identity.tokenSha256,
+      recorded = await writer.recordLease(
+        row,
+        {
+          at: now,
+          actor: actorOf(input.identity),
+          action: 'credential.issued',
+          target: `lease:${leaseId}`,
+          decision: 'allow',
+          details: {
+            task: input.taskId,
+            role: decision.role.name,
+            backend: backend.name,
+            ttl_seconds: decision.ttlSeconds,
+            credential_ref: minted.ref,
+            token_sha256: input.identity.tokenSha256,
+            ...(input.approvalId ? { approval: input.approvalId } : {}),
+          },
+          requestId: input.requestId ?? null,
         },
-        requestId: input.requestId ?? null,
-      });
+        { identity: input.identity, role: decision.role },
+      );
     } catch (err) {
       // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.
-      await revokeUnrecorded();
-      throw err;
-    }
-    // The task closed while minting: the lease is recorded as revoking and the sweeper revokes it.
-    if (lease.status !== 'active') throw new AppError('task_not_open', DENY_MESSAGES.task_not_open);
-    return { lease, credentials: minted.credentials };
-
-    async function revokeUnrecorded() {
-      await backend!
+      await backend
         .revoke({ leaseId, ref: minted.ref, role: row.role, backendExpiresAt: minted.expiresAt })
         .catch((revokeErr: unknown) =>
           log.error({ lease: leaseId, err: revokeErr instanceof BackendError ? revokeErr.message : 'unknown' }, 'could not revoke an unrecorded credential'),
         );
+      throw err;
     }
+    // Refused at commit (task closed, or a limit reached by a concurrent request): recorded as revoking, and the sweeper revokes it.
+    if (recorded.refusal) throw new AppError(recorded.refusal.code, DENY_MESSAGES[recorded.refusal.code] ?? 'refused', recorded.refusal.extra);
+    return { kind: 'issued', lease: recorded.lease, credentials: minted.credentials };
   };
 }
 export type Issuer = ReturnType<typeof createIssuer>;

@@ -1,4 +1,4 @@
-import type { Lease, Task } from '../db/schema.js';
+import type { Approval, Lease, Task } from '../db/schema.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -37,6 +37,25 @@ export function taskView(task: Task) {
     created_at: task.createdAt.toISOString(),
     deadline: task.deadline.toISOString(),
     completed_at: iso(task.completedAt),
+    labels: task.labels,
+    max_leases: task.maxLeases,
   };
 }
 export type TaskView = ReturnType<typeof taskView>;
+
+export function approvalView(a: Approval) {
+  return {
+    id: a.id,
+    task: a.taskId,
+    role: a.role,
+    requester: { issuer: a.issuer, subject: a.subject },
+    status: a.status,
+    required_by: a.requiredBy,
+    requested_ttl_seconds: a.requestedTtl,
+    decided_by: a.decidedBy,
+    decision_reason: a.decisionReason,
+    created_at: a.createdAt.toISOString(),
+    expires_at: a.expiresAt.toISOString(),
+    decided_at: iso(a.decidedAt),
+  };
+}

@@ -1,64 +1,116 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { inArray, sql } from 'drizzle-orm';
 import { appendAudit, type AuditInput } from '../audit/append.js';
+import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { leases, tasks, type Lease } from '../db/schema.js';
+import type { ErrorCode } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import type { Limits } from '../policy/limits.js';
 
 type LeaseRow = typeof leases.$inferInsert;
 
-type Pending =
-  | { kind: 'lease'; row: LeaseRow; event: AuditInput; resolve: (lease: Lease) => void; reject: (err: unknown) => void }
-  | { kind: 'audit'; events: AuditInput[]; resolve: () => void; reject: (err: unknown) => void };
+/** Why a minted credential was refused at commit; its lease is recorded as `revoking`. */
+export interface CommitRefusal {
+  code: ErrorCode;
+  reason: string;
+  extra: Record<string, unknown>;
+}
+
+export interface Recorded {
+  lease: Lease;
+  refusal?: CommitRefusal;
+}
+
+/** The lease's revocation reason for a credential refused at commit. */
+const leaseReason = (refusal: CommitRefusal) => (refusal.code === 'task_not_open' ? 'task_closed' : refusal.code);
+
+interface LeaseItem {
+  kind: 'lease';
+  row: LeaseRow;
+  event: AuditInput;
+  who: { identity: Identity; role: RoleConfig };
+  resolve: (r: Recorded) => void;
+  reject: (err: unknown) => void;
+}
+type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () => void; reject: (err: unknown) => void };
 
 /**
  * Group commit for the issuance path. Requests that arrive while a commit is
  * in flight are written together in the next transaction: their lease rows,
- * then their audit events (one append to the hash chain). Each request still
- * gets its row committed with its audit event before it is answered, and the
- * chain lock is taken once per batch rather than once per request.
+ * then their audit events (one append to the hash chain).
  *
- * A credential minted for a task that closed meanwhile is still recorded, as
- * `revoking`, with a denial in the audit trail: the sweeper then revokes it
- * durably, and every credential that ever existed has a row.
+ * The commit is where limits hold: requests whose role has quotas or
+ * conflicts take advisory locks on their agent, task (and role) and are
+ * re-checked one by one, each seeing the leases committed before it and those
+ * inserted ahead of it in the batch. A credential refused here (the task
+ * closed, or a concurrent request took the last slot) is still recorded, as
+ * `revoking` with a denial in the audit trail, so the sweeper revokes it
+ * durably and every credential that ever existed has a row.
  */
-export function createLeaseWriter(db: Db, onRevokeRequested: () => void, maxBatch = 256) {
+export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () => void, maxBatch = 256) {
   let queue: Pending[] = [];
   let draining = false;
 
-  async function write(batch: Pending[]): Promise<Map<string, Lease>> {
+  async function write(batch: Pending[]): Promise<Map<string, Recorded>> {
     return db.transaction(async (tx) => {
-      const leaseItems = batch.filter((p): p is Extract<Pending, { kind: 'lease' }> => p.kind === 'lease');
-      const open = new Set<string>();
-      if (leaseItems.length > 0) {
+      const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
+      const out = new Map<string, Recorded>();
+      const refused = new Map<string, CommitRefusal>();
+      if (items.length > 0) {
         // FOR SHARE orders these inserts against a concurrent completion of the task:
         // either the completion sees the lease and revokes it, or this sees the task closed.
-        const rows = await tx
-          .select({ id: tasks.id })
+        const found = await tx
+          .select({ id: tasks.id, status: tasks.status, maxLeases: tasks.maxLeases })
           .from(tasks)
-          .where(and(inArray(tasks.id, [...new Set(leaseItems.map((p) => p.row.taskId))]), eq(tasks.status, 'open')))
+          .where(inArray(tasks.id, [...new Set(items.map((p) => p.row.taskId))]))
           .for('share');
-        for (const r of rows) open.add(r.id);
+        const taskOf = new Map(found.map((t) => [t.id, t]));
+        const constrained: LeaseItem[] = [];
+        const free: LeaseItem[] = [];
+        for (const p of items) {
+          const task = taskOf.get(p.row.taskId);
+          if (!task || task.status !== 'open') refused.set(p.row.id!, { code: 'task_not_open', reason: 'task closed while the credential was minted', extra: {} });
+          else (limits.constrained(p.who.role, task) ? constrained : free).push(p);
+        }
+        if (constrained.length > 0) {
+          const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
+          for (const key of keys) await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+          for (const p of constrained) {
+            const refusal = await limits.check(tx, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
+            if (refusal) {
+              const { code, reason, ...rest } = refusal;
+              refused.set(p.row.id!, { code, reason, extra: 'retryAfterSeconds' in rest ? { retry_after: rest.retryAfterSeconds } : 'conflictsWith' in rest ? { conflicts_with: rest.conflictsWith, conflict: rest.conflict } : {} });
+            } else {
+              const [lease] = await tx.insert(leases).values(p.row).returning();
+              out.set(lease!.id, { lease: lease! });
+            }
+          }
+        }
+        const rows = [
+          ...free.map((p) => p.row),
+          ...items
+            .filter((p) => refused.has(p.row.id!))
+            .map((p) => ({ ...p.row, status: 'revoking' as const, reason: leaseReason(refused.get(p.row.id!)!), revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt })),
+        ];
+        const inserted = rows.length > 0 ? await tx.insert(leases).values(rows).returning() : [];
+        for (const lease of inserted) out.set(lease.id, { lease, ...(refused.has(lease.id) ? { refusal: refused.get(lease.id)! } : {}) });
       }
-      const rows = leaseItems.map((p) =>
-        open.has(p.row.taskId)
-          ? p.row
-          : { ...p.row, status: 'revoking' as const, reason: 'task_closed', revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt },
-      );
-      const inserted = rows.length > 0 ? await tx.insert(leases).values(rows).returning() : [];
       const events = batch.flatMap((p) => {
         if (p.kind === 'audit') return p.events;
-        if (open.has(p.row.taskId)) return [p.event];
-        return [{ ...p.event, action: 'credential.denied', decision: 'deny' as const, reason: 'task closed while the credential was minted; revoking it' }];
+        const refusal = refused.get(p.row.id!);
+        if (!refusal) return [p.event];
+        return [{ ...p.event, action: 'credential.denied', decision: 'deny' as const, reason: `${refusal.reason}; revoking it`, details: { ...p.event.details, code: refusal.code, ...refusal.extra } }];
       });
       await appendAudit(tx, events);
-      return new Map(inserted.map((l) => [l.id, l]));
+      return out;
     });
   }
 
   async function flush(batch: Pending[]): Promise<void> {
-    let inserted: Map<string, Lease>;
+    let recorded: Map<string, Recorded>;
     try {
-      inserted = await write(batch);
+      recorded = await write(batch);
     } catch (err) {
       // One request's bad value must not fail its neighbours: retry them one by one.
       if (batch.length > 1 && !isDatabaseUnavailable(err)) {
@@ -68,17 +120,17 @@ export function createLeaseWriter(db: Db, onRevokeRequested: () => void, maxBatc
       for (const p of batch) p.reject(err);
       return;
     }
-    let closed = false;
+    let refusedAny = false;
     for (const p of batch) {
       if (p.kind === 'audit') {
         p.resolve();
         continue;
       }
-      const lease = inserted.get(p.row.id!)!;
-      closed ||= lease.status !== 'active';
-      p.resolve(lease);
+      const r = recorded.get(p.row.id!)!;
+      refusedAny ||= r.refusal !== undefined;
+      p.resolve(r);
     }
-    if (closed) onRevokeRequested();
+    if (refusedAny) onRevokeRequested();
   }
 
   async function drain(): Promise<void> {
@@ -100,9 +152,9 @@ export function createLeaseWriter(db: Db, onRevokeRequested: () => void, maxBatc
   }
 
   return {
-    /** Commits the lease with its audit event. A lease whose task closed meanwhile comes back `revoking`. */
-    recordLease(row: LeaseRow, event: AuditInput): Promise<Lease> {
-      return new Promise((resolve, reject) => enqueue({ kind: 'lease', row, event, resolve, reject }));
+    /** Commits the lease with its audit event; a lease refused at commit comes back `revoking` with the refusal. */
+    recordLease(row: LeaseRow, event: AuditInput, who: { identity: Identity; role: RoleConfig }): Promise<Recorded> {
+      return new Promise((resolve, reject) => enqueue({ kind: 'lease', row, event, who, resolve, reject }));
     },
     /** Commits audit events that record a decision with no state change (a denial). */
     audit(events: AuditInput[]): Promise<void> {

@@ -1,3 +1,4 @@
+import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Task } from '../db/schema.js';
 import { compileRules, type IdentityMatcher } from '../identity/match.js';
@@ -5,11 +6,17 @@ import type { Identity } from '../identity/types.js';
 import { clampTtl } from './ttl.js';
 
 export type Decision =
-  | { allow: true; role: RoleConfig; ttlSeconds: number }
+  | {
+      allow: true;
+      role: RoleConfig;
+      ttlSeconds: number;
+      /** Set when an approver must decide first: the role, or the label rule that requires it. */
+      approvalRequiredBy?: string;
+    }
   | { allow: false; code: DenyCode; reason: string };
 
-/** Stable reasons a credential request is refused (mapped to HTTP statuses in http/problem.ts). */
-export type DenyCode = 'task_not_found' | 'task_not_bound' | 'task_not_open' | 'task_expired' | 'role_denied';
+/** Stable reasons a credential request is refused (mapped to HTTP statuses in errors.ts). */
+export type DenyCode = 'task_not_found' | 'task_not_open' | 'task_expired' | 'role_denied';
 
 export interface CredentialRequest {
   identity: Identity;
@@ -22,23 +29,34 @@ export interface CredentialRequest {
 export interface Policy {
   decide(request: CredentialRequest): Decision;
   role(name: string): RoleConfig | undefined;
+  /** May this identity approve requests for this role (besides admins)? */
+  isApprover(roleName: string, identity: Identity): boolean;
 }
 
-/** Roles compiled once at start-up: each role's trust rules become one matcher. */
-export function createPolicy(roles: RoleConfig[]): Policy {
-  const compiled = new Map<string, { role: RoleConfig; allowed: IdentityMatcher }>(
-    roles.map((role) => [role.name, { role, allowed: compileRules(role.allow) }]),
+/** Task labels contain every label the rule names. */
+const labelsMatch = (labels: Record<string, string>, want: Record<string, string>) =>
+  Object.entries(want).every(([k, v]) => labels[k] === v);
+
+/**
+ * Roles compiled once at start-up. The decision is made in a fixed order and
+ * the first refusal wins; refusals that would reveal what exists (another
+ * agent's task, a role that is not configured) share the public code of a
+ * missing one, and keep their real reason for the audit trail.
+ */
+export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig): Policy {
+  const compiled = new Map<string, { role: RoleConfig; allowed: IdentityMatcher; approvers: IdentityMatcher }>(
+    roles.map((role) => [role.name, { role, allowed: compileRules(role.allow), approvers: compileRules(role.approvers) }]),
   );
+  const approvalRules = policy?.approvals.rules ?? [];
   return {
     role: (name) => compiled.get(name)?.role,
+    isApprover: (roleName, identity) => compiled.get(roleName)?.approvers(identity) ?? false,
     decide({ identity, task, roleName, requestedTtl, now }) {
       if (!task) return { allow: false, code: 'task_not_found', reason: 'no such task' };
-      const bound =
-        task.agentSubject === identity.subject && (task.agentIssuer === null || task.agentIssuer === identity.issuer);
-      if (!bound) return { allow: false, code: 'task_not_bound', reason: 'task is bound to another agent' };
+      const bound = task.agentSubject === identity.subject && (task.agentIssuer === null || task.agentIssuer === identity.issuer);
+      if (!bound) return { allow: false, code: 'task_not_found', reason: 'task is bound to another agent' };
       if (task.status !== 'open') return { allow: false, code: 'task_not_open', reason: `task is ${task.status}` };
       const entry = compiled.get(roleName);
-      // The three role refusals share one public code so a caller cannot probe which roles exist.
       if (!entry) return { allow: false, code: 'role_denied', reason: 'unknown role' };
       if (!task.roles.includes(roleName)) return { allow: false, code: 'role_denied', reason: 'role not allowed by task' };
       if (!entry.allowed(identity)) return { allow: false, code: 'role_denied', reason: "identity not in role's allow rules" };
@@ -50,7 +68,9 @@ export function createPolicy(roles: RoleConfig[]): Policy {
         now,
       });
       if (ttlSeconds < 1) return { allow: false, code: 'task_expired', reason: 'task deadline has passed' };
-      return { allow: true, role: entry.role, ttlSeconds };
+      const rule = approvalRules.find((r) => (!r.roles || r.roles.includes(roleName)) && labelsMatch(task.labels ?? {}, r.labels));
+      const approvalRequiredBy = entry.role.requires_approval ? `role:${roleName}` : rule ? `rule:${rule.name}` : undefined;
+      return { allow: true, role: entry.role, ttlSeconds, ...(approvalRequiredBy ? { approvalRequiredBy } : {}) };
     },
   };
 }

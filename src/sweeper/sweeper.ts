@@ -19,6 +19,8 @@ export interface SweeperDeps {
   /** Names this replica's claims. */
   id: string;
   random?: () => number;
+  /** Other expiries to run at the start of each pass (approval requests). */
+  housekeeping?: () => Promise<unknown>;
 }
 
 export interface SweepResult {
@@ -154,6 +156,7 @@ export function createSweeper(deps: SweeperDeps) {
    */
   async function sweepOnce(): Promise<SweepResult> {
     const total: SweepResult = { revoked: 0, expired: 0, failed: 0 };
+    await deps.housekeeping?.();
     const waveSize = config.concurrency * WAVE_FACTOR;
     for (;;) {
       const claimedAt = clock.now();

@@ -57,15 +57,15 @@ describe.each(DRIVERS)('credentials on %s', (driver) => {
     expect(Date.parse(short.json.lease.expires_at) - Date.parse(short.json.lease.issued_at)).toBe(60_000);
   });
 
-  it('answers 403 for a task bound to another agent, and audits the denial', async () => {
+  it('answers a task bound to another agent as if it did not exist (404), and audits the real reason', async () => {
     const task = await openTask('agent-1');
     const res = await t.call('POST', '/v1/credentials', { subject: 'agent-2' }, { task, role: 'demo' });
-    expect(res.status).toBe(403);
+    expect(res.status).toBe(404);
     expect(res.headers.get('content-type')).toContain('application/problem+json');
-    expect(res.json.code).toBe('task_not_bound');
+    expect(res.json.code).toBe('task_not_found');
     const audit = await t.call('GET', `/v1/audit?target=task:${task}&action=credential.denied`, { subject: 'admin' });
     expect(audit.json.items).toHaveLength(1);
-    expect(audit.json.items[0]).toMatchObject({ actor: 'test/agent-2', decision: 'deny' });
+    expect(audit.json.items[0]).toMatchObject({ actor: 'test/agent-2', decision: 'deny', reason: 'task is bound to another agent' });
   });
 
   it('answers 409 for a completed task', async () => {

@@ -43,6 +43,8 @@ describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
   });
 });
 
+const noLimits = { check: async () => undefined, constrained: () => false, lockKeys: () => [] };
+
 describe('a commit that fails after minting', () => {
   it('revokes the minted credential and returns the error (recorded before released)', async () => {
     const revoked: string[] = [];
@@ -54,7 +56,7 @@ describe('a commit that fails after minting', () => {
         revoked.push(ref);
       },
     };
-    const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }] };
+    const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }], approvers: [] };
     const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
     const db = { select: () => ({ from: () => ({ where: () => ({ prepare: () => ({ execute: async () => [task] }) }) }) }) };
     const failure = new Error('connection lost');
@@ -62,6 +64,8 @@ describe('a commit that fails after minting', () => {
       db: db as never,
       clock: { now: () => new Date() },
       policy: createPolicy([role as never]),
+      limits: noLimits,
+      approvals: {} as never,
       backends: new Map([['b', backend as never]]),
       writer: { recordLease: async () => Promise.reject(failure), audit: async () => {} },
       log: createLogger('silent'),
@@ -78,7 +82,7 @@ describe.each(DRIVERS)('one bad request in a group commit on %s', (driver) => {
   useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   it('a value the database refuses fails only its own item in the batch', async () => {
-    const writer = createLeaseWriter(database.db, () => {});
+    const writer = createLeaseWriter(database.db, noLimits, () => {});
     const event = (target: string, details: Record<string, unknown> = {}) => ({ at: new Date(), actor: 'test', action: 'test.event', target, details });
     const results = await Promise.allSettled([
       writer.audit([event('ok-1')]),

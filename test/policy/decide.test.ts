@@ -38,6 +38,8 @@ function task(overrides: Partial<Task> = {}): Task {
     agentSubject: AGENT,
     roles: ['reports-read', 'short', 'deploy', 'ci-only', 'ghost'],
     status: 'open',
+    labels: {},
+    maxLeases: null,
     outcome: null,
     createdBy: 'static:ci',
     createdAt: at(-600),
@@ -81,15 +83,15 @@ describe('createPolicy().decide', () => {
     expect(decide({ task: undefined })).toMatchObject({ allow: false, code: 'task_not_found' });
   });
 
-  it('refuses a task bound to another subject as task_not_bound', () => {
+  it('refuses a task bound to another subject as task_not_found', () => {
     expect(decide({ identity: identity('system:serviceaccount:agents:other') })).toMatchObject({
       allow: false,
-      code: 'task_not_bound',
+      code: 'task_not_found',
     });
   });
 
   it('refuses the right subject from another issuer when the task names its issuer', () => {
-    expect(decide({ identity: identity(AGENT, 'github') })).toMatchObject({ allow: false, code: 'task_not_bound' });
+    expect(decide({ identity: identity(AGENT, 'github') })).toMatchObject({ allow: false, code: 'task_not_found' });
   });
 
   it('accepts the subject from any issuer when the task names none (then the role rules decide)', () => {
@@ -103,8 +105,8 @@ describe('createPolicy().decide', () => {
 
   it('checks binding before anything else about the task', () => {
     const stranger = identity('system:serviceaccount:agents:other');
-    expect(decide({ identity: stranger, task: task({ status: 'completed' }) })).toMatchObject({ code: 'task_not_bound' });
-    expect(decide({ identity: stranger, roleName: 'nope' })).toMatchObject({ code: 'task_not_bound' });
+    expect(decide({ identity: stranger, task: task({ status: 'completed' }) })).toMatchObject({ code: 'task_not_found' });
+    expect(decide({ identity: stranger, roleName: 'nope' })).toMatchObject({ code: 'task_not_found' });
   });
 
   it('refuses a completed task as task_not_open', () => {

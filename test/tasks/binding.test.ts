@@ -26,7 +26,7 @@ describe('binding a task to one issuer when several are trusted', () => {
     expect(bound.status).toBe(201);
     const impostor = await other.sign('agent-1');
     const res = await t.call('POST', '/v1/credentials', { bearer: impostor }, { task: bound.json.task.id, role: 'demo' });
-    expect(res.status).toBe(403);
+    expect(res.status).toBe(404);
     const real = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task: bound.json.task.id, role: 'demo' });
     expect(real.status).toBe(201);
   });

@@ -3,16 +3,18 @@ import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import type { Issuer } from '../../leases/issue.js';
 import type { LeaseService } from '../../leases/service.js';
-import { leaseView } from '../../leases/view.js';
+import { approvalView, leaseView } from '../../leases/view.js';
 import { requireAgent } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema } from '../schemas.js';
+import { ApprovalSchema, bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema } from '../schemas.js';
 
 const CredentialRequestSchema = z
   .strictObject({
     task: TaskIdSchema,
     role: NameParam,
     ttl_seconds: z.number().int().min(1).max(7 * 86400).optional(),
+    /** For a gated role: the approved request to redeem (once). */
+    approval: z.string().regex(UUID_RE).optional(),
   })
   .openapi('CredentialRequest');
 
@@ -28,6 +30,8 @@ const issueRoute = createRoute({
   request: jsonBody(CredentialRequestSchema),
   responses: {
     201: json(z.object({ lease: LeaseSchema, credentials: z.record(z.string(), z.unknown()) }), 'Issued; the lease is committed'),
+    202: json(z.object({ approval: ApprovalSchema }), 'The role needs approval: poll GET /v1/approvals/{id}, then repeat with `approval`'),
+    429: commonErrors[404],
     ...commonErrors,
     409: commonErrors[404],
   },
@@ -62,15 +66,17 @@ const leaseId = (id: string) => {
 export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService }) {
   app.openapi(issueRoute, async (c) => {
     const body = c.req.valid('json');
-    const { lease, credentials } = await deps.issue({
+    const result = await deps.issue({
       identity: c.get('identity'),
       taskId: body.task,
       roleName: body.role,
       ttlSeconds: body.ttl_seconds,
+      approvalId: body.approval,
       requestId: c.get('requestId'),
     });
     c.header('Cache-Control', 'no-store');
-    return c.json({ lease: leaseView(lease), credentials }, 201);
+    if (result.kind === 'approval') return c.json({ approval: approvalView(result.approval) }, 202);
+    return c.json({ lease: leaseView(result.lease), credentials: result.credentials }, 201);
   });
 
   app.openapi(getRoute, async (c) => {

@@ -1,0 +1,76 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { appendAudit } from '../../audit/append.js';
+import type { Clock } from '../../clock.js';
+import type { Db } from '../../db/client.js';
+import type { Policy } from '../../policy/decide.js';
+import { explain } from '../../policy/evaluate.js';
+import type { Limits } from '../../policy/limits.js';
+import { requireAdmin } from '../auth.js';
+import type { AppEnv } from '../env.js';
+import { bearer, commonErrors, json, jsonBody, NameParam, safeText, TaskIdSchema } from '../schemas.js';
+
+const EvaluateSchema = z
+  .strictObject({
+    identity: z.strictObject({
+      issuer: NameParam,
+      subject: safeText(1024),
+      claims: z.record(z.string(), z.unknown()).default({}),
+    }),
+    task: TaskIdSchema,
+    role: NameParam,
+    ttl_seconds: z.number().int().min(1).max(7 * 86400).optional(),
+  })
+  .openapi('PolicyEvaluation');
+
+const evaluateRoute = createRoute({
+  method: 'post',
+  path: '/v1/policy/evaluate',
+  tags: ['admin'],
+  summary: 'Explain the decision for an identity, task and role, without issuing anything',
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  request: jsonBody(EvaluateSchema),
+  responses: {
+    200: json(
+      z.object({
+        decision: z.enum(['allow', 'deny', 'approval_required']),
+        code: z.string().optional(),
+        reason: z.string(),
+        ttl_seconds: z.number().int().optional(),
+        required_by: z.string().optional(),
+        conflicts_with: z.string().optional(),
+      }),
+      'The decision and why',
+    ),
+    ...commonErrors,
+  },
+});
+
+export function registerPolicyRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; policy: Policy; limits: Limits; clock: Clock }) {
+  app.openapi(evaluateRoute, async (c) => {
+    const body = c.req.valid('json');
+    const now = deps.clock.now();
+    const identity = {
+      issuer: body.identity.issuer,
+      subject: body.identity.subject,
+      claims: { ...body.identity.claims, sub: body.identity.subject },
+      tokenSha256: '',
+      expiresAt: new Date(now.getTime() + 3600_000),
+    };
+    const result = await explain(deps, { identity, taskId: body.task, roleName: body.role, ttlSeconds: body.ttl_seconds, now });
+    await deps.db.transaction((tx) =>
+      appendAudit(tx, [
+        {
+          at: now,
+          actor: c.get('principal').actor,
+          action: 'policy.evaluated',
+          target: `task:${body.task}`,
+          reason: result.reason,
+          details: { identity: `${identity.issuer}/${identity.subject}`, role: body.role, decision: result.decision },
+          requestId: c.get('requestId'),
+        },
+      ]),
+    );
+    return c.json(result, 200);
+  });
+}
