@@ -61,6 +61,8 @@ export async function devConfig(dataDir: string): Promise<ConfigInput> {
     roles: [
       { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read demo:write' } },
       { name: 'demo-readonly', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read' } },
+      // Gated: the agent gets 202 with an approval id; `admin` approves; the agent repeats with `approval`.
+      { name: 'demo-approval', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, requires_approval: true, jwt: { audience: 'demo-api', scope: 'demo:admin' } },
     ],
   };
 }

@@ -12,12 +12,16 @@ export interface Principal {
   identity?: Identity;
   admin: boolean;
   orchestrator: boolean;
+  /** Label sets of tasks this orchestrator may act on besides its own. */
+  scopes: Record<string, string>[];
 }
 
+type Scope = Record<string, string> | undefined;
+
 interface CompiledPrincipals {
-  staticTokens: { name: string; sha256: string; kind: 'admin' | 'orchestrator' }[];
-  admin: IdentityMatcher[];
-  orchestrator: IdentityMatcher[];
+  staticTokens: { name: string; sha256: string; kind: 'admin' | 'orchestrator'; scope: Scope }[];
+  admin: { match: IdentityMatcher; scope: Scope }[];
+  orchestrator: { match: IdentityMatcher; scope: Scope }[];
 }
 
 function compile(config: { admins: PrincipalConfig[]; orchestrators: PrincipalConfig[] }): CompiledPrincipals {
@@ -27,8 +31,8 @@ function compile(config: { admins: PrincipalConfig[]; orchestrators: PrincipalCo
     ['orchestrator', config.orchestrators],
   ] as const) {
     for (const p of list) {
-      if ('token_sha256' in p) out.staticTokens.push({ name: p.name, sha256: p.token_sha256, kind });
-      else out[kind].push(compileRule(p));
+      if ('token_sha256' in p) out.staticTokens.push({ name: p.name, sha256: p.token_sha256, kind, scope: p.scope?.labels });
+      else out[kind].push({ match: compileRule(p), scope: p.scope?.labels });
     }
   }
   return out;
@@ -56,14 +60,17 @@ export function createAuthenticator(
           actor: `static:${found[0]!.name}`,
           admin: found.some((e) => e.kind === 'admin'),
           orchestrator: found.some((e) => e.kind === 'orchestrator'),
+          scopes: found.flatMap((e) => (e.kind === 'orchestrator' && e.scope ? [e.scope] : [])),
         };
       }
       const identity = await verifier.verify(bearer);
+      const orchestrators = compiled.orchestrator.filter((o) => o.match(identity));
       return {
         actor: `${identity.issuer}/${identity.subject}`,
         identity,
-        admin: compiled.admin.some((m) => m(identity)),
-        orchestrator: compiled.orchestrator.some((m) => m(identity)),
+        admin: compiled.admin.some((a) => a.match(identity)),
+        orchestrator: orchestrators.length > 0,
+        scopes: orchestrators.flatMap((o) => (o.scope ? [o.scope] : [])),
       };
     },
   };

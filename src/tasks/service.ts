@@ -1,4 +1,4 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, or, sql } from 'drizzle-orm';
 import { appendAudit } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -22,17 +22,30 @@ export interface OpenTaskInput {
   agent: { issuer?: string; subject: string };
   roles: string[];
   ttlSeconds: number;
+  labels?: Record<string, string>;
+  maxLeases?: number | null;
 }
 
 export interface Caller {
   actor: string;
   admin: boolean;
+  /** Label sets this orchestrator may also act within (tasks opened by others). */
+  scopes?: Record<string, string>[];
   requestId?: string | null;
 }
 
-/** Orchestrators see only the tasks they opened; admins see all. */
+/**
+ * Orchestrators see the tasks they opened and those whose labels contain one
+ * of their scopes; admins see all. The ownership predicate is part of the
+ * WHERE clause, so a task that is not yours is simply not found.
+ */
 const visibleTo = (caller: Caller, id: string) =>
-  caller.admin ? eq(tasks.id, id) : and(eq(tasks.id, id), eq(tasks.createdBy, caller.actor));
+  caller.admin
+    ? eq(tasks.id, id)
+    : and(
+        eq(tasks.id, id),
+        or(eq(tasks.createdBy, caller.actor), ...(caller.scopes ?? []).map((labels) => sql`${tasks.labels} @> ${JSON.stringify(labels)}::jsonb`)),
+      );
 
 /**
  * The issuer a task's agent is bound to. Without one, a subject would be
@@ -64,6 +77,8 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         createdBy: caller.actor,
         createdAt: now,
         deadline: new Date(now.getTime() + ttl * 1000),
+        labels: input.labels ?? {},
+        maxLeases: input.maxLeases ?? null,
       };
       return db.transaction(async (tx) => {
         const [task] = await tx.insert(tasks).values(row).onConflictDoNothing().returning();
@@ -75,7 +90,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
             action: 'task.opened',
             target: `task:${task.id}`,
             decision: 'allow',
-            details: { agent: input.agent, roles: task.roles, deadline: task.deadline.toISOString() },
+            details: { agent: input.agent, roles: task.roles, deadline: task.deadline.toISOString(), labels: task.labels, max_leases: task.maxLeases },
             requestId: caller.requestId ?? null,
           },
         ]);

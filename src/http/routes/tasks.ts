@@ -11,6 +11,10 @@ const OpenTaskSchema = z
     agent: z.strictObject({ issuer: NameParam.optional(), subject: safeText(512) }),
     roles: z.array(NameParam).min(1).max(64),
     ttl_seconds: z.number().int().min(1).max(30 * 86400),
+    /** Labels that approval rules and orchestrator scopes match, e.g. {environment: production}. */
+    labels: z.record(z.string().regex(/^[A-Za-z0-9._/-]{1,63}$/), safeText(256)).refine((l) => Object.keys(l).length <= 32, 'at most 32 labels').optional(),
+    /** How many credentials the task may be issued in all. */
+    max_leases: z.number().int().min(1).max(100_000).optional(),
   })
   .openapi('OpenTask');
 
@@ -55,7 +59,7 @@ const completeRoute = createRoute({
 export function registerTaskRoutes(app: OpenAPIHono<AppEnv>, tasks: TaskService) {
   const caller = (c: { get: (k: 'principal' | 'requestId') => unknown }) => {
     const principal = c.get('principal') as AppEnv['Variables']['principal'];
-    return { actor: principal.actor, admin: principal.admin, requestId: c.get('requestId') as string };
+    return { actor: principal.actor, admin: principal.admin, scopes: principal.scopes, requestId: c.get('requestId') as string };
   };
 
   app.openapi(openRoute, async (c) => {
@@ -65,6 +69,8 @@ export function registerTaskRoutes(app: OpenAPIHono<AppEnv>, tasks: TaskService)
       agent: body.agent,
       roles: body.roles,
       ttlSeconds: body.ttl_seconds,
+      labels: body.labels ?? {},
+      maxLeases: body.max_leases ?? null,
     });
     return c.json({ task: taskView(task) }, 201);
   });
