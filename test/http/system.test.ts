@@ -62,7 +62,7 @@ describe('the shipped example config', () => {
       DATABASE_URL: 'postgres://tasklease@db/tasklease',
       TASKLEASE_ADMIN_TOKEN_SHA256: 'a'.repeat(64),
     });
-    expect(config.roles.map((r) => r.name)).toEqual(['reports-api']);
+    expect(config.roles.map((r) => r.name)).toEqual(['reports-api', 'public-upload']);
     expect(config.database_url).toBe('postgres://tasklease@db/tasklease');
   });
 });
