@@ -95,11 +95,12 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
 
     /** Approve or deny a pending, unexpired request. Approval opens a redemption window of the same TTL. */
     async decide(principal: Principal, id: string, verdict: 'approve' | 'deny', reason: string, requestId?: string | null): Promise<Approval> {
-      const approval = await this.get(principal, id).catch(() => undefined);
-      if (!approval || approvableRoles(principal, [approval.role])?.length === 0) throw new AppError('approval_not_found', 'no such approval');
-      if (principal.identity && approval.issuer === principal.identity.issuer && approval.subject === principal.identity.subject) {
+      const [approval] = await db.select().from(approvals).where(eq(approvals.id, id));
+      // The requester already knows its request exists, so it is told plainly why it may not decide it.
+      if (approval && principal.identity && approval.issuer === principal.identity.issuer && approval.subject === principal.identity.subject) {
         throw new AppError('self_approval', 'a requester may not decide its own request');
       }
+      if (!approval || approvableRoles(principal, [approval.role])?.length === 0) throw new AppError('approval_not_found', 'no such approval');
       const now = clock.now();
       const status = verdict === 'approve' ? 'approved' : 'denied';
       return db.transaction(async (tx) => {
