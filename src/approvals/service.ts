@@ -81,7 +81,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
 
     /** Approvals this principal may decide, newest first. */
     async list(principal: Principal, status: ApprovalStatus | undefined, cursor: string | undefined, limit: number) {
-      const roles = approvableRoles(principal, [...new Set((await db.selectDistinct({ role: approvals.role }).from(approvals)).map((r) => r.role))]);
+      const roles = approvableRoles(principal, policy.roleNames());
       if (roles && roles.length === 0) return { items: [], nextCursor: null };
       const where: SQL | undefined = and(
         roles ? inArray(approvals.role, roles) : undefined,

@@ -110,6 +110,7 @@ export function createIssuer(deps: IssueDeps) {
     const limited = deps.rateLimiter?.take(actorOf(input.identity));
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
     const decision = await evaluate(input, now);
+    let ttlSeconds = decision.ttlSeconds;
 
     if (decision.approvalRequiredBy) {
       if (!input.approvalId) {
@@ -123,7 +124,9 @@ export function createIssuer(deps: IssueDeps) {
         });
         return { kind: 'approval', approval };
       }
-      await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, input.requestId);
+      const approved = await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, input.requestId);
+      // Never longer than what the approver saw requested.
+      if (approved.requestedTtl !== null) ttlSeconds = Math.min(ttlSeconds, approved.requestedTtl);
     }
 
     // Config validation guarantees every role's backend exists.
@@ -131,7 +134,7 @@ export function createIssuer(deps: IssueDeps) {
     const leaseId = newId(clock);
     let minted: MintResult;
     try {
-      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds: decision.ttlSeconds, now });
+      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds: ttlSeconds, now });
     } catch (err) {
       const safe = err instanceof BackendError ? err.message : 'backend failed';
       log.warn({ err: safe, backend: backend.name, lease: leaseId }, 'mint failed');
@@ -153,7 +156,7 @@ export function createIssuer(deps: IssueDeps) {
       status: 'active',
       credentialRef: minted.ref,
       issuedAt: now,
-      expiresAt: new Date(now.getTime() + decision.ttlSeconds * 1000),
+      expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
       backendExpiresAt: minted.expiresAt,
     };
     let recorded: Awaited<ReturnType<LeaseWriter['recordLease']>>;
@@ -170,7 +173,7 @@ export function createIssuer(deps: IssueDeps) {
             task: input.taskId,
             role: decision.role.name,
             backend: backend.name,
-            ttl_seconds: decision.ttlSeconds,
+            ttl_seconds: ttlSeconds,
             credential_ref: minted.ref,
             token_sha256: input.identity.tokenSha256,
             ...(input.approvalId ? { approval: input.approvalId } : {}),

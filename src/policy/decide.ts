@@ -29,6 +29,7 @@ export interface CredentialRequest {
 export interface Policy {
   decide(request: CredentialRequest): Decision;
   role(name: string): RoleConfig | undefined;
+  roleNames(): string[];
   /** May this identity approve requests for this role (besides admins)? */
   isApprover(roleName: string, identity: Identity): boolean;
 }
@@ -50,6 +51,7 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig): Policy
   const approvalRules = policy?.approvals.rules ?? [];
   return {
     role: (name) => compiled.get(name)?.role,
+    roleNames: () => [...compiled.keys()],
     isApprover: (roleName, identity) => compiled.get(roleName)?.approvers(identity) ?? false,
     decide({ identity, task, roleName, requestedTtl, now }) {
       if (!task) return { allow: false, code: 'task_not_found', reason: 'no such task' };
