@@ -118,7 +118,7 @@ export function createIssuer(deps: IssueDeps) {
           identity: input.identity,
           taskId: input.taskId,
           role: input.roleName,
-          ttlSeconds: input.ttlSeconds,
+          ttlSeconds: decision.ttlSeconds, // what the approver sees, and the most redemption may get
           requiredBy: decision.approvalRequiredBy,
           requestId: input.requestId,
         });
