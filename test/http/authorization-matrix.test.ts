@@ -1,0 +1,439 @@
+/**
+ * The authorization matrix: every route of the app × every kind of caller,
+ * with the status each must get. The route list is read from the live app
+ * (/openapi.json) plus the plain public routes, and the suite fails when a
+ * route has no rows or a row names a route that is gone, so a new route
+ * cannot ship without saying who may call it.
+ *
+ * Principles the matrix encodes:
+ * - no token, an expired token or a garbage token: 401 on every /v1 route;
+ *   the public routes answer anyone;
+ * - a lease, task or approval that is not yours is 404, never 403, and the
+ *   denial is the same as for an id that does not exist (checked per row
+ *   against a ghost id);
+ * - agents cannot open or complete tasks (not_orchestrator), use admin routes
+ *   (not_admin) or decide approvals;
+ * - orchestrators cannot use admin routes, nor see another orchestrator's task;
+ * - admins may do what admin and orchestrator routes allow; a static admin
+ *   token cannot ask for credentials (not_agent);
+ * - every 4xx is application/problem+json with a `code`;
+ * - a refused mutation leaves its resource as it was.
+ */
+import { randomUUID } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_STATIC_TOKEN, freshId, useTestBroker, type TestBroker } from '../support/broker.js';
+
+const CALLERS = ['no token', 'expired token', 'garbage token', 'agent-1', 'agent-2', 'orchestrator', 'orchestrator-2', 'admin', 'static admin'] as const;
+type Caller = (typeof CALLERS)[number];
+
+/** The shared fixtures (and, for mutating routes, per-row throwaway ones). */
+interface Ids {
+  /** Opened by `orchestrator` for agent-1, roles demo and gated. */
+  task: string;
+  /** Issued to agent-1 on `task`. */
+  lease: string;
+  /** agent-1's pending request for the gated role on `task`. */
+  approval: string;
+  /** The jwt credential of `lease`. */
+  credential: string;
+}
+
+interface Expected {
+  status: number;
+  /** The problem `code`, when the matrix pins it. */
+  code?: string;
+  /**
+   * The caller owns the resource, so a refusal may say why; for everyone else
+   * a refusal must not depend on whether the resource exists.
+   */
+  own?: boolean;
+}
+
+interface Route {
+  method: 'GET' | 'POST' | 'DELETE';
+  /** As in /openapi.json (`{id}` for path parameters). */
+  path: string;
+  /** Not under /v1 and not in the OpenAPI document: anyone may call it. */
+  public?: boolean;
+  /** The request names a task, lease or approval (so a ghost id must be refused alike). */
+  resource?: boolean;
+  /** Throwaway fixtures for a mutating route, so no row destroys what later rows need. */
+  fresh?: (t: TestBroker) => Promise<Partial<Ids>>;
+  request: (ids: Ids) => { path: string; body?: unknown; contentType?: string };
+  /** After a refusal: the resource is unchanged. */
+  intact?: (t: TestBroker, ids: Ids) => Promise<void>;
+  /** Extra checks on a successful answer. */
+  check?: (caller: Caller, body: any, ids: Ids) => void;
+  expect: Record<Caller, Expected>;
+}
+
+const agentRoles = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
+// `roles` replaces the harness's roles, so they are repeated here, plus a gated one.
+const ROLES = [
+  { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agentRoles, jwt: { audience: 'demo-api', scope: 'demo:read' } },
+  { name: 'flaky', backend: 'fake', ttl: '10m', max_ttl: '30m', allow: agentRoles },
+  { name: 'special', backend: 'local', allow: [{ issuer: 'test', subject: 'agent-special' }] },
+  { name: 'gated', backend: 'local', allow: agentRoles, requires_approval: true },
+];
+
+const s = (status: number, code?: string): Expected => ({ status, ...(code ? { code } : {}) });
+const UNAUTHENTICATED = { 'no token': s(401, 'token_missing'), 'expired token': s(401, 'token_expired'), 'garbage token': s(401) } as const;
+const PUBLIC: Record<Caller, Expected> = Object.fromEntries(CALLERS.map((c) => [c, s(200)])) as Record<Caller, Expected>;
+const ANY_CALLER_OK: Record<Caller, Expected> = { ...PUBLIC, ...UNAUTHENTICATED };
+const ADMIN_ONLY = (ok: number): Record<Caller, Expected> => ({
+  ...UNAUTHENTICATED,
+  'agent-1': s(403, 'not_admin'),
+  'agent-2': s(403, 'not_admin'),
+  orchestrator: s(403, 'not_admin'),
+  'orchestrator-2': s(403, 'not_admin'),
+  admin: s(ok),
+  'static admin': s(ok),
+});
+
+// ---- fixture helpers (each acts as the principal that would really do it) ----
+
+async function openTask(t: TestBroker, roles = ['demo', 'gated']): Promise<string> {
+  const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles, ttl_seconds: 3600 });
+  expect(res.status, res.text).toBe(201);
+  return res.json.task.id;
+}
+
+async function issueLease(t: TestBroker, task: string): Promise<{ lease: string; credential: string }> {
+  const res = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'demo' });
+  expect(res.status, res.text).toBe(201);
+  return { lease: res.json.lease.id, credential: res.json.credentials.token };
+}
+
+async function requestApproval(t: TestBroker, task: string): Promise<string> {
+  const res = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'gated' });
+  expect(res.status, res.text).toBe(202);
+  return res.json.approval.id;
+}
+
+/** Reads state as the static admin, which sees everything. */
+async function adminGet(t: TestBroker, path: string) {
+  const res = await t.call('GET', path, { bearer: ADMIN_STATIC_TOKEN });
+  expect(res.status, res.text).toBe(200);
+  return res.json;
+}
+const leaseStatus = async (t: TestBroker, id: string) => (await adminGet(t, `/v1/leases/${id}`)).lease.status;
+
+const taskWithLease = async (t: TestBroker) => {
+  const task = await openTask(t, ['demo']);
+  return { task, ...(await issueLease(t, task)) };
+};
+
+// ---- the matrix ----
+
+const ROUTES: Route[] = [
+  // public, plain app.get routes (not in the OpenAPI document)
+  { method: 'GET', path: '/healthz', public: true, request: () => ({ path: '/healthz' }), expect: PUBLIC },
+  { method: 'GET', path: '/readyz', public: true, request: () => ({ path: '/readyz' }), expect: PUBLIC },
+  { method: 'GET', path: '/.well-known/jwks.json', public: true, request: () => ({ path: '/.well-known/jwks.json' }), expect: PUBLIC },
+  { method: 'GET', path: '/openapi.json', public: true, request: () => ({ path: '/openapi.json' }), expect: PUBLIC },
+
+  // agent
+  {
+    method: 'POST',
+    path: '/v1/credentials',
+    resource: true,
+    request: (ids) => ({ path: '/v1/credentials', body: { task: ids.task, role: 'demo' } }),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(201),
+      'agent-2': s(404, 'task_not_found'),
+      // OIDC callers the task is not bound to: the task is not theirs to draw on.
+      orchestrator: s(404, 'task_not_found'),
+      'orchestrator-2': s(404, 'task_not_found'),
+      admin: s(404, 'task_not_found'),
+      'static admin': s(403, 'not_agent'),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/leases/{id}',
+    resource: true,
+    request: (ids) => ({ path: `/v1/leases/${ids.lease}` }),
+    check: (_caller, body, ids) => expect(body.lease.id).toBe(ids.lease),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(200),
+      'agent-2': s(404, 'lease_not_found'),
+      orchestrator: s(404, 'lease_not_found'),
+      'orchestrator-2': s(404, 'lease_not_found'),
+      admin: s(200),
+      'static admin': s(200),
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/leases/{id}',
+    resource: true,
+    fresh: async (t) => issueLease(t, await openTask(t, ['demo'])),
+    request: (ids) => ({ path: `/v1/leases/${ids.lease}` }),
+    intact: async (t, ids) => expect(await leaseStatus(t, ids.lease)).toBe('active'),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(202),
+      'agent-2': s(404, 'lease_not_found'),
+      orchestrator: s(404, 'lease_not_found'),
+      'orchestrator-2': s(404, 'lease_not_found'),
+      // Releasing is the holder's act; an admin force-revokes through /v1/leases/{id}/revoke.
+      admin: s(404, 'lease_not_found'),
+      'static admin': s(403, 'not_agent'),
+    },
+  },
+
+  // orchestrator
+  {
+    method: 'POST',
+    path: '/v1/tasks',
+    request: () => ({ path: '/v1/tasks', body: { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 } }),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(403, 'not_orchestrator'),
+      'agent-2': s(403, 'not_orchestrator'),
+      orchestrator: s(201),
+      'orchestrator-2': s(201),
+      admin: s(201),
+      'static admin': s(201),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/tasks/{id}',
+    resource: true,
+    request: (ids) => ({ path: `/v1/tasks/${ids.task}` }),
+    check: (_caller, body, ids) => expect(body.task.id).toBe(ids.task),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(403, 'not_orchestrator'),
+      'agent-2': s(403, 'not_orchestrator'),
+      orchestrator: s(200),
+      'orchestrator-2': s(404, 'task_not_found'),
+      admin: s(200),
+      'static admin': s(200),
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/tasks/{id}/complete',
+    resource: true,
+    fresh: taskWithLease,
+    request: (ids) => ({ path: `/v1/tasks/${ids.task}/complete`, body: { outcome: 'success' } }),
+    intact: async (t, ids) => {
+      expect((await adminGet(t, `/v1/tasks/${ids.task}`)).task.status).toBe('open');
+      expect(await leaseStatus(t, ids.lease)).toBe('active');
+    },
+    check: (_caller, body) => expect(body.revoking).toBe(1),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(403, 'not_orchestrator'),
+      'agent-2': s(403, 'not_orchestrator'),
+      orchestrator: s(202),
+      'orchestrator-2': s(404, 'task_not_found'),
+      admin: s(202),
+      'static admin': s(202),
+    },
+  },
+
+  // admin
+  {
+    method: 'GET',
+    path: '/v1/leases',
+    request: () => ({ path: '/v1/leases' }),
+    check: (_caller, body, ids) => expect(body.items.map((l: { id: string }) => l.id)).toContain(ids.lease),
+    expect: ADMIN_ONLY(200),
+  },
+  {
+    method: 'POST',
+    path: '/v1/leases/{id}/revoke',
+    resource: true,
+    fresh: async (t) => issueLease(t, await openTask(t, ['demo'])),
+    request: (ids) => ({ path: `/v1/leases/${ids.lease}/revoke`, body: { reason: 'authorization matrix' } }),
+    intact: async (t, ids) => expect(await leaseStatus(t, ids.lease)).toBe('active'),
+    expect: ADMIN_ONLY(202),
+  },
+  {
+    method: 'POST',
+    path: '/v1/revocations',
+    resource: true,
+    fresh: taskWithLease,
+    request: (ids) => ({ path: '/v1/revocations', body: { task: ids.task, reason: 'authorization matrix' } }),
+    intact: async (t, ids) => expect(await leaseStatus(t, ids.lease)).toBe('active'),
+    check: (_caller, body) => expect(body.revoking).toBe(1),
+    expect: ADMIN_ONLY(202),
+  },
+  { method: 'GET', path: '/v1/audit', request: () => ({ path: '/v1/audit' }), expect: ADMIN_ONLY(200) },
+  {
+    method: 'POST',
+    path: '/v1/policy/evaluate',
+    resource: true,
+    request: (ids) => ({ path: '/v1/policy/evaluate', body: { identity: { issuer: 'test', subject: 'agent-1' }, task: ids.task, role: 'demo' } }),
+    check: (_caller, body) => expect(body.decision).toBe('allow'),
+    expect: ADMIN_ONLY(200),
+  },
+
+  // system
+  {
+    method: 'POST',
+    path: '/v1/introspect',
+    request: (ids) => ({ path: '/v1/introspect', body: `token=${ids.credential}`, contentType: 'application/x-www-form-urlencoded' }),
+    check: (_caller, body) => expect(body.active).toBe(true),
+    expect: ANY_CALLER_OK,
+  },
+
+  // approvals
+  {
+    method: 'GET',
+    path: '/v1/approvals',
+    request: () => ({ path: '/v1/approvals' }),
+    // Only those who may decide the request see it listed.
+    check: (caller, body, ids) => {
+      const listed = body.items.map((a: { id: string }) => a.id);
+      if (caller === 'admin' || caller === 'static admin') expect(listed).toContain(ids.approval);
+      else expect(listed).not.toContain(ids.approval);
+    },
+    expect: ANY_CALLER_OK,
+  },
+  {
+    method: 'GET',
+    path: '/v1/approvals/{id}',
+    resource: true,
+    request: (ids) => ({ path: `/v1/approvals/${ids.approval}` }),
+    check: (_caller, body, ids) => expect(body.approval.id).toBe(ids.approval),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(200),
+      'agent-2': s(404, 'approval_not_found'),
+      orchestrator: s(404, 'approval_not_found'),
+      'orchestrator-2': s(404, 'approval_not_found'),
+      admin: s(200),
+      'static admin': s(200),
+    },
+  },
+  ...(['approve', 'deny'] as const).map(
+    (verdict): Route => ({
+      method: 'POST',
+      path: `/v1/approvals/{id}/${verdict}`,
+      resource: true,
+      fresh: async (t) => ({ approval: await requestApproval(t, await openTask(t)) }),
+      request: (ids) => ({ path: `/v1/approvals/${ids.approval}/${verdict}`, body: { reason: 'authorization matrix' } }),
+      intact: async (t, ids) => expect((await adminGet(t, `/v1/approvals/${ids.approval}`)).approval.status).toBe('pending'),
+      check: (_caller, body) => expect(body.approval.status).toBe(verdict === 'approve' ? 'approved' : 'denied'),
+      expect: {
+        ...UNAUTHENTICATED,
+        // The requester knows its request exists (it polls it), so it is told why it may not decide it.
+        'agent-1': { status: 403, code: 'self_approval', own: true },
+        'agent-2': s(404, 'approval_not_found'),
+        orchestrator: s(404, 'approval_not_found'),
+        'orchestrator-2': s(404, 'approval_not_found'),
+        admin: s(200),
+        'static admin': s(200),
+      },
+    }),
+  ),
+];
+
+const routeKey = (r: { method: string; path: string }) => `${r.method.toUpperCase()} ${r.path}`;
+const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']);
+
+describe('authorization matrix (postgres)', () => {
+  let t: TestBroker;
+  let shared: Ids;
+  let documented: string[];
+  const bearers = {} as Record<Caller, { subject?: string; bearer?: string }>;
+
+  useTestBroker('postgres', (_db, broker) => (t = broker), { config: { roles: ROLES } });
+
+  beforeAll(async () => {
+    const expired = await t.issuer.sign('admin', {}, new Date(t.clock.now().getTime() - 2 * 3600_000));
+    Object.assign(bearers, {
+      'no token': {},
+      'expired token': { bearer: expired },
+      // JWT-shaped, so it reaches the verifier rather than the static-token lookup.
+      'garbage token': { bearer: 'garbage.not-a.jwt' },
+      'agent-1': { subject: 'agent-1' },
+      'agent-2': { subject: 'agent-2' },
+      orchestrator: { subject: 'orchestrator' },
+      'orchestrator-2': { subject: 'orchestrator-2' },
+      admin: { subject: 'admin' },
+      'static admin': { bearer: ADMIN_STATIC_TOKEN },
+    });
+    const task = await openTask(t);
+    const { lease, credential } = await issueLease(t, task);
+    shared = { task, lease, credential, approval: await requestApproval(t, task) };
+
+    const doc = await t.call('GET', '/openapi.json', {});
+    expect(doc.status).toBe(200);
+    documented = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) =>
+      Object.keys(item)
+        .filter((m) => HTTP_METHODS.has(m))
+        .map((m) => routeKey({ method: m, path })),
+    );
+  });
+
+  it('has rows for every route in /openapi.json', () => {
+    const covered = new Set(ROUTES.filter((r) => !r.public).map(routeKey));
+    expect(documented.filter((k) => !covered.has(k))).toEqual([]);
+    expect(documented.length).toBeGreaterThan(0);
+  });
+
+  it('has rows for every route the app registers, documented or not', () => {
+    const covered = new Set(ROUTES.map(routeKey));
+    const registered = new Set(
+      t.broker.app.routes.filter((r) => r.method !== 'ALL').map((r) => routeKey({ method: r.method, path: r.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}') })),
+    );
+    expect([...registered].filter((k) => !covered.has(k))).toEqual([]);
+    expect([...covered].filter((k) => !registered.has(k))).toEqual([]);
+  });
+
+  it('has no rows for routes that no longer exist', async () => {
+    const live = new Set(documented);
+    expect(ROUTES.filter((r) => !r.public && !live.has(routeKey(r))).map(routeKey)).toEqual([]);
+    for (const r of ROUTES.filter((route) => route.public)) {
+      // The plain routes are not documented; they must still answer.
+      expect(live.has(routeKey(r)), routeKey(r)).toBe(false);
+      const res = await t.call(r.method, r.request(shared).path, {});
+      expect(res.json?.code, routeKey(r)).not.toBe('not_found');
+    }
+    expect(new Set(ROUTES.map(routeKey)).size).toBe(ROUTES.length);
+  });
+
+  it('names every caller on every row, and guards every /v1 route', () => {
+    for (const r of ROUTES) {
+      expect(Object.keys(r.expect).sort(), routeKey(r)).toEqual([...CALLERS].sort());
+      expect(r.public === true, routeKey(r)).toBe(!r.path.startsWith('/v1/'));
+      if (!r.public) for (const c of ['no token', 'expired token', 'garbage token'] as const) expect(r.expect[c].status, `${routeKey(r)} × ${c}`).toBe(401);
+    }
+  });
+
+  const rows = ROUTES.flatMap((route) => CALLERS.map((caller) => ({ name: `${routeKey(route)} × ${caller}`, route, caller })));
+
+  it.each(rows)('$name', async ({ route, caller }) => {
+    const want = route.expect[caller];
+    const ids: Ids = { ...shared, ...(route.fresh ? await route.fresh(t) : {}) };
+    const req = route.request(ids);
+    const res = await t.call(route.method, req.path, bearers[caller], req.body, req.contentType);
+
+    expect({ status: res.status, code: res.json?.code }).toEqual({ status: want.status, code: want.code ?? res.json?.code });
+    if (res.status >= 400 && res.status < 500) {
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+      expect(typeof res.json?.code).toBe('string');
+      expect(res.json.status).toBe(res.status);
+      if (res.status === 401) expect(res.headers.get('www-authenticate')).toMatch(/^Bearer /);
+      if (res.status === 404) expect(res.json.code).toMatch(/not_found$/);
+    }
+    if (want.status < 300 && route.check) route.check(caller, res.json, ids);
+
+    if (want.status >= 400) {
+      // A refusal for someone else's resource must read exactly like one for a resource that does not exist.
+      if (route.resource && !want.own) {
+        const ghost = route.request({ task: freshId('ghost'), lease: randomUUID(), approval: randomUUID(), credential: 'ghost' });
+        const other = await t.call(route.method, ghost.path, bearers[caller], ghost.body, ghost.contentType);
+        expect({ status: other.status, code: other.json?.code }, 'same answer for a missing resource').toEqual({ status: res.status, code: res.json?.code });
+      }
+      if (route.intact) await route.intact(t, ids);
+    }
+  });
+});
