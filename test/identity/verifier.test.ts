@@ -285,11 +285,11 @@ describe('createAuthenticator', () => {
 
   it('matches a static admin token by its sha256, without an identity', async () => {
     const principal = await authenticator().authenticate(ADMIN_TOKEN);
-    expect(principal).toEqual({ actor: 'static:ops', admin: true, orchestrator: false });
+    expect(principal).toEqual({ actor: 'static:ops', admin: true, orchestrator: false, scopes: [] });
   });
 
   it('matches a static orchestrator token', async () => {
-    expect(await authenticator().authenticate(ORCH_TOKEN)).toEqual({ actor: 'static:ci', admin: false, orchestrator: true });
+    expect(await authenticator().authenticate(ORCH_TOKEN)).toEqual({ actor: 'static:ci', admin: false, orchestrator: true, scopes: [] });
   });
 
   it.each(['wrong-token', `${ADMIN_TOKEN}x`, sha256Hex(ADMIN_TOKEN), ''])('rejects the static token %j', async (bearer) => {
