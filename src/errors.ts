@@ -18,7 +18,6 @@ export const ERROR_STATUS = {
   role_denied: 403,
   role_conflict: 403,
   self_approval: 403,
-  not_approver: 403,
   policy_error: 403,
   not_found: 404,
   task_not_found: 404,
