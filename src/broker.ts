@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
+import { createAwsStsBackend } from './backends/aws-sts.js';
 import { createJwtBackend } from './backends/jwt.js';
 import type { Backend } from './backends/types.js';
 import type { Clock } from './clock.js';
@@ -31,6 +32,9 @@ export interface BrokerDeps {
   /** Backends built elsewhere (tests inject fakes); config-built ones fill the rest. */
   backends?: Map<string, Backend>;
   version?: string;
+  /** The broker's own AWS credentials (tests); the SDK's default chain otherwise. */
+  awsCredentials?: { accessKeyId: string; secretAccessKey: string };
+  awsPruneIntervalSeconds?: number;
 }
 
 /** Builds every service from its dependencies: the one place where the broker is wired. */
@@ -38,7 +42,7 @@ export async function createBroker(deps: BrokerDeps) {
   const { config, database, clock, log } = deps;
   const db = database.db;
   const maxRoleTtl = Math.max(3600, ...config.roles.map((r) => r.max_ttl));
-  const jwtBackends = Object.entries(config.backends).filter(([, b]) => b.type === 'jwt');
+  const jwtBackends = Object.entries(config.backends).flatMap(([name, b]) => (b.type === 'jwt' ? [[name, b] as const] : []));
   const keys: SigningKeyStore = await createSigningKeyStore({
     dir: join(config.data_dir, 'keys'),
     clock,
@@ -49,6 +53,23 @@ export async function createBroker(deps: BrokerDeps) {
   const backends = new Map<string, Backend>(deps.backends);
   for (const [name] of jwtBackends) {
     if (!backends.has(name)) backends.set(name, createJwtBackend({ name, issuer: config.public_url, keys }));
+  }
+  for (const [name, backend] of Object.entries(config.backends)) {
+    if (backend.type !== 'aws-sts' || backends.has(name)) continue;
+    backends.set(
+      name,
+      createAwsStsBackend({
+        name,
+        config: backend,
+        role: (role) => config.roles.find((r) => r.name === role),
+        roleNames: () => config.roles.filter((r) => r.backend === name).map((r) => r.name),
+        clock,
+        log: log.child({ backend: name }),
+        lock: (key, fn) => database.withAdvisoryLock(key, fn),
+        credentials: deps.awsCredentials,
+        pruneIntervalSeconds: deps.awsPruneIntervalSeconds,
+      }),
+    );
   }
 
   const policy = createPolicy(config.roles, config.policy);
@@ -61,7 +82,10 @@ export async function createBroker(deps: BrokerDeps) {
     config: config.sweeper,
     log: log.child({ component: 'sweeper' }),
     id: deps.instanceId,
-    housekeeping: () => approvals.expire(),
+    housekeeping: async () => {
+      await approvals.expire();
+      for (const backend of backends.values()) await backend.housekeeping?.(clock.now());
+    },
   });
   const onRevokeRequested = () => sweeper.nudge();
   const rate = config.policy.rate_limit;

@@ -137,19 +137,19 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
      * once: the status moves to `redeemed` in one conditional UPDATE, so two
      * redemptions racing cannot both succeed.
      */
-    async redeem(identity: Identity, id: string, taskId: string, role: string, requestId?: string | null): Promise<Approval> {
+    async redeem(identity: Identity, id: string, taskId: string, role: string, leaseId: string, requestId?: string | null): Promise<Approval> {
       const now = clock.now();
       return db.transaction(async (tx) => {
         const [redeemed] = await tx
           .update(approvals)
-          .set({ status: 'redeemed' })
+          .set({ status: 'redeemed', leaseId })
           .where(
             and(eq(approvals.id, id), requesterIs(identity), eq(approvals.taskId, taskId), eq(approvals.role, role), eq(approvals.status, 'approved'), gt(approvals.expiresAt, now)),
           )
           .returning();
         if (!redeemed) throw new AppError('approval_not_redeemable', 'no approved, unexpired, unredeemed request matches');
         await appendAudit(tx, [
-          { at: now, actor: actorOf(identity), action: 'approval.redeemed', target: `approval:${id}`, decision: 'allow', details: { task: taskId, role }, requestId: requestId ?? null },
+          { at: now, actor: actorOf(identity), action: 'approval.redeemed', target: `approval:${id}`, decision: 'allow', details: { task: taskId, role, lease: leaseId }, requestId: requestId ?? null },
         ]);
         return redeemed;
       });

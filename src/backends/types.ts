@@ -18,6 +18,8 @@ export interface MintResult {
   ref: string;
   /** When the backend itself stops honouring the credential. */
   expiresAt: Date;
+  /** False when revoke() cannot cut the credential off before `expiresAt` (said plainly on the lease). */
+  revocable?: boolean;
 }
 
 /** What a backend needs to revoke a credential: no secrets, only the row's references. */
@@ -37,14 +39,18 @@ export interface Backend {
   readonly type: string;
   mint(request: MintRequest): Promise<MintResult>;
   revoke(target: RevokeTarget): Promise<void>;
+  /** Periodic clean-up (pruning expired revocation entries); the sweeper calls it on each pass. */
+  housekeeping?(now: Date): Promise<void>;
 }
 
 /** A backend failure whose message is safe to store and show (never holds a secret). */
 export class BackendError extends Error {
   override name = 'BackendError';
   constructor(
+    /** Stable, backend-specific (`aws_access_denied`, `vault_permission_denied`, ...). */
     readonly code: string,
     message: string,
+    /** Worth trying again later (throttling, outage), as opposed to a refusal that will repeat. */
     readonly retryable: boolean,
   ) {
     super(message);

@@ -60,7 +60,9 @@ function crossCheck(config: Config): string[] {
   config.roles.forEach((role, i) => {
     if (roles.has(role.name)) problems.push(`roles[${i}].name: duplicate role '${role.name}'`);
     roles.add(role.name);
-    if (!config.backends[role.backend]) problems.push(`roles[${i}].backend: unknown backend '${role.backend}'`);
+    const backend = config.backends[role.backend];
+    if (!backend) problems.push(`roles[${i}].backend: unknown backend '${role.backend}'`);
+    if (backend?.type === 'aws-sts' && !role.aws) problems.push(`roles[${i}].aws: required for the aws-sts backend '${role.backend}'`);
     role.allow.forEach((rule, j) => checkRule(rule, `roles[${i}].allow[${j}]`));
     role.approvers.forEach((rule, j) => checkRule(rule, `roles[${i}].approvers[${j}]`));
   });

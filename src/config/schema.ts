@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
+import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 
 export { IssuerSchema };
@@ -59,7 +60,7 @@ export const JwtBackendSchema = z.strictObject({
   key_rotation: DurationSchema.default(7 * 86400),
 });
 
-export const BackendSchema = z.discriminatedUnion('type', [JwtBackendSchema]);
+export const BackendSchema = z.discriminatedUnion('type', [JwtBackendSchema, AwsStsBackendSchema]);
 
 export const RoleSchema = z
   .strictObject({
@@ -69,6 +70,7 @@ export const RoleSchema = z
     max_ttl: DurationSchema.default(3600),
     allow: z.array(IdentityRuleSchema).min(1),
     jwt: z.strictObject({ audience: z.string().min(1).optional(), scope: z.string().optional() }).optional(),
+    aws: AwsRoleSchema.optional(),
     /** Every request needs an approver's decision first. */
     requires_approval: z.boolean().default(false),
     /** Who besides the admins may approve this role's requests. */

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -51,6 +51,8 @@ export const leases = pgTable(
     expiresAt: ts('expires_at').notNull(),
     /** When the backend itself stops honouring the credential, whatever the broker does. */
     backendExpiresAt: ts('backend_expires_at').notNull(),
+    /** False when the backend cannot cut the credential off early: it works until backend_expires_at. */
+    revocable: boolean('revocable').notNull().default(true),
     revokeRequestedAt: ts('revoke_requested_at'),
     endedAt: ts('ended_at'),
     attempts: integer('attempts').notNull().default(0),

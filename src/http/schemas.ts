@@ -26,6 +26,7 @@ export const LeaseSchema = z
     issued_at: z.string(),
     expires_at: z.string(),
     backend_expires_at: z.string(),
+    revocable: z.boolean(),
     revoke_requested_at: z.string().nullable(),
     ended_at: z.string().nullable(),
     revoke_attempts: z.number().int(),
@@ -64,6 +65,8 @@ export const ApprovalSchema = z
     created_at: z.string(),
     expires_at: z.string(),
     decided_at: z.string().nullable(),
+    /** The lease the approval was redeemed for. */
+    lease: z.string().nullable(),
   })
   .openapi('Approval');
 

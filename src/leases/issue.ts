@@ -111,6 +111,8 @@ export function createIssuer(deps: IssueDeps) {
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
     const decision = await evaluate(input, now);
     let ttlSeconds = decision.ttlSeconds;
+    let redeemed: string | undefined;
+    const leaseId = newId(clock);
 
     if (decision.approvalRequiredBy) {
       if (!input.approvalId) {
@@ -124,14 +126,14 @@ export function createIssuer(deps: IssueDeps) {
         });
         return { kind: 'approval', approval };
       }
-      const approved = await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, input.requestId);
+      const approved = await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, leaseId, input.requestId);
+      redeemed = approved.id;
       // Never longer than what the approver saw requested.
       if (approved.requestedTtl !== null) ttlSeconds = Math.min(ttlSeconds, approved.requestedTtl);
     }
 
     // Config validation guarantees every role's backend exists.
     const backend = backends.get(decision.role.backend)!;
-    const leaseId = newId(clock);
     let minted: MintResult;
     try {
       minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds: ttlSeconds, now });
@@ -139,10 +141,11 @@ export function createIssuer(deps: IssueDeps) {
       const safe = err instanceof BackendError ? err.message : 'backend failed';
       log.warn({ err: safe, backend: backend.name, lease: leaseId }, 'mint failed');
       const code = err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable';
+      const backendCode = err instanceof BackendError ? err.code : 'unknown';
       await writer
-        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, role: input.roleName }, requestId: input.requestId ?? null }])
+        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, backend_code: backendCode, role: input.roleName }, requestId: input.requestId ?? null }])
         .catch(() => {});
-      throw new AppError(code, `the ${backend.type} backend could not issue a credential`);
+      throw new AppError(code, `the ${backend.type} backend could not issue a credential: ${safe}`, { backend_code: backendCode });
     }
 
     const row: typeof leases.$inferInsert = {
@@ -158,6 +161,7 @@ export function createIssuer(deps: IssueDeps) {
       issuedAt: now,
       expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
       backendExpiresAt: minted.expiresAt,
+      revocable: minted.revocable ?? true,
     };
     let recorded: Awaited<ReturnType<LeaseWriter['recordLease']>>;
     try {
@@ -175,8 +179,9 @@ export function createIssuer(deps: IssueDeps) {
             backend: backend.name,
             ttl_seconds: ttlSeconds,
             credential_ref: minted.ref,
+            ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${minted.expiresAt.toISOString()}` } : {}),
             token_sha256: input.identity.tokenSha256,
-            ...(input.approvalId ? { approval: input.approvalId } : {}),
+            ...(redeemed ? { approval: redeemed } : {}),
           },
           requestId: input.requestId ?? null,
         },

@@ -17,6 +17,8 @@ export function leaseView(lease: Lease) {
     issued_at: lease.issuedAt.toISOString(),
     expires_at: lease.expiresAt.toISOString(),
     backend_expires_at: lease.backendExpiresAt.toISOString(),
+    /** False: revoking ends the lease, but the credential itself works until backend_expires_at. */
+    revocable: lease.revocable,
     revoke_requested_at: iso(lease.revokeRequestedAt),
     ended_at: iso(lease.endedAt),
     revoke_attempts: lease.attempts,
@@ -57,5 +59,6 @@ export function approvalView(a: Approval) {
     created_at: a.createdAt.toISOString(),
     expires_at: a.expiresAt.toISOString(),
     decided_at: iso(a.decidedAt),
+    lease: a.leaseId,
   };
 }

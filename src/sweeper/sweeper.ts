@@ -79,7 +79,15 @@ export function createSweeper(deps: SweeperDeps) {
           ...releaseClaim,
         })
         .where(heldBy(deps.id, succeeded.map((l) => l.id)))
-        .returning({ id: leases.id, status: leases.status, reason: leases.reason, attempts: leases.attempts, taskId: leases.taskId });
+        .returning({
+          id: leases.id,
+          status: leases.status,
+          reason: leases.reason,
+          attempts: leases.attempts,
+          taskId: leases.taskId,
+          revocable: leases.revocable,
+          backendExpiresAt: leases.backendExpiresAt,
+        });
       await appendAudit(
         tx,
         done.map((l) => ({
@@ -89,7 +97,12 @@ export function createSweeper(deps: SweeperDeps) {
           target: `lease:${l.id}`,
           decision: 'info' as const,
           reason: l.reason,
-          details: { task: l.taskId, failed_attempts: l.attempts },
+          details: {
+            task: l.taskId,
+            failed_attempts: l.attempts,
+            // Said plainly: the backend could not cut this credential off early.
+            ...(l.revocable ? {} : { not_revocable: `the credential works until its backend expiry, ${l.backendExpiresAt.toISOString()}` }),
+          },
         })),
       );
       const expired = done.filter((l) => l.status === 'expired').length;

@@ -1,0 +1,1 @@
+ALTER TABLE "leases" ADD COLUMN "revocable" boolean DEFAULT true NOT NULL;

@@ -1,0 +1,30 @@
+import { STS_LIMITS, type AwsRoleConfig } from '../config/aws.js';
+
+/** RoleSessionName and SourceIdentity: 2-64 characters of [\w+=,.@-]; a UUID with a prefix always fits. */
+export const sessionNameFor = (leaseId: string) => `tl-${leaseId}`;
+
+/** STS session tag values: letters, spaces, numbers and `_.:/=+-@`, at most 256 characters. */
+export function sanitizeTagValue(value: string): string {
+  return value.replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, '_').slice(0, STS_LIMITS.tagValue);
+}
+
+/** DurationSeconds within what STS allows for this role: [900, max_session_duration]. */
+export function clampDuration(ttlSeconds: number, role: AwsRoleConfig): number {
+  return Math.min(Math.max(ttlSeconds, STS_LIMITS.minDuration), role.max_session_duration);
+}
+
+/** Fills `${task}`, `${lease}`, `${agent}` in every string of the session policy template. */
+export function renderSessionPolicy(template: unknown, values: { task: string; lease: string; agent: string }): unknown {
+  if (typeof template === 'string') return template.replace(/\$\{(task|lease|agent)\}/g, (_, key: keyof typeof values) => values[key]);
+  if (Array.isArray(template)) return template.map((v) => renderSessionPolicy(v, values));
+  if (template && typeof template === 'object') {
+    return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, renderSessionPolicy(v, values)]));
+  }
+  return template;
+}
+
+/** The session tags: the role's static tags, then task, lease and agent, sanitized to STS's rules. */
+export function sessionTags(role: AwsRoleConfig, values: { task: string; lease: string; agent: string }): { Key: string; Value: string }[] {
+  const tags = { ...role.tags, 'tasklease:task': values.task, 'tasklease:lease': values.lease, 'tasklease:agent': values.agent };
+  return Object.entries(tags).map(([Key, Value]) => ({ Key: Key.slice(0, STS_LIMITS.tagKey), Value: sanitizeTagValue(Value) }));
+}
