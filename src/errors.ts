@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   role_conflict: 403,
   self_approval: 403,
   policy_error: 403,
+  approval_required: 403,
   not_found: 404,
   task_not_found: 404,
   lease_not_found: 404,

@@ -13,9 +13,12 @@ export function clampDuration(ttlSeconds: number, role: AwsRoleConfig): number {
   return Math.min(Math.max(ttlSeconds, STS_LIMITS.minDuration), role.max_session_duration);
 }
 
-/** Fills `${task}`, `${lease}`, `${agent}` in every string of the session policy template. */
+/**
+ * Fills `{{task}}`, `{{lease}}`, `{{agent}}` in every string of the session
+ * policy template (`${...}` is taken by environment expansion in config).
+ */
 export function renderSessionPolicy(template: unknown, values: { task: string; lease: string; agent: string }): unknown {
-  if (typeof template === 'string') return template.replace(/\$\{(task|lease|agent)\}/g, (_, key: keyof typeof values) => values[key]);
+  if (typeof template === 'string') return template.replace(/\{\{(task|lease|agent)\}\}/g, (_, key: keyof typeof values) => values[key]);
   if (Array.isArray(template)) return template.map((v) => renderSessionPolicy(v, values));
   if (template && typeof template === 'object') {
     return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, renderSessionPolicy(v, values)]));

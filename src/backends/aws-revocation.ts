@@ -94,7 +94,9 @@ export function mergeRevocations(current: PolicyDocument, entries: RevocationEnt
   const full = build(true);
   if (policySize(full) <= budget) return { document: full.Statement.length ? full : undefined, cutoffApplied: false };
   // Every revoked session was issued before now, so one cut-off at now covers them all.
-  const cutoff = denyStatement(`TaskleaseCutoffUntil${nowS + maxSessionSeconds}`, { DateLessThan: { 'aws:TokenIssueTime': now.toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+  // Rounded up to the next second: a session issued earlier in this same second must be covered too.
+  const cutoffAt = new Date((nowS + 1) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const cutoff = denyStatement(`TaskleaseCutoffUntil${nowS + 1 + maxSessionSeconds}`, { DateLessThan: { 'aws:TokenIssueTime': cutoffAt } });
   return { document: build(false, cutoff), cutoffApplied: true };
 }
 

@@ -38,7 +38,7 @@ export const AwsRoleSchema = z
     external_id: z.string().min(2).max(1224).optional(),
     /** The role's MaxSessionDuration in IAM: the longest session AssumeRole may grant (1 h when chaining roles). */
     max_session_duration: z.number().int().min(STS_LIMITS.minDuration).max(STS_LIMITS.maxDuration).default(3600),
-    /** Session policy; `${task}`, `${lease}`, `${agent}` in strings are filled in per credential. */
+    /** Session policy; `{{task}}`, `{{lease}}`, `{{agent}}` in strings are filled in per credential. */
     session_policy: z.record(z.string(), TemplateValue).optional(),
     policy_arns: z.array(z.string().regex(/^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/.+$/)).max(STS_LIMITS.policyArns).default([]),
     tags: z.record(z.string(), z.string()).default({}),

@@ -19,6 +19,7 @@ import { createErrorHandler, problem } from './problem.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAgentRoutes } from './routes/agent.js';
 import { registerApprovalRoutes } from './routes/approvals.js';
+import { CONTAINER_CREDENTIALS_PATH, registerAwsRoutes } from './routes/aws.js';
 import { registerPolicyRoutes } from './routes/policy.js';
 import { registerSystemRoutes, type Readiness } from './routes/system.js';
 import { registerTaskRoutes } from './routes/tasks.js';
@@ -69,7 +70,7 @@ export function createApp(deps: AppDeps) {
       },
     }),
   );
-  app.use('/v1/*', authenticate(deps.authenticator));
+  app.use('/v1/*', authenticate(deps.authenticator, new Set([CONTAINER_CREDENTIALS_PATH])));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   registerAgentRoutes(app, deps);
@@ -78,6 +79,7 @@ export function createApp(deps: AppDeps) {
   registerSystemRoutes(app, deps);
   registerApprovalRoutes(app, deps.approvals);
   registerPolicyRoutes(app, deps);
+  registerAwsRoutes(app, deps.issue);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -7,10 +7,11 @@ import type { AppEnv } from './env.js';
 const MAX_TOKEN_LENGTH = 16 * 1024;
 
 /** Reads the Bearer token; every /v1 route needs one. */
-export function authenticate(authenticator: Authenticator) {
+export function authenticate(authenticator: Authenticator, rawTokenPaths: ReadonlySet<string> = new Set()) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const header = c.req.header('authorization') ?? '';
-    const match = /^Bearer +([^\s]+) *$/i.exec(header);
+    // AWS SDKs send AWS_CONTAINER_AUTHORIZATION_TOKEN as the whole header value, without a scheme.
+    const match = /^Bearer +([^\s]+) *$/i.exec(header) ?? (rawTokenPaths.has(c.req.path) ? /^([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header) : null);
     if (!match) throw new AuthError('token_missing', 'send a Bearer token in the Authorization header');
     if (match[1]!.length > MAX_TOKEN_LENGTH) throw new AuthError('token_malformed', 'the bearer token is too long');
     c.set('principal', await authenticator.authenticate(match[1]!));

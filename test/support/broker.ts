@@ -28,10 +28,20 @@ export function captureLogs() {
   return { lines, stream };
 }
 
+const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
+/** The roles every test broker has; a test that passes `config.roles` replaces them, so it can spread these in. */
+export const HARNESS_ROLES = [
+  { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: AGENTS, jwt: { audience: 'demo-api', scope: 'demo:read' } },
+  { name: 'flaky', backend: 'fake', ttl: '10m', max_ttl: '30m', allow: AGENTS },
+  { name: 'special', backend: 'local', allow: [{ issuer: 'test', subject: 'agent-special' }] },
+];
+
 export interface TestBrokerOptions {
   clock?: ManualClock;
   config?: Partial<ConfigInput>;
   instanceId?: string;
+  /** The broker's own AWS credentials, for an aws-sts backend pointed at the AWS fake. */
+  awsCredentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
 /**
@@ -43,7 +53,6 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
   const clock = options.clock ?? createManualClock(new Date());
   const fake = createFakeBackend('fake');
   const logs = captureLogs();
-  const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
   const config = parseConfig(
     {
       public_url: 'https://tasklease.test',
@@ -53,14 +62,10 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
         orchestrators: [{ issuer: 'test', subject: 'orchestrator' }, { issuer: 'test', subject: 'orchestrator-2' }],
         admins: [{ issuer: 'test', subject: 'admin' }, { name: 'ops', token_sha256: sha256Hex(ADMIN_STATIC_TOKEN) }],
       },
-      backends: { local: { type: 'jwt' }, fake: { type: 'jwt' } },
-      roles: [
-        { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read' } },
-        { name: 'flaky', backend: 'fake', ttl: '10m', max_ttl: '30m', allow: agents },
-        { name: 'special', backend: 'local', allow: [{ issuer: 'test', subject: 'agent-special' }] },
-      ],
+      roles: HARNESS_ROLES,
       sweeper: { max_attempts: 3, batch_size: 50 },
       ...options.config,
+      backends: { local: { type: 'jwt' }, fake: { type: 'jwt' }, ...options.config?.backends },
       // Extra issuers join the harness's own rather than replacing it.
       issuers: [issuer.config, ...(options.config?.issuers ?? [])],
     },
@@ -73,11 +78,17 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
     log: createLogger('debug', logs.stream),
     instanceId: options.instanceId ?? 'test-replica',
     backends: new Map([['fake', fake.backend]]),
+    awsCredentials: options.awsCredentials,
+    awsPruneIntervalSeconds: 0,
   });
-  const tokens = new Map<string, string>();
+  // One token per subject, reused like a real agent reuses its token, and re-signed once the clock has moved on.
+  const tokens = new Map<string, { token: string; at: number }>();
   const tokenFor = async (subject: string) => {
-    if (!tokens.has(subject)) tokens.set(subject, await issuer.sign(subject, {}, clock.now()));
-    return tokens.get(subject)!;
+    const cached = tokens.get(subject);
+    if (!cached || clock.now().getTime() - cached.at > 30 * 60_000) {
+      tokens.set(subject, { token: await issuer.sign(subject, {}, clock.now()), at: clock.now().getTime() });
+    }
+    return tokens.get(subject)!.token;
   };
 
   /** Calls the app in-process as `subject` (a test-issuer identity) or with a raw bearer. */
