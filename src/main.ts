@@ -16,6 +16,8 @@ commands:
   sweep               run one sweeper pass and exit
   dev token <subject> print a dev identity token (dev mode only)
   audit verify        check the audit hash chain; exit 1 at the first broken link
+  aws credential-process --task T --role R [--url URL] [--token-file F]
+                      print a task-bound AWS credential for a profile's credential_process
 
 The config file comes from --config or TASKLEASE_CONFIG; without one, tasklease
 runs in dev mode on embedded PGlite under ./.tasklease (or on DATABASE_URL).`;
@@ -26,13 +28,35 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, ttl: { type: 'string' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      ttl: { type: 'string' },
+      task: { type: 'string' },
+      role: { type: 'string' },
+      url: { type: 'string' },
+      'token-file': { type: 'string' },
+    },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   const [command = 'serve', sub, arg] = positionals;
+  if (command === 'aws') {
+    if (sub !== 'credential-process') return usage();
+    const { credentialProcess, readToken } = await import('./cli/credential-process.js');
+    const token = readToken(values['token-file'], process.env);
+    const url = values.url ?? process.env.TASKLEASE_URL;
+    if (!values.task || !values.role || !url || !token) {
+      console.error('usage: tasklease aws credential-process --task T --role R [--url URL | TASKLEASE_URL] [--token-file F | TASKLEASE_TOKEN_FILE | TASKLEASE_TOKEN]');
+      return 2;
+    }
+    const out = await credentialProcess({ task: values.task, role: values.role, url, token, ttlSeconds: values.ttl ? Number(values.ttl) : undefined });
+    if (out.stdout) process.stdout.write(`${out.stdout}\n`);
+    if (out.stderr) console.error(out.stderr);
+    return out.code;
+  }
   const config = await resolveConfig({ config: values.config, env: process.env });
 
   switch (command) {
@@ -74,6 +98,10 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  return usage();
+}
+
+function usage(): number {
   console.error(USAGE);
   return 2;
 }
