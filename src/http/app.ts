@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps) {
   registerSystemRoutes(app, deps);
   registerApprovalRoutes(app, deps.approvals);
   registerPolicyRoutes(app, deps);
-  registerAwsRoutes(app, deps.issue);
+  registerAwsRoutes(app, deps.issue, (role) => deps.policy.role(role)?.aws !== undefined);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

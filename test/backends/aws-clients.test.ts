@@ -102,7 +102,8 @@ describe('unmodified AWS clients against the broker', () => {
     expect(direct.stderr).not.toContain(parsed.SecretAccessKey);
     expect(direct.stderr).not.toContain(parsed.SessionToken);
 
-    const refused = await run(process.execPath, [bin, 'aws', 'credential-process', '--task', 'no-such-task', '--role', 'reports', '--url', url, '--token-file', tokenFile]).catch((e: { code: number; stdout: string; stderr: string }) => e);
+    type Outcome = { code?: number; stdout: string; stderr: string };
+    const refused: Outcome = await run(process.execPath, [bin, 'aws', 'credential-process', '--task', 'no-such-task', '--role', 'reports', '--url', url, '--token-file', tokenFile]).catch((e: Outcome) => e);
     expect(refused.code).toBe(1);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toContain('task_not_found');

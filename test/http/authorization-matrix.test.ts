@@ -274,6 +274,23 @@ const ROUTES: Route[] = [
     expect: ADMIN_ONLY(200),
   },
 
+  // agent, through an unmodified AWS SDK (the fixture role issues JWTs, so every identity is refused the same way)
+  {
+    method: 'GET',
+    path: '/v1/aws/container-credentials',
+    resource: true,
+    request: (ids) => ({ path: `/v1/aws/container-credentials?task=${ids.task}&role=demo` }),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(403, 'role_denied'),
+      'agent-2': s(403, 'role_denied'),
+      orchestrator: s(403, 'role_denied'),
+      'orchestrator-2': s(403, 'role_denied'),
+      admin: s(403, 'role_denied'),
+      'static admin': s(403, 'not_agent'),
+    },
+  },
+
   // system
   {
     method: 'POST',

@@ -25,9 +25,11 @@ const route = createRoute({
   },
 });
 
-export function registerAwsRoutes(app: OpenAPIHono<AppEnv>, issue: Issuer) {
+export function registerAwsRoutes(app: OpenAPIHono<AppEnv>, issue: Issuer, isAwsRole: (role: string) => boolean) {
   app.openapi(route, async (c) => {
     const query = c.req.valid('query');
+    // Refused before anything is minted, with the same code as any role the caller may not have.
+    if (!isAwsRole(query.role)) throw new AppError('role_denied', 'this identity may not request this role for this task');
     const result = await issue({
       identity: c.get('identity'),
       taskId: query.task,
@@ -39,7 +41,6 @@ export function registerAwsRoutes(app: OpenAPIHono<AppEnv>, issue: Issuer) {
       throw new AppError('approval_required', 'this role needs approval: request it with POST /v1/credentials', { approval: result.approval.id });
     }
     const cred = result.credentials;
-    if (cred.type !== 'aws') throw new AppError('bad_request', 'this role does not issue AWS credentials');
     c.header('Cache-Control', 'no-store');
     return c.json(
       {
