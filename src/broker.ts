@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
 import { createAwsStsBackend } from './backends/aws-sts.js';
 import { createJwtBackend } from './backends/jwt.js';
+import { createVaultBackend } from './backends/vault.js';
 import type { Backend } from './backends/types.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/schema.js';
@@ -12,6 +13,7 @@ import { createAuthenticator } from './identity/principals.js';
 import { createTokenVerifier } from './identity/verifier.js';
 import { createIntrospector } from './leases/introspect.js';
 import { createIssuer } from './leases/issue.js';
+import { createRenewer } from './leases/renew.js';
 import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
@@ -54,6 +56,12 @@ export async function createBroker(deps: BrokerDeps) {
   for (const [name] of jwtBackends) {
     if (!backends.has(name)) backends.set(name, createJwtBackend({ name, issuer: config.public_url, keys }));
   }
+  const rolesOf = (name: string) => () => config.roles.filter((r) => r.backend === name).map((r) => r.name);
+  const roleByName = (role: string) => config.roles.find((r) => r.name === role);
+  for (const [name, backend] of Object.entries(config.backends)) {
+    if (backend.type !== 'vault' || backends.has(name)) continue;
+    backends.set(name, createVaultBackend({ name, config: backend, role: roleByName, roleNames: rolesOf(name), clock, log: log.child({ backend: name }) }));
+  }
   for (const [name, backend] of Object.entries(config.backends)) {
     if (backend.type !== 'aws-sts' || backends.has(name)) continue;
     backends.set(
@@ -61,8 +69,8 @@ export async function createBroker(deps: BrokerDeps) {
       createAwsStsBackend({
         name,
         config: backend,
-        role: (role) => config.roles.find((r) => r.name === role),
-        roleNames: () => config.roles.filter((r) => r.backend === name).map((r) => r.name),
+        role: roleByName,
+        roleNames: rolesOf(name),
         clock,
         log: log.child({ backend: name }),
         lock: (key, fn) => database.withAdvisoryLock(key, fn),
@@ -95,6 +103,7 @@ export async function createBroker(deps: BrokerDeps) {
   const writer = createLeaseWriter(db, limits, onRevokeRequested);
   const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, log });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
+  const renew = createRenewer({ db, clock, policy, backends });
   const tasks = createTaskService({
     db,
     clock,
@@ -105,12 +114,31 @@ export async function createBroker(deps: BrokerDeps) {
   });
   const introspect = createIntrospector({ db, clock, keys, issuer: config.public_url });
 
+  // Backend permission checks cost a call to the backend: their answer is kept for 30 s.
+  let backendChecks: { at: number; result: Record<string, { ok: boolean; missing: string[] }> } | undefined;
+  async function checkBackends() {
+    const now = clock.now().getTime();
+    if (backendChecks && now - backendChecks.at < 30_000) return backendChecks.result;
+    const result: Record<string, { ok: boolean; missing: string[] }> = {};
+    for (const backend of backends.values()) {
+      if (!backend.check) continue;
+      result[backend.name] = await backend.check().catch(() => ({ ok: false, missing: ['the backend could not be reached'] }));
+    }
+    backendChecks = { at: now, result };
+    return result;
+  }
+
   async function ready() {
     const database_ = await ping(db).then(
       () => true,
       () => false,
     );
-    return { database: database_, migrations: database_ && (await migrationsCurrent(database)) };
+    const backendStatus = await checkBackends();
+    return {
+      database: database_,
+      migrations: database_ && (await migrationsCurrent(database)),
+      ...(Object.keys(backendStatus).length ? { backends: backendStatus } : {}),
+    };
   }
 
   const app = createApp({
@@ -122,6 +150,7 @@ export async function createBroker(deps: BrokerDeps) {
     log,
     authenticator,
     issue,
+    renew,
     leases,
     tasks,
     introspect,
@@ -130,6 +159,6 @@ export async function createBroker(deps: BrokerDeps) {
     version: deps.version ?? '0.0.0',
   });
 
-  return { app, sweeper, keys, backends, issue, leases, tasks, introspect, approvals };
+  return { app, sweeper, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -41,6 +41,10 @@ export interface Backend {
   revoke(target: RevokeTarget): Promise<void>;
   /** Periodic clean-up (pruning expired revocation entries); the sweeper calls it on each pass. */
   housekeeping?(now: Date): Promise<void>;
+  /** Extends a credential by up to `incrementSeconds`; the backend may grant less. */
+  renew?(target: { ref: string; incrementSeconds: number }): Promise<{ expiresAt: Date }>;
+  /** Whether the broker holds the permissions its roles need (for /readyz). */
+  check?(): Promise<{ ok: boolean; missing: string[] }>;
 }
 
 /** A backend failure whose message is safe to store and show (never holds a secret). */

@@ -63,6 +63,7 @@ function crossCheck(config: Config): string[] {
     const backend = config.backends[role.backend];
     if (!backend) problems.push(`roles[${i}].backend: unknown backend '${role.backend}'`);
     if (backend?.type === 'aws-sts' && !role.aws) problems.push(`roles[${i}].aws: required for the aws-sts backend '${role.backend}'`);
+    if (backend?.type === 'vault' && !role.vault) problems.push(`roles[${i}].vault: required for the vault backend '${role.backend}'`);
     role.allow.forEach((rule, j) => checkRule(rule, `roles[${i}].allow[${j}]`));
     role.approvers.forEach((rule, j) => checkRule(rule, `roles[${i}].approvers[${j}]`));
   });

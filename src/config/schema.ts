@@ -3,6 +3,7 @@ import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
 import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
+import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
 
 export { IssuerSchema };
 
@@ -60,7 +61,7 @@ export const JwtBackendSchema = z.strictObject({
   key_rotation: DurationSchema.default(7 * 86400),
 });
 
-export const BackendSchema = z.discriminatedUnion('type', [JwtBackendSchema, AwsStsBackendSchema]);
+export const BackendSchema = z.discriminatedUnion('type', [JwtBackendSchema, AwsStsBackendSchema, VaultBackendSchema]);
 
 export const RoleSchema = z
   .strictObject({
@@ -71,6 +72,7 @@ export const RoleSchema = z
     allow: z.array(IdentityRuleSchema).min(1),
     jwt: z.strictObject({ audience: z.string().min(1).optional(), scope: z.string().optional() }).optional(),
     aws: AwsRoleSchema.optional(),
+    vault: VaultRoleSchema.optional(),
     /** Every request needs an approver's decision first. */
     requires_approval: z.boolean().default(false),
     /** Who besides the admins may approve this role's requests. */

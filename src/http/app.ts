@@ -10,6 +10,7 @@ import { AppError } from '../errors.js';
 import type { Authenticator } from '../identity/principals.js';
 import type { Introspector } from '../leases/introspect.js';
 import type { Issuer } from '../leases/issue.js';
+import type { Renewer } from '../leases/renew.js';
 import type { LeaseService } from '../leases/service.js';
 import type { Logger } from '../log.js';
 import type { TaskService } from '../tasks/service.js';
@@ -33,6 +34,7 @@ export interface AppDeps {
   log: Logger;
   authenticator: Authenticator;
   issue: Issuer;
+  renew: Renewer;
   leases: LeaseService;
   tasks: TaskService;
   introspect: Introspector;

@@ -51,6 +51,16 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
   policy_error: 'the request could not be evaluated, so it is refused',
 };
 
+/**
+ * The lease ends at its TTL, or earlier when the backend granted less (a
+ * Vault lease_duration shorter than asked). Sub-second differences are the
+ * backend's whole-second rounding, not a shorter grant.
+ */
+function leaseEnd(now: Date, ttlSeconds: number, backendEnd: Date): Date {
+  const asked = new Date(now.getTime() + ttlSeconds * 1000);
+  return backendEnd.getTime() < asked.getTime() - 1000 ? backendEnd : asked;
+}
+
 /** Details a limit refusal carries to the caller and the audit trail. */
 function refusalExtra(refusal: LimitRefusal): Record<string, unknown> {
   if (refusal.code === 'quota_exceeded') return { retry_after: refusal.retryAfterSeconds };
@@ -159,7 +169,7 @@ export function createIssuer(deps: IssueDeps) {
       status: 'active',
       credentialRef: minted.ref,
       issuedAt: now,
-      expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
+      expiresAt: leaseEnd(now, ttlSeconds, minted.expiresAt),
       backendExpiresAt: minted.expiresAt,
       revocable: minted.revocable ?? true,
     };

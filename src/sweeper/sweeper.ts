@@ -115,21 +115,23 @@ export function createSweeper(deps: SweeperDeps) {
    * (attempts reset, reason set by a task completion) is read in the UPDATE
    * itself, and the audit event is decided on the status it replaced.
    */
-  async function fail(failures: { lease: Lease; error: string }[], now: Date): Promise<void> {
+  async function fail(failures: { lease: Lease; error: string; permanent: boolean }[], now: Date): Promise<void> {
     if (failures.length === 0) return;
     await db.transaction(async (tx) => {
       const events: AuditInput[] = [];
-      for (const { lease, error } of failures) {
+      for (const { lease, error, permanent } of failures) {
+        // A refusal that will repeat (the broker lacks a permission) parks the lease at once: visible, retried slowly.
+        const parked = sql`(${permanent} or l.attempts + 1 >= ${config.max_attempts})`;
         const retryAt = new Date(now.getTime() + backoffMs(lease.attempts + 1, 1000, 300_000, random)).toISOString();
         const parkUntil = new Date(now.getTime() + config.failed_retry_interval * 1000).toISOString();
         const [row] = await execRows<{ old_status: string; status: string; attempts: number; reason: string; task_id: string }>(
           tx,
           sql`update leases l set
                 attempts = l.attempts + 1,
-                status = case when l.attempts + 1 >= ${config.max_attempts} then 'revoke_failed' else 'revoking' end,
+                status = case when ${parked} then 'revoke_failed' else 'revoking' end,
                 reason = coalesce(l.reason, 'expired'),
                 last_error = ${error},
-                next_attempt_at = case when l.attempts + 1 >= ${config.max_attempts} then ${parkUntil}::timestamptz else ${retryAt}::timestamptz end,
+                next_attempt_at = case when ${parked} then ${parkUntil}::timestamptz else ${retryAt}::timestamptz end,
                 claimed_by = null,
                 claim_until = null
               from (select id, status as old_status from leases where id = ${lease.id} and claimed_by = ${deps.id} for update) o
@@ -185,7 +187,9 @@ export function createSweeper(deps: SweeperDeps) {
         const wave = batch.slice(start, start + waveSize);
         const errors = await mapLimit(wave, config.concurrency, revoke);
         const succeeded = wave.filter((_, i) => errors[i] === undefined);
-        const failures = wave.flatMap((lease, i) => (errors[i] === undefined ? [] : [{ lease, error: describe(errors[i]) }]));
+        const failures = wave.flatMap((lease, i) =>
+          errors[i] === undefined ? [] : [{ lease, error: describe(errors[i]), permanent: errors[i] instanceof BackendError && !errors[i].retryable }],
+        );
         const done = clock.now();
         const counts = await finish(succeeded, done);
         await fail(failures, done);

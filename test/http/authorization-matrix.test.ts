@@ -274,6 +274,23 @@ const ROUTES: Route[] = [
     expect: ADMIN_ONLY(200),
   },
 
+  {
+    method: 'POST',
+    path: '/v1/leases/{id}/renew',
+    resource: true,
+    request: (ids) => ({ path: `/v1/leases/${ids.lease}/renew`, body: {} }),
+    expect: {
+      ...UNAUTHENTICATED,
+      // The fixture lease is a jwt credential: its holder is told it cannot be renewed; nobody else learns it exists.
+      'agent-1': { status: 409, code: 'not_renewable', own: true },
+      'agent-2': s(404, 'lease_not_found'),
+      orchestrator: s(404, 'lease_not_found'),
+      'orchestrator-2': s(404, 'lease_not_found'),
+      admin: s(404, 'lease_not_found'),
+      'static admin': s(403, 'not_agent'),
+    },
+  },
+
   // agent, through an unmodified AWS SDK (the fixture role issues JWTs, so every identity is refused the same way)
   {
     method: 'GET',

@@ -2,6 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import type { Issuer } from '../../leases/issue.js';
+import type { Renewer } from '../../leases/renew.js';
 import type { LeaseService } from '../../leases/service.js';
 import { approvalView, leaseView } from '../../leases/view.js';
 import { requireAgent } from '../auth.js';
@@ -63,7 +64,27 @@ const leaseId = (id: string) => {
   return id;
 };
 
-export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService }) {
+const renewRoute = createRoute({
+  method: 'post',
+  path: '/v1/leases/{id}/renew',
+  tags: ['agent'],
+  summary: "Extend an own active lease, within the role's max_ttl and the task's deadline",
+  security: bearer,
+  middleware: [requireAgent] as const,
+  request: {
+    params: LeaseIdParams,
+    body: { content: { 'application/json': { schema: z.strictObject({ increment_seconds: z.number().int().min(1).max(43_200).optional() }) } }, required: false },
+  },
+  responses: { 200: json(z.object({ lease: LeaseSchema }), 'Renewed'), ...commonErrors, 409: commonErrors[404] },
+});
+
+export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService; renew: Renewer }) {
+  app.openapi(renewRoute, async (c) => {
+    const id = leaseId(c.req.valid('param').id);
+    const lease = await deps.renew(c.get('identity'), id, c.req.valid('json').increment_seconds, c.get('requestId'));
+    return c.json({ lease: leaseView(lease) }, 200);
+  });
+
   app.openapi(issueRoute, async (c) => {
     const body = c.req.valid('json');
     const result = await deps.issue({

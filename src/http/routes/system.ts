@@ -6,6 +6,8 @@ import { bearer, commonErrors, json, safeText } from '../schemas.js';
 export interface Readiness {
   database: boolean;
   migrations: boolean;
+  /** Per backend that can check itself: does the broker hold the permissions its roles need? */
+  backends?: Record<string, { ok: boolean; missing: string[] }>;
 }
 
 const IntrospectSchema = z
@@ -38,7 +40,7 @@ export function registerSystemRoutes(
 
   app.get('/readyz', async (c) => {
     const checks = await deps.ready();
-    const ok = checks.database && checks.migrations;
+    const ok = checks.database && checks.migrations && Object.values(checks.backends ?? {}).every((b) => b.ok);
     return c.json({ status: ok ? 'ready' : 'not_ready', checks }, ok ? 200 : 503);
   });
 

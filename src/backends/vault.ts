@@ -1,0 +1,151 @@
+import type { Clock } from '../clock.js';
+import type { RoleConfig } from '../config/schema.js';
+import type { VaultBackendConfig, VaultRoleConfig } from '../config/vault.js';
+import type { Logger } from '../log.js';
+import { BackendError, type Backend } from './types.js';
+import { createVaultSession, vaultMessage, vaultStatus } from './vault-session.js';
+
+export interface VaultBackendDeps {
+  name: string;
+  config: VaultBackendConfig;
+  role: (name: string) => RoleConfig | undefined;
+  roleNames: () => string[];
+  clock: Clock;
+  log: Logger;
+}
+
+const LEASE = 'lease:';
+const ACCESSOR = 'accessor:';
+
+/** Which permission a 403 on this path means the broker lacks. */
+function permissionError(path: string, capability: string): BackendError {
+  return new BackendError('vault_permission_denied', `the broker's Vault token lacks '${capability}' on ${path}`, false);
+}
+
+function toBackendError(err: unknown, path: string, capability: string): BackendError {
+  const status = vaultStatus(err);
+  if (status === 403) return permissionError(path, capability);
+  if (status === 429 || (status !== undefined && status >= 500)) return new BackendError('vault_unavailable', `Vault answered ${status}`, true);
+  if (status !== undefined) return new BackendError('vault_refused', `Vault answered ${status}: ${vaultMessage(err)}`, false);
+  return new BackendError('vault_unavailable', 'Vault could not be reached', true);
+}
+
+/**
+ * Credentials from HashiCorp Vault (or OpenBao), revoked through Vault's own
+ * lease API so that Vault's lease and the broker's never disagree for long.
+ * Dynamic secrets keep Vault's lease id; tokens keep their accessor, never
+ * the token. A lease or accessor that is already gone counts as revoked.
+ */
+export function createVaultBackend(deps: VaultBackendDeps): Backend {
+  const session = createVaultSession(deps.config, deps.clock, deps.log);
+  const vaultRole = (name: string): VaultRoleConfig => {
+    const v = deps.role(name)?.vault;
+    if (!v) throw new BackendError('vault_role_missing', `role '${name}' has no vault settings`, false);
+    return v;
+  };
+
+  return {
+    name: deps.name,
+    type: 'vault',
+    async mint({ leaseId, taskId, role, identity, ttlSeconds, now }) {
+      const v = vaultRole(role.name);
+      if (v.mode === 'dynamic') {
+        let res;
+        try {
+          res = await session.run((c) => c.read(v.path));
+        } catch (err) {
+          throw toBackendError(err, v.path, 'read');
+        }
+        if (!res?.lease_id) throw new BackendError('vault_no_lease', `Vault returned no lease for ${v.path}`, false);
+        const duration = Number(res.lease_duration ?? 0);
+        return {
+          credentials: { type: 'vault', mode: 'dynamic', lease_id: res.lease_id, lease_duration: duration, renewable: !!res.renewable, data: res.data },
+          ref: `${LEASE}${res.lease_id}`,
+          // Vault's own end for the secret; the broker revokes at the earlier of this and the lease's TTL.
+          expiresAt: new Date(now.getTime() + duration * 1000),
+        };
+      }
+      const path = v.token_role ? `auth/token/create/${v.token_role}` : 'auth/token/create';
+      let res;
+      try {
+        res = await session.run((c) =>
+          c.write(path, {
+            policies: v.policies,
+            ttl: `${ttlSeconds}s`,
+            explicit_max_ttl: `${role.max_ttl}s`,
+            num_uses: v.num_uses,
+            renewable: v.renewable,
+            display_name: `tasklease-${leaseId}`.slice(0, 64),
+            meta: { tasklease_task: taskId, tasklease_lease: leaseId, tasklease_agent: `${identity.issuer}/${identity.subject}` },
+          }),
+        );
+      } catch (err) {
+        throw toBackendError(err, path, 'update');
+      }
+      const auth = res?.auth;
+      if (!auth?.client_token || !auth.accessor) throw new BackendError('vault_no_token', 'Vault returned no token', false);
+      return {
+        credentials: { type: 'vault', mode: 'token', token: auth.client_token, accessor: auth.accessor, policies: auth.policies, lease_duration: auth.lease_duration, renewable: !!auth.renewable },
+        ref: `${ACCESSOR}${auth.accessor}`,
+        expiresAt: new Date(now.getTime() + Number(auth.lease_duration ?? ttlSeconds) * 1000),
+      };
+    },
+
+    async revoke({ ref }) {
+      if (ref.startsWith(LEASE)) {
+        const path = 'sys/leases/revoke';
+        try {
+          await session.run((c) => c.write(path, { lease_id: ref.slice(LEASE.length), sync: true }));
+        } catch (err) {
+          throw toBackendError(err, path, 'update');
+        }
+        return;
+      }
+      const path = 'auth/token/revoke-accessor';
+      try {
+        await session.run((c) => c.write(path, { accessor: ref.slice(ACCESSOR.length) }));
+      } catch (err) {
+        // A token that expired or was revoked already has no accessor any more: that is the state we wanted.
+        if (vaultStatus(err) === 400 && /invalid accessor/i.test(vaultMessage(err))) return;
+        throw toBackendError(err, path, 'update');
+      }
+    },
+
+    async renew({ ref, incrementSeconds }) {
+      if (!ref.startsWith(LEASE)) throw new BackendError('vault_not_renewable', 'Vault tokens are renewed by their holder (auth/token/renew-self)', false);
+      const path = 'sys/leases/renew';
+      let res;
+      try {
+        res = await session.run((c) => c.write(path, { lease_id: ref.slice(LEASE.length), increment: incrementSeconds }));
+      } catch (err) {
+        throw toBackendError(err, path, 'update');
+      }
+      return { expiresAt: new Date(deps.clock.now().getTime() + Number(res?.lease_duration ?? 0) * 1000) };
+    },
+
+    /** Which of the permissions the configured roles need the broker's token lacks (for /readyz and the log). */
+    async check() {
+      const paths = new Map<string, string>();
+      for (const name of deps.roleNames()) {
+        const v = deps.role(name)?.vault;
+        if (!v) continue;
+        if (v.mode === 'dynamic') {
+          paths.set(v.path, 'read');
+          paths.set('sys/leases/revoke', 'update');
+          paths.set('sys/leases/renew', 'update');
+        } else {
+          paths.set(v.token_role ? `auth/token/create/${v.token_role}` : 'auth/token/create', 'update');
+          paths.set('auth/token/revoke-accessor', 'update');
+        }
+      }
+      if (paths.size === 0) return { ok: true, missing: [] };
+      const res = await session.run((c) => c.write('sys/capabilities-self', { paths: [...paths.keys()] }));
+      const missing = [...paths].flatMap(([path, capability]) => {
+        const caps: string[] = res?.[path] ?? res?.data?.[path] ?? [];
+        return caps.includes(capability) || caps.includes('root') || caps.includes('sudo') ? [] : [`${capability} on ${path}`];
+      });
+      if (missing.length) deps.log.warn({ backend: deps.name, missing }, "the broker's Vault token lacks permissions");
+      return { ok: missing.length === 0, missing };
+    },
+  };
+}
