@@ -44,7 +44,7 @@ export function createVaultSession(config: VaultBackendConfig, clock: Clock, log
     const read = (file: string) => readFileSync(file, 'utf8').trim();
     if (auth.method === 'token') {
       client.token = read(auth.token_file);
-      const self = await client.write('auth/token/lookup-self', {});
+      const self = await client.read('auth/token/lookup-self');
       adopt({ lease_duration: self?.data?.ttl, renewable: self?.data?.renewable });
     } else if (auth.method === 'approle') {
       const res = await client.write(`auth/${auth.mount}/login`, { role_id: read(auth.role_id_file), secret_id: read(auth.secret_id_file) });
@@ -81,6 +81,14 @@ export function createVaultSession(config: VaultBackendConfig, clock: Clock, log
   }
 
   return {
+    /**
+     * Renews (or re-acquires) the broker's token when it is due. Called on
+     * every sweeper pass: Vault revokes the leases a token read when that
+     * token expires, so the broker's token must never lapse while it holds any.
+     */
+    async keepAlive(): Promise<void> {
+      await ready();
+    },
     /** Runs `op` with a ready client; if Vault says the broker's token is no good, logs in again and retries once. */
     async run<T>(op: (c: VaultClient) => Promise<T>): Promise<T> {
       const c = await ready();
@@ -88,7 +96,7 @@ export function createVaultSession(config: VaultBackendConfig, clock: Clock, log
         return await op(c);
       } catch (err) {
         if (vaultStatus(err) !== 403) throw err;
-        const self = await c.write('auth/token/lookup-self', {}).catch(() => undefined);
+        const self = await c.read('auth/token/lookup-self').catch(() => undefined);
         if (self) throw err; // our token is fine: this is a real permission problem
         await relogin();
         return op(client);

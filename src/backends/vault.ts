@@ -123,6 +123,10 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
       return { expiresAt: new Date(deps.clock.now().getTime() + Number(res?.lease_duration ?? 0) * 1000) };
     },
 
+    async housekeeping() {
+      await session.keepAlive().catch((err: unknown) => deps.log.warn({ backend: deps.name, status: vaultStatus(err) }, 'could not renew the Vault token'));
+    },
+
     /** Which of the permissions the configured roles need the broker's token lacks (for /readyz and the log). */
     async check() {
       const paths = new Map<string, string>();
