@@ -112,15 +112,18 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
     },
 
     async renew({ ref, incrementSeconds }) {
-      if (!ref.startsWith(LEASE)) throw new BackendError('vault_not_renewable', 'Vault tokens are renewed by their holder (auth/token/renew-self)', false);
-      const path = 'sys/leases/renew';
+      const token = ref.startsWith(ACCESSOR);
+      const path = token ? 'auth/token/renew-accessor' : 'sys/leases/renew';
+      const body = token ? { accessor: ref.slice(ACCESSOR.length), increment: incrementSeconds } : { lease_id: ref.slice(LEASE.length), increment: incrementSeconds };
       let res;
       try {
-        res = await session.run((c) => c.write(path, { lease_id: ref.slice(LEASE.length), increment: incrementSeconds }));
+        res = await session.run((c) => c.write(path, body));
       } catch (err) {
         throw toBackendError(err, path, 'update');
       }
-      return { expiresAt: new Date(deps.clock.now().getTime() + Number(res?.lease_duration ?? 0) * 1000) };
+      // Vault may grant less than asked (the role's or the token's max TTL): its answer is the new end.
+      const granted = Number((token ? res?.auth?.lease_duration : res?.lease_duration) ?? 0);
+      return { expiresAt: new Date(deps.clock.now().getTime() + granted * 1000) };
     },
 
     async housekeeping() {
@@ -140,6 +143,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
         } else {
           paths.set(v.token_role ? `auth/token/create/${v.token_role}` : 'auth/token/create', 'update');
           paths.set('auth/token/revoke-accessor', 'update');
+          paths.set('auth/token/renew-accessor', 'update');
         }
       }
       if (paths.size === 0) return { ok: true, missing: [] };

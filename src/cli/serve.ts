@@ -25,6 +25,10 @@ export async function runServe(config: Config, version: string): Promise<void> {
   http.headersTimeout = 10_000;
   http.keepAliveTimeout = 5_000;
   broker.sweeper.start();
+  // The backends' permission self-check, once at start-up: missing permissions are logged now and shown by /readyz.
+  void broker.checkBackends().then((result) => {
+    for (const [name, check] of Object.entries(result)) if (!check.ok) log.warn({ backend: name, missing: check.missing }, 'backend permissions missing');
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {
