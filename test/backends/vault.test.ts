@@ -16,6 +16,7 @@ const BROKER_POLICY = {
   'sys/leases/renew': ['update'],
   'auth/token/create/agents': ['update'],
   'auth/token/revoke-accessor': ['update'],
+  'auth/token/renew-accessor': ['update'],
 };
 
 describe.each(DRIVERS)('vault backend on %s', (driver) => {
