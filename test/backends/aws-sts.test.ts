@@ -6,6 +6,7 @@ import { createManualClock } from '../../src/clock.js';
 import { leases } from '../../src/db/schema.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
+import { dumpTables, expectNoSecrets } from '../support/secrets.js';
 import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/agents/tasklease-reports';
@@ -133,5 +134,14 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
     expect(throttled.json.backend_code).toBe('aws_throttled');
     const rows = await database.db.select().from(leases).where(eq(leases.taskId, task));
     expect(rows).toHaveLength(1);
+  });
+
+  it('keeps secret keys and session tokens out of every table and log line', async () => {
+    const task = await openTask('agent-aws9', ['reports']);
+    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-aws9' }, { task, role: 'reports' });
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    await t.broker.sweeper.runOnce();
+    const secrets = [res.json.credentials.SecretAccessKey, res.json.credentials.SessionToken, aws.credentials.secretAccessKey];
+    expectNoSecrets(secrets, [...(await dumpTables(database)), ...t.logs.lines]);
   });
 });

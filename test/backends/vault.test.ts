@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { leases } from '../../src/db/schema.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
+import { dumpTables, expectNoSecrets } from '../support/secrets.js';
 import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { startVaultFake, type VaultFake } from '../support/vault-fake.js';
 
@@ -186,5 +187,15 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     const ready = await t.call('GET', '/readyz', {});
     expect(ready.status).toBe(200);
     expect(ready.json.checks.backends.vault).toEqual({ ok: true, missing: [] });
+  });
+
+  it('keeps Vault tokens and secret data out of every table and log line', async () => {
+    const task = await openTask('agent-v9');
+    const db = await t.call('POST', '/v1/credentials', { subject: 'agent-v9' }, { task, role: 'orders-db' });
+    const tok = await t.call('POST', '/v1/credentials', { subject: 'agent-v9' }, { task, role: 'deploy-token' });
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    await t.broker.sweeper.runOnce();
+    const secrets = [db.json.credentials.data.password, tok.json.credentials.token, ...[...vault.tokens.values()].filter((x) => x.path === 'auth/approle/login').map((x) => x.token), 'broker-secret'];
+    expectNoSecrets(secrets, [...(await dumpTables(database)), ...t.logs.lines]);
   });
 });
