@@ -18,6 +18,7 @@ import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
 import { createApprovalService } from './approvals/service.js';
+import { createMetrics } from './metrics.js';
 import { createPolicy } from './policy/decide.js';
 import { createLimits } from './policy/limits.js';
 import { createRateLimiter } from './policy/rate-limit.js';
@@ -83,8 +84,10 @@ export async function createBroker(deps: BrokerDeps) {
   const policy = createPolicy(config.roles, config.policy);
   const limits = createLimits(config.policy);
   const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl });
+  const metrics = createMetrics(db);
   const sweeper = createSweeper({
     db,
+    metrics,
     clock,
     backends,
     config: config.sweeper,
@@ -101,7 +104,7 @@ export async function createBroker(deps: BrokerDeps) {
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
   const writer = createLeaseWriter(db, limits, onRevokeRequested);
-  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, log });
+  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, log, metrics });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const renew = createRenewer({ db, clock, policy, backends });
   const tasks = createTaskService({
@@ -156,6 +159,7 @@ export async function createBroker(deps: BrokerDeps) {
     introspect,
     jwks: () => keys.jwks(),
     ready,
+    metrics: () => metrics.registry.metrics(),
     version: deps.version ?? '0.0.0',
   });
 

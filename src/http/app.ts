@@ -40,6 +40,8 @@ export interface AppDeps {
   introspect: Introspector;
   jwks: () => Promise<unknown>;
   ready: () => Promise<Readiness>;
+  /** Prometheus exposition text. */
+  metrics: () => Promise<string>;
   version: string;
 }
 

@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { Decision, Policy } from '../policy/decide.js';
 import type { LimitRefusal, Limits } from '../policy/limits.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
+import type { Metrics } from '../metrics.js';
 import type { LeaseWriter } from './writer.js';
 
 export interface IssueDeps {
@@ -25,6 +26,7 @@ export interface IssueDeps {
   backends: ReadonlyMap<string, Backend>;
   writer: LeaseWriter;
   log: Logger;
+  metrics?: Pick<Metrics, 'issued' | 'denied'>;
 }
 
 export interface IssueInput {
@@ -81,6 +83,7 @@ export function createIssuer(deps: IssueDeps) {
   const actorOf = (identity: Identity) => `${identity.issuer}/${identity.subject}`;
 
   async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {
+    deps.metrics?.denied.inc({ code });
     await writer.audit([
       {
         at: now,
@@ -207,7 +210,11 @@ export function createIssuer(deps: IssueDeps) {
       throw err;
     }
     // Refused at commit (task closed, or a limit reached by a concurrent request): recorded as revoking, and the sweeper revokes it.
-    if (recorded.refusal) throw new AppError(recorded.refusal.code, DENY_MESSAGES[recorded.refusal.code] ?? 'refused', recorded.refusal.extra);
+    if (recorded.refusal) {
+      deps.metrics?.denied.inc({ code: recorded.refusal.code });
+      throw new AppError(recorded.refusal.code, DENY_MESSAGES[recorded.refusal.code] ?? 'refused', recorded.refusal.extra);
+    }
+    deps.metrics?.issued.inc({ role: row.role, backend: backend.name });
     return { kind: 'issued', lease: recorded.lease, credentials: minted.credentials };
   };
 }

@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import { execRows, type Db } from '../db/client.js';
 import { leases, type Lease } from '../db/schema.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { backoffMs } from './backoff.js';
 import { claimDue, heldBy, releaseClaim } from './claim.js';
 
@@ -19,6 +20,7 @@ export interface SweeperDeps {
   /** Names this replica's claims. */
   id: string;
   random?: () => number;
+  metrics?: Pick<Metrics, 'revocations'>;
   /** Other expiries to run at the start of each pass (approval requests). */
   housekeeping?: () => Promise<unknown>;
 }
@@ -196,6 +198,8 @@ export function createSweeper(deps: SweeperDeps) {
         total.revoked += counts.revoked;
         total.expired += counts.expired;
         total.failed += failures.length;
+        deps.metrics?.revocations.inc({ outcome: 'confirmed' }, counts.revoked + counts.expired);
+        deps.metrics?.revocations.inc({ outcome: 'failed' }, failures.length);
         if (failures.length > 0) log.warn({ failed: failures.length, first: failures[0]!.error }, 'revocations failed; will retry');
       }
       if (batch.length < config.batch_size) return total;

@@ -131,6 +131,7 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/readyz', public: true, request: () => ({ path: '/readyz' }), expect: PUBLIC },
   { method: 'GET', path: '/.well-known/jwks.json', public: true, request: () => ({ path: '/.well-known/jwks.json' }), expect: PUBLIC },
   { method: 'GET', path: '/openapi.json', public: true, request: () => ({ path: '/openapi.json' }), expect: PUBLIC },
+  { method: 'GET', path: '/metrics', public: true, request: () => ({ path: '/metrics' }), expect: PUBLIC },
 
   // agent
   {

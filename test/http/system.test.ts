@@ -56,6 +56,40 @@ describe('system endpoints and the HTTP envelope', () => {
   });
 });
 
+describe('metrics', () => {
+  let database: TestDatabase;
+  let t: TestBroker;
+  beforeAll(async () => {
+    database = await openTestDatabase('postgres');
+    t = await startTestBroker(database);
+  });
+  afterAll(() => database?.drop());
+
+  const gauge = async (status: string) => {
+    const text = (await t.call('GET', '/metrics', {})).text;
+    return Number(new RegExp(`^tasklease_leases\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  };
+
+  it('counts issuance, and the stuck-revocation gauge rises while a backend fails and falls once it recovers', async () => {
+    const task = `metrics-${Date.now()}`;
+    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 });
+    await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'flaky' });
+    expect((await t.call('GET', '/metrics', {})).text).toMatch(/tasklease_credentials_issued_total\{role="flaky",backend="fake"\} 1/);
+    expect(await gauge('active')).toBe(1);
+    t.fake.failNextRevokes(100);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'x' });
+    for (let i = 0; i < 4; i++) {
+      await t.broker.sweeper.runOnce();
+      t.clock.advance(600);
+    }
+    expect(await gauge('revoke_failed')).toBe(1);
+    t.fake.failNextRevokes(0);
+    await t.broker.sweeper.runOnce();
+    expect(await gauge('revoke_failed')).toBe(0);
+    expect((await t.call('GET', '/metrics', {})).text).toMatch(/tasklease_revocations_total\{outcome="failed"\} [1-9]/);
+  });
+});
+
 describe('the shipped example config', () => {
   it('is valid', () => {
     const config = loadConfigFile('tasklease.example.yaml', {

@@ -34,7 +34,7 @@ const introspectRoute = createRoute({
 
 export function registerSystemRoutes(
   app: OpenAPIHono<AppEnv>,
-  deps: { ready: () => Promise<Readiness>; jwks: () => Promise<unknown>; introspect: Introspector },
+  deps: { ready: () => Promise<Readiness>; jwks: () => Promise<unknown>; introspect: Introspector; metrics: () => Promise<string> },
 ) {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
@@ -43,6 +43,9 @@ export function registerSystemRoutes(
     const ok = checks.database && checks.migrations && Object.values(checks.backends ?? {}).every((b) => b.ok);
     return c.json({ status: ok ? 'ready' : 'not_ready', checks }, ok ? 200 : 503);
   });
+
+  // Counts only, no identities: scraped without a token, like /healthz.
+  app.get('/metrics', async (c) => c.text(await deps.metrics(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
 
   app.get('/.well-known/jwks.json', async (c) => {
     c.header('Cache-Control', 'public, max-age=300');

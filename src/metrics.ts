@@ -1,0 +1,33 @@
+import { count, inArray } from 'drizzle-orm';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Db } from './db/client.js';
+import { leases } from './db/schema.js';
+
+/**
+ * Prometheus metrics, one registry per broker (no global state). Lease
+ * counts by state are read from the database at scrape time, so every
+ * replica reports the same truth and nothing is kept in memory.
+ */
+export function createMetrics(db: Db) {
+  const registry = new Registry();
+  const issued = new Counter({ name: 'tasklease_credentials_issued_total', help: 'Credentials issued', labelNames: ['role', 'backend'], registers: [registry] });
+  const denied = new Counter({ name: 'tasklease_credentials_denied_total', help: 'Credential requests refused, by code', labelNames: ['code'], registers: [registry] });
+  const revocations = new Counter({ name: 'tasklease_revocations_total', help: 'Revocation attempts by outcome', labelNames: ['outcome'], registers: [registry] });
+  new Gauge({
+    name: 'tasklease_leases',
+    help: 'Leases not yet ended, by status (revoke_failed is the alerting one)',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      const rows = await db
+        .select({ status: leases.status, n: count() })
+        .from(leases)
+        .where(inArray(leases.status, ['active', 'revoking', 'revoke_failed']))
+        .groupBy(leases.status);
+      this.reset();
+      for (const status of ['active', 'revoking', 'revoke_failed']) this.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0));
+    },
+  });
+  return { registry, issued, denied, revocations };
+}
+export type Metrics = ReturnType<typeof createMetrics>;
