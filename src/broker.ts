@@ -5,6 +5,7 @@ import { createJwtBackend } from './backends/jwt.js';
 import { createVaultBackend } from './backends/vault.js';
 import type { Backend } from './backends/types.js';
 import type { Clock } from './clock.js';
+import { withTimeout } from './concurrency.js';
 import type { Config } from './config/schema.js';
 import { ping, type Database } from './db/client.js';
 import { migrationsCurrent } from './db/migrate.js';
@@ -132,14 +133,15 @@ export async function createBroker(deps: BrokerDeps) {
   }
 
   async function ready() {
-    const database_ = await ping(db).then(
+    // A readiness probe must answer quickly even when the database does not.
+    const database_ = await withTimeout(ping(db), 2000, 'ping timed out').then(
       () => true,
       () => false,
     );
     const backendStatus = await checkBackends();
     return {
       database: database_,
-      migrations: database_ && (await migrationsCurrent(database)),
+      migrations: database_ && (await withTimeout(migrationsCurrent(database), 2000, 'timed out').catch(() => false)),
       ...(Object.keys(backendStatus).length ? { backends: backendStatus } : {}),
     };
   }

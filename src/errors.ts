@@ -43,6 +43,7 @@ export const ERROR_STATUS = {
   issuer_unavailable: 503,
   backend_unavailable: 503,
   database_unavailable: 503,
+  request_timeout: 503,
 
 } as const;
 

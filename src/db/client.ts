@@ -42,25 +42,21 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       max: options.poolSize ?? 20,
       onnotice: () => {},
       connect_timeout: 10,
+      // The array-type lookup postgres.js runs on each new connection is not awaited by any query, so a
+      // connection cut during it surfaced as an unhandled rejection; drizzle parses arrays itself.
+      fetch_types: false,
       // Timestamps are handled by drizzle; keep bigints as strings it expects.
     });
     const db = drizzlePostgres(client, { schema }) as unknown as Db;
     return {
       db,
       kind: 'postgres',
-      async withAdvisoryLock(key, fn) {
-        const conn = await client.reserve();
-        try {
-          await conn`select pg_advisory_lock(hashtext(${key}))`;
-          try {
-            return await fn();
-          } finally {
-            await conn`select pg_advisory_unlock(hashtext(${key}))`;
-          }
-        } finally {
-          conn.release();
-        }
-      },
+      // A transaction-level lock on a connection of its own, held while `fn` runs on the others.
+      withAdvisoryLock: (key, fn) =>
+        client.begin(async (tx) => {
+          await tx`select pg_advisory_xact_lock(hashtext(${key}))`;
+          return fn();
+        }) as Promise<Awaited<ReturnType<typeof fn>>>,
       close: () => client.end({ timeout: 5 }),
     };
   }

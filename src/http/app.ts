@@ -1,5 +1,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { timeout } from 'hono/timeout';
 import { requestId } from 'hono/request-id';
 import type { ApprovalService } from '../approvals/service.js';
 import type { Clock } from '../clock.js';
@@ -46,6 +48,7 @@ export interface AppDeps {
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
+const REQUEST_TIMEOUT_MS = 20_000;
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({
@@ -66,6 +69,10 @@ export function createApp(deps: AppDeps) {
       'request',
     );
   });
+  // Nothing waits forever on a dependency: past this, the caller gets a 503 (the work may still finish, recorded as usual).
+  app.use(
+    timeout(REQUEST_TIMEOUT_MS, () => new HTTPException(503, { message: 'the request took too long; a dependency is slow or unavailable' })),
+  );
   app.use(
     bodyLimit({
       maxSize: MAX_BODY_BYTES,

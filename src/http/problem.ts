@@ -29,6 +29,7 @@ const HTTP_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
   404: 'not_found',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  503: 'request_timeout',
 };
 
 /** The single error renderer: known errors keep their code; anything else is logged and answered without its message. */

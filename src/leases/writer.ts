@@ -2,6 +2,7 @@ import { inArray, sql } from 'drizzle-orm';
 import { appendAudit, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
+import { TimeoutError, withTimeout } from '../concurrency.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { leases, tasks, type Lease } from '../db/schema.js';
 import type { ErrorCode } from '../errors.js';
@@ -9,6 +10,8 @@ import type { Identity } from '../identity/types.js';
 import type { Limits } from '../policy/limits.js';
 
 type LeaseRow = typeof leases.$inferInsert;
+
+const COMMIT_TIMEOUT_MS = 10_000;
 
 /** Why a minted credential was refused at commit; its lease is recorded as `revoking`. */
 export interface CommitRefusal {
@@ -110,8 +113,10 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
   async function flush(batch: Pending[]): Promise<void> {
     let recorded: Map<string, Recorded>;
     try {
-      recorded = await write(batch);
-    } catch (err) {
+      // A commit that never answers (a connection lost mid-flight) must not hold up every request queued behind it.
+      recorded = await withTimeout(write(batch), COMMIT_TIMEOUT_MS, 'commit timed out');
+    } catch (caught) {
+      const err = caught instanceof TimeoutError ? Object.assign(new Error('the database did not answer'), { code: 'CONNECT_TIMEOUT' }) : caught;
       // One request's bad value must not fail its neighbours: retry them one by one.
       if (batch.length > 1 && !isDatabaseUnavailable(err)) {
         for (const p of batch) await flush([p]);
