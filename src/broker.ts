@@ -75,7 +75,7 @@ export async function createBroker(deps: BrokerDeps) {
         roleNames: rolesOf(name),
         clock,
         log: log.child({ backend: name }),
-        lock: (key, fn) => database.withAdvisoryLock(key, fn),
+        lock: (key, fn) => database.withAdvisoryLock(key, fn, 10_000),
         credentials: deps.awsCredentials,
         pruneIntervalSeconds: deps.awsPruneIntervalSeconds,
       }),

@@ -96,7 +96,9 @@ export function mergeRevocations(current: PolicyDocument, entries: RevocationEnt
   // Every revoked session was issued before now, so one cut-off at now covers them all.
   // Rounded up to the next second: a session issued earlier in this same second must be covered too.
   const cutoffAt = new Date((nowS + 1) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const cutoff = denyStatement(`TaskleaseCutoffUntil${nowS + 1 + maxSessionSeconds}`, { DateLessThan: { 'aws:TokenIssueTime': cutoffAt } });
+  // It must outlive every entry it replaces, and every session of the role issued before it.
+  const lastBucket = Math.max(0, ...buckets.keys());
+  const cutoff = denyStatement(`TaskleaseCutoffUntil${Math.max(lastBucket, nowS + 1 + maxSessionSeconds)}`, { DateLessThan: { 'aws:TokenIssueTime': cutoffAt } });
   return { document: build(false, cutoff), cutoffApplied: true };
 }
 

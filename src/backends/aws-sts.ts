@@ -54,13 +54,23 @@ const roleNameOf = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
  */
 export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const { config } = deps;
-  const common = { region: config.region, maxAttempts: 3, ...(deps.credentials ? { credentials: deps.credentials } : {}) };
+  const common = {
+    region: config.region,
+    maxAttempts: 3,
+    // No AWS call may hang a request or a sweep (nor hold a revocation lock) indefinitely.
+    requestHandler: { requestTimeout: 10_000, connectionTimeout: 5_000 },
+    ...(deps.credentials ? { credentials: deps.credentials } : {}),
+  };
   const sts = new STSClient({ ...common, ...(config.sts_endpoint ? { endpoint: config.sts_endpoint } : {}) });
   const iam = new IAMClient({ ...common, ...(config.iam_endpoint ? { endpoint: config.iam_endpoint } : {}) });
   const revocation = config.revocation;
   const pending = new Map<string, { entries: RevocationEntry[]; waiters: { resolve: () => void; reject: (e: unknown) => void }[] }>();
   const draining = new Set<string>();
   let lastPrune = 0;
+
+  /** A cut-off on a role must outlast every session any of its tasklease roles can have: the longest among them. */
+  const longestSession = (arn: string) =>
+    Math.max(3600, ...deps.roleNames().map((n) => deps.role(n)?.aws).filter((a) => a?.role_arn === arn).map((a) => a!.max_session_duration));
 
   const awsRole = (name: string): AwsRoleConfig => {
     const aws = deps.role(name)?.aws;
@@ -171,7 +181,7 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
       if (!revocation) return;
       if (backendExpiresAt.getTime() <= deps.clock.now().getTime()) return; // AWS has ended it already
       const aws = awsRole(role);
-      await denySession(aws.role_arn, { sourceIdentity: sessionNameFor(leaseId), expiresAt: backendExpiresAt }, aws.max_session_duration);
+      await denySession(aws.role_arn, { sourceIdentity: sessionNameFor(leaseId), expiresAt: backendExpiresAt }, longestSession(aws.role_arn));
     },
 
     async housekeeping(now) {

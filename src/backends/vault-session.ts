@@ -71,10 +71,16 @@ export function createVaultSession(config: VaultBackendConfig, clock: Clock, log
       if (!renewable) await relogin();
       else {
         renewAt = Infinity; // one renewal at a time
-        await client
-          .write('auth/token/renew-self', {})
-          .then((res: { auth?: { lease_duration?: number; renewable?: boolean } }) => adopt(res?.auth))
-          .catch(() => relogin());
+        try {
+          adopt(((await client.write('auth/token/renew-self', {})) as { auth?: { lease_duration?: number; renewable?: boolean } })?.auth);
+        } catch (err) {
+          // Vault refused the token: log in again. Vault unavailable: keep the token and try again shortly.
+          if (vaultStatus(err) === 403) await relogin();
+          else {
+            renewAt = clock.now().getTime() + 15_000;
+            throw err;
+          }
+        }
       }
     }
     return client;
@@ -92,10 +98,13 @@ export function createVaultSession(config: VaultBackendConfig, clock: Clock, log
     /** Runs `op` with a ready client; if Vault says the broker's token is no good, logs in again and retries once. */
     async run<T>(op: (c: VaultClient) => Promise<T>): Promise<T> {
       const c = await ready();
+      const used = c.token;
       try {
         return await op(c);
       } catch (err) {
         if (vaultStatus(err) !== 403) throw err;
+        // Another call logged in again meanwhile: this 403 was for the old token.
+        if (client.token !== used) return op(client);
         const self = await c.read('auth/token/lookup-self').catch(() => undefined);
         if (self) throw err; // our token is fine: this is a real permission problem
         await relogin();

@@ -14,8 +14,11 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   kind: 'postgres' | 'pglite';
-  /** Runs `fn` while holding a session-level advisory lock (replicas migrating at once). */
-  withAdvisoryLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` while holding an advisory lock (replicas migrating at once, one role's deny policy).
+   * With `waitMs`, gives up (an error) rather than wait longer for the lock.
+   */
+  withAdvisoryLock<T>(key: string, fn: () => Promise<T>, waitMs?: number): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -52,8 +55,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       db,
       kind: 'postgres',
       // A transaction-level lock on a connection of its own, held while `fn` runs on the others.
-      withAdvisoryLock: (key, fn) =>
+      withAdvisoryLock: (key, fn, waitMs) =>
         client.begin(async (tx) => {
+          if (waitMs) await tx.unsafe(`set local lock_timeout = ${Math.max(1, Math.floor(waitMs))}`);
           await tx`select pg_advisory_xact_lock(hashtext(${key}))`;
           return fn();
         }) as Promise<Awaited<ReturnType<typeof fn>>>,

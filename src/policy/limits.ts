@@ -1,9 +1,12 @@
-import { and, count, eq, gt, inArray, min, sql } from 'drizzle-orm';
+import { and, count, eq, gt, inArray, min, notInArray, or, sql } from 'drizzle-orm';
 import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import { leases, type Task } from '../db/schema.js';
 import type { Identity } from '../identity/types.js';
+
+/** Lease reasons of credentials refused at commit (see leases/writer.ts): they never reached a caller. */
+export const NEVER_RELEASED = ['task_closed', 'quota_exceeded', 'task_lease_limit', 'role_conflict'];
 
 export type LimitRefusal =
   | { code: 'quota_exceeded'; reason: string; retryAfterSeconds: number }
@@ -41,7 +44,14 @@ export function createLimits(policy: PolicyConfig) {
   }
 
   async function check(db: Db, { identity, task, role, now }: LimitRequest): Promise<LimitRefusal | undefined> {
-    const active = and(eq(leases.status, 'active'), gt(leases.expiresAt, now));
+    // "Held" is what may still work: active leases, leases whose revocation is not yet confirmed, and
+    // credentials the backend cannot cut off early, until their backend expiry. Releasing must not free a slot early.
+    const active = or(
+      and(eq(leases.status, 'active'), gt(leases.expiresAt, now)),
+      // ...except credentials refused at commit: minted, but never handed to anyone.
+      and(inArray(leases.status, ['revoking', 'revoke_failed']), gt(leases.backendExpiresAt, now), notInArray(leases.reason, NEVER_RELEASED)),
+      and(eq(leases.revocable, false), gt(leases.backendExpiresAt, now)),
+    );
     const byAgent = and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject));
     const quota = async (where: ReturnType<typeof and>, limit: number | undefined | null, what: string) => {
       if (!limit) return undefined;

@@ -173,7 +173,10 @@ export function createSweeper(deps: SweeperDeps) {
    */
   async function sweepOnce(): Promise<SweepResult> {
     const total: SweepResult = { revoked: 0, expired: 0, failed: 0 };
-    await deps.housekeeping?.();
+    // Housekeeping (approval expiry, pruning deny policies) must never hold up revocation.
+    await withTimeout(deps.housekeeping?.() ?? Promise.resolve(), 5000, 'housekeeping timed out').catch((err: unknown) =>
+      log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'housekeeping did not finish'),
+    );
     const waveSize = config.concurrency * WAVE_FACTOR;
     for (;;) {
       const claimedAt = clock.now();
