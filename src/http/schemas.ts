@@ -1,5 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { LEASE_STATUSES } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { UUID_RE } from '../ids.js';
 
 export const ProblemSchema = z
   .object({
@@ -113,3 +115,14 @@ export const jsonBody = <T extends z.ZodType>(schema: T) => ({
 });
 
 export const bearer = [{ bearer: [] }];
+
+/** A path id that is not even a UUID names nothing: answered like any missing resource (404 with `code`). */
+export function uuidOr404(code: 'lease_not_found' | 'approval_not_found', what: string) {
+  return (id: string): string => {
+    if (!UUID_RE.test(id)) throw new AppError(code, `no such ${what}`);
+    return id;
+  };
+}
+
+/** The `{id}` path parameter of lease and approval routes. */
+export const IdParams = z.object({ id: z.string().max(64).openapi({ param: { name: 'id', in: 'path' } }) });

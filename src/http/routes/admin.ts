@@ -2,13 +2,12 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { listAudit } from '../../audit/query.js';
 import type { Db } from '../../db/client.js';
 import { LEASE_STATUSES } from '../../db/schema.js';
-import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import type { LeaseService } from '../../leases/service.js';
 import { leaseView } from '../../leases/view.js';
 import { requireAdmin } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText, TaskIdSchema } from '../schemas.js';
+import { bearer, commonErrors, json, jsonBody, LeaseSchema, IdParams, NameParam, safeText, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const Limit = z.coerce.number().int().min(1).max(500).default(100);
 
@@ -77,7 +76,7 @@ const revokeRoute = createRoute({
   security: bearer,
   middleware: [requireAdmin] as const,
   request: {
-    params: z.object({ id: z.string().max(64).openapi({ param: { name: 'id', in: 'path' } }) }),
+    params: IdParams,
     ...jsonBody(z.strictObject({ reason: Reason })),
   },
   responses: { 202: json(z.object({ lease: LeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
@@ -118,8 +117,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; le
   });
 
   app.openapi(revokeRoute, async (c) => {
-    const { id } = c.req.valid('param');
-    if (!UUID_RE.test(id)) throw new AppError('lease_not_found', 'no such lease');
+    const id = uuidOr404('lease_not_found', 'lease')(c.req.valid('param').id);
     const lease = await deps.leases.adminRevoke(id, by(c), c.req.valid('json').reason);
     return c.json({ lease: leaseView(lease) }, 202);
   });

@@ -7,7 +7,7 @@ import type { LeaseService } from '../../leases/service.js';
 import { approvalView, leaseView } from '../../leases/view.js';
 import { requireAgent } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { ApprovalSchema, bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema } from '../schemas.js';
+import { ApprovalSchema, bearer, commonErrors, IdParams, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const CredentialRequestSchema = z
   .strictObject({
@@ -19,7 +19,7 @@ const CredentialRequestSchema = z
   })
   .openapi('CredentialRequest');
 
-const LeaseIdParams = z.object({ id: z.string().max(64).openapi({ param: { name: 'id', in: 'path' } }) });
+const LeaseIdParams = IdParams;
 
 const issueRoute = createRoute({
   method: 'post',
@@ -59,10 +59,7 @@ const releaseRoute = createRoute({
   responses: { 202: json(z.object({ lease: LeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
 });
 
-const leaseId = (id: string) => {
-  if (!UUID_RE.test(id)) throw new AppError('lease_not_found', 'no such lease');
-  return id;
-};
+const leaseId = uuidOr404('lease_not_found', 'lease');
 
 const renewRoute = createRoute({
   method: 'post',

@@ -1,17 +1,12 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { ApprovalService } from '../../approvals/service.js';
 import { APPROVAL_STATUSES } from '../../db/schema.js';
-import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import { approvalView } from '../../leases/view.js';
 import type { AppEnv } from '../env.js';
-import { ApprovalSchema, bearer, commonErrors, json, jsonBody, safeText } from '../schemas.js';
+import { ApprovalSchema, bearer, commonErrors, IdParams, json, jsonBody, safeText, uuidOr404 } from '../schemas.js';
 
-const IdParams = z.object({ id: z.string().max(64).openapi({ param: { name: 'id', in: 'path' } }) });
-const approvalId = (id: string) => {
-  if (!UUID_RE.test(id)) throw new AppError('approval_not_found', 'no such approval');
-  return id;
-};
+const approvalId = uuidOr404('approval_not_found', 'approval');
 
 const listRoute = createRoute({
   method: 'get',
