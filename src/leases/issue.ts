@@ -36,6 +36,8 @@ export interface IssueInput {
   ttlSeconds?: number;
   /** An approved request to redeem, for a gated role. */
   approvalId?: string;
+  /** The caller cannot take a 202 (an AWS SDK): a gated role is refused instead of queued for approval. */
+  noApprovalRequests?: boolean;
   requestId?: string | null;
 }
 
@@ -51,6 +53,7 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
   role_conflict: 'this role may not be held together with a role already held',
   rate_limited: 'too many credential requests; slow down',
   policy_error: 'the request could not be evaluated, so it is refused',
+  approval_required: 'this role needs approval: request it with POST /v1/credentials, then redeem it there',
 };
 
 /**
@@ -128,6 +131,9 @@ export function createIssuer(deps: IssueDeps) {
     const leaseId = newId(clock);
 
     if (decision.approvalRequiredBy) {
+      if (!input.approvalId && input.noApprovalRequests) {
+        return deny(input, 'approval_required', `needs approval (${decision.approvalRequiredBy}); not requested through this endpoint`, now);
+      }
       if (!input.approvalId) {
         const approval = await approvals.request({
           identity: input.identity,

@@ -36,10 +36,10 @@ export function registerAwsRoutes(app: OpenAPIHono<AppEnv>, issue: Issuer, isAws
       roleName: query.role,
       ttlSeconds: query.ttl_seconds,
       requestId: c.get('requestId'),
+      // An SDK refreshing credentials cannot wait for an approver: refuse rather than queue a request per fetch.
+      noApprovalRequests: true,
     });
-    if (result.kind === 'approval') {
-      throw new AppError('approval_required', 'this role needs approval: request it with POST /v1/credentials', { approval: result.approval.id });
-    }
+    if (result.kind === 'approval') throw new AppError('approval_required', 'this role needs approval');
     const cred = result.credentials;
     c.header('Cache-Control', 'no-store');
     return c.json(
