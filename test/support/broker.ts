@@ -12,6 +12,7 @@ import { sha256Hex } from '../../src/ids.js';
 import { createLogger } from '../../src/log.js';
 import { createFakeBackend } from './fake-backend.js';
 import { openTestDatabase, type Driver, type TestDatabase } from './db.js';
+import { collectSecrets, trackBroker } from './scan.js';
 import { createTestIssuer } from './issuer.js';
 
 export const ADMIN_STATIC_TOKEN = 'tl-admin-static-token-for-tests-only';
@@ -81,12 +82,16 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
     awsCredentials: options.awsCredentials,
     awsPruneIntervalSeconds: 0,
   });
+  // Every secret this broker hands out or is handed, for the end-of-suite scan (test/global-setup.ts).
+  const issuedSecrets = new Set<string>([ADMIN_STATIC_TOKEN]);
+  if ('drop' in database) trackBroker(database as TestDatabase, issuedSecrets, logs.lines);
   // One token per subject, reused like a real agent reuses its token, and re-signed once the clock has moved on.
   const tokens = new Map<string, { token: string; at: number }>();
   const tokenFor = async (subject: string) => {
     const cached = tokens.get(subject);
     if (!cached || clock.now().getTime() - cached.at > 30 * 60_000) {
       tokens.set(subject, { token: await issuer.sign(subject, {}, clock.now()), at: clock.now().getTime() });
+      collectSecrets(issuedSecrets, { token: tokens.get(subject)!.token });
     }
     return tokens.get(subject)!.token;
   };
@@ -109,6 +114,7 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
     } catch {
       json = undefined;
     }
+    if (json?.credentials) collectSecrets(issuedSecrets, json.credentials);
     return { status: res.status, json, text, headers: res.headers };
   }
 

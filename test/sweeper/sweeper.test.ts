@@ -214,4 +214,25 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
       expect(t.fake.revokeCalls.get(id)).toBeUndefined();
     }
   });
+
+  it('a backend that hangs beyond the revoke timeout leaves the lease revoking, never revoked, until it answers', async () => {
+    const { task, ids } = await issue('flaky', 2);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    const sweeper = createSweeper({
+      db: database.db,
+      clock: t.clock,
+      backends: t.broker.backends,
+      config: { ...t.config.sweeper, claim_timeout: 8 }, // a revoke gets 1 s
+      log: createLogger('silent'),
+      id: 'impatient',
+    });
+    t.fake.hangRevokes(1500);
+    const result = await sweeper.runOnce();
+    t.fake.hangRevokes(0);
+    expect(result.failed).toBe(2);
+    for (const id of ids) expect(await lease(id)).toMatchObject({ status: 'revoking', attempts: 1, lastError: 'revoke timed out after 1s' });
+    t.clock.advance(10);
+    await sweeper.runOnce();
+    for (const id of ids) expect((await lease(id)).status).toBe('revoked');
+  });
 });
