@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import { approvals, type Approval, type ApprovalStatus } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { Principal } from '../identity/principals.js';
-import type { Identity } from '../identity/types.js';
+import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Policy } from '../policy/decide.js';
 
@@ -17,7 +17,6 @@ export interface ApprovalDeps {
 }
 
 const requesterIs = (identity: Identity) => and(eq(approvals.issuer, identity.issuer), eq(approvals.subject, identity.subject));
-const actorOf = (identity: Identity) => `${identity.issuer}/${identity.subject}`;
 
 /**
  * Approval gates. A gated request becomes a pending approval; an approver (an

@@ -4,6 +4,7 @@ import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smit
 import type { Clock } from '../clock.js';
 import type { AwsRoleConfig, AwsStsBackendConfig } from '../config/aws.js';
 import type { RoleConfig } from '../config/schema.js';
+import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { clampDuration, renderSessionPolicy, sessionNameFor, sessionTags } from './aws-names.js';
 import { mergeRevocations, parsePolicy, type RevocationEntry } from './aws-revocation.js';
@@ -139,7 +140,7 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
     async mint({ leaseId, taskId, role, identity, ttlSeconds, now }) {
       const aws = awsRole(role.name);
       const sessionName = sessionNameFor(leaseId);
-      const values = { task: taskId, lease: leaseId, agent: `${identity.issuer}/${identity.subject}` };
+      const values = { task: taskId, lease: leaseId, agent: actorOf(identity) };
       let out;
       try {
         out = await sts.send(

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { VaultBackendConfig, VaultRoleConfig } from '../config/vault.js';
+import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { BackendError, type Backend } from './types.js';
 import { createVaultSession, vaultMessage, vaultStatus } from './vault-session.js';
@@ -76,7 +77,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
             num_uses: v.num_uses,
             renewable: v.renewable,
             display_name: `tasklease-${leaseId}`.slice(0, 64),
-            meta: { tasklease_task: taskId, tasklease_lease: leaseId, tasklease_agent: `${identity.issuer}/${identity.subject}` },
+            meta: { tasklease_task: taskId, tasklease_lease: leaseId, tasklease_agent: actorOf(identity) },
           }),
         );
       } catch (err) {

@@ -10,3 +10,9 @@ export type AppEnv = {
     identity: Identity;
   };
 };
+
+/** The caller as services take it: actor, admin flag, orchestrator scopes and the request id. */
+export function callerOf(c: { get<K extends keyof AppEnv['Variables']>(key: K): AppEnv['Variables'][K] }) {
+  const principal = c.get('principal');
+  return { actor: principal.actor, admin: principal.admin, scopes: principal.scopes, requestId: c.get('requestId') };
+}

@@ -1,7 +1,7 @@
 import type { PrincipalConfig } from '../config/schema.js';
 import { digestsEqual, sha256Hex } from '../ids.js';
 import { compileRule, type IdentityMatcher } from './match.js';
-import { AuthError, type Identity } from './types.js';
+import { actorOf, AuthError, type Identity } from './types.js';
 import type { TokenVerifier } from './verifier.js';
 
 /** Who is calling, and what they may act as. */
@@ -66,7 +66,7 @@ export function createAuthenticator(
       const identity = await verifier.verify(bearer);
       const orchestrators = compiled.orchestrator.filter((o) => o.match(identity));
       return {
-        actor: `${identity.issuer}/${identity.subject}`,
+        actor: actorOf(identity),
         identity,
         admin: compiled.admin.some((a) => a.match(identity)),
         orchestrator: orchestrators.length > 0,

@@ -10,6 +10,9 @@ export interface Identity {
   expiresAt: Date;
 }
 
+/** How an identity is named as an actor in audit rows, leases' attribution and task ownership: `issuer/subject`. */
+export const actorOf = (identity: Pick<Identity, 'issuer' | 'subject'>): string => `${identity.issuer}/${identity.subject}`;
+
 export type AuthErrorCode =
   | 'token_missing'
   | 'token_malformed'

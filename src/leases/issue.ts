@@ -7,7 +7,7 @@ import type { Db } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { tasks, type Approval, type Lease, type leases } from '../db/schema.js';
 import { AppError, type ErrorCode } from '../errors.js';
-import type { Identity } from '../identity/types.js';
+import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Decision, Policy } from '../policy/decide.js';
@@ -83,7 +83,6 @@ export function createIssuer(deps: IssueDeps) {
   const { db, clock, policy, limits, approvals, backends, writer, log } = deps;
   // Prepared once: building this query per request cost more than running it.
   const taskById = db.select().from(tasks).where(eq(tasks.id, sql.placeholder('id'))).prepare('tl_issue_task_by_id');
-  const actorOf = (identity: Identity) => `${identity.issuer}/${identity.subject}`;
 
   async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {
     deps.metrics?.denied.inc({ code });

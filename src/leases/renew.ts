@@ -5,7 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { leases, tasks, type Lease } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import type { Identity } from '../identity/types.js';
+import { actorOf, type Identity } from '../identity/types.js';
 import type { Policy } from '../policy/decide.js';
 
 export interface RenewDeps {
@@ -57,7 +57,7 @@ export function createRenewer({ db, clock, policy, backends }: RenewDeps) {
       await appendAudit(tx, [
         {
           at: now,
-          actor: `${identity.issuer}/${identity.subject}`,
+          actor: actorOf(identity),
           action: 'lease.renewed',
           target: `lease:${id}`,
           decision: 'allow',

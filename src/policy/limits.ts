@@ -3,7 +3,7 @@ import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import { leases, type Task } from '../db/schema.js';
-import type { Identity } from '../identity/types.js';
+import { actorOf, type Identity } from '../identity/types.js';
 
 /** Lease reasons of credentials refused at commit (see leases/writer.ts): they never reached a caller. */
 export const NEVER_RELEASED = ['task_closed', 'quota_exceeded', 'task_lease_limit', 'role_conflict'];
@@ -37,7 +37,7 @@ export function createLimits(policy: PolicyConfig) {
 
   /** Advisory-lock keys that serialize requests which could together break a limit (sorted by the caller). */
   function lockKeys({ identity, task, role }: LimitRequest): string[] {
-    const agent = `tl:agent:${identity.issuer}/${identity.subject}`;
+    const agent = `tl:agent:${actorOf(identity)}`;
     const keys = [`tl:task:${task.id}`, agent];
     if (role.max_active) keys.push(`tl:role:${role.name}`);
     return keys;

@@ -6,7 +6,7 @@ import { UUID_RE } from '../../ids.js';
 import type { LeaseService } from '../../leases/service.js';
 import { leaseView } from '../../leases/view.js';
 import { requireAdmin } from '../auth.js';
-import type { AppEnv } from '../env.js';
+import { callerOf, type AppEnv } from '../env.js';
 import { bearer, commonErrors, json, jsonBody, LeaseSchema, IdParams, NameParam, safeText, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const Limit = z.coerce.number().int().min(1).max(500).default(100);
@@ -105,10 +105,7 @@ const auditRoute = createRoute({
 });
 
 export function registerAdminRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; leases: LeaseService }) {
-  const by = (c: { get: (k: 'principal' | 'requestId') => unknown }) => ({
-    actor: (c.get('principal') as AppEnv['Variables']['principal']).actor,
-    requestId: c.get('requestId') as string,
-  });
+  const by = callerOf;
 
   app.openapi(listRoute, async (c) => {
     const { cursor, limit, ...filter } = c.req.valid('query');

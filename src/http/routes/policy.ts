@@ -5,6 +5,7 @@ import type { Db } from '../../db/client.js';
 import type { Policy } from '../../policy/decide.js';
 import { explain } from '../../policy/evaluate.js';
 import type { Limits } from '../../policy/limits.js';
+import { actorOf } from '../../identity/types.js';
 import { requireAdmin } from '../auth.js';
 import type { AppEnv } from '../env.js';
 import { bearer, commonErrors, json, jsonBody, NameParam, safeText, TaskIdSchema } from '../schemas.js';
@@ -66,7 +67,7 @@ export function registerPolicyRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; p
           action: 'policy.evaluated',
           target: `task:${body.task}`,
           reason: result.reason,
-          details: { identity: `${identity.issuer}/${identity.subject}`, role: body.role, decision: result.decision },
+          details: { identity: actorOf(identity), role: body.role, decision: result.decision },
           requestId: c.get('requestId'),
         },
       ]),

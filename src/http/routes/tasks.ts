@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { leaseView, taskView } from '../../leases/view.js';
 import type { TaskService } from '../../tasks/service.js';
 import { requireOrchestrator } from '../auth.js';
-import type { AppEnv } from '../env.js';
+import { callerOf, type AppEnv } from '../env.js';
 import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText, TaskIdSchema, TaskSchema } from '../schemas.js';
 
 const OpenTaskSchema = z
@@ -57,10 +57,7 @@ const completeRoute = createRoute({
 });
 
 export function registerTaskRoutes(app: OpenAPIHono<AppEnv>, tasks: TaskService) {
-  const caller = (c: { get: (k: 'principal' | 'requestId') => unknown }) => {
-    const principal = c.get('principal') as AppEnv['Variables']['principal'];
-    return { actor: principal.actor, admin: principal.admin, scopes: principal.scopes, requestId: c.get('requestId') as string };
-  };
+  const caller = callerOf;
 
   app.openapi(openRoute, async (c) => {
     const body = c.req.valid('json');
