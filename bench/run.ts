@@ -1,65 +1,111 @@
 /**
- * npm run bench: issuance throughput of the jwt backend over real HTTP on the
- * real PostgreSQL, against the ceiling of bare Hono measured in the same run
- * with the same load generator. Preliminary: the load runs in this process
- * (issue 8 moves it to a separate one and adds the other scenarios).
+ * npm run bench: the broker as a separate process on the real PostgreSQL,
+ * driven by wrk from another process as many agents with distinct identities
+ * (each reusing its token), against ceilings measured in the same run with the
+ * same load generator. See BENCHMARKS.md for what each scenario means.
+ *
+ * BENCH_SECONDS (10) per load run, BENCH_STEADY_SECONDS (300) for the RSS
+ * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_ONLY=1,3 to pick.
  */
-import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
-import { startTestBroker } from '../test/support/broker.js';
-import { openTestDatabase } from '../test/support/db.js';
-import { runLoad } from './load.js';
+import { mkdtempSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { benchIssuer, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
+import { openAgentTasks, revocationProbe } from './flows.js';
+import { scaleScenario, sweeperScenario } from './state.js';
+import { fmtLoad, wrk, type Req } from './wrk.js';
 
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const env = process.env;
+const SECONDS = Number(env.BENCH_SECONDS ?? 10);
+const STEADY = Number(env.BENCH_STEADY_SECONDS ?? 300);
+const CONNS = Number(env.BENCH_CONCURRENCY ?? 64);
+const AGENTS = Number(env.BENCH_AGENTS ?? 1000);
+const only = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',')) : undefined;
+const wants = (s: string) => !only || only.has(s);
 
-function listen(fetch: (req: Request) => Response | Promise<Response>): Promise<{ url: string; close: () => void }> {
-  return new Promise((resolve) => {
-    const server = serve({ fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) =>
-      resolve({ url: `http://127.0.0.1:${info.port}`, close: () => server.close() }),
-    );
+const dir = mkdtempSync(join(tmpdir(), 'tasklease-bench-'));
+const issuer = await benchIssuer();
+const load = (url: string, reqs: Req[], name: string, expect: number, seconds = SECONDS) => wrk(url, reqs, { connections: CONNS, seconds, expect, dir, name });
+const pct = (a: number, b: number) => `${(a / b).toFixed(3)}`;
+const say = (line = '') => console.log(line);
+
+say(`tasklease bench: ${cpus().length} cores, node ${process.version}, wrk -t1 -c${CONNS}, ${SECONDS} s per run, ${AGENTS} agents; logs in ${dir}`);
+const DB = 'tasklease_bench';
+const dbUrl = await freshDatabase(DB);
+
+// Ceilings: the same HTTP stack and load generator, with nothing of the broker's in it.
+const ceilingPort = await freePort();
+const ceiling = await startProcess(['bin/run-ts.js', 'bench/ceiling-server.ts', String(ceilingPort), dbUrl, String(CONNS)], ceilingPort, {
+  dir,
+  name: 'ceiling',
+  ready: async (url) => (await fetch(`${url}/json`)).ok,
+});
+await load(ceiling.url, [{ method: 'GET', path: '/json' }], 'warm-json', 200, 2);
+const bare = await load(ceiling.url, [{ method: 'GET', path: '/json' }], 'json', 200);
+const insert = await load(ceiling.url, [{ method: 'POST', path: '/insert', body: {} }], 'insert', 201);
+await ceiling.stop();
+say(`ceiling  bare Hono JSON                 ${fmtLoad(bare)}`);
+say(`ceiling  1 INSERT/request, postgres.js  ${fmtLoad(insert)}`);
+
+const credentialReqs = (agents: { token: string; task: string }[], role: string): Req[] =>
+  agents.map((a) => ({ method: 'POST', path: '/v1/credentials', token: a.token, body: { task: a.task, role } }));
+
+async function withBroker<T>(name: string, entry: string[] | undefined, databaseUrl: string | undefined, fn: (broker: Proc) => Promise<T>): Promise<T> {
+  const port = await freePort();
+  const config = writeConfig(dir, name, { port, databaseUrl, jwk: issuer.jwk });
+  const broker = await startBroker(config, port, dir, name, entry);
+  try {
+    return await fn(broker);
+  } finally {
+    await broker.stop();
+  }
+}
+
+if (wants('1') || wants('3')) {
+  await withBroker('broker-pg', undefined, dbUrl, async (broker) => {
+    const agents = await openAgentTasks(broker.url, issuer, AGENTS, 'pg');
+    const reqs = credentialReqs(agents, 'bench');
+    await load(broker.url, reqs, 'warm-issue', 201, 3);
+    let running = true;
+    const probe = wants('3') ? revocationProbe(broker.url, dbUrl, issuer, () => running) : Promise.resolve([]);
+    const issued = await load(broker.url, reqs, 'issue', 201).finally(() => (running = false));
+    const revocations = await probe;
+    say(`1 issuance, jwt, PostgreSQL             ${fmtLoad(issued)}`);
+    say(`  ratio to bare Hono ${pct(issued.perSecond, bare.perSecond)}, to 1-INSERT ceiling ${pct(issued.perSecond, insert.perSecond)}; broker RSS ${broker.rssMb().toFixed(0)} MB`);
+    if (revocations.length) {
+      const sorted = revocations.sort((a, b) => a - b);
+      const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(0);
+      say(`3 completion -> 10 leases revoked        p50 ${q(0.5)} ms  p99 ${q(0.99)} ms  max ${sorted.at(-1)!.toFixed(0)} ms  (${sorted.length} tasks, during scenario 1)`);
+    }
   });
 }
 
-const fmt = (r: Awaited<ReturnType<typeof runLoad>>) =>
-  `${r.perSecond.toFixed(0)}/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  (${r.requests} requests, ${r.errors} errors)`;
+if (wants('2')) {
+  await withBroker('broker-slow', ['bin/run-ts.js', 'bench/slow-broker.ts'], dbUrl, async (broker) => {
+    const agents = await openAgentTasks(broker.url, issuer, AGENTS, 'slow');
+    const reqs = credentialReqs(agents, 'slow');
+    await load(broker.url, reqs, 'warm-slow', 201, 2);
+    const slow = await load(broker.url, reqs, 'slow', 201);
+    say(`2 issuance, 50 ms backend               ${fmtLoad(slow)}`);
+    say(`  overhead (latency - 50 ms): p50 ${(slow.p50 - 50).toFixed(2)} ms  p99 ${(slow.p99 - 50).toFixed(2)} ms`);
+  });
+}
+await dropDatabase(DB);
 
-const bare = new Hono().get('/', (c) => c.json({ ok: true }));
-const bareServer = await listen(bare.fetch);
-const ceiling = await runLoad({ concurrency: CONCURRENCY, seconds: SECONDS, request: async () => (await fetch(bareServer.url)).ok });
-bareServer.close();
+if (wants('4')) for (const line of await sweeperScenario({ dir, jwk: issuer.jwk, leases: Number(env.BENCH_SWEEP_LEASES ?? 100_000) })) say(line);
 
-const database = await openTestDatabase('postgres');
-const t = await startTestBroker(database, { config: { log_level: 'silent' } });
-const server = await listen(t.broker.app.fetch);
-const agents = await Promise.all(
-  Array.from({ length: CONCURRENCY }, async (_, i) => {
-    const subject = `agent-bench-${i}`;
-    const task = `bench-${process.pid}-${i}`;
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject }, roles: ['demo'], ttl_seconds: 3600 });
-    return { task, token: await t.tokenFor(subject) };
-  }),
-);
-const issuance = await runLoad({
-  concurrency: CONCURRENCY,
-  seconds: SECONDS,
-  request: async (worker) => {
-    const agent = agents[worker]!;
-    const res = await fetch(`${server.url}/v1/credentials`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${agent.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ task: agent.task, role: 'demo' }),
-    });
-    await res.arrayBuffer();
-    return res.status === 201;
-  },
-});
-server.close();
-await database.drop();
+if (wants('5')) {
+  for (const line of await scaleScenario({ dir, issuer, leases: Number(env.BENCH_SCALE_LEASES ?? 1_000_000), steadySeconds: STEADY, load })) say(line);
+}
 
-console.log(`concurrency ${CONCURRENCY}, ${SECONDS} s each, load generator in-process (fetch)`);
-console.log(`ceiling  bare Hono JSON      ${fmt(ceiling)}`);
-console.log(`scenario issuance, jwt, pg   ${fmt(issuance)}`);
-console.log(`ratio    issuance / bare Hono = ${(issuance.perSecond / ceiling.perSecond).toFixed(3)}`);
+if (wants('6')) {
+  await withBroker('broker-pglite', undefined, undefined, async (broker) => {
+    say(`6 PGlite broker ready in ${(broker.startupMs / 1000).toFixed(1)} s`);
+    const agents = await openAgentTasks(broker.url, issuer, Math.min(AGENTS, 200), 'pglite');
+    const reqs = credentialReqs(agents, 'bench');
+    await load(broker.url, reqs, 'warm-pglite', 201, 2);
+    const embedded = await load(broker.url, reqs, 'pglite', 201);
+    say(`6 issuance, jwt, PGlite                 ${fmtLoad(embedded)}`);
+  });
+}
 process.exit(0);

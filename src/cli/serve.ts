@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
+import type { Backend } from '../backends/types.js';
 import { createBroker } from '../broker.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/schema.js';
@@ -9,11 +10,11 @@ import { devBanner } from './banner.js';
 import { instanceId, openConfiguredDatabase } from './context.js';
 
 /** Migrates, serves, sweeps; on SIGTERM stops taking requests and claims, finishes what is in flight, exits 0. */
-export async function runServe(config: Config, version: string): Promise<void> {
+export async function runServe(config: Config, version: string, extra: { backends?: Map<string, Backend> } = {}): Promise<void> {
   const log = createLogger(config.log_level);
   const database = await openConfiguredDatabase(config);
   await runMigrations(database);
-  const broker = await createBroker({ config, database, clock: systemClock, log, instanceId: instanceId(), version });
+  const broker = await createBroker({ config, database, clock: systemClock, log, instanceId: instanceId(), version, backends: extra.backends });
 
   const server = serve(
     {

@@ -1,0 +1,65 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import postgres from 'postgres';
+import type { benchIssuer } from './setup.js';
+
+type Issuer = Awaited<ReturnType<typeof benchIssuer>>;
+
+async function call(url: string, path: string, token: string, body: unknown, expect: number): Promise<unknown> {
+  const res = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (res.status !== expect) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Opens one task per agent (agent-<prefix>-<i>) and signs each agent's token once. */
+export async function openAgentTasks(url: string, issuer: Issuer, count: number, prefix: string) {
+  const orchestrator = await issuer.token('orchestrator');
+  const agents: { token: string; task: string }[] = [];
+  for (let start = 0; start < count; start += 32) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(32, count - start) }, async (_, j) => {
+        const subject = `agent-${prefix}-${start + j}`;
+        const task = `${prefix}-${start + j}`;
+        await call(url, '/v1/tasks', orchestrator, { id: task, agent: { subject }, roles: ['bench', 'slow'], ttl_seconds: 7200 }, 201);
+        return { token: await issuer.token(subject), task };
+      }),
+    );
+    agents.push(...batch);
+  }
+  return agents;
+}
+
+/**
+ * Scenario 3, run beside the issuance load: open a task, take 10 credentials
+ * for it, complete it, and time until the database shows all 10 revoked.
+ */
+export async function revocationProbe(url: string, databaseUrl: string, issuer: Issuer, running: () => boolean): Promise<number[]> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const orchestrator = await issuer.token('orchestrator');
+  const latencies: number[] = [];
+  try {
+    for (let k = 0; running(); k++) {
+      const subject = `agent-rev-${k}`;
+      const task = `rev-${process.pid}-${k}`;
+      await call(url, '/v1/tasks', orchestrator, { id: task, agent: { subject }, roles: ['bench'], ttl_seconds: 3600 }, 201);
+      const token = await issuer.token(subject);
+      await Promise.all(Array.from({ length: 10 }, () => call(url, '/v1/credentials', token, { task, role: 'bench' }, 201)));
+      const started = performance.now();
+      await call(url, `/v1/tasks/${task}/complete`, orchestrator, { outcome: 'success' }, 202);
+      for (;;) {
+        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from leases where task_id = ${task} and status <> 'revoked'`;
+        if (row!.n === 0) break;
+        await sleep(2);
+      }
+      latencies.push(performance.now() - started);
+      await sleep(100);
+    }
+  } finally {
+    await sql.end();
+  }
+  return latencies;
+}
