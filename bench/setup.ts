@@ -125,5 +125,7 @@ export const readyz = async (url: string) => (await fetch(`${url}/readyz`)).stat
 
 /** Starts `tasklease serve` (or another entry that serves the same way) with a config file. */
 export async function startBroker(config: string, port: number, dir: string, name: string, entry: string[] = ['bin/tasklease.js', 'serve']): Promise<Proc> {
-  return startProcess([...entry, '--config', config], port, { dir, name, ready: readyz });
+  // BENCH_NODE_ARGS, such as "--cpu-prof --cpu-prof-dir=/tmp/prof", go to the brokers only.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return startProcess([...nodeArgs, ...entry, '--config', config], port, { dir, name, ready: readyz });
 }

@@ -5,13 +5,13 @@ import { createBroker } from '../broker.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { runMigrations } from '../db/migrate.js';
-import { createLogger } from '../log.js';
+import { asyncStdout, createLogger } from '../log.js';
 import { devBanner } from './banner.js';
 import { instanceId, openConfiguredDatabase } from './context.js';
 
 /** Migrates, serves, sweeps; on SIGTERM stops taking requests and claims, finishes what is in flight, exits 0. */
 export async function runServe(config: Config, version: string, extra: { backends?: Map<string, Backend> } = {}): Promise<void> {
-  const log = createLogger(config.log_level);
+  const log = createLogger(config.log_level, asyncStdout());
   const database = await openConfiguredDatabase(config);
   await runMigrations(database);
   const broker = await createBroker({ config, database, clock: systemClock, log, instanceId: instanceId(), version, backends: extra.backends });
@@ -47,6 +47,7 @@ export async function runServe(config: Config, version: string, extra: { backend
     await Promise.all([closed, broker.sweeper.stop()]);
     await database.close();
     log.info('stopped');
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,15 +1,14 @@
-import { inArray, sql } from 'drizzle-orm';
-import { appendAudit, type AuditInput } from '../audit/append.js';
+import { sql } from 'drizzle-orm';
+import { insertChained, lockChain, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
-import { leases, tasks, type Lease } from '../db/schema.js';
+import type { Lease } from '../db/schema.js';
 import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { Limits } from '../policy/limits.js';
-
-type LeaseRow = typeof leases.$inferInsert;
+import { insertLeases, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
 
 const COMMIT_TIMEOUT_MS = 10_000;
 
@@ -40,11 +39,14 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
 
 /**
  * Group commit for the issuance path. Requests that arrive while a commit is
- * in flight are written together in the next transaction: their lease rows,
- * then their audit events (one append to the hash chain).
+ * in flight are written together in the next transaction, in four round
+ * trips: BEGIN; the tasks and the audit chain's lock and head; the lease rows
+ * with their audit events (one append to the hash chain); COMMIT. Statement
+ * texts do not vary with the batch size, so each is prepared once.
  *
  * The commit is where limits hold: requests whose role has quotas or
- * conflicts take advisory locks on their agent, task (and role) and are
+ * conflicts take advisory locks on their agent, task (and role), always after
+ * the chain lock (one order, no deadlock), and are
  * re-checked one by one, each seeing the leases committed before it and those
  * inserted ahead of it in the batch. A credential refused here (the task
  * closed, or a concurrent request took the last slot) is still recorded, as
@@ -60,52 +62,47 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
       const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
       const out = new Map<string, Recorded>();
       const refused = new Map<string, CommitRefusal>();
-      if (items.length > 0) {
-        // FOR SHARE orders these inserts against a concurrent completion of the task:
-        // either the completion sees the lease and revokes it, or this sees the task closed.
-        const found = await tx
-          .select({ id: tasks.id, status: tasks.status, maxLeases: tasks.maxLeases })
-          .from(tasks)
-          .where(inArray(tasks.id, [...new Set(items.map((p) => p.row.taskId))]))
-          .for('share');
-        const taskOf = new Map(found.map((t) => [t.id, t]));
-        const constrained: LeaseItem[] = [];
-        const free: LeaseItem[] = [];
-        for (const p of items) {
-          const task = taskOf.get(p.row.taskId);
-          if (!task || task.status !== 'open') refused.set(p.row.id!, { code: 'task_not_open', reason: 'task closed while the credential was minted', extra: {} });
-          else (limits.constrained(p.who.role, task) ? constrained : free).push(p);
-        }
-        if (constrained.length > 0) {
-          const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
-          for (const key of keys) await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
-          for (const p of constrained) {
-            const refusal = await limits.check(tx, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
-            if (refusal) {
-              const { code, reason, ...rest } = refusal;
-              refused.set(p.row.id!, { code, reason, extra: 'retryAfterSeconds' in rest ? { retry_after: rest.retryAfterSeconds } : 'conflictsWith' in rest ? { conflicts_with: rest.conflictsWith, conflict: rest.conflict } : {} });
-            } else {
-              const [lease] = await tx.insert(leases).values(p.row).returning();
-              out.set(lease!.id, { lease: lease! });
-            }
+      // Sent together, one round trip: the batch's tasks FOR SHARE, then the audit chain's lock and head.
+      const [taskOf, head] = await Promise.all([
+        items.length > 0 ? tasksForShare(tx, [...new Set(items.map((p) => p.row.taskId))]) : new Map<string, TaskState>(),
+        lockChain(tx),
+      ]);
+      const constrained: LeaseItem[] = [];
+      const free: LeaseItem[] = [];
+      for (const p of items) {
+        const task = taskOf.get(p.row.taskId);
+        if (!task || task.status !== 'open') refused.set(p.row.id!, { code: 'task_not_open', reason: 'task closed while the credential was minted', extra: {} });
+        else (limits.constrained(p.who.role, task) ? constrained : free).push(p);
+      }
+      if (constrained.length > 0) {
+        const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
+        for (const key of keys) await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+        for (const p of constrained) {
+          const refusal = await limits.check(tx, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
+          if (refusal) {
+            const { code, reason, ...rest } = refusal;
+            refused.set(p.row.id!, { code, reason, extra: 'retryAfterSeconds' in rest ? { retry_after: rest.retryAfterSeconds } : 'conflictsWith' in rest ? { conflicts_with: rest.conflictsWith, conflict: rest.conflict } : {} });
+          } else {
+            const [lease] = await insertLeases(tx, [p.row]);
+            out.set(lease!.id, { lease: lease! });
           }
         }
-        const rows = [
-          ...free.map((p) => p.row),
-          ...items
-            .filter((p) => refused.has(p.row.id!))
-            .map((p) => ({ ...p.row, status: 'revoking' as const, reason: leaseReason(refused.get(p.row.id!)!), revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt })),
-        ];
-        const inserted = rows.length > 0 ? await tx.insert(leases).values(rows).returning() : [];
-        for (const lease of inserted) out.set(lease.id, { lease, ...(refused.has(lease.id) ? { refusal: refused.get(lease.id)! } : {}) });
       }
+      const rows = [
+        ...free.map((p) => p.row),
+        ...items
+          .filter((p) => refused.has(p.row.id!))
+          .map((p) => ({ ...p.row, status: 'revoking' as const, reason: leaseReason(refused.get(p.row.id!)!), revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt })),
+      ];
       const events = batch.flatMap((p) => {
         if (p.kind === 'audit') return p.events;
         const refusal = refused.get(p.row.id!);
         if (!refusal) return [p.event];
         return [{ ...p.event, action: 'credential.denied', decision: 'deny' as const, reason: `${refusal.reason}; revoking it`, details: { ...p.event.details, code: refusal.code, ...refusal.extra } }];
       });
-      await appendAudit(tx, events);
+      // Sent together, one round trip: the lease rows and their audit events.
+      const [inserted] = await Promise.all([insertLeases(tx, rows), insertChained(tx, head, events)]);
+      for (const lease of inserted) out.set(lease.id, { lease, ...(refused.has(lease.id) ? { refusal: refused.get(lease.id)! } : {}) });
       return out;
     });
   }

@@ -44,6 +44,7 @@ export function createLimits(policy: PolicyConfig) {
   }
 
   async function check(db: Db, { identity, task, role, now }: LimitRequest): Promise<LimitRefusal | undefined> {
+    if (!constrained(role, task)) return undefined;
     // "Held" is what may still work: active leases, leases whose revocation is not yet confirmed, and
     // credentials the backend cannot cut off early, until their backend expiry. Releasing must not free a slot early.
     const active = or(

@@ -1,0 +1,86 @@
+import { sql } from 'drizzle-orm';
+import { execRows, type Db } from '../db/client.js';
+import type { Lease, leases } from '../db/schema.js';
+
+export type LeaseRow = typeof leases.$inferInsert;
+
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+/** The lease as stored: the row as given, with the columns' defaults. */
+function stored(row: LeaseRow): Lease {
+  return {
+    reason: row.reason ?? null,
+    revocable: row.revocable ?? true,
+    revokeRequestedAt: row.revokeRequestedAt ?? null,
+    endedAt: row.endedAt ?? null,
+    attempts: row.attempts ?? 0,
+    nextAttemptAt: row.nextAttemptAt ?? null,
+    lastError: row.lastError ?? null,
+    claimedBy: row.claimedBy ?? null,
+    claimUntil: row.claimUntil ?? null,
+    id: row.id,
+    taskId: row.taskId,
+    role: row.role,
+    backend: row.backend,
+    issuer: row.issuer,
+    subject: row.subject,
+    tokenSha256: row.tokenSha256,
+    status: row.status,
+    credentialRef: row.credentialRef,
+    issuedAt: row.issuedAt,
+    expiresAt: row.expiresAt,
+    backendExpiresAt: row.backendExpiresAt,
+  };
+}
+
+/**
+ * Inserts new leases (the issuance path) in one statement whose text does not
+ * vary with the batch size, so it is prepared once per connection: the rows
+ * travel as one JSON parameter.
+ */
+export async function insertLeases(tx: Db, rows: LeaseRow[]): Promise<Lease[]> {
+  if (rows.length === 0) return [];
+  const json = rows.map((r) => ({
+    id: r.id,
+    task_id: r.taskId,
+    role: r.role,
+    backend: r.backend,
+    issuer: r.issuer,
+    subject: r.subject,
+    token_sha256: r.tokenSha256,
+    status: r.status,
+    reason: r.reason ?? null,
+    credential_ref: r.credentialRef,
+    issued_at: iso(r.issuedAt),
+    expires_at: iso(r.expiresAt),
+    backend_expires_at: iso(r.backendExpiresAt),
+    revocable: r.revocable ?? true,
+    revoke_requested_at: iso(r.revokeRequestedAt),
+    next_attempt_at: iso(r.nextAttemptAt),
+  }));
+  await tx.execute(sql`insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
+      issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
+    select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
+      token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
+      backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)`);
+  return rows.map(stored);
+}
+
+export interface TaskState {
+  id: string;
+  status: string;
+  maxLeases: number | null;
+}
+
+/**
+ * The tasks of a batch, read FOR SHARE: this orders the batch's inserts
+ * against a concurrent completion of a task (either the completion sees the
+ * lease and revokes it, or the batch sees the task closed).
+ */
+export async function tasksForShare(tx: Db, ids: string[]): Promise<Map<string, TaskState>> {
+  const rows = await execRows<{ id: string; status: string; max_leases: number | null }>(
+    tx,
+    sql`select id, status, max_leases from tasks where id in (select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)) for share`,
+  );
+  return new Map(rows.map((t) => [t.id, { id: t.id, status: t.status, maxLeases: t.max_leases }]));
+}
