@@ -7,6 +7,7 @@
  * BENCH_SECONDS (10) per load run, BENCH_STEADY_SECONDS (300) for the RSS
  * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_ONLY=1,3 to pick.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,8 @@ const AGENTS = Number(env.BENCH_AGENTS ?? 1000);
 const only = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',')) : undefined;
 const wants = (s: string) => !only || only.has(s);
 
+// The brokers run compiled, as the container image runs them.
+execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
 const dir = mkdtempSync(join(tmpdir(), 'tasklease-bench-'));
 const issuer = await benchIssuer();
 const load = (url: string, reqs: Req[], name: string, expect: number, seconds = SECONDS) => wrk(url, reqs, { connections: CONNS, seconds, expect, dir, name });
@@ -62,7 +65,7 @@ async function withBroker<T>(name: string, entry: string[] | undefined, database
 }
 
 if (wants('1') || wants('3')) {
-  await withBroker('broker-pg', undefined, dbUrl, async (broker) => {
+  await withBroker('broker-pg', process.env.BENCH_TRY_CLUSTER ? ['bin/run-ts.js', 'bench/cluster-try.ts'] : undefined, dbUrl, async (broker) => {
     const agents = await openAgentTasks(broker.url, issuer, AGENTS, 'pg');
     const reqs = credentialReqs(agents, 'bench');
     await load(broker.url, reqs, 'warm-issue', 201, 3);

@@ -123,8 +123,8 @@ export async function startProcess(args: string[], port: number, opts: { dir: st
 
 export const readyz = async (url: string) => (await fetch(`${url}/readyz`)).status === 200;
 
-/** Starts `tasklease serve` (or another entry that serves the same way) with a config file. */
-export async function startBroker(config: string, port: number, dir: string, name: string, entry: string[] = ['bin/tasklease.js', 'serve']): Promise<Proc> {
+/** Starts `tasklease serve` as the container image runs it, compiled (or another entry that serves the same way), with a config file. */
+export async function startBroker(config: string, port: number, dir: string, name: string, entry: string[] = ['dist/main.js', 'serve']): Promise<Proc> {
   // BENCH_NODE_ARGS, such as "--cpu-prof --cpu-prof-dir=/tmp/prof", go to the brokers only.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   return startProcess([...nodeArgs, ...entry, '--config', config], port, { dir, name, ready: readyz });

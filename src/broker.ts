@@ -24,6 +24,7 @@ import { createPolicy } from './policy/decide.js';
 import { createLimits } from './policy/limits.js';
 import { createRateLimiter } from './policy/rate-limit.js';
 import { createSweeper } from './sweeper/sweeper.js';
+import { createTaskCache } from './tasks/cache.js';
 import { createTaskService } from './tasks/service.js';
 
 export interface BrokerDeps {
@@ -105,7 +106,8 @@ export async function createBroker(deps: BrokerDeps) {
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
   const writer = createLeaseWriter(db, limits, onRevokeRequested);
-  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, log, metrics });
+  const taskCache = createTaskCache({ db, clock });
+  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, taskCache, log, metrics });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const renew = createRenewer({ db, clock, policy, backends });
   const tasks = createTaskService({
@@ -115,6 +117,7 @@ export async function createBroker(deps: BrokerDeps) {
     issuers: config.issuers.map((i) => i.name),
     maxTaskTtlSeconds: config.tasks.max_ttl,
     onRevokeRequested,
+    onTaskClosed: (id) => taskCache.forget(id),
   });
   const introspect = createIntrospector({ db, clock, keys, issuer: config.public_url });
 

@@ -1,11 +1,10 @@
-import { eq, sql } from 'drizzle-orm';
 import type { ApprovalService } from '../approvals/service.js';
 import type { Backend, MintResult } from '../backends/types.js';
 import { BackendError } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
-import { tasks, type Approval, type Lease, type leases } from '../db/schema.js';
+import type { Approval, Lease, leases } from '../db/schema.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
@@ -14,6 +13,7 @@ import type { Decision, Policy } from '../policy/decide.js';
 import type { LimitRefusal, Limits } from '../policy/limits.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
 import type { Metrics } from '../metrics.js';
+import type { TaskCache } from '../tasks/cache.js';
 import type { LeaseWriter } from './writer.js';
 
 export interface IssueDeps {
@@ -25,6 +25,8 @@ export interface IssueDeps {
   rateLimiter?: RateLimiter;
   backends: ReadonlyMap<string, Backend>;
   writer: LeaseWriter;
+  /** Open tasks for the decision; the commit reads the status again. */
+  taskCache: TaskCache;
   log: Logger;
   metrics?: Pick<Metrics, 'issued' | 'denied'>;
 }
@@ -80,9 +82,7 @@ function refusalExtra(refusal: LimitRefusal): Record<string, unknown> {
  * lock; only a committed, active lease releases the credential.
  */
 export function createIssuer(deps: IssueDeps) {
-  const { db, clock, policy, limits, approvals, backends, writer, log } = deps;
-  // Prepared once: building this query per request cost more than running it.
-  const taskById = db.select().from(tasks).where(eq(tasks.id, sql.placeholder('id'))).prepare('tl_issue_task_by_id');
+  const { db, clock, policy, limits, approvals, backends, writer, taskCache, log } = deps;
 
   async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {
     deps.metrics?.denied.inc({ code });
@@ -107,7 +107,7 @@ export function createIssuer(deps: IssueDeps) {
     let task;
     let refusal: LimitRefusal | undefined;
     try {
-      [task] = await taskById.execute({ id: input.taskId });
+      task = await taskCache.get(input.taskId);
       decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now });
       if (decision.allow) refusal = await limits.check(db, { identity: input.identity, task: task!, role: decision.role, now });
     } catch (err) {

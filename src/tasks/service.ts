@@ -15,6 +15,8 @@ export interface TaskServiceDeps {
   issuers: string[];
   maxTaskTtlSeconds: number;
   onRevokeRequested: () => void;
+  /** Told when a task closes (the issuance path's task cache). */
+  onTaskClosed?: (id: string) => void;
 }
 
 export interface OpenTaskInput {
@@ -61,7 +63,7 @@ function bindIssuer(requested: string | undefined, issuers: string[]): string {
   return issuers[0]!;
 }
 
-export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested }: TaskServiceDeps) {
+export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskClosed }: TaskServiceDeps) {
   return {
     async open(caller: Caller, input: OpenTaskInput): Promise<Task> {
       const unknown = input.roles.filter((r) => !knownRoles(r));
@@ -141,6 +143,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         });
         return { task, revoking: moved.length };
       });
+      onTaskClosed?.(id);
       if (result.revoking > 0) onRevokeRequested();
       return result;
     },

@@ -58,16 +58,16 @@ describe('a commit that fails after minting', () => {
     };
     const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }], approvers: [] };
     const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
-    const db = { select: () => ({ from: () => ({ where: () => ({ prepare: () => ({ execute: async () => [task] }) }) }) }) };
     const failure = new Error('connection lost');
     const issue = createIssuer({
-      db: db as never,
+      db: {} as never,
       clock: { now: () => new Date() },
       policy: createPolicy([role as never]),
       limits: noLimits,
       approvals: {} as never,
       backends: new Map([['b', backend as never]]),
       writer: { recordLease: async () => Promise.reject(failure), audit: async () => {} },
+      taskCache: { get: async () => task as never, forget: () => {} },
       log: createLogger('silent'),
     });
     const identity = { issuer: 'i', subject: 'a', claims: {}, tokenSha256: 'h', expiresAt: new Date() };

@@ -7,6 +7,7 @@ import { createIssuer } from '../../src/leases/issue.js';
 import { createLeaseWriter } from '../../src/leases/writer.js';
 import { createLogger } from '../../src/log.js';
 import { createPolicy } from '../../src/policy/decide.js';
+import { createTaskCache } from '../../src/tasks/cache.js';
 import type { Limits } from '../../src/policy/limits.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
 import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
@@ -314,6 +315,7 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
         approvals: t.broker.approvals,
         backends: t.broker.backends,
         writer: createLeaseWriter(database.db, throwing, () => {}),
+        taskCache: createTaskCache({ db: database.db, clock: t.clock }),
         log,
       });
       const identity: Identity = { issuer: 'test', subject: 'agent-f1', claims: { sub: 'agent-f1' }, tokenSha256: 'a'.repeat(64), expiresAt: new Date(t.clock.now().getTime() + 3600_000) };
