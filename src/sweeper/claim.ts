@@ -40,7 +40,12 @@ export async function claimDue(db: Db, claimer: string, now: Date, claimUntil: D
   return [...claimed, ...more];
 }
 
-/** Matches rows still held by this claim (another replica may have re-claimed after a timeout). */
-export const heldBy = (claimer: string, ids: string[]) => and(inArray(leases.id, ids), eq(leases.claimedBy, claimer));
+/**
+ * Matches rows still held by this claim (another replica may have re-claimed
+ * after a timeout). The ids travel as one JSON parameter, so the statement
+ * text does not vary with their number and is prepared once.
+ */
+export const heldBy = (claimer: string, ids: string[]) =>
+  and(sql`${leases.id} in (select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid)`, eq(leases.claimedBy, claimer));
 
 export const releaseClaim = { claimedBy: sql`null`, claimUntil: sql`null` } as const;
