@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchIssuer, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
+import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
 import { openAgentTasks, revocationProbe } from './flows.js';
 import { scaleScenario, sweeperScenario } from './state.js';
 import { fmtLoad, wrk, type Req } from './wrk.js';
@@ -29,6 +29,12 @@ execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
 const dir = mkdtempSync(join(tmpdir(), 'tasklease-bench-'));
 const issuer = await benchIssuer();
 const load = (url: string, reqs: Req[], name: string, expect: number, seconds = SECONDS) => wrk(url, reqs, { connections: CONNS, seconds, expect, dir, name });
+/** A load run, with where the machine's CPU went per request. */
+async function measured(proc: Proc, reqs: Req[], name: string, expect: number) {
+  const before = cpuSnapshot(proc.child.pid!);
+  const result = await load(proc.url, reqs, name, expect);
+  return { result, cpu: cpuPerRequest(before, cpuSnapshot(proc.child.pid!), result.requests) };
+}
 const pct = (a: number, b: number) => `${(a / b).toFixed(3)}`;
 const say = (line = '') => console.log(line);
 
@@ -44,11 +50,13 @@ const ceiling = await startProcess(['bin/run-ts.js', 'bench/ceiling-server.ts', 
   ready: async (url) => (await fetch(`${url}/json`)).ok,
 });
 await load(ceiling.url, [{ method: 'GET', path: '/json' }], 'warm-json', 200, 2);
-const bare = await load(ceiling.url, [{ method: 'GET', path: '/json' }], 'json', 200);
-const insert = await load(ceiling.url, [{ method: 'POST', path: '/insert', body: {} }], 'insert', 201);
+const { result: bare, cpu: bareCpu } = await measured(ceiling, [{ method: 'GET', path: '/json' }], 'json', 200);
+const { result: insert, cpu: insertCpu } = await measured(ceiling, [{ method: 'POST', path: '/insert', body: {} }], 'insert', 201);
 await ceiling.stop();
 say(`ceiling  bare Hono JSON                 ${fmtLoad(bare)}`);
+say(`  ${bareCpu}`);
 say(`ceiling  1 INSERT/request, postgres.js  ${fmtLoad(insert)}`);
+say(`  ${insertCpu}`);
 
 const credentialReqs = (agents: { token: string; task: string }[], role: string): Req[] =>
   agents.map((a) => ({ method: 'POST', path: '/v1/credentials', token: a.token, body: { task: a.task, role } }));
@@ -71,9 +79,10 @@ if (wants('1') || wants('3')) {
     await load(broker.url, reqs, 'warm-issue', 201, 3);
     let running = true;
     const probe = wants('3') ? revocationProbe(broker.url, dbUrl, issuer, () => running) : Promise.resolve([]);
-    const issued = await load(broker.url, reqs, 'issue', 201).finally(() => (running = false));
+    const { result: issued, cpu } = await measured(broker, reqs, 'issue', 201).finally(() => (running = false));
     const revocations = await probe;
     say(`1 issuance, jwt, PostgreSQL             ${fmtLoad(issued)}`);
+    say(`  ${cpu}`);
     say(`  ratio to bare Hono ${pct(issued.perSecond, bare.perSecond)}, to 1-INSERT ceiling ${pct(issued.perSecond, insert.perSecond)}; broker RSS ${broker.rssMb().toFixed(0)} MB`);
     if (revocations.length) {
       const sorted = revocations.sort((a, b) => a - b);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
@@ -128,4 +128,35 @@ export async function startBroker(config: string, port: number, dir: string, nam
   // BENCH_NODE_ARGS, such as "--cpu-prof --cpu-prof-dir=/tmp/prof", go to the brokers only.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   return startProcess([...nodeArgs, ...entry, '--config', config], port, { dir, name, ready: readyz });
+}
+
+/** CPU seconds used so far by the process `pid` (all threads), by every PostgreSQL process, and by the whole machine. */
+export function cpuSnapshot(pid: number): { broker: number; postgres: number; machine: number } {
+  const tick = 100; // USER_HZ on Linux
+  const ticksOf = (stat: string) => {
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  };
+  let postgresTicks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.includes('(postgres)')) postgresTicks += ticksOf(stat);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const [, ...cpu] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  const busy = cpu.reduce((a, b) => a + b, 0) - cpu[3]! - cpu[4]!; // all but idle and iowait
+  return { broker: ticksOf(readFileSync(`/proc/${pid}/stat`, 'utf8')) / tick, postgres: postgresTicks / tick, machine: busy / tick };
+}
+
+/** CPU per request between two snapshots, in microseconds: the broker, PostgreSQL, and everything else (load generator, kernel). */
+export function cpuPerRequest(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>, requests: number): string {
+  const us = (s: number) => ((s / requests) * 1e6).toFixed(0);
+  const broker = after.broker - before.broker;
+  const postgres = after.postgres - before.postgres;
+  const machine = after.machine - before.machine;
+  return `CPU per request: broker ${us(broker)} us, PostgreSQL ${us(postgres)} us, rest ${us(machine - broker - postgres)} us (machine busy ${machine.toFixed(1)} CPU-s)`;
 }

@@ -1,13 +1,14 @@
+import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLocalJWKSet, exportJWK, generateKeyPair, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
 
 interface StoredKey {
   kid: string;
   createdAt: number;
   publicJwk: JWK;
-  privateKey: CryptoKey;
+  privateKey: KeyObject;
 }
 
 export interface KeyStoreOptions {
@@ -21,7 +22,7 @@ export interface KeyStoreOptions {
 
 export interface SigningKeyStore {
   /** The key to sign with now; rotates first when the newest key is due. */
-  signingKey(): Promise<{ kid: string; key: CryptoKey }>;
+  signingKey(): Promise<{ kid: string; key: KeyObject }>;
   /** Public keys of every key whose tokens may still be live. */
   jwks(): Promise<{ keys: JWK[] }>;
   /** The published keys as a jose key resolver, rebuilt only when the set changes (introspection's hot path). */
@@ -56,7 +57,7 @@ export async function createSigningKeyStore(options: KeyStoreOptions): Promise<S
         kid: match[2]!,
         createdAt: Number(match[1]),
         publicJwk: { ...publicJwk, kid: match[2]!, alg: 'ES256', use: 'sig' },
-        privateKey: (await importJWK(privateJwk, 'ES256')) as CryptoKey,
+        privateKey: createPrivateKey({ key: privateJwk as JsonWebKey, format: 'jwk' }),
       });
     }
     keys = found.sort((a, b) => a.createdAt - b.createdAt);

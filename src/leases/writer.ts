@@ -53,9 +53,10 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
  * `revoking` with a denial in the audit trail, so the sweeper revokes it
  * durably and every credential that ever existed has a row.
  */
-export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () => void, maxBatch = 256) {
-  let queue: Pending[] = [];
-  let draining = false;
+export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () => void, maxBatch = 256, maxInFlight = 2) {
+  const queue: Pending[] = [];
+  let inFlight = 0;
+  let scheduled = false;
 
   async function write(batch: Pending[]): Promise<Map<string, Recorded>> {
     return db.transaction(async (tx) => {
@@ -135,21 +136,26 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
     if (refusedAny) onRevokeRequested();
   }
 
-  async function drain(): Promise<void> {
-    while (queue.length > 0) {
-      const batch = queue.slice(0, maxBatch);
-      queue = queue.slice(batch.length);
-      await flush(batch);
+  function pump(): void {
+    while (inFlight < maxInFlight && queue.length > 0) {
+      const batch = queue.splice(0, maxBatch);
+      inFlight++;
+      void flush(batch).finally(() => {
+        inFlight--;
+        pump();
+      });
     }
-    draining = false;
   }
 
   function enqueue(p: Pending): void {
     queue.push(p);
-    if (!draining) {
-      draining = true;
-      // Let the requests of this turn of the event loop join the first batch.
-      setImmediate(() => void drain());
+    if (!scheduled && inFlight < maxInFlight) {
+      scheduled = true;
+      // Let the requests of this turn of the event loop join the batch.
+      setImmediate(() => {
+        scheduled = false;
+        pump();
+      });
     }
   }
 

@@ -1,9 +1,10 @@
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeProtectedHeader } from 'jose';
+import fc from 'fast-check';
+import { compactVerify, createLocalJWKSet, decodeProtectedHeader } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { createJwtBackend, verifyIssuedToken } from '../../src/backends/jwt.js';
+import { createJwtBackend, signEs256, verifyIssuedToken } from '../../src/backends/jwt.js';
 import { createSigningKeyStore } from '../../src/backends/jwt-keys.js';
 import { createManualClock } from '../../src/clock.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -41,6 +42,22 @@ describe('jwt backend', () => {
     clock.advance(31);
     expect(await verifyIssuedToken(keys, 'https://broker.test', token, clock.now())).toBeUndefined();
     expect(await verifyIssuedToken(keys, 'https://someone-else.test', token, clock.now())).toBeUndefined();
+  });
+
+  it('signs compact JWS that jose verifies against the published JWKS, for any claims', async () => {
+    const { keys } = await setup();
+    const { kid, key } = await keys.signingKey();
+    const jwks = createLocalJWKSet(await keys.jwks());
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 }), async (claims) => {
+        const payload = JSON.parse(JSON.stringify(claims)) as Record<string, unknown>;
+        const token = signEs256(key, kid, payload);
+        const verified = await compactVerify(token, jwks, { algorithms: ['ES256'] });
+        expect(verified.protectedHeader).toEqual({ alg: 'ES256', kid, typ: 'JWT' });
+        expect(JSON.parse(new TextDecoder().decode(verified.payload))).toEqual(payload);
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('persists its key with mode 0600 and reuses it after a restart', async () => {
