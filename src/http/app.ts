@@ -1,4 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { timeout } from 'hono/timeout';
@@ -50,6 +51,28 @@ export interface AppDeps {
 const MAX_BODY_BYTES = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 20_000;
 
+/**
+ * Refuses bodies over `maxSize`. Over HTTP/1.1 (node's parser frames the
+ * body), a declared Content-Length is checked without touching the body, and a
+ * request with neither Content-Length nor Transfer-Encoding has none (RFC 9112
+ * section 6.3): both leave the body to be read straight from the socket,
+ * without building a web stream for it. Chunked bodies, and requests handed to
+ * app.fetch directly, are counted as they stream, by hono's bodyLimit.
+ */
+function limitBody(maxSize: number): MiddlewareHandler<AppEnv> {
+  const tooLarge = () => {
+    throw new AppError('payload_too_large', `request bodies are limited to ${maxSize} bytes`);
+  };
+  const streamed = bodyLimit({ maxSize, onError: tooLarge });
+  return async (c, next) => {
+    const framed = (c.env as { incoming?: unknown } | undefined)?.incoming !== undefined;
+    if (!framed || c.req.header('transfer-encoding') !== undefined) return streamed(c, next);
+    const length = c.req.header('content-length');
+    if (length !== undefined && !(Number(length) <= maxSize)) return tooLarge();
+    return next();
+  };
+}
+
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({
     // Every validation failure becomes one problem shape with the failing paths (never the values).
@@ -73,14 +96,7 @@ export function createApp(deps: AppDeps) {
   app.use(
     timeout(REQUEST_TIMEOUT_MS, () => new HTTPException(503, { message: 'the request took too long; a dependency is slow or unavailable' })),
   );
-  app.use(
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new AppError('payload_too_large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
-  );
+  app.use(limitBody(MAX_BODY_BYTES));
   app.use('/v1/*', authenticate(deps.authenticator, new Set([CONTAINER_CREDENTIALS_PATH])));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
