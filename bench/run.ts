@@ -73,7 +73,7 @@ async function withBroker<T>(name: string, entry: string[] | undefined, database
 }
 
 if (wants('1') || wants('3')) {
-  await withBroker('broker-pg', process.env.BENCH_TRY_CLUSTER ? ['bin/run-ts.js', 'bench/cluster-try.ts'] : undefined, dbUrl, async (broker) => {
+  await withBroker('broker-pg', undefined, dbUrl, async (broker) => {
     const agents = await openAgentTasks(broker.url, issuer, AGENTS, 'pg');
     const reqs = credentialReqs(agents, 'bench');
     await load(broker.url, reqs, 'warm-issue', 201, 3);
@@ -92,6 +92,20 @@ if (wants('1') || wants('3')) {
   });
 }
 
+if (wants('1b')) {
+  // Not in the default run's order of business: the same load on two replicas sharing the port (node:cluster).
+  await withBroker('broker-2-replicas', ['bin/run-ts.js', 'bench/replicas.ts'], dbUrl, async (broker) => {
+    const agents = await openAgentTasks(broker.url, issuer, AGENTS, 'two');
+    const reqs = credentialReqs(agents, 'bench');
+    await load(broker.url, reqs, 'warm-two', 201, 3);
+    const before = cpuSnapshot(broker.child.pid!);
+    const two = await load(broker.url, reqs, 'two', 201);
+    const after = cpuSnapshot(broker.child.pid!);
+    say(`1b issuance, 2 replicas behind one port ${fmtLoad(two)}`);
+    say(`  machine busy ${(after.machine - before.machine).toFixed(1)} CPU-s, PostgreSQL ${((((after.postgres - before.postgres) / two.requests) * 1e6).toFixed(0))} us per request`);
+  });
+}
+
 if (wants('2')) {
   await withBroker('broker-slow', ['bin/run-ts.js', 'bench/slow-broker.ts'], dbUrl, async (broker) => {
     const agents = await openAgentTasks(broker.url, issuer, AGENTS, 'slow');
@@ -100,6 +114,10 @@ if (wants('2')) {
     const slow = await load(broker.url, reqs, 'slow', 201);
     say(`2 issuance, 50 ms backend               ${fmtLoad(slow)}`);
     say(`  overhead (latency - 50 ms): p50 ${(slow.p50 - 50).toFixed(2)} ms  p99 ${(slow.p99 - 50).toFixed(2)} ms`);
+    // The same with few agents: what one request costs when nothing queues.
+    const light = await wrk(broker.url, reqs, { connections: 8, seconds: SECONDS, expect: 201, dir, name: 'slow-8' });
+    say(`2 the same with 8 agents                 ${fmtLoad(light)}`);
+    say(`  overhead (latency - 50 ms): p50 ${(light.p50 - 50).toFixed(2)} ms  p99 ${(light.p99 - 50).toFixed(2)} ms`);
   });
 }
 await dropDatabase(DB);

@@ -6,8 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend } from '../src/backends/types.js';
-import { runServe } from '../src/cli/serve.js';
-import { loadConfigFile } from '../src/config/load.js';
+
+// The compiled broker, as the container image runs it (npm run bench builds dist/ first).
+const { runServe } = (await import('../dist/cli/serve.js' as string)) as typeof import('../src/cli/serve.js');
+const { loadConfigFile } = (await import('../dist/config/load.js' as string)) as typeof import('../src/config/load.js');
 
 const delayMs = Number(process.env.BENCH_BACKEND_DELAY_MS ?? 50);
 const slow: Backend = {

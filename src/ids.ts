@@ -1,10 +1,22 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Clock } from './clock.js';
 
+// Random bytes for ids are drawn from the CSPRNG 4 KiB at a time rather than 16 bytes per id.
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+function random16(): Uint8Array {
+  if (poolOffset + 16 > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  poolOffset += 16;
+  return pool.subarray(poolOffset - 16, poolOffset);
+}
+
 /** A sortable UUIDv7 stamped with the injected clock. */
 export function newId(clock: Clock): string {
-  return uuidv7({ msecs: clock.now().getTime() });
+  return uuidv7({ msecs: clock.now().getTime(), random: random16() });
 }
 
 export function sha256Hex(input: string): string {

@@ -14,17 +14,22 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
   requestId?: string | null;
 };
 
+/** Takes the chain lock, held until the transaction ends: appends are serialized by it. */
+export async function takeChainLock(tx: Db): Promise<void> {
+  await tx.execute(LOCK);
+}
+
 /**
- * Takes the chain lock (held until the transaction ends) and reads the head
- * of the chain. The two statements are sent together: the head is read after
- * the lock is granted, in a snapshot that sees every earlier append.
+ * The head of the chain. Read it only once takeChainLock has returned: a
+ * statement sees what was committed when it started, so a head read sent
+ * before the lock was granted could miss an append and fork the chain.
  */
-export async function lockChain(tx: Db): Promise<string> {
-  const [, [last]] = await Promise.all([tx.execute(LOCK), execRows<{ hash: string }>(tx, HEAD)]);
+export async function chainHead(tx: Db): Promise<string> {
+  const [last] = await execRows<{ hash: string }>(tx, HEAD);
   return last?.hash ?? GENESIS_HASH;
 }
 
-/** Inserts events chained after `head`; the caller holds the chain lock (lockChain) in this transaction. */
+/** Inserts events chained after `head`, read by chainHead under the chain lock in this transaction. */
 export async function insertChained(tx: Db, head: string, events: AuditInput[]): Promise<void> {
   if (events.length === 0) return;
   let prevHash = head;
@@ -60,5 +65,6 @@ export async function insertChained(tx: Db, head: string, events: AuditInput[]):
  */
 export async function appendAudit(tx: Db, events: AuditInput[]): Promise<void> {
   if (events.length === 0) return;
-  await insertChained(tx, await lockChain(tx), events);
+  await takeChainLock(tx);
+  await insertChained(tx, await chainHead(tx), events);
 }
