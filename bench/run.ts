@@ -102,6 +102,7 @@ if (wants('1b')) {
     const two = await load(broker.url, reqs, 'two', 201);
     const after = cpuSnapshot(broker.child.pid!);
     say(`1b issuance, 2 replicas behind one port ${fmtLoad(two)}`);
+    say(`  ratio to bare Hono ${pct(two.perSecond, bare.perSecond)}, to 1-INSERT ceiling ${pct(two.perSecond, insert.perSecond)}`);
     say(`  machine busy ${(after.machine - before.machine).toFixed(1)} CPU-s, PostgreSQL ${((((after.postgres - before.postgres) / two.requests) * 1e6).toFixed(0))} us per request`);
   });
 }
@@ -113,6 +114,7 @@ if (wants('2')) {
     await load(broker.url, reqs, 'warm-slow', 201, 2);
     const slow = await load(broker.url, reqs, 'slow', 201);
     say(`2 issuance, 50 ms backend               ${fmtLoad(slow)}`);
+    say(`  ratio to the most a 50 ms backend allows at ${CONNS} agents (${((CONNS / 50) * 1000).toFixed(0)}/s): ${pct(slow.perSecond, (CONNS / 50) * 1000)}`);
     say(`  overhead (latency - 50 ms): p50 ${(slow.p50 - 50).toFixed(2)} ms  p99 ${(slow.p99 - 50).toFixed(2)} ms`);
     // The same with few agents: what one request costs when nothing queues.
     const light = await wrk(broker.url, reqs, { connections: 8, seconds: SECONDS, expect: 201, dir, name: 'slow-8' });
@@ -136,6 +138,7 @@ if (wants('6')) {
     await load(broker.url, reqs, 'warm-pglite', 201, 2);
     const embedded = await load(broker.url, reqs, 'pglite', 201);
     say(`6 issuance, jwt, PGlite                 ${fmtLoad(embedded)}`);
+    say(`  ratio to bare Hono ${pct(embedded.perSecond, bare.perSecond)}, to 1-INSERT ceiling (PostgreSQL) ${pct(embedded.perSecond, insert.perSecond)}`);
   });
 }
 process.exit(0);

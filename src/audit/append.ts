@@ -1,11 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { execRows, type Db } from '../db/client.js';
-import { chainHash, GENESIS_HASH, type AuditFields } from './chain.js';
+import { chainHash, type AuditFields } from './chain.js';
 
-/** Transaction-scoped advisory lock that orders appends to the hash chain. */
-const AUDIT_LOCK_KEY = 7_263_115_001;
-const LOCK = sql`select pg_advisory_xact_lock(${sql.raw(String(AUDIT_LOCK_KEY))})`;
-const HEAD = sql`select hash from audit_events order by seq desc limit 1`;
+const LOCK_HEAD = sql`select hash from audit_head where id = 1 for update`;
 
 export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 'decision'> & {
   decision?: AuditFields['decision'];
@@ -14,22 +11,19 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
   requestId?: string | null;
 };
 
-/** Takes the chain lock, held until the transaction ends: appends are serialized by it. */
-export async function takeChainLock(tx: Db): Promise<void> {
-  await tx.execute(LOCK);
-}
-
 /**
- * The head of the chain. Read it only once takeChainLock has returned: a
- * statement sees what was committed when it started, so a head read sent
- * before the lock was granted could miss an append and fork the chain.
+ * Locks the head of the chain until the transaction ends, and reads it, in one
+ * statement: the row is read at its newest version once the lock is granted,
+ * so an append that committed meanwhile is never missed. Sending other
+ * statements of the transaction alongside it is safe in any order.
  */
-export async function chainHead(tx: Db): Promise<string> {
-  const [last] = await execRows<{ hash: string }>(tx, HEAD);
-  return last?.hash ?? GENESIS_HASH;
+export async function lockChain(tx: Db): Promise<string> {
+  const [head] = await execRows<{ hash: string }>(tx, LOCK_HEAD);
+  if (!head) throw new Error('audit_head is missing: run the migrations');
+  return head.hash;
 }
 
-/** Inserts events chained after `head`, read by chainHead under the chain lock in this transaction. */
+/** Inserts events chained after `head`, which lockChain returned in this transaction, and moves the head. */
 export async function insertChained(tx: Db, head: string, events: AuditInput[]): Promise<void> {
   if (events.length === 0) return;
   let prevHash = head;
@@ -50,12 +44,13 @@ export async function insertChained(tx: Db, head: string, events: AuditInput[]):
     return row;
   });
   // One JSON parameter, so the statement text never varies with the batch size: prepared once per connection.
-  await tx.execute(sql`insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
+  await tx.execute(sql`with appended as (insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
     select at, actor, action, target, decision, reason, details, request_id, prev_hash, hash
     from rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
       as (at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, prev_hash text, hash text))
       with ordinality as r(at, actor, action, target, decision, reason, details, request_id, prev_hash, hash, n)
-    order by n`);
+    order by n)
+    update audit_head set hash = ${prevHash} where id = 1`);
 }
 
 /**
@@ -65,6 +60,5 @@ export async function insertChained(tx: Db, head: string, events: AuditInput[]):
  */
 export async function appendAudit(tx: Db, events: AuditInput[]): Promise<void> {
   if (events.length === 0) return;
-  await takeChainLock(tx);
-  await insertChained(tx, await chainHead(tx), events);
+  await insertChained(tx, await lockChain(tx), events);
 }

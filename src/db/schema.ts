@@ -125,7 +125,17 @@ export const auditEvents = pgTable(
   ],
 );
 
-export const schema = { tasks, leases, approvals, auditEvents };
+/**
+ * The head of the audit chain, one row. Appending takes it FOR UPDATE, which
+ * both orders appends and, in one statement, reads the newest head (a row
+ * locked after waiting is re-read at its latest version).
+ */
+export const auditHead = pgTable('audit_head', {
+  id: integer('id').primaryKey(),
+  hash: text('hash').notNull(),
+});
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { chainHead, insertChained, takeChainLock, type AuditInput } from '../audit/append.js';
+import { insertChained, lockChain, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
@@ -39,9 +39,9 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
 
 /**
  * Group commit for the issuance path. Requests that arrive while a commit is
- * in flight are written together in the next transaction, in five round
- * trips: BEGIN; the tasks and the audit chain's lock; the chain's head; the
- * lease rows with their audit events (one append to the hash chain); COMMIT.
+ * in flight are written together in the next transaction, in four round
+ * trips: BEGIN; the tasks and the audit chain's head (locked); the lease rows
+ * with their audit events (one append to the hash chain); COMMIT.
  * Statement texts do not vary with the batch size, so each is prepared once.
  *
  * The commit is where limits hold: requests whose role has quotas or
@@ -63,12 +63,11 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
       const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
       const out = new Map<string, Recorded>();
       const refused = new Map<string, CommitRefusal>();
-      // Together (their order does not matter): the batch's tasks FOR SHARE, and the audit chain's lock.
-      const [taskOf] = await Promise.all([
+      // Together, one round trip (in either order): the batch's tasks FOR SHARE, and the audit chain's head, locked.
+      const [taskOf, head] = await Promise.all([
         items.length > 0 ? tasksForShare(tx, [...new Set(items.map((p) => p.row.taskId))]) : new Map<string, TaskState>(),
-        takeChainLock(tx),
+        lockChain(tx),
       ]);
-      const head = await chainHead(tx);
       const constrained: LeaseItem[] = [];
       const free: LeaseItem[] = [];
       for (const p of items) {
@@ -102,7 +101,7 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
         if (!refusal) return [p.event];
         return [{ ...p.event, action: 'credential.denied', decision: 'deny' as const, reason: `${refusal.reason}; revoking it`, details: { ...p.event.details, code: refusal.code, ...refusal.extra } }];
       });
-      // Together (both after the head was read): the lease rows and their audit events.
+      // Together, one round trip: the lease rows and their audit events.
       const [inserted] = await Promise.all([insertLeases(tx, rows), insertChained(tx, head, events)]);
       for (const lease of inserted) out.set(lease.id, { lease, ...(refused.has(lease.id) ? { refusal: refused.get(lease.id)! } : {}) });
       return out;

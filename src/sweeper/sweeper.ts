@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { appendAudit, chainHead, insertChained, takeChainLock, type AuditInput } from '../audit/append.js';
+import { appendAudit, insertChained, lockChain, type AuditInput } from '../audit/append.js';
 import { BackendError, type Backend } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import { mapLimit, TimeoutError, withTimeout } from '../concurrency.js';
@@ -70,8 +70,8 @@ export function createSweeper(deps: SweeperDeps) {
   async function finish(succeeded: Lease[], now: Date): Promise<{ revoked: number; expired: number }> {
     if (succeeded.length === 0) return { revoked: 0, expired: 0 };
     return db.transaction(async (tx) => {
-      // Together (their order does not matter): the wave's final states, and the audit chain's lock.
-      const [done] = await Promise.all([
+      // Together, one round trip (in either order): the wave's final states, and the audit chain's head, locked.
+      const [done, head] = await Promise.all([
         tx
           .update(leases)
           .set({
@@ -92,11 +92,11 @@ export function createSweeper(deps: SweeperDeps) {
             revocable: leases.revocable,
             backendExpiresAt: leases.backendExpiresAt,
           }),
-        takeChainLock(tx),
+        lockChain(tx),
       ]);
       await insertChained(
         tx,
-        await chainHead(tx),
+        head,
         done.map((l) => ({
           at: now,
           actor: ACTOR,

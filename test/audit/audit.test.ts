@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../src/audit/verify.js';
@@ -39,6 +40,15 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
     expect(first.json.items).toHaveLength(3);
     const second = await t.call('GET', `/v1/audit?limit=3&after=${first.json.next_cursor}`, { subject: 'admin' });
     expect(second.json.items[0].seq).toBeGreaterThan(first.json.items[2].seq);
+  });
+
+  it('continues a chain written before its head row existed (the seed in migration 0003)', async () => {
+    await activity();
+    const seed = readFileSync(new URL('../../drizzle/0003_audit_head.sql', import.meta.url), 'utf8').split('--> statement-breakpoint')[1]!;
+    await database.db.execute(sql`delete from audit_head`);
+    await database.db.execute(sql.raw(seed));
+    await activity();
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
   });
 
   it('detects a tampered row and names it', async () => {
