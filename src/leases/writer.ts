@@ -39,14 +39,15 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
 
 /**
  * Group commit for the issuance path. Requests that arrive while a commit is
- * in flight are written together in the next transaction, in four round
- * trips: BEGIN; the tasks and the audit chain's head (locked); the lease rows
- * with their audit events (one append to the hash chain); COMMIT.
+ * in flight are written together in the next transaction, in five round
+ * trips: BEGIN; the batch's tasks FOR SHARE; the audit chain's head, locked;
+ * the lease rows with their audit events (one append to the hash chain),
+ * sent together; COMMIT.
  * Statement texts do not vary with the batch size, so each is prepared once.
  *
  * The commit is where limits hold: requests whose role has quotas or
  * conflicts take advisory locks on their agent, task (and role), always after
- * the chain lock (one order, no deadlock), and are
+ * the chain's head (one order, no deadlock), and are
  * re-checked one by one, each seeing the leases committed before it and those
  * inserted ahead of it in the batch. A credential refused here (the task
  * closed, or a concurrent request took the last slot) is still recorded, as
@@ -63,11 +64,10 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
       const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
       const out = new Map<string, Recorded>();
       const refused = new Map<string, CommitRefusal>();
-      // Together, one round trip (in either order): the batch's tasks FOR SHARE, and the audit chain's head, locked.
-      const [taskOf, head] = await Promise.all([
-        items.length > 0 ? tasksForShare(tx, [...new Set(items.map((p) => p.row.taskId))]) : new Map<string, TaskState>(),
-        lockChain(tx),
-      ]);
+      // Task rows first, the chain's head last, as every transaction that appends takes them: one lock
+      // order, so a completion (task row, then head) and this batch cannot deadlock.
+      const taskOf = items.length > 0 ? await tasksForShare(tx, [...new Set(items.map((p) => p.row.taskId))]) : new Map<string, TaskState>();
+      const head = await lockChain(tx);
       const constrained: LeaseItem[] = [];
       const free: LeaseItem[] = [];
       for (const p of items) {

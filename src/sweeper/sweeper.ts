@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { appendAudit, insertChained, lockChain, type AuditInput } from '../audit/append.js';
+import { appendAudit, type AuditInput } from '../audit/append.js';
 import { BackendError, type Backend } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import { mapLimit, TimeoutError, withTimeout } from '../concurrency.js';
@@ -70,33 +70,29 @@ export function createSweeper(deps: SweeperDeps) {
   async function finish(succeeded: Lease[], now: Date): Promise<{ revoked: number; expired: number }> {
     if (succeeded.length === 0) return { revoked: 0, expired: 0 };
     return db.transaction(async (tx) => {
-      // Together, one round trip (in either order): the wave's final states, and the audit chain's head, locked.
-      const [done, head] = await Promise.all([
-        tx
-          .update(leases)
-          .set({
-            status: sql`case when ${leases.status} = 'active' then 'expired' else 'revoked' end`,
-            reason: sql`coalesce(${leases.reason}, 'expired')`,
-            endedAt: now,
-            nextAttemptAt: null,
-            lastError: null,
-            ...releaseClaim,
-          })
-          .where(heldBy(deps.id, succeeded.map((l) => l.id)))
-          .returning({
-            id: leases.id,
-            status: leases.status,
-            reason: leases.reason,
-            attempts: leases.attempts,
-            taskId: leases.taskId,
-            revocable: leases.revocable,
-            backendExpiresAt: leases.backendExpiresAt,
-          }),
-        lockChain(tx),
-      ]);
-      await insertChained(
+      // The lease rows first, the chain's head last, as every transaction that appends takes them (no deadlock).
+      const done = await tx
+        .update(leases)
+        .set({
+          status: sql`case when ${leases.status} = 'active' then 'expired' else 'revoked' end`,
+          reason: sql`coalesce(${leases.reason}, 'expired')`,
+          endedAt: now,
+          nextAttemptAt: null,
+          lastError: null,
+          ...releaseClaim,
+        })
+        .where(heldBy(deps.id, succeeded.map((l) => l.id)))
+        .returning({
+          id: leases.id,
+          status: leases.status,
+          reason: leases.reason,
+          attempts: leases.attempts,
+          taskId: leases.taskId,
+          revocable: leases.revocable,
+          backendExpiresAt: leases.backendExpiresAt,
+        });
+      await appendAudit(
         tx,
-        head,
         done.map((l) => ({
           at: now,
           actor: ACTOR,
