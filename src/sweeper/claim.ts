@@ -1,6 +1,13 @@
-import { and, asc, eq, inArray, isNull, lte, or, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, lte, or, sql, type SQLWrapper } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { leases, type Lease } from '../db/schema.js';
+
+/**
+ * `id = any(array(subquery))`, not `id in (subquery)`: planned generically
+ * (prepared), the IN form hash-joins a sequential scan of the whole lease table
+ * to the few claimed ids; the array form is an index scan.
+ */
+const inAnyOf = (ids: SQLWrapper) => sql`${leases.id} = any(array(${ids}))`;
 
 const unclaimed = (now: Date) => or(isNull(leases.claimUntil), lte(leases.claimUntil, now));
 
@@ -22,7 +29,7 @@ export async function claimDue(db: Db, claimer: string, now: Date, claimUntil: D
   const claimed = await db
     .update(leases)
     .set({ claimedBy: claimer, claimUntil })
-    .where(inArray(leases.id, revoking))
+    .where(inAnyOf(revoking))
     .returning();
   if (claimed.length >= limit) return claimed;
   const expired = db
@@ -35,7 +42,7 @@ export async function claimDue(db: Db, claimer: string, now: Date, claimUntil: D
   const more = await db
     .update(leases)
     .set({ claimedBy: claimer, claimUntil })
-    .where(inArray(leases.id, expired))
+    .where(inAnyOf(expired))
     .returning();
   return [...claimed, ...more];
 }
