@@ -1,162 +1,33 @@
 // The new-user flow, end to end: `tasklease serve` in dev mode as a real child
 // process, driven over real HTTP with tokens from `tasklease dev token`, on
 // embedded PGlite and on the real PostgreSQL.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  childEnv,
+  createPgDatabase,
+  EXIT_TIMEOUT_MS,
+  killAllChildren,
+  runCli,
+  sleep,
+  startBroker,
+  within,
+  type Broker,
+} from '../support/child-broker.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'tasklease.js');
-const PG_ADMIN_URL = process.env.TASKLEASE_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-const START_TIMEOUT_MS = 60_000;
-const CLI_TIMEOUT_MS = 30_000;
-const EXIT_TIMEOUT_MS = 10_000;
 const HTTP_TIMEOUT_MS = 10_000;
 const REVOKE_POLL_MS = 3_000;
 
 const JWT_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-/** The child's environment: the caller's, minus anything that would leave dev mode or pick another database. */
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of ['TASKLEASE_CONFIG', 'DATABASE_URL', 'PORT', 'HOST', 'PUBLIC_URL', 'TASKLEASE_DATA_DIR', 'NODE_OPTIONS']) {
-    delete env[key];
-  }
-  return { ...env, ...extra };
-}
-
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `tasklease <args>` to completion, killing it if it overruns. */
-function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`tasklease ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-interface Server {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Spawns `tasklease serve` and resolves once its "tasklease listening" log line names the URL. */
-function startServer(env: NodeJS.ProcessEnv, onSpawn: (child: ChildProcess) => void): Promise<Server> {
-  const child = spawn(process.execPath, [BIN, 'serve'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  onSpawn(child);
-  let stdout = '';
-  let stderr = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }));
-  });
-  return new Promise((resolve, reject) => {
-    let buffered = '';
-    let done = false;
-    const finish = (err: Error | undefined, url?: string) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) reject(err);
-      else resolve({ child, url: url!, stdout: () => stdout, stderr: () => stderr, exited });
-    };
-    const timer = setTimeout(
-      () => finish(new Error(`server did not log "tasklease listening" within ${START_TIMEOUT_MS} ms\nstdout: ${stdout}\nstderr: ${stderr}`)),
-      START_TIMEOUT_MS,
-    );
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      buffered += d;
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (!line.startsWith('{')) continue;
-        try {
-          const entry = JSON.parse(line) as { msg?: string; url?: string };
-          if (entry.msg === 'tasklease listening' && typeof entry.url === 'string') finish(undefined, entry.url);
-        } catch {
-          // not a log line
-        }
-      }
-    });
-    child.on('error', (err) => finish(err));
-    child.on('exit', (code, signal) =>
-      finish(new Error(`server exited before listening (code ${code}, signal ${signal})\nstdout: ${stdout}\nstderr: ${stderr}`)),
-    );
-  });
-}
-
-/** Resolves with `promise`, or rejects once `ms` pass. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A throwaway database on the real PostgreSQL; unreachable PostgreSQL is an error, never a skip. */
-async function createPgDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `tl_e2e_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
-  const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {}, connect_timeout: 5 });
-  try {
-    await admin.unsafe(`create database ${name}`);
-  } catch (err) {
-    await admin.end({ timeout: 1 });
-    throw new Error(`PostgreSQL is required at ${PG_ADMIN_URL} for the e2e test: ${(err as Error).message}`);
-  }
-  return {
-    url: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${name}`),
-    async drop() {
-      try {
-        await admin.unsafe(`drop database if exists ${name} with (force)`);
-      } finally {
-        await admin.end({ timeout: 5 });
-      }
-    },
-  };
-}
 
 const DATABASES = ['pglite', 'postgres'] as const;
 
 describe.each(DATABASES)('dev mode end to end on %s', (database) => {
   let dataDir: string;
   let env: NodeJS.ProcessEnv;
-  let server: Server | undefined;
-  let child: ChildProcess | undefined;
+  let server: Broker | undefined;
   let dropDatabase: (() => Promise<void>) | undefined;
   const tokens: Record<string, string> = {};
   const taskId = `e2e-${database}-${Date.now().toString(36)}`;
@@ -185,12 +56,12 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
     dataDir = mkdtempSync(join(tmpdir(), `tasklease-e2e-${database}-`));
     const extra: Record<string, string> = { TASKLEASE_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
     if (database === 'postgres') {
-      const pg = await createPgDatabase();
+      const pg = await createPgDatabase('e2e');
       dropDatabase = pg.drop;
       extra.DATABASE_URL = pg.url;
     }
     env = childEnv(extra);
-    server = await startServer(env, (c) => (child = c));
+    server = await startBroker(env);
     for (const subject of ['orchestrator', 'agent-1', 'agent-2', 'admin']) {
       const result = await runCli(['dev', 'token', subject], env);
       expect(result.code, `dev token ${subject}: ${result.stderr}`).toBe(0);
@@ -204,14 +75,7 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
 
   afterAll(async () => {
     try {
-      if (child && child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await within(
-          new Promise<void>((resolve) => child!.once('exit', () => resolve())),
-          EXIT_TIMEOUT_MS,
-          'killing the server',
-        ).catch(() => {});
-      }
+      await killAllChildren();
     } finally {
       try {
         if (dropDatabase) await within(dropDatabase(), 30_000, 'dropping the test database');

@@ -4,24 +4,20 @@
 // released); once the tasks complete, every lease ends revoked or expired; the
 // audit chain stays intact.
 import { Agent } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
-  childEnv,
-  createPgDatabase,
   devTokens,
   http,
   HttpError,
   jtiOf,
-  killAllChildren,
   killBroker,
   runCli,
   sleep,
   startBroker,
-  tempDataDir,
   within,
   type Broker,
-  type PgDatabase,
-} from './child-broker.js';
+  useChildBrokers,
+} from '../support/child-broker.js';
 
 const AGENTS = Array.from({ length: 8 }, (_, i) => `agent-${i + 1}`);
 const LOOPS = 16;
@@ -42,31 +38,12 @@ interface Received {
 }
 
 describe('SIGKILL during issuance, 20 times over', () => {
-  let pg: PgDatabase;
-  let data: ReturnType<typeof tempDataDir>;
-  let env: NodeJS.ProcessEnv;
+  const child = useChildBrokers('crash');
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-
-  beforeAll(async () => {
-    pg = await createPgDatabase('crash');
-    data = tempDataDir('crash');
-    env = childEnv({ TASKLEASE_DATA_DIR: data.dir, DATABASE_URL: pg.url, PORT: '0', HOST: '127.0.0.1' });
-  });
-
-  afterAll(async () => {
-    agent.destroy();
-    try {
-      await killAllChildren();
-    } finally {
-      try {
-        if (pg) await within(pg.drop(), 30_000, 'dropping the test database');
-      } finally {
-        data?.remove();
-      }
-    }
-  });
+  afterAll(() => agent.destroy());
 
   it('releases no credential without a lease row, leaves no lease behind, keeps the audit chain intact', { timeout: 300_000 }, async () => {
+    const { pg, env } = child;
     let broker: Broker = await startBroker(env);
     const tokens = await devTokens(env, ['orchestrator', ...AGENTS]);
     const run = Date.now().toString(36);

@@ -5,24 +5,20 @@
 // since the jwt backend's revoke is a no-op), none missed: the leases the dead
 // replica had claimed are taken over by the survivors once its claim runs out.
 import { Agent } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
-  childEnv,
-  createPgDatabase,
   devTokens,
   http,
   HttpError,
   jtiOf,
-  killAllChildren,
   killBroker,
   runCli,
   sleep,
   startBroker,
-  tempDataDir,
   within,
   type Broker,
-  type PgDatabase,
-} from './child-broker.js';
+  useChildBrokers,
+} from '../support/child-broker.js';
 
 const AGENTS = Array.from({ length: 6 }, (_, i) => `agent-${i + 1}`);
 const LEASES_PER_TASK = 100;
@@ -37,29 +33,9 @@ interface Received {
 }
 
 describe('three replicas, one killed while sweeping', () => {
-  let pg: PgDatabase;
-  let data: ReturnType<typeof tempDataDir>;
-  let env: NodeJS.ProcessEnv;
+  const child = useChildBrokers('replicas');
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-
-  beforeAll(async () => {
-    pg = await createPgDatabase('replicas');
-    data = tempDataDir('replicas');
-    env = childEnv({ TASKLEASE_DATA_DIR: data.dir, DATABASE_URL: pg.url, PORT: '0', HOST: '127.0.0.1' });
-  });
-
-  afterAll(async () => {
-    agent.destroy();
-    try {
-      await killAllChildren();
-    } finally {
-      try {
-        if (pg) await within(pg.drop(), 30_000, 'dropping the test database');
-      } finally {
-        data?.remove();
-      }
-    }
-  });
+  afterAll(() => agent.destroy());
 
   /** Polls `check` until it returns true or `ms` pass; returns whether it did. */
   async function until(ms: number, check: () => Promise<boolean>): Promise<boolean> {
@@ -72,6 +48,7 @@ describe('three replicas, one killed while sweeping', () => {
   }
 
   it('revokes every lease of a completed task exactly once, taking over the dead replica\u2019s claims', { timeout: 240_000 }, async () => {
+    const { pg, env } = child;
     // The first replica creates the keys under the shared data dir; the other two start on them.
     const first = await startBroker(env);
     const replicas: Broker[] = [first, ...(await Promise.all([startBroker(env), startBroker(env)]))];

@@ -10,23 +10,19 @@
 // a refusal, counted and printed but not a failure.
 import { Agent } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  childEnv,
-  createPgDatabase,
   devTokens,
   http,
   HttpError,
   jtiOf,
-  killAllChildren,
   runCli,
   sleep,
   startBroker,
-  tempDataDir,
   within,
   type HttpResult,
-  type PgDatabase,
-} from './child-broker.js';
+  useChildBrokers,
+} from '../support/child-broker.js';
 
 const IN_FLIGHT = 20;
 const SWEEP_LEASES = 400;
@@ -37,29 +33,10 @@ const ACCEPT_LOG = fileURLToPath(new URL('./accept-log.mjs', import.meta.url));
 type Outcome = { id: string; phase: 'in-flight' | 'after-sigterm'; localPort?: number; result?: HttpResult; error?: HttpError };
 
 describe('SIGTERM with requests in flight', () => {
-  let pg: PgDatabase;
-  let data: ReturnType<typeof tempDataDir>;
-  let env: NodeJS.ProcessEnv;
-
-  beforeAll(async () => {
-    pg = await createPgDatabase('shutdown');
-    data = tempDataDir('shutdown');
-    env = childEnv({ TASKLEASE_DATA_DIR: data.dir, DATABASE_URL: pg.url, PORT: '0', HOST: '127.0.0.1' });
-  });
-
-  afterAll(async () => {
-    try {
-      await killAllChildren();
-    } finally {
-      try {
-        if (pg) await within(pg.drop(), 30_000, 'dropping the test database');
-      } finally {
-        data?.remove();
-      }
-    }
-  });
+  const child = useChildBrokers('shutdown');
 
   it('answers every accepted request in full, exits 0 and leaves no claim behind', { timeout: 120_000 }, async () => {
+    const { pg, env } = child;
     const broker = await startBroker({ ...env, NODE_OPTIONS: `--import ${ACCEPT_LOG}` });
     const accepted = () => new Set([...broker.stderr().matchAll(/^ACCEPTED (\d+)$/gm)].map((m) => Number(m[1])));
     const tokens = await devTokens(env, ['orchestrator', 'agent-1', 'agent-2']);

@@ -7,6 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
+import { afterAll, beforeAll } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'tasklease.js');
@@ -46,7 +47,7 @@ export async function createPgDatabase(prefix: string): Promise<PgDatabase> {
     await admin.unsafe(`create database ${name}`);
   } catch (err) {
     await admin.end({ timeout: 1 });
-    throw new Error(`PostgreSQL is required at ${PG_ADMIN_URL} for the reliability tests: ${(err as Error).message}`);
+    throw new Error(`PostgreSQL is required at ${PG_ADMIN_URL} for these tests: ${(err as Error).message}`);
   }
   const url = PG_ADMIN_URL.replace(/\/[^/]*$/, `/${name}`);
   const sql = postgres(url, { max: 4, onnotice: () => {}, connect_timeout: 5 });
@@ -330,4 +331,32 @@ export function jtiOf(token: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A PostgreSQL database and a data directory for the broker child processes
+ * of one test file, with the environment to start them in; after the file,
+ * every child is killed, the database dropped and the directory removed.
+ * Read `pg` and `env` inside tests (they are set in beforeAll).
+ */
+export function useChildBrokers(prefix: string): { pg: PgDatabase; env: NodeJS.ProcessEnv } {
+  const shared = {} as { pg: PgDatabase; env: NodeJS.ProcessEnv };
+  let data: ReturnType<typeof tempDataDir> | undefined;
+  beforeAll(async () => {
+    shared.pg = await createPgDatabase(prefix);
+    data = tempDataDir(prefix);
+    shared.env = childEnv({ TASKLEASE_DATA_DIR: data.dir, DATABASE_URL: shared.pg.url, PORT: '0', HOST: '127.0.0.1' });
+  });
+  afterAll(async () => {
+    try {
+      await killAllChildren();
+    } finally {
+      try {
+        if (shared.pg) await within(shared.pg.drop(), 30_000, 'dropping the test database');
+      } finally {
+        data?.remove();
+      }
+    }
+  });
+  return shared;
 }
