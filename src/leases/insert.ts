@@ -6,18 +6,18 @@ export type LeaseRow = typeof leases.$inferInsert;
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
-/** The lease as stored: the row as given, with the columns' defaults. */
+/** The lease as stored: the columns insertLeases writes, and the defaults of those it does not. */
 function stored(row: LeaseRow): Lease {
   return {
     reason: row.reason ?? null,
     revocable: row.revocable ?? true,
     revokeRequestedAt: row.revokeRequestedAt ?? null,
-    endedAt: row.endedAt ?? null,
-    attempts: row.attempts ?? 0,
     nextAttemptAt: row.nextAttemptAt ?? null,
-    lastError: row.lastError ?? null,
-    claimedBy: row.claimedBy ?? null,
-    claimUntil: row.claimUntil ?? null,
+    endedAt: null,
+    attempts: 0,
+    lastError: null,
+    claimedBy: null,
+    claimUntil: null,
     id: row.id,
     taskId: row.taskId,
     role: row.role,

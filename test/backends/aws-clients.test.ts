@@ -12,6 +12,7 @@ import { createManualClock } from '../../src/clock.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
 import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
+import { listenLocal } from '../support/listen.js';
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/tasklease-clients';
 const run = promisify(execFile);
@@ -169,6 +170,5 @@ async function delayingProxy(target: string, ms: number): Promise<{ url: string;
     });
     req.pipe(forward);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+  return { url: `http://127.0.0.1:${await listenLocal(server)}`, close: () => server.close() };
 }

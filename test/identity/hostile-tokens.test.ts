@@ -13,7 +13,6 @@
  */
 import { createHmac, createPublicKey, randomUUID, webcrypto, type JsonWebKey } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { count, eq } from 'drizzle-orm';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { OAuth2Server } from 'oauth2-mock-server';
@@ -24,6 +23,7 @@ import { auditEvents, leases } from '../../src/db/schema.js';
 import { createTokenVerifier } from '../../src/identity/verifier.js';
 import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
 import type { TestDatabase } from '../support/db.js';
+import { listenLocal } from '../support/listen.js';
 
 type Json = Record<string, unknown>;
 
@@ -103,8 +103,7 @@ describe('hostile bearer tokens on POST /v1/credentials (postgres)', () => {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ keys: [stranger.jwk] }));
     });
-    await new Promise<void>((resolve) => attacker.server!.listen(0, '127.0.0.1', resolve));
-    attacker.url = `http://127.0.0.1:${(attacker.server.address() as AddressInfo).port}`;
+    attacker.url = `http://127.0.0.1:${await listenLocal(attacker.server)}`;
 
     // One open task bound to the legitimate agent, opened with the normal orchestrator token.
     taskId = freshId('hostile');

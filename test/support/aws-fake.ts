@@ -27,13 +27,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { deleteRolePolicy, getRolePolicy, listRolePolicies, putRolePolicy, roleResourceArn } from './aws-fake/iam.js';
 import { deniedBy } from './aws-fake/policy.js';
 import { parseAuthorization, verifySignature, type ParsedAuthorization } from './aws-fake/sigv4.js';
 import { AwsError, keyId, makeRole, secretKey, type CallRecord, type FakeRole, type FakeSession, type InjectedFailure } from './aws-fake/state.js';
 import { assumedRoleArn, assumeRole, getCallerIdentity, type Caller } from './aws-fake/sts.js';
 import { errorXml, successXml, VERSIONS, type Service, type XmlNode } from './aws-fake/xml.js';
+import { listenLocal } from './listen.js';
 
 export type { CallRecord, FakeSession, InjectedFailure } from './aws-fake/state.js';
 export { PACKED_BUDGET_BYTES } from './aws-fake/sts.js';
@@ -234,11 +234,7 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
   }
 
   const server = createServer((req, res) => void handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(server);
 
   return {
     url: `http://127.0.0.1:${port}`,

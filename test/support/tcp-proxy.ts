@@ -1,4 +1,5 @@
 import { createServer, connect, type Socket } from 'node:net';
+import { listenLocal } from './listen.js';
 
 /**
  * A TCP proxy in front of PostgreSQL that a test can cut: `down()` closes
@@ -22,8 +23,7 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     upstream.on('error', drop).on('close', drop);
     client.pipe(upstream).pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
+  const port = await listenLocal(server);
   return {
     port,
     down() {

@@ -57,7 +57,6 @@
  *   across namespaces.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { allows, capabilitiesOn } from './vault-fake/acl.js';
 import { leaseLive } from './vault-fake/leases.js';
 import { findRoute, operationOf } from './vault-fake/routes.js';
@@ -66,6 +65,7 @@ import { healthBody } from './vault-fake/sys.js';
 import { findByToken, issueToken, revokeToken, tokenAlive } from './vault-fake/tokens.js';
 import type { FakeCall, VaultFake, VaultFakeOptions } from './vault-fake/types.js';
 import { base62, invalidToken, noToken, normalizeNamespace, permissionDenied, VaultHttpError, multi } from './vault-fake/util.js';
+import { listenLocal } from './listen.js';
 
 export type * from './vault-fake/types.js';
 
@@ -213,11 +213,7 @@ export async function startVaultFake(options: VaultFakeOptions = {}): Promise<Va
         send(res, answer.status, answer.body);
       });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLocal(server);
 
   return {
     url: `http://127.0.0.1:${port}`,
