@@ -1,8 +1,10 @@
-import { sql } from 'drizzle-orm';
-import { execRows, type Db } from '../db/client.js';
+import { sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { sendAll, sendOne } from '../db/send.js';
 import { chainHash, type AuditFields } from './chain.js';
 
-const LOCK_HEAD = sql`select hash from audit_head where id = 1 for update`;
+/** Locks the head of the chain until the transaction ends, and reads it (see lockChain). */
+export const LOCK_HEAD = sql`select hash from audit_head where id = 1 for update`;
 
 export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 'decision'> & {
   decision?: AuditFields['decision'];
@@ -18,14 +20,28 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
  * statements of the transaction alongside it is safe in any order.
  */
 export async function lockChain(tx: Db): Promise<string> {
-  const [head] = await execRows<{ hash: string }>(tx, LOCK_HEAD);
+  return headOf(await sendOne(tx, LOCK_HEAD));
+}
+
+/** The head's hash from the rows LOCK_HEAD returned. */
+export function headOf(rows: unknown[]): string {
+  const [head] = rows as { hash: string }[];
   if (!head) throw new Error('audit_head is missing: run the migrations');
   return head.hash;
 }
 
 /** Inserts events chained after `head`, which lockChain returned in this transaction, and moves the head. */
 export async function insertChained(tx: Db, head: string, events: AuditInput[]): Promise<void> {
-  if (events.length === 0) return;
+  const statement = chainedInsert(head, events);
+  if (statement) await sendAll(tx, [statement]);
+}
+
+/**
+ * The statement that inserts events chained after `head` and moves the head
+ * (none for no events). Send it in the transaction that locked the head.
+ */
+export function chainedInsert(head: string, events: AuditInput[]): SQL | undefined {
+  if (events.length === 0) return undefined;
   let prevHash = head;
   const rows = events.map((event) => {
     const fields: AuditFields = {
@@ -44,13 +60,13 @@ export async function insertChained(tx: Db, head: string, events: AuditInput[]):
     return row;
   });
   // One JSON parameter, so the statement text never varies with the batch size: prepared once per connection.
-  await tx.execute(sql`with appended as (insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
+  return sql`with appended as (insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
     select at, actor, action, target, decision, reason, details, request_id, prev_hash, hash
     from rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
       as (at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, prev_hash text, hash text))
       with ordinality as r(at, actor, action, target, decision, reason, details, request_id, prev_hash, hash, n)
     order by n)
-    update audit_head set hash = ${prevHash} where id = 1`);
+    update audit_head set hash = ${prevHash} where id = 1`;
 }
 
 /**

@@ -1,5 +1,6 @@
-import { sql } from 'drizzle-orm';
-import { execRows, type Db } from '../db/client.js';
+import { sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { sendAll } from '../db/send.js';
 import type { Lease, leases } from '../db/schema.js';
 
 export type LeaseRow = typeof leases.$inferInsert;
@@ -7,7 +8,7 @@ export type LeaseRow = typeof leases.$inferInsert;
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
 /** The lease as stored: the columns insertLeases writes, and the defaults of those it does not. */
-function stored(row: LeaseRow): Lease {
+export function stored(row: LeaseRow): Lease {
   return {
     reason: row.reason ?? null,
     revocable: row.revocable ?? true,
@@ -33,13 +34,20 @@ function stored(row: LeaseRow): Lease {
   };
 }
 
+/** Inserts new leases (the issuance path); returns them as stored. */
+export async function insertLeases(tx: Db, rows: LeaseRow[]): Promise<Lease[]> {
+  const statement = leaseInsert(rows);
+  if (statement) await sendAll(tx, [statement]);
+  return rows.map(stored);
+}
+
 /**
- * Inserts new leases (the issuance path) in one statement whose text does not
+ * The statement that inserts new leases (none for no rows). Its text does not
  * vary with the batch size, so it is prepared once per connection: the rows
  * travel as one JSON parameter.
  */
-export async function insertLeases(tx: Db, rows: LeaseRow[]): Promise<Lease[]> {
-  if (rows.length === 0) return [];
+export function leaseInsert(rows: LeaseRow[]): SQL | undefined {
+  if (rows.length === 0) return undefined;
   const json = rows.map((r) => ({
     id: r.id,
     task_id: r.taskId,
@@ -58,12 +66,11 @@ export async function insertLeases(tx: Db, rows: LeaseRow[]): Promise<Lease[]> {
     revoke_requested_at: iso(r.revokeRequestedAt),
     next_attempt_at: iso(r.nextAttemptAt),
   }));
-  await tx.execute(sql`insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
+  return sql`insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
       issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
     select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
       token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
-      backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)`);
-  return rows.map(stored);
+      backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)`;
 }
 
 export interface TaskState {
@@ -73,16 +80,17 @@ export interface TaskState {
 }
 
 /**
- * The tasks of a batch, read FOR SHARE: this orders the batch's inserts
+ * The statement that reads the tasks of a batch FOR SHARE: this orders the batch's inserts
  * against a concurrent completion of a task (either the completion sees the
  * lease and revokes it, or the batch sees the task closed).
  */
-export async function tasksForShare(tx: Db, ids: string[]): Promise<Map<string, TaskState>> {
-  const rows = await execRows<{ id: string; status: string; max_leases: number | null }>(
-    tx,
-    // = any(array(...)), not in (select ...): a prepared statement's generic plan guesses 100 rows for the
-    // set-returning function and hash-joins the whole table; an array comparison is an index scan.
-    sql`select id, status, max_leases from tasks where id = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))) for share`,
-  );
-  return new Map(rows.map((t) => [t.id, { id: t.id, status: t.status, maxLeases: t.max_leases }]));
+export function tasksForShare(ids: string[]): SQL {
+  // = any(array(...)), not in (select ...): a prepared statement's generic plan guesses 100 rows for the
+  // set-returning function and hash-joins the whole table; an array comparison is an index scan.
+  return sql`select id, status, max_leases from tasks where id = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))) for share`;
+}
+
+/** The rows tasksForShare returned, by id. */
+export function taskStates(rows: unknown[]): Map<string, TaskState> {
+  return new Map((rows as { id: string; status: string; max_leases: number | null }[]).map((t) => [t.id, { id: t.id, status: t.status, maxLeases: t.max_leases }]));
 }

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { insertChained, lockChain, type AuditInput } from '../audit/append.js';
+import { chainedInsert, headOf, LOCK_HEAD, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
@@ -8,7 +8,8 @@ import type { Lease } from '../db/schema.js';
 import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { Limits } from '../policy/limits.js';
-import { insertLeases, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
+import { sendAll } from '../db/send.js';
+import { insertLeases, leaseInsert, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
 
 const COMMIT_TIMEOUT_MS = 10_000;
 
@@ -39,11 +40,12 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
 
 /**
  * Group commit for the issuance path. Requests that arrive while a commit is
- * in flight are written together in the next transaction, in five round
- * trips: BEGIN; the batch's tasks FOR SHARE; the audit chain's head, locked;
- * the lease rows with their audit events (one append to the hash chain),
- * sent together; COMMIT.
- * Statement texts do not vary with the batch size, so each is prepared once.
+ * in flight are written together in the next transaction, in four round
+ * trips: BEGIN; the batch's tasks FOR SHARE and the audit chain's head,
+ * locked, sent together (the server runs them in that order); the lease rows
+ * and their audit events (one append to the hash chain), sent together;
+ * COMMIT. Statement texts do not vary with the batch size, so each is a
+ * prepared statement, prepared once per connection (db/send.ts).
  *
  * The commit is where limits hold: requests whose role has quotas or
  * conflicts take advisory locks on their agent, task (and role), always after
@@ -65,9 +67,12 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
       const out = new Map<string, Recorded>();
       const refused = new Map<string, CommitRefusal>();
       // Task rows first, the chain's head last, as every transaction that appends takes them: one lock
-      // order, so a completion (task row, then head) and this batch cannot deadlock.
-      const taskOf = items.length > 0 ? await tasksForShare(tx, [...new Set(items.map((p) => p.row.taskId))]) : new Map<string, TaskState>();
-      const head = await lockChain(tx);
+      // order, so a completion (task row, then head) and this batch cannot deadlock. Sent together, they
+      // still run in this order: the head is locked once the task rows are.
+      const ids = [...new Set(items.map((p) => p.row.taskId))];
+      const locked = await sendAll(tx, ids.length > 0 ? [tasksForShare(ids), LOCK_HEAD] : [LOCK_HEAD]);
+      const taskOf = ids.length > 0 ? taskStates(locked[0]!) : new Map<string, TaskState>();
+      const head = headOf(locked.at(-1)!);
       const constrained: LeaseItem[] = [];
       const free: LeaseItem[] = [];
       for (const p of items) {
@@ -102,8 +107,8 @@ export function createLeaseWriter(db: Db, limits: Limits, onRevokeRequested: () 
         return [{ ...p.event, action: 'credential.denied', decision: 'deny' as const, reason: `${refusal.reason}; revoking it`, details: { ...p.event.details, code: refusal.code, ...refusal.extra } }];
       });
       // Together, one round trip: the lease rows and their audit events.
-      const [inserted] = await Promise.all([insertLeases(tx, rows), insertChained(tx, head, events)]);
-      for (const lease of inserted) out.set(lease.id, { lease, ...(refused.has(lease.id) ? { refusal: refused.get(lease.id)! } : {}) });
+      await sendAll(tx, [leaseInsert(rows), chainedInsert(head, events)].filter((s) => s !== undefined));
+      for (const lease of rows.map(stored)) out.set(lease.id, { lease, ...(refused.has(lease.id) ? { refusal: refused.get(lease.id)! } : {}) });
       return out;
     });
   }

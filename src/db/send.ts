@@ -1,0 +1,44 @@
+import { is, type SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
+import { PostgresJsSession } from 'drizzle-orm/postgres-js';
+import { rowsOf, type Db } from './client.js';
+
+// Renders a statement to its text and parameters; it holds nothing of any database's.
+const dialect = new PgDialect();
+
+/**
+ * Sends statements together and returns each one's rows, in order.
+ *
+ * On PostgreSQL they go as named prepared statements, all in one write: one
+ * round trip for the lot. (drizzle's `execute` sends an unnamed statement,
+ * which postgres.js describes first: two round trips each, and nothing can
+ * follow it until it is done.) A statement is prepared once per connection,
+ * so pass only statements whose text never varies: rows and ids travel as one
+ * JSON parameter.
+ *
+ * Inside a transaction the server runs them in the order given, each after
+ * the one before has finished, so a lock taken by one is held by the next;
+ * if one fails, those after it fail and the transaction rolls back. On PGlite
+ * they run one after another.
+ */
+export async function sendAll(db: Db, statements: SQL[]): Promise<unknown[][]> {
+  const session = db._.session;
+  if (is(session, PostgresJsSession)) {
+    const client = session.client;
+    // execute() dispatches each at once, in this order: the connection writes them in the order they come.
+    const queries = statements.map((s) => {
+      const q = dialect.sqlToQuery(s);
+      return client.unsafe(q.sql, q.params as never[], { prepare: true }).execute();
+    });
+    return (await Promise.all(queries)) as unknown[][];
+  }
+  const out: unknown[][] = [];
+  for (const s of statements) out.push(rowsOf(await db.execute(s)));
+  return out;
+}
+
+/** One statement as a named prepared statement (see sendAll): one round trip. */
+export async function sendOne<T>(db: Db, statement: SQL): Promise<T[]> {
+  const [rows] = await sendAll(db, [statement]);
+  return rows as T[];
+}
