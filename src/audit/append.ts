@@ -1,10 +1,8 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { sendAll, sendOne } from '../db/send.js';
-import { chainHash, type AuditFields } from './chain.js';
-
-/** Locks the head of the chain until the transaction ends, and reads it (see lockChain). */
-export const LOCK_HEAD = sql`select hash from audit_head where id = 1 for update`;
+import { TransactionLost } from '../db/errors.js';
+import { sendOne } from '../db/send.js';
+import { chainBody, type AuditFields } from './chain.js';
 
 export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 'decision'> & {
   decision?: AuditFields['decision'];
@@ -14,35 +12,22 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
 };
 
 /**
- * Locks the head of the chain until the transaction ends, and reads it, in one
- * statement: the row is read at its newest version once the lock is granted,
- * so an append that committed meanwhile is never missed. Sending other
- * statements of the transaction alongside it is safe in any order.
+ * The statement that appends events to the hash chain (none for no events);
+ * pass its rows to `appended`. One statement does it all on the server: it
+ * locks the chain's head (held until the transaction ends) and reads it at its
+ * newest version, hashes the events after it in order (SHA-256 of the previous
+ * hash, a newline and each event's canonical JSON, which this process renders:
+ * chain.ts computes the same), inserts them and moves the head. No round trip
+ * to this process happens while the head is locked, so appends from many
+ * transactions queue on the head only for the time the server takes to write
+ * them and commit.
+ *
+ * With `txid`, it writes only in that transaction (the one that took the
+ * batch's other locks) and nothing in a session a lost connection was
+ * replaced with.
  */
-export async function lockChain(tx: Db): Promise<string> {
-  return headOf(await sendOne(tx, LOCK_HEAD));
-}
-
-/** The head's hash from the rows LOCK_HEAD returned. */
-export function headOf(rows: unknown[]): string {
-  const [head] = rows as { hash: string }[];
-  if (!head) throw new Error('audit_head is missing: run the migrations');
-  return head.hash;
-}
-
-/** Inserts events chained after `head`, which lockChain returned in this transaction, and moves the head. */
-export async function insertChained(tx: Db, head: string, events: AuditInput[]): Promise<void> {
-  const statement = chainedInsert(head, events);
-  if (statement) await sendAll(tx, [statement]);
-}
-
-/**
- * The statement that inserts events chained after `head` and moves the head
- * (none for no events). Send it in the transaction that locked the head.
- */
-export function chainedInsert(head: string, events: AuditInput[]): SQL | undefined {
+export function chainAppend(events: AuditInput[], txid?: string): SQL | undefined {
   if (events.length === 0) return undefined;
-  let prevHash = head;
   const rows = events.map((event) => {
     const fields: AuditFields = {
       at: event.at,
@@ -54,27 +39,41 @@ export function chainedInsert(head: string, events: AuditInput[]): SQL | undefin
       details: event.details ?? {},
       requestId: event.requestId ?? null,
     };
-    const hash = chainHash(prevHash, fields);
-    const row = { at: fields.at.toISOString(), actor: fields.actor, action: fields.action, target: fields.target, decision: fields.decision, reason: fields.reason, details: fields.details, request_id: fields.requestId, prev_hash: prevHash, hash };
-    prevHash = hash;
-    return row;
+    return { ...fields, at: fields.at.toISOString(), request_id: fields.requestId, requestId: undefined, body: chainBody(fields) };
   });
   // One JSON parameter, so the statement text never varies with the batch size: prepared once per connection.
-  return sql`with appended as (insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
-    select at, actor, action, target, decision, reason, details, request_id, prev_hash, hash
-    from rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-      as (at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, prev_hash text, hash text))
-      with ordinality as r(at, actor, action, target, decision, reason, details, request_id, prev_hash, hash, n)
-    order by n)
-    update audit_head set hash = ${prevHash} where id = 1`;
+  return sql`with recursive
+    locker as (select 1 where txid_current()::text = coalesce(${txid ?? null}::text, txid_current()::text)),
+    head as (select hash from audit_head where id = 1 and exists (select from locker) for update),
+    ev as (select * from rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+        as (at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, body text))
+      with ordinality as r(at, actor, action, target, decision, reason, details, request_id, body, n)),
+    chain (n, prev_hash, hash) as (
+      select 0::bigint, null::text, hash from head
+      union all
+      select ev.n, chain.hash, encode(sha256(convert_to(chain.hash || E'\\n' || ev.body, 'UTF8')), 'hex') from chain join ev on ev.n = chain.n + 1),
+    appended as (insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
+      select ev.at, ev.actor, ev.action, ev.target, ev.decision, ev.reason, ev.details, ev.request_id, chain.prev_hash, chain.hash
+      from ev join chain on chain.n = ev.n
+      order by ev.n
+      returning 1),
+    moved as (update audit_head set hash = (select hash from chain order by n desc limit 1) where id = 1 and exists (select from head) returning 1)
+    select (select count(*) from appended)::int as appended, (select count(*) from moved)::int as moved`;
+}
+
+/** Checks the rows of chainAppend: all `count` events were written and the head moved. */
+export function appended(rows: unknown[], count: number): void {
+  const [r] = rows as { appended: number; moved: number }[];
+  // Otherwise it ran outside its transaction (or audit_head is missing: migrations not run), and wrote nothing.
+  if (r?.moved !== 1 || r.appended !== count) throw new TransactionLost();
 }
 
 /**
  * Appends events to the audit chain inside the caller's transaction, so an
  * event commits or rolls back with the state change it records. Call it last
- * in the transaction: the chain lock is held until commit.
+ * in the transaction: the chain's head stays locked until commit.
  */
 export async function appendAudit(tx: Db, events: AuditInput[]): Promise<void> {
-  if (events.length === 0) return;
-  await insertChained(tx, await lockChain(tx), events);
+  const statement = chainAppend(events);
+  if (statement) appended(await sendOne(tx, statement), events.length);
 }

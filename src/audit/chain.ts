@@ -26,9 +26,9 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** hash = SHA-256(prev_hash, canonical fields): each row seals the one before it. */
-export function chainHash(prevHash: string, fields: AuditFields): string {
-  const body = canonicalJson({
+/** What a row's hash covers after the previous hash: its fields as canonical JSON. */
+export function chainBody(fields: AuditFields): string {
+  return canonicalJson({
     at: fields.at.toISOString(),
     actor: fields.actor,
     action: fields.action,
@@ -38,5 +38,12 @@ export function chainHash(prevHash: string, fields: AuditFields): string {
     details: fields.details,
     request_id: fields.requestId,
   });
-  return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
+}
+
+/**
+ * hash = SHA-256(prev_hash, "\n", canonical fields): each row seals the one
+ * before it. The append statement (append.ts) computes the same in SQL.
+ */
+export function chainHash(prevHash: string, fields: AuditFields): string {
+  return createHash('sha256').update(prevHash).update('\n').update(chainBody(fields)).digest('hex');
 }

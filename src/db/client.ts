@@ -6,6 +6,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { sql, type SQL } from 'drizzle-orm';
 import postgres from 'postgres';
+import { postgresLane, transactionLane, type CommitLane } from './lane.js';
 import { schema } from './schema.js';
 
 /** The one database type the services see, whichever driver is underneath (also a transaction). */
@@ -19,6 +20,8 @@ export interface Database {
    * With `waitMs`, gives up (an error) rather than wait longer for the lock.
    */
   withAdvisoryLock<T>(key: string, fn: () => Promise<T>, waitMs?: number): Promise<T>;
+  /** A commit lane (db/lane.ts): on PostgreSQL a connection of its own, outside the pool; closed with the database. */
+  lane(): CommitLane;
   close(): Promise<void>;
 }
 
@@ -41,16 +44,20 @@ export async function execRows<T>(db: Db, query: SQL): Promise<T[]> {
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
-    const client = postgres(options.url, {
-      max: options.poolSize ?? 20,
-      onnotice: () => {},
-      connect_timeout: 10,
-      // The array-type lookup postgres.js runs on each new connection is not awaited by any query, so a
-      // connection cut during it surfaced as an unhandled rejection; drizzle parses arrays itself.
-      fetch_types: false,
-      // Timestamps are handled by drizzle; keep bigints as strings it expects.
-    });
+    const url = options.url;
+    const connect = (max: number) =>
+      postgres(url, {
+        max,
+        onnotice: () => {},
+        connect_timeout: 10,
+        // The array-type lookup postgres.js runs on each new connection is not awaited by any query, so a
+        // connection cut during it surfaced as an unhandled rejection; drizzle parses arrays itself.
+        fetch_types: false,
+        // Timestamps are handled by drizzle; keep bigints as strings it expects.
+      });
+    const client = connect(options.poolSize ?? 20);
     const db = drizzlePostgres(client, { schema }) as unknown as Db;
+    const lanes = new Set<CommitLane>();
     return {
       db,
       kind: 'postgres',
@@ -61,7 +68,15 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
           await tx`select pg_advisory_xact_lock(hashtext(${key}))`;
           return fn();
         }) as Promise<Awaited<ReturnType<typeof fn>>>,
-      close: () => client.end({ timeout: 5 }),
+      lane() {
+        const lane = postgresLane(() => connect(1));
+        lanes.add(lane);
+        return lane;
+      },
+      close: async () => {
+        await Promise.all([...lanes].map((l) => l.close()));
+        await client.end({ timeout: 5 });
+      },
     };
   }
   mkdirSync(options.dataDir, { recursive: true });
@@ -73,16 +88,19 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     kind: 'pglite',
     // PGlite is one process and one connection: nothing else can race.
     withAdvisoryLock: (_key, fn) => fn(),
+    lane: () => transactionLane(db),
     close: () => client.close(),
   };
 }
 
 /** Wraps an already-open PGlite (tests share one per file). */
 export function fromPglite(client: PGlite): Database {
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
-    db: drizzlePglite(client, { schema }) as unknown as Db,
+    db,
     kind: 'pglite',
     withAdvisoryLock: (_key, fn) => fn(),
+    lane: () => transactionLane(db),
     close: () => client.close(),
   };
 }

@@ -25,3 +25,15 @@ function errorCodes(err: unknown): string[] {
   }
   return codes;
 }
+
+/**
+ * A write that found itself outside the transaction that took its locks: the
+ * connection was lost and the statement ran on the session that replaced it,
+ * so it wrote nothing. Reported as the lost connection it is (unavailable).
+ */
+export class TransactionLost extends Error {
+  readonly code = 'CONNECTION_CLOSED';
+  constructor() {
+    super('the database connection was lost mid-transaction; nothing was written');
+  }
+}

@@ -1,6 +1,7 @@
 import { is, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { PostgresJsSession } from 'drizzle-orm/postgres-js';
+import type postgres from 'postgres';
 import { rowsOf, type Db } from './client.js';
 
 // Renders a statement to its text and parameters; it holds nothing of any database's.
@@ -23,15 +24,7 @@ const dialect = new PgDialect();
  */
 export async function sendAll(db: Db, statements: SQL[]): Promise<unknown[][]> {
   const session = db._.session;
-  if (is(session, PostgresJsSession)) {
-    const client = session.client;
-    // execute() dispatches each at once, in this order: the connection writes them in the order they come.
-    const queries = statements.map((s) => {
-      const q = dialect.sqlToQuery(s);
-      return client.unsafe(q.sql, q.params as never[], { prepare: true }).execute();
-    });
-    return (await Promise.all(queries)) as unknown[][];
-  }
+  if (is(session, PostgresJsSession)) return dispatch(session.client, statements);
   const out: unknown[][] = [];
   for (const s of statements) out.push(rowsOf(await db.execute(s)));
   return out;
@@ -41,4 +34,20 @@ export async function sendAll(db: Db, statements: SQL[]): Promise<unknown[][]> {
 export async function sendOne<T>(db: Db, statement: SQL): Promise<T[]> {
   const [rows] = await sendAll(db, [statement]);
   return rows as T[];
+}
+
+/**
+ * Dispatches statements at once, in order, as named prepared statements, with
+ * optional plain commands (BEGIN, COMMIT) before and after them; each query's
+ * result, in order. On one connection the server runs them in this order.
+ */
+export function dispatch(client: postgres.Sql, statements: SQL[], before?: string, after?: string): Promise<unknown[][]> {
+  const queries = [];
+  if (before) queries.push(client.unsafe(before).execute());
+  for (const s of statements) {
+    const q = dialect.sqlToQuery(s);
+    queries.push(client.unsafe(q.sql, q.params as never[], { prepare: true }).execute());
+  }
+  if (after) queries.push(client.unsafe(after).execute());
+  return Promise.all(queries) as Promise<unknown[][]>;
 }

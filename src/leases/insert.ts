@@ -1,6 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
-import { sendAll } from '../db/send.js';
+import { TransactionLost } from '../db/errors.js';
 import type { Lease, leases } from '../db/schema.js';
 
 export type LeaseRow = typeof leases.$inferInsert;
@@ -34,19 +33,15 @@ export function stored(row: LeaseRow): Lease {
   };
 }
 
-/** Inserts new leases (the issuance path); returns them as stored. */
-export async function insertLeases(tx: Db, rows: LeaseRow[]): Promise<Lease[]> {
-  const statement = leaseInsert(rows);
-  if (statement) await sendAll(tx, [statement]);
-  return rows.map(stored);
-}
-
 /**
- * The statement that inserts new leases (none for no rows). Its text does not
- * vary with the batch size, so it is prepared once per connection: the rows
- * travel as one JSON parameter.
+ * The statement that inserts new leases (the issuance path; none for no
+ * rows); pass its rows to `inserted`. It writes only in transaction `txid`
+ * (the one that locked the tasks and the chain's head), nothing in a session
+ * a lost connection was replaced with. Its text does not vary with the batch
+ * size, so it is prepared once per connection: the rows travel as one JSON
+ * parameter.
  */
-export function leaseInsert(rows: LeaseRow[]): SQL | undefined {
+export function leaseInsert(rows: LeaseRow[], txid: string): SQL | undefined {
   if (rows.length === 0) return undefined;
   const json = rows.map((r) => ({
     id: r.id,
@@ -66,11 +61,20 @@ export function leaseInsert(rows: LeaseRow[]): SQL | undefined {
     revoke_requested_at: iso(r.revokeRequestedAt),
     next_attempt_at: iso(r.nextAttemptAt),
   }));
-  return sql`insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
-      issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
-    select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
-      token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
-      backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)`;
+  return sql`with locker as (select 1 where txid_current()::text = ${txid}),
+    ins as (insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
+        issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
+      select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
+        token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
+        backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)
+      where exists (select from locker)
+      returning 1)
+    select count(*)::int as inserted from ins`;
+}
+
+/** Checks the rows of leaseInsert: every lease was written. */
+export function inserted(rows: unknown[], expected: number): void {
+  if ((rows as { inserted: number }[])[0]?.inserted !== expected) throw new TransactionLost();
 }
 
 export interface TaskState {

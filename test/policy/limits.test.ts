@@ -314,7 +314,7 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
         limits: throwing,
         approvals: t.broker.approvals,
         backends: t.broker.backends,
-        writer: createLeaseWriter(database.db, throwing, () => {}),
+        writer: createLeaseWriter([database.lane()], throwing, () => {}),
         taskCache: createTaskCache({ db: database.db, clock: t.clock }),
         log,
       });
