@@ -52,6 +52,15 @@ const ceiling = await startProcess(['bin/run-ts.js', 'bench/ceiling-server.ts', 
 await load(ceiling.url, [{ method: 'GET', path: '/json' }], 'warm-json', 200, 2);
 const { result: bare, cpu: bareCpu } = await measured(ceiling, [{ method: 'GET', path: '/json' }], 'json', 200);
 const { result: insert, cpu: insertCpu } = await measured(ceiling, [{ method: 'POST', path: '/insert', body: {} }], 'insert', 201);
+// Scenario 2's floor: a 50 ms wait, then a response (and then one durable INSERT), at 64 and at 8 in flight.
+const waits = wants('2')
+  ? {
+      wait: await load(ceiling.url, [{ method: 'POST', path: '/wait', body: {} }], 'wait', 201),
+      waitInsert: await load(ceiling.url, [{ method: 'POST', path: '/wait-insert', body: {} }], 'wait-insert', 201),
+      wait8: await wrk(ceiling.url, [{ method: 'POST', path: '/wait', body: {} }], { connections: 8, seconds: SECONDS, expect: 201, dir, name: 'wait-8' }),
+      waitInsert8: await wrk(ceiling.url, [{ method: 'POST', path: '/wait-insert', body: {} }], { connections: 8, seconds: SECONDS, expect: 201, dir, name: 'wait-insert-8' }),
+    }
+  : undefined;
 await ceiling.stop();
 say(`ceiling  bare Hono JSON                 ${fmtLoad(bare)}`);
 say(`  ${bareCpu}`);
@@ -116,10 +125,12 @@ if (wants('2')) {
     say(`2 issuance, 50 ms backend               ${fmtLoad(slow)}`);
     say(`  ratio to the most a 50 ms backend allows at ${CONNS} agents (${((CONNS / 50) * 1000).toFixed(0)}/s): ${pct(slow.perSecond, (CONNS / 50) * 1000)}`);
     say(`  overhead (latency - 50 ms): p50 ${(slow.p50 - 50).toFixed(2)} ms  p99 ${(slow.p99 - 50).toFixed(2)} ms`);
+    say(`  ceilings, same run: bare Hono after a 50 ms wait adds p50 ${(waits!.wait.p50 - 50).toFixed(2)} ms; with one INSERT after it, p50 ${(waits!.waitInsert.p50 - 50).toFixed(2)} ms`);
     // The same with few agents: what one request costs when nothing queues.
     const light = await wrk(broker.url, reqs, { connections: 8, seconds: SECONDS, expect: 201, dir, name: 'slow-8' });
     say(`2 the same with 8 agents                 ${fmtLoad(light)}`);
     say(`  overhead (latency - 50 ms): p50 ${(light.p50 - 50).toFixed(2)} ms  p99 ${(light.p99 - 50).toFixed(2)} ms`);
+    say(`  ceilings, same run: bare Hono after a 50 ms wait adds p50 ${(waits!.wait8.p50 - 50).toFixed(2)} ms; with one INSERT after it, p50 ${(waits!.waitInsert8.p50 - 50).toFixed(2)} ms`);
   });
 }
 await dropDatabase(DB);

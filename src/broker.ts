@@ -105,7 +105,7 @@ export async function createBroker(deps: BrokerDeps) {
   const rateLimiter = rate ? createRateLimiter({ rate: rate.per_agent_per_second, burst: rate.burst, clock }) : undefined;
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
-  const writer = createLeaseWriter([database.lane(), database.lane()], limits, onRevokeRequested);
+  const writer = createLeaseWriter({ db, lanes: [database.lane(), database.lane()], limits, onRevokeRequested });
   const taskCache = createTaskCache({ db, clock });
   const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, taskCache, log, metrics });
   const leases = createLeaseService({ db, clock, onRevokeRequested });

@@ -28,38 +28,58 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
  */
 export function chainAppend(events: AuditInput[], txid?: string): SQL | undefined {
   if (events.length === 0) return undefined;
-  const rows = events.map((event) => {
-    const fields: AuditFields = {
-      at: event.at,
-      actor: event.actor,
-      action: event.action,
-      target: event.target,
-      decision: event.decision ?? 'info',
-      reason: event.reason ?? null,
-      details: event.details ?? {},
-      requestId: event.requestId ?? null,
-    };
-    return { ...fields, at: fields.at.toISOString(), request_id: fields.requestId, requestId: undefined, body: chainBody(fields) };
-  });
   // One JSON parameter, so the statement text never varies with the batch size: prepared once per connection.
   return sql`with recursive
     locker as (select 1 where txid_current()::text = coalesce(${txid ?? null}::text, txid_current()::text)),
-    head as (select hash from audit_head where id = 1 and exists (select from locker) for update),
-    ev as (select * from rows from (jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        as (at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, body text))
-      with ordinality as r(at, actor, action, target, decision, reason, details, request_id, body, n)),
+    ev as (select * from rows from (jsonb_to_recordset(${JSON.stringify(events.map(chainRow))}::jsonb) as (${EVENT_COLUMNS}))
+      with ordinality as r(${EVENT_NAMES}, n)),
+    ${chainCtes(sql`exists (select from locker)`)}
+    select ${CHAIN_RESULT}`;
+}
+
+/** An event as the append statements take it: its columns, and the canonical JSON its hash covers. */
+export function chainRow(event: AuditInput) {
+  const fields: AuditFields = {
+    at: event.at,
+    actor: event.actor,
+    action: event.action,
+    target: event.target,
+    decision: event.decision ?? 'info',
+    reason: event.reason ?? null,
+    details: event.details ?? {},
+    requestId: event.requestId ?? null,
+  };
+  const { requestId, ...rest } = fields;
+  return { ...rest, at: fields.at.toISOString(), request_id: requestId, body: chainBody(fields) };
+}
+
+/** The columns of chainRow, for jsonb_to_recordset. */
+export const EVENT_COLUMNS = sql.raw('at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, body text');
+const EVENT_NAMES = sql.raw('at, actor, action, target, decision, reason, details, request_id, body');
+
+/**
+ * The common table expressions that append `ev` (the columns of chainRow and
+ * their order `n`) to the chain, once `when` holds: lock the head and read it
+ * at its newest version, hash each event after the one before it, insert
+ * them, move the head. Select CHAIN_RESULT from them, and check it with
+ * `appended`. Whatever `when` refers to is evaluated before the head is
+ * locked (the lock order: rows first, the chain's head last).
+ */
+export function chainCtes(when: SQL): SQL {
+  return sql`head as (select hash from audit_head where id = 1 and ${when} for update),
     chain (n, prev_hash, hash) as (
       select 0::bigint, null::text, hash from head
       union all
-      select ev.n, chain.hash, encode(sha256(convert_to(chain.hash || E'\\n' || ev.body, 'UTF8')), 'hex') from chain join ev on ev.n = chain.n + 1),
+      select ev.n, chain.hash, encode(sha256(convert_to(chain.hash || E'\n' || ev.body, 'UTF8')), 'hex') from chain join ev on ev.n = chain.n + 1),
     appended as (insert into audit_events (at, actor, action, target, decision, reason, details, request_id, prev_hash, hash)
       select ev.at, ev.actor, ev.action, ev.target, ev.decision, ev.reason, ev.details, ev.request_id, chain.prev_hash, chain.hash
       from ev join chain on chain.n = ev.n
       order by ev.n
       returning 1),
-    moved as (update audit_head set hash = (select hash from chain order by n desc limit 1) where id = 1 and exists (select from head) returning 1)
-    select (select count(*) from appended)::int as appended, (select count(*) from moved)::int as moved`;
+    moved as (update audit_head set hash = (select hash from chain order by n desc limit 1) where id = 1 and exists (select from head) returning 1)`;
 }
+
+export const CHAIN_RESULT = sql`(select count(*) from appended)::int as appended, (select count(*) from moved)::int as moved`;
 
 /** Checks the rows of chainAppend: all `count` events were written and the head moved. */
 export function appended(rows: unknown[], count: number): void {

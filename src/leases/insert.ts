@@ -43,7 +43,21 @@ export function stored(row: LeaseRow): Lease {
  */
 export function leaseInsert(rows: LeaseRow[], txid: string): SQL | undefined {
   if (rows.length === 0) return undefined;
-  const json = rows.map((r) => ({
+  const json = rows.map(leaseJson);
+  return sql`with locker as (select 1 where txid_current()::text = ${txid}),
+    ins as (insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
+        issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
+      select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
+        token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
+        backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)
+      where exists (select from locker)
+      returning 1)
+    select count(*)::int as inserted from ins`;
+}
+
+/** A lease as the insert statements take it (jsonb_to_recordset). */
+export function leaseJson(r: LeaseRow) {
+  return {
     id: r.id,
     task_id: r.taskId,
     role: r.role,
@@ -60,16 +74,7 @@ export function leaseInsert(rows: LeaseRow[], txid: string): SQL | undefined {
     revocable: r.revocable ?? true,
     revoke_requested_at: iso(r.revokeRequestedAt),
     next_attempt_at: iso(r.nextAttemptAt),
-  }));
-  return sql`with locker as (select 1 where txid_current()::text = ${txid}),
-    ins as (insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
-        issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
-      select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
-        token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
-        backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)
-      where exists (select from locker)
-      returning 1)
-    select count(*)::int as inserted from ins`;
+  };
 }
 
 /** Checks the rows of leaseInsert: every lease was written. */

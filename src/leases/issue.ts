@@ -102,7 +102,7 @@ export function createIssuer(deps: IssueDeps) {
   }
 
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
-  async function evaluate(input: IssueInput, now: Date): Promise<Decision & { allow: true }> {
+  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean }> {
     let decision: Decision;
     let task;
     let refusal: LimitRefusal | undefined;
@@ -117,14 +117,15 @@ export function createIssuer(deps: IssueDeps) {
     }
     if (!decision.allow) return deny(input, decision.code, decision.reason, now);
     if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal));
-    return decision;
+    // The commit re-checks a constrained request's limits under lock; the others are recorded in one statement.
+    return { decision, constrained: limits.constrained(decision.role, task!) };
   }
 
   return async function issue(input: IssueInput): Promise<IssueResult> {
     const now = clock.now();
     const limited = deps.rateLimiter?.take(actorOf(input.identity));
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
-    const decision = await evaluate(input, now);
+    const { decision, constrained } = await evaluate(input, now);
     let ttlSeconds = decision.ttlSeconds;
     let redeemed: string | undefined;
     const leaseId = newId(clock);
@@ -203,7 +204,7 @@ export function createIssuer(deps: IssueDeps) {
           },
           requestId: input.requestId ?? null,
         },
-        { identity: input.identity, role: decision.role },
+        { identity: input.identity, role: decision.role, constrained },
       );
     } catch (err) {
       // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.

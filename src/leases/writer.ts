@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { appended, chainAppend, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
+import type { Db } from '../db/client.js';
 import type { CommitLane } from '../db/lane.js';
+import { sendOne } from '../db/send.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Lease } from '../db/schema.js';
@@ -9,6 +11,7 @@ import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { Limits } from '../policy/limits.js';
 import { inserted, leaseInsert, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
+import { recordIssued, type RecordResult } from './record.js';
 
 const COMMIT_TIMEOUT_MS = 10_000;
 const TXID = sql`select txid_current()::text as txid`;
@@ -28,11 +31,18 @@ export interface Recorded {
 /** The lease's revocation reason for a credential refused at commit. */
 const leaseReason = (refusal: CommitRefusal) => (refusal.code === 'task_not_open' ? 'task_closed' : refusal.code);
 
+/** Who asked; `constrained` when a limit applies to the request (quotas, conflicts, the task's lease limit). */
+interface Who {
+  identity: Identity;
+  role: RoleConfig;
+  constrained: boolean;
+}
+
 interface LeaseItem {
   kind: 'lease';
   row: LeaseRow;
   event: AuditInput;
-  who: { identity: Identity; role: RoleConfig };
+  who: Who;
   resolve: (r: Recorded) => void;
   reject: (err: unknown) => void;
 }
@@ -57,12 +67,54 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
  * `revoking` with a denial in the audit trail, so the sweeper revokes it
  * durably and every credential that ever existed has a row.
  */
-export function createLeaseWriter(lanes: CommitLane[], limits: Limits, onRevokeRequested: () => void, maxBatch = 256) {
+export interface LeaseWriterDeps {
+  db: Db;
+  /** One per group commit in flight; a batch with a constrained request commits on one. */
+  lanes: CommitLane[];
+  limits: Limits;
+  onRevokeRequested: () => void;
+  maxBatch?: number;
+}
+
+const TASK_CLOSED: CommitRefusal = { code: 'task_not_open', reason: 'task closed while the credential was minted', extra: {} };
+
+/** The audit event of a credential refused at commit. */
+const refusedEvent = (event: AuditInput, refusal: CommitRefusal): AuditInput => ({
+  ...event,
+  action: 'credential.denied',
+  decision: 'deny',
+  reason: `${refusal.reason}; revoking it`,
+  details: { ...event.details, code: refusal.code, ...refusal.extra },
+});
+
+export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBatch = 256 }: LeaseWriterDeps) {
   const queue: Pending[] = [];
   const free = [...lanes];
   let scheduled = false;
 
+  /** No limit applies to any request of the batch: one statement records it all (leases/record.ts). */
+  async function writeFree(batch: Pending[]): Promise<Map<string, Recorded>> {
+    const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
+    const events = batch.flatMap((p) => (p.kind === 'audit' ? p.events : []));
+    const statement = items.length > 0 ? recordIssued(items.map((p) => ({ row: p.row, event: p.event, refusedEvent: refusedEvent(p.event, TASK_CLOSED) })), events) : chainAppend(events)!;
+    const [result] = await sendOne<RecordResult>(db, statement);
+    appended([result], items.length + events.length);
+    if (items.length > 0 && result!.inserted !== items.length) throw new Error('the commit recorded an unexpected number of leases');
+    const refused = new Set(result!.refused?.split(',') ?? []);
+    const out = new Map<string, Recorded>();
+    for (const { row } of items) {
+      out.set(
+        row.id!,
+        refused.has(row.id!)
+          ? { lease: stored({ ...row, status: 'revoking', reason: 'task_closed', revokeRequestedAt: row.issuedAt, nextAttemptAt: row.issuedAt }), refusal: TASK_CLOSED }
+          : { lease: stored(row) },
+      );
+    }
+    return out;
+  }
+
   async function write(batch: Pending[], lane: CommitLane): Promise<Map<string, Recorded>> {
+    if (!batch.some((p) => p.kind === 'lease' && p.who.constrained)) return writeFree(batch);
     return lane.run(async (tx) => {
       const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
       const out = new Map<string, Recorded>();
@@ -77,7 +129,7 @@ export function createLeaseWriter(lanes: CommitLane[], limits: Limits, onRevokeR
       const unconstrained: LeaseItem[] = [];
       for (const p of items) {
         const task = taskOf.get(p.row.taskId);
-        if (!task || task.status !== 'open') refused.set(p.row.id!, { code: 'task_not_open', reason: 'task closed while the credential was minted', extra: {} });
+        if (!task || task.status !== 'open') refused.set(p.row.id!, TASK_CLOSED);
         else (limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
       }
       if (constrained.length > 0) {
@@ -104,8 +156,7 @@ export function createLeaseWriter(lanes: CommitLane[], limits: Limits, onRevokeR
       const events = batch.flatMap((p) => {
         if (p.kind === 'audit') return p.events;
         const refusal = refused.get(p.row.id!);
-        if (!refusal) return [p.event];
-        return [{ ...p.event, action: 'credential.denied', decision: 'deny' as const, reason: `${refusal.reason}; revoking it`, details: { ...p.event.details, code: refusal.code, ...refusal.extra } }];
+        return [refusal ? refusedEvent(p.event, refusal) : p.event];
       });
       // Together with COMMIT, one round trip: the lease rows and their audit events, each writing only in
       // the transaction that locked the tasks.
@@ -173,7 +224,7 @@ export function createLeaseWriter(lanes: CommitLane[], limits: Limits, onRevokeR
 
   return {
     /** Commits the lease with its audit event; a lease refused at commit comes back `revoking` with the refusal. */
-    recordLease(row: LeaseRow, event: AuditInput, who: { identity: Identity; role: RoleConfig }): Promise<Recorded> {
+    recordLease(row: LeaseRow, event: AuditInput, who: Who): Promise<Recorded> {
       return new Promise((resolve, reject) => enqueue({ kind: 'lease', row, event, who, resolve, reject }));
     },
     /** Commits audit events that record a decision with no state change (a denial). */

@@ -314,7 +314,7 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
         limits: throwing,
         approvals: t.broker.approvals,
         backends: t.broker.backends,
-        writer: createLeaseWriter([database.lane()], throwing, () => {}),
+        writer: createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: throwing, onRevokeRequested: () => {} }),
         taskCache: createTaskCache({ db: database.db, clock: t.clock }),
         log,
       });
