@@ -42,7 +42,7 @@ export function recordIssued(items: IssuedItem[], events: AuditInput[]): SQL {
     }),
     ...events.map(chainRow),
   ];
-  const pick = (column: string) => sql.raw(`case when x.refused then e.alt_${column} else e.${column} end`);
+  const pick = (column: string) => sql.raw(`case when e.refused then e.alt_${column} else e.${column} end`);
   return sql`with recursive
     req as (select * from jsonb_to_recordset(${JSON.stringify(leases)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text,
       subject text, token_sha256 text, credential_ref text, issued_at timestamptz, expires_at timestamptz, backend_expires_at timestamptz, revocable boolean)),
@@ -51,17 +51,17 @@ export function recordIssued(items: IssuedItem[], events: AuditInput[]): SQL {
     ins as (insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
         issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
       select r.id, r.task_id, r.role, r.backend, r.issuer, r.subject, r.token_sha256,
-        case when o.open then 'active' else 'revoking' end, case when o.open then null else 'task_closed' end, r.credential_ref,
+        case when r.open then 'active' else 'revoking' end, case when r.open then null else 'task_closed' end, r.credential_ref,
         r.issued_at, r.expires_at, r.backend_expires_at, r.revocable,
-        case when o.open then null else r.issued_at end, case when o.open then null else r.issued_at end
-      from req r cross join lateral (select coalesce((select status from t where t.id = r.task_id), '') = 'open' as open) o
+        case when r.open then null else r.issued_at end, case when r.open then null else r.issued_at end
+      from (select req.*, coalesce(t.status = 'open', false) as open from req left join t on t.id = req.task_id) r
       returning id, status),
     evin as (select * from rows from (jsonb_to_recordset(${JSON.stringify(chained)}::jsonb)
         as (${EVENT_COLUMNS}, task_id text, alt_action text, alt_decision text, alt_reason text, alt_details jsonb, alt_body text))
       with ordinality as r(at, actor, action, target, decision, reason, details, request_id, body, task_id, alt_action, alt_decision, alt_reason, alt_details, alt_body, n)),
     ev as (select e.at, e.actor, ${pick('action')} as action, e.target, ${pick('decision')} as decision, ${pick('reason')} as reason,
         ${pick('details')} as details, e.request_id, ${pick('body')} as body, e.n
-      from evin e cross join lateral (select e.task_id is not null and coalesce((select status from t where t.id = e.task_id), '') <> 'open' as refused) x),
+      from (select evin.*, evin.task_id is not null and coalesce(t.status, '') <> 'open' as refused from evin left join t on t.id = evin.task_id) e),
     ${chainCtes(sql`(select n from locked) >= 0`)}
     select (select string_agg(id::text, ',') from ins where status = 'revoking') as refused, (select count(*) from ins)::int as inserted, ${CHAIN_RESULT}`;
 }
