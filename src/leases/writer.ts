@@ -50,13 +50,16 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
 
 /**
  * Group commit for the issuance path. Requests that arrive while a commit is
- * in flight are written together in the next transaction, on a commit lane
- * (db/lane.ts), in two round trips: BEGIN with the batch's tasks read FOR
- * SHARE; then the lease rows, their audit events (one append to the hash
- * chain, which locks its head) and COMMIT. The chain's head, which every
- * append in every replica waits for, is held only while the server writes
- * the events and commits. Statement texts do not vary with the batch size, so
- * each is a prepared statement, prepared once per connection.
+ * in flight are written together in the next one (at most one per lane in
+ * flight). A batch in which no limit applies to any request is recorded by
+ * one statement (leases/record.ts): one round trip, atomic without BEGIN. A
+ * batch with a constrained request commits on a commit lane (db/lane.ts), in
+ * two round trips after its checks: BEGIN with the batch's tasks read FOR
+ * SHARE; then the lease rows, their audit events and COMMIT. Either way the
+ * audit chain's head, which every append in every replica waits for, is
+ * locked last and held only while the server writes the events and commits.
+ * Statement texts do not vary with the batch size: each is a prepared
+ * statement, prepared once per connection.
  *
  * The commit is where limits hold: requests whose role has quotas or
  * conflicts take advisory locks on their agent, task (and role), always after
