@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import type { CommitLane } from '../db/lane.js';
 import { sendOne } from '../db/send.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
-import { isDatabaseUnavailable } from '../db/errors.js';
+import { isDatabaseUnavailable, TransactionLost } from '../db/errors.js';
 import type { Lease } from '../db/schema.js';
 import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
@@ -53,9 +53,11 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
  * in flight are written together in the next one (at most one per lane in
  * flight). A batch in which no limit applies to any request is recorded by
  * one statement (leases/record.ts): one round trip, atomic without BEGIN. A
- * batch with a constrained request commits on a commit lane (db/lane.ts), in
- * two round trips after its checks: BEGIN with the batch's tasks read FOR
- * SHARE; then the lease rows, their audit events and COMMIT. Either way the
+ * batch with a constrained request, or one whose task closed while its
+ * credential was minted (that statement then writes nothing), commits on a
+ * commit lane (db/lane.ts), in two round trips around its checks: BEGIN with
+ * the batch's tasks read FOR SHARE; then the lease rows, their audit events
+ * and COMMIT. Either way the
  * audit chain's head, which every append in every replica waits for, is
  * locked last and held only while the server writes the events and commits.
  * Statement texts do not vary with the batch size: each is a prepared
@@ -95,29 +97,26 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
   const free = [...lanes];
   let scheduled = false;
 
-  /** No limit applies to any request of the batch: one statement records it all (leases/record.ts). */
-  async function writeFree(batch: Pending[]): Promise<Map<string, Recorded>> {
+  /**
+   * No limit applies to any request of the batch: one statement records it all (leases/record.ts).
+   * Undefined when a task of the batch closed meanwhile: nothing was written.
+   */
+  async function writeFree(batch: Pending[]): Promise<Map<string, Recorded> | undefined> {
     const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
     const events = batch.flatMap((p) => (p.kind === 'audit' ? p.events : []));
-    const statement = items.length > 0 ? recordIssued(items.map((p) => ({ row: p.row, event: p.event, refusedEvent: refusedEvent(p.event, TASK_CLOSED) })), events) : chainAppend(events)!;
-    const [result] = await sendOne<RecordResult>(db, statement);
+    const [result] = await sendOne<RecordResult>(db, items.length > 0 ? recordIssued(items, events) : chainAppend(events)!);
+    if (items.length > 0 && result!.closed > 0) return undefined;
     appended([result], items.length + events.length);
-    if (items.length > 0 && result!.inserted !== items.length) throw new Error('the commit recorded an unexpected number of leases');
-    const refused = new Set(result!.refused?.split(',') ?? []);
-    const out = new Map<string, Recorded>();
-    for (const { row } of items) {
-      out.set(
-        row.id!,
-        refused.has(row.id!)
-          ? { lease: stored({ ...row, status: 'revoking', reason: 'task_closed', revokeRequestedAt: row.issuedAt, nextAttemptAt: row.issuedAt }), refusal: TASK_CLOSED }
-          : { lease: stored(row) },
-      );
-    }
-    return out;
+    if (items.length > 0 && result!.inserted !== items.length) throw new TransactionLost();
+    return new Map(items.map(({ row }) => [row.id!, { lease: stored(row) }]));
   }
 
   async function write(batch: Pending[], lane: CommitLane): Promise<Map<string, Recorded>> {
-    if (!batch.some((p) => p.kind === 'lease' && p.who.constrained)) return writeFree(batch);
+    if (!batch.some((p) => p.kind === 'lease' && p.who.constrained)) {
+      const recorded = await writeFree(batch);
+      if (recorded) return recorded;
+    }
+    // Limits to check under lock, or a task that closed while its credential was minted (recorded as revoking).
     return lane.run(async (tx) => {
       const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
       const out = new Map<string, Recorded>();

@@ -25,39 +25,36 @@ describe.each(DRIVERS)('recording issued leases in one statement on %s', (driver
     return { id: newId({ now: () => now }), taskId, role: 'r', backend: 'b', issuer: 'i', subject: 'a', tokenSha256: 'h', status: 'active', credentialRef: `ref-${taskId}`, issuedAt: now, expiresAt: now, backendExpiresAt: now };
   };
   const issued = (row: LeaseRow): AuditInput => ({ at: row.issuedAt, actor: 'agent', action: 'credential.issued', target: `lease:${row.id}`, decision: 'allow', details: { task: row.taskId } });
-  const denied = (row: LeaseRow): AuditInput => ({ ...issued(row), action: 'credential.denied', decision: 'deny', reason: 'task closed; revoking it', details: { task: row.taskId, code: 'task_not_open' } });
 
-  it('records leases of open tasks as active and of closed ones as revoking, each with its own event, on one chain', async () => {
+  it('records the leases of open tasks as active, with their events and the other events of the batch, on one chain', async () => {
+    const rows = [lease('rec-open'), lease('rec-open')];
+    const other: AuditInput = { at: new Date(), actor: 'agent', action: 'credential.denied', target: 'task:rec-open', decision: 'deny', details: { code: 'role_denied' } };
+    const [result] = await sendOne<RecordResult>(database.db, recordIssued(rows.map((row) => ({ row, event: issued(row) })), [other]));
+    appended([result], 3);
+    expect(result).toMatchObject({ closed: 0, inserted: 2 });
+    for (const row of rows) {
+      const [stored] = await database.db.select().from(leases).where(eq(leases.id, row.id!));
+      expect(stored).toMatchObject({ status: 'active', reason: null, revokeRequestedAt: null, taskId: 'rec-open' });
+      const events = await database.db.select().from(auditEvents).where(eq(auditEvents.target, `lease:${row.id}`));
+      expect(events.map((e) => [e.action, e.decision])).toEqual([['credential.issued', 'allow']]);
+    }
+    expect((await database.db.select().from(auditEvents).where(eq(auditEvents.target, 'task:rec-open'))).map((e) => e.action)).toEqual(['credential.denied']);
+    expect((await verifyAuditChain(database.db)).ok).toBe(true);
+  });
+
+  it('writes nothing, and says so, when a task of the batch is no longer open', async () => {
     const open = lease('rec-open');
     const closed = lease('rec-closed');
-    const other: AuditInput = { at: new Date(), actor: 'agent', action: 'credential.denied', target: 'task:rec-open', decision: 'deny', details: { code: 'role_denied' } };
-    const [result] = await sendOne<RecordResult>(
-      database.db,
-      recordIssued(
-        [open, closed].map((row) => ({ row, event: issued(row), refusedEvent: denied(row) })),
-        [other],
-      ),
-    );
-    appended([result], 3);
-    expect(result).toMatchObject({ refused: closed.id, inserted: 2 });
-
-    const [o] = await database.db.select().from(leases).where(eq(leases.id, open.id!));
-    expect(o).toMatchObject({ status: 'active', reason: null, revokeRequestedAt: null });
-    const [c] = await database.db.select().from(leases).where(eq(leases.id, closed.id!));
-    expect(c).toMatchObject({ status: 'revoking', reason: 'task_closed' });
-    expect(c!.revokeRequestedAt).not.toBeNull();
-
-    const actionOf = async (target: string) => (await database.db.select().from(auditEvents).where(eq(auditEvents.target, target))).map((e) => [e.action, e.decision]);
-    expect(await actionOf(`lease:${open.id}`)).toEqual([['credential.issued', 'allow']]);
-    expect(await actionOf(`lease:${closed.id}`)).toEqual([['credential.denied', 'deny']]);
-    expect(await actionOf('task:rec-open')).toEqual([['credential.denied', 'deny']]);
+    const [result] = await sendOne<RecordResult>(database.db, recordIssued([open, closed].map((row) => ({ row, event: issued(row) })), []));
+    expect(result).toMatchObject({ closed: 1, inserted: 0, appended: 0, moved: 0 });
+    expect(await execRows(database.db, sql`select id from leases where id in (${open.id}, ${closed.id})`)).toHaveLength(0);
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });
 
   it('records nothing when one value is refused by the database', async () => {
     const row = lease('rec-open');
     const bad = { ...issued(row), details: { x: 'a\u0000b' } };
-    await expect(sendOne(database.db, recordIssued([{ row, event: bad, refusedEvent: denied(row) }], []))).rejects.toThrow();
+    await expect(sendOne(database.db, recordIssued([{ row, event: bad }], []))).rejects.toThrow();
     expect(await execRows(database.db, sql`select id from leases where id = ${row.id}`)).toHaveLength(0);
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });
