@@ -19,8 +19,9 @@ const dialect = new PgDialect();
  *
  * Inside a transaction the server runs them in the order given, each after
  * the one before has finished, so a lock taken by one is held by the next;
- * if one fails, those after it fail and the transaction rolls back. On PGlite
- * they run one after another.
+ * if one fails, those after it fail and the transaction rolls back. Outside
+ * a transaction the pool may spread them over its connections, in no order:
+ * send one at a time there (sendOne). On PGlite they run one after another.
  */
 export async function sendAll(db: Db, statements: SQL[]): Promise<unknown[][]> {
   const session = db._.session;
