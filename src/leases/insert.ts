@@ -6,7 +6,7 @@ export type LeaseRow = typeof leases.$inferInsert;
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
-/** The lease as stored: the columns insertLeases writes, and the defaults of those it does not. */
+/** The lease as stored: the columns the insert statements write (leaseJson), and the defaults of those they do not. */
 export function stored(row: LeaseRow): Lease {
   return {
     reason: row.reason ?? null,
@@ -36,7 +36,7 @@ export function stored(row: LeaseRow): Lease {
 /**
  * The statement that inserts new leases (the issuance path; none for no
  * rows); pass its rows to `inserted`. It writes only in transaction `txid`
- * (the one that locked the tasks and the chain's head), nothing in a session
+ * (the one that locked the batch's tasks), nothing in a session
  * a lost connection was replaced with. Its text does not vary with the batch
  * size, so it is prepared once per connection: the rows travel as one JSON
  * parameter.

@@ -10,7 +10,7 @@ import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Decision, Policy } from '../policy/decide.js';
-import type { LimitRefusal, Limits } from '../policy/limits.js';
+import { refusalExtra, type LimitRefusal, type Limits } from '../policy/limits.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
 import type { Metrics } from '../metrics.js';
 import type { TaskCache } from '../tasks/cache.js';
@@ -66,13 +66,6 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
 function leaseEnd(now: Date, ttlSeconds: number, backendEnd: Date): Date {
   const asked = new Date(now.getTime() + ttlSeconds * 1000);
   return backendEnd.getTime() < asked.getTime() - 1000 ? backendEnd : asked;
-}
-
-/** Details a limit refusal carries to the caller and the audit trail. */
-function refusalExtra(refusal: LimitRefusal): Record<string, unknown> {
-  if (refusal.code === 'quota_exceeded') return { retry_after: refusal.retryAfterSeconds };
-  if (refusal.code === 'role_conflict') return { conflicts_with: refusal.conflictsWith, conflict: refusal.conflict };
-  return {};
 }
 
 /**

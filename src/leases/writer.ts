@@ -5,11 +5,11 @@ import type { Db } from '../db/client.js';
 import type { CommitLane } from '../db/lane.js';
 import { sendOne } from '../db/send.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
-import { isDatabaseUnavailable, TransactionLost } from '../db/errors.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Lease } from '../db/schema.js';
 import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import type { Limits } from '../policy/limits.js';
+import { refusalExtra, type Limits } from '../policy/limits.js';
 import { inserted, leaseInsert, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
 import { recordIssued, type RecordResult } from './record.js';
 
@@ -107,7 +107,7 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
     const [result] = await sendOne<RecordResult>(db, items.length > 0 ? recordIssued(items, events) : chainAppend(events)!);
     if (items.length > 0 && result!.closed > 0) return undefined;
     appended([result], items.length + events.length);
-    if (items.length > 0 && result!.inserted !== items.length) throw new TransactionLost();
+    if (items.length > 0 && result!.inserted !== items.length) throw new Error('the commit recorded an unexpected number of leases');
     return new Map(items.map(({ row }) => [row.id!, { lease: stored(row) }]));
   }
 
@@ -140,8 +140,7 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
         for (const p of constrained) {
           const refusal = await limits.check(tx.db, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
           if (refusal) {
-            const { code, reason, ...rest } = refusal;
-            refused.set(p.row.id!, { code, reason, extra: 'retryAfterSeconds' in rest ? { retry_after: rest.retryAfterSeconds } : 'conflictsWith' in rest ? { conflicts_with: rest.conflictsWith, conflict: rest.conflict } : {} });
+            refused.set(p.row.id!, { code: refusal.code, reason: refusal.reason, extra: refusalExtra(refusal) });
           } else {
             const [rows] = await tx.send([leaseInsert([p.row], txid!)!]);
             inserted(rows!, 1);

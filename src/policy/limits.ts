@@ -13,6 +13,13 @@ export type LimitRefusal =
   | { code: 'task_lease_limit'; reason: string }
   | { code: 'role_conflict'; reason: string; conflictsWith: string; conflict: string };
 
+/** What a refusal tells the caller and the audit trail besides its code and reason. */
+export function refusalExtra(refusal: LimitRefusal): Record<string, unknown> {
+  if (refusal.code === 'quota_exceeded') return { retry_after: refusal.retryAfterSeconds };
+  if (refusal.code === 'role_conflict') return { conflicts_with: refusal.conflictsWith, conflict: refusal.conflict };
+  return {};
+}
+
 export interface LimitRequest {
   identity: Identity;
   task: Pick<Task, 'id' | 'maxLeases'>;

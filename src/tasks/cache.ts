@@ -15,7 +15,7 @@ export interface TaskCacheOptions {
  * Open tasks, read once and kept for a second, for the issuance path's policy
  * decision. Everything a decision reads of a task is fixed when it is opened
  * except its status, and the status is read again, FOR SHARE, in the commit
- * that records the lease (leases/writer.ts): a task closed on another replica
+ * that records the lease (leases/record.ts, leases/writer.ts): a task closed on another replica
  * within the second costs a minted credential that is recorded as `revoking`
  * and revoked, never one that is released. This replica forgets a task as
  * soon as it closes it.
