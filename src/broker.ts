@@ -24,7 +24,7 @@ import { createPolicy } from './policy/decide.js';
 import { createLimits } from './policy/limits.js';
 import { createRateLimiter } from './policy/rate-limit.js';
 import { createSweeper } from './sweeper/sweeper.js';
-import { createTaskCache } from './tasks/cache.js';
+import { createTaskCache, TASK_CLOSED_CHANNEL } from './tasks/cache.js';
 import { createTaskService } from './tasks/service.js';
 
 export interface BrokerDeps {
@@ -107,6 +107,18 @@ export async function createBroker(deps: BrokerDeps) {
   const authenticator = createAuthenticator(verifier, config.principals);
   const writer = createLeaseWriter({ db, lanes: [database.lane(), database.lane()], limits, onRevokeRequested });
   const taskCache = createTaskCache({ db, clock });
+  // Closed with the database.
+  let announced = true;
+  database.listen(TASK_CLOSED_CHANNEL, {
+    message: taskCache.handlers.message,
+    listening(on, reason) {
+      // Said once per loss and once on recovery, not on every retry.
+      if (!on && announced) log.warn({ reason }, 'task closures are not being announced; open tasks are cached for 1 s until they are');
+      if (on && !announced) log.info('task closures are announced again');
+      announced = on;
+      taskCache.handlers.listening(on);
+    },
+  });
   const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, taskCache, log, metrics });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const renew = createRenewer({ db, clock, policy, backends });
@@ -117,6 +129,7 @@ export async function createBroker(deps: BrokerDeps) {
     issuers: config.issuers.map((i) => i.name),
     maxTaskTtlSeconds: config.tasks.max_ttl,
     onRevokeRequested,
+    onTaskOpened: (task) => taskCache.remember(task),
     onTaskClosed: (id) => taskCache.forget(id),
   });
   const introspect = createIntrospector({ db, clock, keys, issuer: config.public_url });

@@ -7,6 +7,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { sql, type SQL } from 'drizzle-orm';
 import postgres from 'postgres';
 import { postgresLane, transactionLane, type CommitLane } from './lane.js';
+import { pgliteListener, postgresListener, type Listener, type NotifyHandlers } from './notify.js';
 import { schema } from './schema.js';
 
 /** The one database type the services see, whichever driver is underneath (also a transaction). */
@@ -22,6 +23,8 @@ export interface Database {
   withAdvisoryLock<T>(key: string, fn: () => Promise<T>, waitMs?: number): Promise<T>;
   /** A commit lane (db/lane.ts): on PostgreSQL a connection of its own, outside the pool; closed with the database. */
   lane(): CommitLane;
+  /** Notifications on `channel` (db/notify.ts): on PostgreSQL a connection of its own; closed with the database. */
+  listen(channel: string, handlers: NotifyHandlers): Listener;
   close(): Promise<void>;
 }
 
@@ -45,8 +48,9 @@ export async function execRows<T>(db: Db, query: SQL): Promise<T[]> {
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
     const url = options.url;
-    const connect = (max: number) =>
+    const connect = (max: number, extra: postgres.Options<Record<string, postgres.PostgresType>> = {}) =>
       postgres(url, {
+        ...extra,
         max,
         onnotice: () => {},
         connect_timeout: 10,
@@ -58,6 +62,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     const client = connect(options.poolSize ?? 20);
     const db = drizzlePostgres(client, { schema }) as unknown as Db;
     const lanes = new Set<CommitLane>();
+    const listeners = new Set<Listener>();
     return {
       db,
       kind: 'postgres',
@@ -73,8 +78,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
         lanes.add(lane);
         return lane;
       },
+      listen(channel, handlers) {
+        // Held for as long as it listens: no idle or lifetime limit.
+        const listener = postgresListener((hooks) => connect(1, { ...hooks, idle_timeout: 0, max_lifetime: null }), channel, handlers);
+        listeners.add(listener);
+        return listener;
+      },
       close: async () => {
-        await Promise.all([...lanes].map((l) => l.close()));
+        await Promise.all([...lanes, ...listeners].map((l) => l.close()));
         await client.end({ timeout: 5 });
       },
     };
@@ -89,6 +100,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // PGlite is one process and one connection: nothing else can race.
     withAdvisoryLock: (_key, fn) => fn(),
     lane: () => transactionLane(db),
+    listen: (channel, handlers) => pgliteListener(client, channel, handlers),
     close: () => client.close(),
   };
 }
@@ -101,6 +113,7 @@ export function fromPglite(client: PGlite): Database {
     kind: 'pglite',
     withAdvisoryLock: (_key, fn) => fn(),
     lane: () => transactionLane(db),
+    listen: (channel, handlers) => pgliteListener(client, channel, handlers),
     close: () => client.close(),
   };
 }

@@ -26,7 +26,7 @@ export interface IssueDeps {
   backends: ReadonlyMap<string, Backend>;
   writer: LeaseWriter;
   /** Open tasks for the decision; the commit reads the status again. */
-  taskCache: TaskCache;
+  taskCache: Pick<TaskCache, 'get' | 'forget'>;
   log: Logger;
   metrics?: Pick<Metrics, 'issued' | 'denied'>;
 }
@@ -210,6 +210,8 @@ export function createIssuer(deps: IssueDeps) {
     }
     // Refused at commit (task closed, or a limit reached by a concurrent request): recorded as revoking, and the sweeper revokes it.
     if (recorded.refusal) {
+      // The task closed, and this replica's cache had missed it: the next request reads it again.
+      if (recorded.refusal.code === 'task_not_open') taskCache.forget(input.taskId);
       deps.metrics?.denied.inc({ code: recorded.refusal.code });
       throw new AppError(recorded.refusal.code, DENY_MESSAGES[recorded.refusal.code] ?? 'refused', recorded.refusal.extra);
     }

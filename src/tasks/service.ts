@@ -15,7 +15,8 @@ export interface TaskServiceDeps {
   issuers: string[];
   maxTaskTtlSeconds: number;
   onRevokeRequested: () => void;
-  /** Told when a task closes (the issuance path's task cache). */
+  /** Told when a task has been opened, and when one closes (the issuance path's task cache). */
+  onTaskOpened?: (task: Task) => void;
   onTaskClosed?: (id: string) => void;
 }
 
@@ -63,7 +64,7 @@ function bindIssuer(requested: string | undefined, issuers: string[]): string {
   return issuers[0]!;
 }
 
-export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskClosed }: TaskServiceDeps) {
+export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed }: TaskServiceDeps) {
   return {
     async open(caller: Caller, input: OpenTaskInput): Promise<Task> {
       const unknown = input.roles.filter((r) => !knownRoles(r));
@@ -82,7 +83,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         labels: input.labels ?? {},
         maxLeases: input.maxLeases ?? null,
       };
-      return db.transaction(async (tx) => {
+      const opened = await db.transaction(async (tx) => {
         const [task] = await tx.insert(tasks).values(row).onConflictDoNothing().returning();
         if (!task) throw new AppError('task_exists', 'a task with this id already exists');
         await appendAudit(tx, [
@@ -98,6 +99,8 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         ]);
         return task;
       });
+      onTaskOpened?.(opened);
+      return opened;
     },
 
     async get(caller: Caller, id: string): Promise<{ task: Task; leases: Lease[] }> {

@@ -4,11 +4,13 @@ import { listenLocal } from './listen.js';
 /**
  * A TCP proxy in front of PostgreSQL that a test can cut: `down()` closes
  * every open connection and refuses new ones until `up()`, like a database
- * that went away and came back.
+ * that went away and came back. `stall()` drops every byte and closes
+ * nothing, like a network path that died silently, until `unstall()`.
  */
 export async function startTcpProxy(target: { host: string; port: number }) {
   const sockets = new Set<Socket>();
   let refusing = false;
+  let stalled = false;
   const server = createServer((client) => {
     if (refusing) return client.destroy();
     const upstream = connect(target.port, target.host);
@@ -21,7 +23,8 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
+    client.on('data', (d) => void (stalled || upstream.write(d)));
+    upstream.on('data', (d) => void (stalled || client.write(d)));
   });
   const port = await listenLocal(server);
   return {
@@ -33,6 +36,12 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     },
     up() {
       refusing = false;
+    },
+    stall() {
+      stalled = true;
+    },
+    unstall() {
+      stalled = false;
     },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
