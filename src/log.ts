@@ -34,3 +34,12 @@ export const asyncStdout = () => pino.destination({ dest: 1, sync: false });
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'tasklease' } }, destination);
 }
+
+/**
+ * The access log: one line per request, of fields this code picks (request
+ * id, method, path, status, duration) and never of the request's content, so
+ * it skips the redaction pass, which cost more than the rest of the line.
+ */
+export function accessLogger(log: Logger): Logger {
+  return log.child({}, { redact: { paths: [] } });
+}

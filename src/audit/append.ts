@@ -28,38 +28,46 @@ export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 
  */
 export function chainAppend(events: AuditInput[], txid?: string): SQL | undefined {
   if (events.length === 0) return undefined;
-  // One JSON parameter, so the statement text never varies with the batch size: prepared once per connection.
+  // One text parameter, so the statement text never varies with the batch size: prepared once per connection.
   return sql`with recursive
     locker as (select 1 where txid_current()::text = coalesce(${txid ?? null}::text, txid_current()::text)),
-    ev as (select * from rows from (jsonb_to_recordset(${JSON.stringify(events.map(chainRow))}::jsonb) as (${EVENT_COLUMNS}))
-      with ordinality as r(${EVENT_NAMES}, n)),
+    ${eventsCte(chainBodies(events))},
     ${chainCtes(sql`exists (select from locker)`)}
     select ${CHAIN_RESULT}`;
 }
 
-/** An event as the append statements take it: its columns, and the canonical JSON its hash covers. */
-export function chainRow(event: AuditInput) {
-  const fields: AuditFields = {
-    at: event.at,
-    actor: event.actor,
-    action: event.action,
-    target: event.target,
-    decision: event.decision ?? 'info',
-    reason: event.reason ?? null,
-    details: event.details ?? {},
-    requestId: event.requestId ?? null,
-  };
-  const { requestId, ...rest } = fields;
-  return { ...rest, at: fields.at.toISOString(), request_id: requestId, body: chainBody(fields) };
-}
-
-/** The columns of chainRow, for jsonb_to_recordset. */
-export const EVENT_COLUMNS = sql.raw('at timestamptz, actor text, action text, target text, decision text, reason text, details jsonb, request_id text, body text');
-const EVENT_NAMES = sql.raw('at, actor, action, target, decision, reason, details, request_id, body');
+/** The fields of an event, as its hash covers them. */
+const fieldsOf = (event: AuditInput): AuditFields => ({
+  at: event.at,
+  actor: event.actor,
+  action: event.action,
+  target: event.target,
+  decision: event.decision ?? 'info',
+  reason: event.reason ?? null,
+  details: event.details ?? {},
+  requestId: event.requestId ?? null,
+});
 
 /**
- * The common table expressions that append `ev` (the columns of chainRow and
- * their order `n`) to the chain, once `when` holds: lock the head and read it
+ * Events as the append statements take them: each one's canonical JSON, the
+ * very text its hash covers, one per line (canonical JSON has no raw line
+ * break). The statement reads the columns back out of it, so each event is
+ * rendered once.
+ */
+export function chainBodies(events: AuditInput[]): string {
+  return events.map((e) => chainBody(fieldsOf(e))).join('\n');
+}
+
+/** `ev`: the events of chainBodies, in order `n`, each with its body and its columns. */
+export function eventsCte(bodies: string): SQL {
+  return sql`ev as (select r.n, r.body, (j->>'at')::timestamptz as at, j->>'actor' as actor, j->>'action' as action, j->>'target' as target,
+        j->>'decision' as decision, j->>'reason' as reason, j->'details' as details, j->>'request_id' as request_id
+      from string_to_table(${bodies}::text, E'\\n') with ordinality as r(body, n) cross join lateral (select r.body::jsonb as j) as parsed)`;
+}
+
+/**
+ * The common table expressions that append `ev` (eventsCte: the columns, the
+ * body and the order `n` of each event) to the chain, once `when` holds: lock the head and read it
  * at its newest version, hash each event after the one before it, insert
  * them, move the head. Select CHAIN_RESULT from them, and check it with
  * `appended`. Whatever `when` refers to is evaluated before the head is

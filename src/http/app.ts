@@ -15,7 +15,7 @@ import type { Introspector } from '../leases/introspect.js';
 import type { Issuer } from '../leases/issue.js';
 import type { Renewer } from '../leases/renew.js';
 import type { LeaseService } from '../leases/service.js';
-import type { Logger } from '../log.js';
+import { accessLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/service.js';
 import { authenticate } from './auth.js';
 import type { AppEnv } from './env.js';
@@ -84,10 +84,11 @@ export function createApp(deps: AppDeps) {
   });
 
   app.use(requestId({ limitLength: 128 }));
+  const access = accessLogger(deps.log);
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    deps.log.info(
+    access.info(
       { reqId: c.get('requestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) },
       'request',
     );

@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import { CHAIN_RESULT, chainCtes, chainRow, EVENT_COLUMNS, type AuditInput } from '../audit/append.js';
+import { CHAIN_RESULT, chainBodies, chainCtes, eventsCte, type AuditInput } from '../audit/append.js';
 import { leaseJson, type LeaseRow } from './insert.js';
 
 /** What the statement reports: how many of the batch's tasks were not open (then it wrote nothing), and the counts. */
@@ -28,7 +28,7 @@ export interface RecordResult {
  */
 export function recordIssued(leases: { row: LeaseRow; event: AuditInput }[], events: AuditInput[]): SQL {
   const rows = leases.map(({ row }) => leaseJson(row));
-  const chained = [...leases.map(({ event }) => event), ...events].map(chainRow);
+  const bodies = chainBodies([...leases.map(({ event }) => event), ...events]);
   return sql`with recursive
     req as (select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text,
       subject text, token_sha256 text, credential_ref text, issued_at timestamptz, expires_at timestamptz, backend_expires_at timestamptz, revocable boolean)),
@@ -41,8 +41,7 @@ export function recordIssued(leases: { row: LeaseRow; event: AuditInput }[], eve
       select id, task_id, role, backend, issuer, subject, token_sha256, 'active', credential_ref, issued_at, expires_at, backend_expires_at, revocable
       from req where (select n from closed) = 0
       returning 1),
-    ev as (select * from rows from (jsonb_to_recordset(${JSON.stringify(chained)}::jsonb) as (${EVENT_COLUMNS}))
-      with ordinality as r(at, actor, action, target, decision, reason, details, request_id, body, n)),
+    ${eventsCte(bodies)},
     ${chainCtes(sql`(select n from closed) = 0`)}
     select (select n from closed)::int as closed, (select count(*) from ins)::int as inserted, ${CHAIN_RESULT}`;
 }
