@@ -33,6 +33,8 @@ export interface SweepResult {
 
 const ACTOR = 'system:sweeper';
 const WAVE_FACTOR = 4;
+/** Waves whose commits may run at once (disjoint leases; they queue only on the chain's head). */
+const COMMITS_IN_FLIGHT = 4;
 
 /** A revocation error as stored and shown: BackendError messages are written to be safe; anything else is not trusted. */
 function describe(err: unknown): string {
@@ -165,12 +167,37 @@ export function createSweeper(deps: SweeperDeps) {
       .where(heldBy(deps.id, leasesLeft.map((l) => l.id)));
   }
 
+  /** Records one wave's outcomes (one commit for the revoked, one for the failures) and counts them. */
+  async function record(wave: Lease[], errors: unknown[], total: SweepResult): Promise<void> {
+    const succeeded = wave.filter((_, i) => errors[i] === undefined);
+    const failures = wave.flatMap((lease, i) =>
+      errors[i] === undefined ? [] : [{ lease, error: describe(errors[i]), permanent: errors[i] instanceof BackendError && !errors[i].retryable }],
+    );
+    const done = clock.now();
+    const counts = await finish(succeeded, done);
+    await fail(failures, done);
+    total.revoked += counts.revoked;
+    total.expired += counts.expired;
+    total.failed += failures.length;
+    deps.metrics?.revocations.inc({ outcome: 'confirmed' }, counts.revoked + counts.expired);
+    deps.metrics?.revocations.inc({ outcome: 'failed' }, failures.length);
+    if (failures.length > 0) log.warn({ failed: failures.length, first: failures[0]!.error }, 'revocations failed; will retry');
+  }
+
   /**
    * One pass: claims batches until nothing is due. A batch is revoked in waves
    * of a few times the concurrency, each wave finalized in one commit, and the
    * claim on what is left is extended whenever it runs low: a lease is held
    * by one replica while that replica is alive and working on it, and becomes
    * claimable again within `claim_timeout` if the replica dies.
+   *
+   * A wave's commit runs while the next waves are revoked and committed, and
+   * while the next batch is claimed: COMMITS_IN_FLIGHT at most, of disjoint
+   * leases (each locks its lease rows, then the chain's head). Whenever the
+   * claim is extended, the commits in flight are waited for: their leases are
+   * not extended (their rows belong to their commits), so they must land
+   * while the claim they were revoked under holds. The pass ends, and
+   * reports, once every commit has.
    */
   async function sweepOnce(): Promise<SweepResult> {
     const total: SweepResult = { revoked: 0, expired: 0, failed: 0 };
@@ -179,35 +206,39 @@ export function createSweeper(deps: SweeperDeps) {
       log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'housekeeping did not finish'),
     );
     const waveSize = config.concurrency * WAVE_FACTOR;
-    for (;;) {
-      const claimedAt = clock.now();
-      let claimUntil = claimedAt.getTime() + config.claim_timeout * 1000;
-      const batch = await claimDue(db, deps.id, claimedAt, new Date(claimUntil), config.batch_size);
-      if (batch.length === 0) return total;
-      for (let start = 0; start < batch.length; start += waveSize) {
-        const now = clock.now();
-        if (claimUntil - now.getTime() < (config.claim_timeout * 1000) / 2) {
-          await extendClaim(batch.slice(start), now);
-          claimUntil = now.getTime() + config.claim_timeout * 1000;
+    // The waves' commits still running, oldest first; once one has failed, nothing more is claimed or revoked.
+    const inFlight: Promise<void>[] = [];
+    let failed = false;
+    try {
+      while (!failed) {
+        const claimedAt = clock.now();
+        let claimUntil = claimedAt.getTime() + config.claim_timeout * 1000;
+        const batch = await claimDue(db, deps.id, claimedAt, new Date(claimUntil), config.batch_size);
+        if (batch.length === 0) break;
+        for (let start = 0; start < batch.length && !failed; start += waveSize) {
+          const now = clock.now();
+          if (claimUntil - now.getTime() < (config.claim_timeout * 1000) / 2) {
+            await extendClaim(batch.slice(start), now);
+            claimUntil = now.getTime() + config.claim_timeout * 1000;
+            // The waves still committing keep the claim they were revoked under: they land before it can run out.
+            while (inFlight.length > 0) await inFlight.shift();
+          }
+          const wave = batch.slice(start, start + waveSize);
+          const errors = await mapLimit(wave, config.concurrency, revoke);
+          const commit = record(wave, errors, total);
+          // Awaited below (its error fails the pass); never an unhandled rejection meanwhile.
+          commit.catch(() => (failed = true));
+          inFlight.push(commit);
+          if (inFlight.length >= COMMITS_IN_FLIGHT) await inFlight.shift();
         }
-        const wave = batch.slice(start, start + waveSize);
-        const errors = await mapLimit(wave, config.concurrency, revoke);
-        const succeeded = wave.filter((_, i) => errors[i] === undefined);
-        const failures = wave.flatMap((lease, i) =>
-          errors[i] === undefined ? [] : [{ lease, error: describe(errors[i]), permanent: errors[i] instanceof BackendError && !errors[i].retryable }],
-        );
-        const done = clock.now();
-        const counts = await finish(succeeded, done);
-        await fail(failures, done);
-        total.revoked += counts.revoked;
-        total.expired += counts.expired;
-        total.failed += failures.length;
-        deps.metrics?.revocations.inc({ outcome: 'confirmed' }, counts.revoked + counts.expired);
-        deps.metrics?.revocations.inc({ outcome: 'failed' }, failures.length);
-        if (failures.length > 0) log.warn({ failed: failures.length, first: failures[0]!.error }, 'revocations failed; will retry');
+        if (batch.length < config.batch_size) break;
       }
-      if (batch.length < config.batch_size) return total;
+    } finally {
+      // No commit outlives the pass, even when another failed.
+      await Promise.allSettled(inFlight);
     }
+    await Promise.all(inFlight);
+    return total;
   }
 
   function runOnce(): Promise<SweepResult> {

@@ -48,7 +48,10 @@ describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
 const noLimits = { check: async () => undefined, constrained: () => false, lockKeys: () => [] };
 
 describe('a commit that fails after minting', () => {
-  it('revokes the minted credential and returns the error (recorded before released)', async () => {
+  const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }], approvers: [] };
+  const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
+  const identity = { issuer: 'i', subject: 'a', claims: {}, tokenSha256: 'h', expiresAt: new Date() };
+  function issuer(writer: Pick<Parameters<typeof createIssuer>[0], 'writer'>['writer'], forgotten: string[] = []) {
     const revoked: string[] = [];
     const backend = {
       name: 'b',
@@ -58,9 +61,6 @@ describe('a commit that fails after minting', () => {
         revoked.push(ref);
       },
     };
-    const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }], approvers: [] };
-    const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
-    const failure = new Error('connection lost');
     const issue = createIssuer({
       db: {} as never,
       clock: { now: () => new Date() },
@@ -68,13 +68,26 @@ describe('a commit that fails after minting', () => {
       limits: noLimits,
       approvals: {} as never,
       backends: new Map([['b', backend as never]]),
-      writer: { recordLease: async () => Promise.reject(failure), audit: async () => {} },
-      taskCache: { get: async () => task as never, forget: () => {} },
+      writer,
+      taskCache: { get: async () => task as never, forget: (id) => forgotten.push(id) },
       log: createLogger('silent'),
     });
-    const identity = { issuer: 'i', subject: 'a', claims: {}, tokenSha256: 'h', expiresAt: new Date() };
+    return { issue, revoked };
+  }
+
+  it('revokes the minted credential and returns the error (recorded before released)', async () => {
+    const failure = new Error('connection lost');
+    const { issue, revoked } = issuer({ recordLease: async () => Promise.reject(failure), audit: async () => {} });
     await expect(issue({ identity, taskId: 't', roleName: 'r' })).rejects.toBe(failure);
     expect(revoked).toHaveLength(1);
+  });
+
+  it('forgets a cached task that the commit found closed, so the next request reads it again', async () => {
+    const forgotten: string[] = [];
+    const refusal = { code: 'task_not_open' as const, reason: 'task closed while the credential was minted', extra: {} };
+    const { issue } = issuer({ recordLease: async (row) => ({ lease: row as never, refusal }), audit: async () => {} }, forgotten);
+    await expect(issue({ identity, taskId: 't', roleName: 'r' })).rejects.toMatchObject({ code: 'task_not_open' });
+    expect(forgotten).toEqual(['t']);
   });
 });
 

@@ -23,6 +23,25 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     return { task, ids };
   }
   const lease = async (id: string) => (await database.db.select().from(leases).where(eq(leases.id, id)))[0]!;
+  /** The test database, its transactions passed through `wrap` (a commit that fails or stalls on cue; `call` counts from 0). */
+  const transactionsVia = (wrap: (run: () => Promise<unknown>, call: number) => Promise<unknown>): typeof database.db => {
+    let calls = 0;
+    return new Proxy(database.db, {
+      get(target, prop, receiver) {
+        if (prop !== 'transaction') return Reflect.get(target, prop, receiver);
+        return (fn: Parameters<typeof target.transaction>[0]) => wrap(() => target.transaction(fn), calls++);
+      },
+    });
+  };
+  /** Once the claims of a pass that failed have run out, the broker's own sweeper revokes every one of `ids`. */
+  async function revokedOnceClaimsRunOut(ids: string[]) {
+    t.clock.advance(t.config.sweeper.claim_timeout + 1);
+    await t.broker.sweeper.runOnce();
+    for (const id of ids) expect((await lease(id)).status).toBe('revoked');
+  }
+  /** A sweeper of its own, on `db` (the test database, or a proxy of it that fails on cue). */
+  const sweeperOn = (db: typeof database.db, id: string, config: Partial<typeof t.config.sweeper> = {}) =>
+    createSweeper({ db, clock: t.clock, backends: t.broker.backends, config: { ...t.config.sweeper, ...config }, log: createLogger('silent'), id });
 
   it('expires leases whose TTL has run out, under a fake clock', async () => {
     const { ids } = await issue('flaky', 2, 120);
@@ -142,18 +161,56 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     for (const id of ids) expect((await lease(id)).status).toBe('revoked');
   });
 
+  it('a wave whose commit fails fails the pass once the next wave has committed; its leases are swept again after their claim', async () => {
+    const { task, ids } = await issue('flaky', 8);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    // The first commit is lost (as if the connection dropped); the next wave's commit runs meanwhile.
+    const db = transactionsVia((run, call) => (call === 0 ? Promise.reject(new Error('connection lost')) : run()));
+    // Two waves of four.
+    const sweeper = sweeperOn(db, 'losing-a-commit', { batch_size: 8, concurrency: 1 });
+    await expect(sweeper.runOnce()).rejects.toThrow('connection lost');
+    const rows = await Promise.all(ids.map(lease));
+    // Nothing of the pass is still running: the second wave is recorded, the first still claimed.
+    expect(rows.filter((r) => r.status === 'revoked')).toHaveLength(4);
+    expect(rows.filter((r) => r.status === 'revoking' && r.claimedBy === 'losing-a-commit')).toHaveLength(4);
+    await revokedOnceClaimsRunOut(ids);
+  });
+
+  it('keeps at most four wave commits in flight, and a slow one that fails still fails the pass after the others end', async () => {
+    const { task, ids } = await issue('flaky', 24);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    let running = 0;
+    let most = 0;
+    const db = transactionsVia(async (run, call) => {
+      running++;
+      most = Math.max(most, running);
+      try {
+        // Slow commits, so that waves pile up behind them; the third fails late.
+        await new Promise((r) => setTimeout(r, 40));
+        if (call === 2) throw new Error('commit lost late');
+        return await run();
+      } finally {
+        running--;
+      }
+    });
+    // Six waves of four.
+    const sweeper = sweeperOn(db, 'slow-commits', { batch_size: 24, concurrency: 1 });
+    await expect(sweeper.runOnce()).rejects.toThrow('commit lost late');
+    expect(running).toBe(0);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(4);
+    const rows = await Promise.all(ids.map(lease));
+    // The failed wave's four are still claimed; every wave revoked before the failure was seen is recorded.
+    expect(rows.filter((r) => r.status === 'revoking' && r.claimedBy === 'slow-commits').length).toBeGreaterThanOrEqual(4);
+    expect(rows.filter((r) => r.status === 'revoked').length).toBeGreaterThanOrEqual(8);
+    await revokedOnceClaimsRunOut(ids);
+  });
+
   it('stop() lets the pass in flight finish and claims nothing after', async () => {
     const { task, ids } = await issue('flaky', 3);
     await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
     t.fake.hangRevokes(50);
-    const sweeper = createSweeper({
-      db: database.db,
-      clock: t.clock,
-      backends: t.broker.backends,
-      config: t.config.sweeper,
-      log: createLogger('silent'),
-      id: 'stopping',
-    });
+    const sweeper = sweeperOn(database.db, 'stopping');
     sweeper.start();
     await new Promise((r) => setTimeout(r, 20));
     await sweeper.stop();
@@ -182,7 +239,10 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     void task;
   });
 
-  it('extends its claim while a slow backend works through a batch, so no other replica takes the leases', async () => {
+  it.each([
+    ['commits at full speed', 0],
+    ['commits slow enough to be in flight when the claim runs low', 40],
+  ])('extends its claim while a slow backend works through a batch, so no other replica takes the leases (%s)', async (_, commitDelayMs) => {
     const { task, ids } = await issue('flaky', 12);
     await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
     const calls = new Map<string, number>();
@@ -199,8 +259,12 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
         if (++n === 9) await other().runOnce(); // another replica sweeps after the first claim would have run out
       },
     };
+    const db = transactionsVia(async (run) => {
+      await new Promise((r) => setTimeout(r, commitDelayMs));
+      return run();
+    });
     const sweeper = createSweeper({
-      db: database.db,
+      db,
       clock: t.clock,
       backends: new Map([['fake', slow]]),
       config: { ...t.config.sweeper, concurrency: 1, claim_timeout: 60 },
