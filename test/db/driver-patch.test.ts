@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-describe('the postgres.js write-scheduler patch (scripts/patch-postgres.mjs)', () => {
+describe('the postgres.js write-scheduler patch (patches/postgres+3.4.9.patch)', () => {
   it.each(['node_modules/postgres/src/connection.js', 'node_modules/postgres/cjs/src/connection.js'])('is applied to %s', (file) => {
     // Without it, a connection cut with a write buffered crashes the process (porsager/postgres#1154, #1208).
     const text = readFileSync(file, 'utf8');
