@@ -63,6 +63,23 @@ describe.each(DRIVERS)('binding a task only to a subject a token could carry, on
     expect(after!.n).toBe(before!.n);
   });
 
+  it("lets an admin find, audit and revoke by any subject a token may carry, up to 1024 characters", async () => {
+    const subject = `agent-${'l'.repeat(1000)}`;
+    const opened = await open(subject);
+    expect(opened.status, opened.text).toBe(201);
+    const issued = await t.call('POST', '/v1/credentials', { subject }, { task: opened.json.task.id, role: 'demo' });
+    expect(issued.status, issued.text).toBe(201);
+    const listed = await t.call('GET', `/v1/leases?subject=${encodeURIComponent(subject)}`, { subject: 'admin' });
+    expect(listed.status, listed.text).toBe(200);
+    expect(listed.json.items.map((l: { id: string }) => l.id)).toEqual([issued.json.lease.id]);
+    const audit = await t.call('GET', `/v1/audit?actor=${encodeURIComponent(`test/${subject}`)}`, { subject: 'admin' });
+    expect(audit.status, audit.text).toBe(200);
+    expect(audit.json.items.map((e: { action: string }) => e.action)).toContain('credential.issued');
+    const revoked = await t.call('POST', '/v1/revocations', { subject: 'admin' }, { subject, reason: 'incident' });
+    expect(revoked.status, revoked.text).toBe(202);
+    expect(revoked.json.revoking).toBe(1);
+  });
+
   it('accepts U+FFFD itself and any subject up to the verifier\'s 1024 characters', async () => {
     expect((await open('agent-\ufffd')).status).toBe(201);
     expect((await open(`agent-${'a'.repeat(1018)}`)).status).toBe(201);
