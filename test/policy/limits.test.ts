@@ -13,7 +13,17 @@ import { DRIVERS, type TestDatabase } from '../support/db.js';
 import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
 
 const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
-const role = (name: string, extra: Record<string, unknown> = {}) => ({ name, backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, ...extra });
+// These roles' relying parties introspect, so a confirmed release frees its slot at once; a jwt that works
+// until its exp counts until then (test/policy/held.test.ts).
+const role = (name: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  backend: 'local',
+  ttl: '15m',
+  max_ttl: '1h',
+  allow: agents,
+  jwt: { relying_parties_introspect: true },
+  ...extra,
+});
 
 const config = {
   roles: [
