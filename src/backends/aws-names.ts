@@ -13,19 +13,6 @@ export function clampDuration(ttlSeconds: number, role: AwsRoleConfig): number {
   return Math.min(Math.max(ttlSeconds, STS_LIMITS.minDuration), role.max_session_duration);
 }
 
-/**
- * Fills `{{task}}`, `{{lease}}`, `{{agent}}` in every string of the session
- * policy template (`${...}` is taken by environment expansion in config).
- */
-export function renderSessionPolicy(template: unknown, values: { task: string; lease: string; agent: string }): unknown {
-  if (typeof template === 'string') return template.replace(/\{\{(task|lease|agent)\}\}/g, (_, key: keyof typeof values) => values[key]);
-  if (Array.isArray(template)) return template.map((v) => renderSessionPolicy(v, values));
-  if (template && typeof template === 'object') {
-    return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, renderSessionPolicy(v, values)]));
-  }
-  return template;
-}
-
 /** The session tags: the role's static tags, then task, lease and agent, sanitized to STS's rules. */
 export function sessionTags(role: AwsRoleConfig, values: { task: string; lease: string; agent: string }): { Key: string; Value: string }[] {
   const tags = { ...role.tags, 'tasklease:task': values.task, 'tasklease:lease': values.lease, 'tasklease:agent': values.agent };

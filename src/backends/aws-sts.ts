@@ -6,7 +6,8 @@ import type { AwsRoleConfig, AwsStsBackendConfig } from '../config/aws.js';
 import type { RoleConfig } from '../config/schema.js';
 import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { clampDuration, renderSessionPolicy, sessionNameFor, sessionTags } from './aws-names.js';
+import { clampDuration, sessionNameFor, sessionTags } from './aws-names.js';
+import { renderSessionPolicy } from './aws-session-policy.js';
 import { mergeRevocations, parsePolicy, type RevocationEntry } from './aws-revocation.js';
 import { BackendError, type Backend } from './types.js';
 

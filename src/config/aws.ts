@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { misplacedPlaceholders } from '../backends/aws-session-policy.js';
 
 /** STS limits, from the AssumeRole API reference. */
 export const STS_LIMITS = {
@@ -46,6 +47,9 @@ export const AwsRoleSchema = z
   .refine((r) => !r.session_policy || JSON.stringify(r.session_policy).length <= STS_LIMITS.sessionPolicyChars - 200, {
     message: `session_policy must stay under ${STS_LIMITS.sessionPolicyChars} characters once filled in (keep 200 spare for ids)`,
     path: ['session_policy'],
+  })
+  .superRefine((r, ctx) => {
+    for (const message of r.session_policy ? misplacedPlaceholders(r.session_policy) : []) ctx.addIssue({ code: 'custom', message, path: ['session_policy'] });
   })
   .refine((r) => Object.keys(r.tags).length <= STS_LIMITS.tags - 3, { message: `at most ${STS_LIMITS.tags - 3} static tags (3 are tasklease's)`, path: ['tags'] });
 

@@ -12,7 +12,11 @@
  *   evaluated (except `externalId` / `accounts`), Resource elements are
  *   ignored, and only aws:SourceIdentity, aws:TokenIssueTime,
  *   aws:CurrentTime, aws:PrincipalTag/* and aws:userid are in the request
- *   context (String*, Date*, Null operators; others never match).
+ *   context (String*, Date*, Null operators; others never match). Under
+ *   Version 2012-10-17 the escapes `${*}`, `${?}`, `${$}` are literal
+ *   characters; any other policy variable is left unresolved (matches
+ *   nothing). Session policies are not enforced on requests; tests ask
+ *   `sessionPolicyAllows` what they would allow.
  * - GetCallerIdentity is never denied (as in AWS, where it needs no
  *   permission); probe revocation with an IAM call such as ListRolePolicies.
  * - PackedPolicySize is deflate(policy + ARNs + tags) over a 1,024-byte
@@ -28,7 +32,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { deleteRolePolicy, getRolePolicy, listRolePolicies, putRolePolicy, roleResourceArn } from './aws-fake/iam.js';
-import { deniedBy } from './aws-fake/policy.js';
+import { deniedBy, sessionPolicyAllows } from './aws-fake/policy.js';
 import { parseAuthorization, verifySignature, type ParsedAuthorization } from './aws-fake/sigv4.js';
 import { AwsError, keyId, makeRole, secretKey, type CallRecord, type FakeRole, type FakeSession, type InjectedFailure } from './aws-fake/state.js';
 import { assumedRoleArn, assumeRole, getCallerIdentity, type Caller } from './aws-fake/sts.js';
@@ -81,6 +85,14 @@ export interface AwsFake {
    * covers it count. Expiry is not considered: see `sessions`.
    */
   isDenied(accessKeyId: string, now?: Date, action?: string): boolean;
+  /**
+   * Would the session's own session policy (the one AssumeRole was given)
+   * allow `action` on `resource`? Resource patterns use IAM's wildcards and,
+   * under Version 2012-10-17, its escapes `${*}`, `${?}`, `${$}`. True when the
+   * session has no session policy. Requests to the fake are not checked
+   * against it (see the departures above).
+   */
+  sessionPolicyAllows(accessKeyId: string, action: string, resource: string, now?: Date): boolean;
   /** Answer the next `times` (default 1) matching requests with this error instead; action '*' matches any. */
   failNext(service: 'sts' | 'iam', action: string, error: InjectedFailure, times?: number): void;
   addRole(role: AwsFakeRoleOptions): void;
@@ -252,6 +264,11 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
       if (!session) throw new Error(`aws-fake: no session with AccessKeyId ${accessKeyId}`);
       const role = roleOf(session);
       return deniedBy(role.policies, session, now, role.roleId, action) !== undefined;
+    },
+    sessionPolicyAllows(accessKeyId, action, resource, now = clock.now()) {
+      const session = sessions.get(accessKeyId);
+      if (!session) throw new Error(`aws-fake: no session with AccessKeyId ${accessKeyId}`);
+      return sessionPolicyAllows(session, now, roleOf(session).roleId, action, resource);
     },
     failNext(service, action, error, times = 1) {
       if (!Number.isInteger(times) || times < 1) throw new Error(`aws-fake: failNext times must be a positive integer, got ${times}`);
