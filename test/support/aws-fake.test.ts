@@ -408,6 +408,23 @@ describe('aws-fake', () => {
     });
   });
 
+  describe('eventual consistency', () => {
+    it('staleReads: GetRolePolicy answers the version before the latest write, then the latest again', async () => {
+      const doc = (sid: string) => JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: sid, Effect: 'Deny', Action: 'iam:Nothing', Resource: '*' }] });
+      const client = iam(fake.credentials);
+      const get = async () => decodeURIComponent((await client.send(new GetRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec' }))).PolicyDocument!);
+      await client.send(new PutRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec', PolicyDocument: doc('One') }));
+      fake.staleReads(1);
+      expect((await failure(get())).Code).toBe('NoSuchEntity');
+      expect(await get()).toBe(doc('One'));
+      await client.send(new PutRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec', PolicyDocument: doc('Two') }));
+      fake.staleReads(1);
+      expect(await get()).toBe(doc('One'));
+      expect(await get()).toBe(doc('Two'));
+      await client.send(new DeleteRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec' }));
+    });
+  });
+
   describe('policy variables', () => {
     it('under Version 2012-10-17, ${*} ${?} ${$} are literal characters, not wildcards; under 2008-10-17 they are plain text', async () => {
       const s = await assume({

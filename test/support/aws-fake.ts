@@ -25,6 +25,7 @@
  * - Error wording for duplicate/`aws:`-prefixed tag keys, >10 PolicyArns and
  *   some policy-grammar errors is modelled on AWS's style, not captured from
  *   it; codes and HTTP statuses follow the service models.
+ * - IAM is strongly consistent unless a test asks for `staleReads`.
  * - IAM accepts a signing region of us-east-1 (its real one) or `region`.
  * - Session issue times are whole seconds; AccessKeyIds are unique per
  *   session, secrets and tokens are random and carry no meaning.
@@ -93,6 +94,12 @@ export interface AwsFake {
    * against it (see the departures above).
    */
   sessionPolicyAllows(accessKeyId: string, action: string, resource: string, now?: Date): boolean;
+  /**
+   * IAM's eventual consistency: the next `times` GetRolePolicy answers return
+   * the policy as it was before its latest write (NoSuchEntity if it did not
+   * exist then).
+   */
+  staleReads(times: number): void;
   /** Answer the next `times` (default 1) matching requests with this error instead; action '*' matches any. */
   failNext(service: 'sts' | 'iam', action: string, error: InjectedFailure, times?: number): void;
   addRole(role: AwsFakeRoleOptions): void;
@@ -144,6 +151,7 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
   const sessions = new Map<string, FakeSession>();
   const calls: CallRecord[] = [];
   const failures: { service: Service; action: string; error: InjectedFailure; remaining: number }[] = [];
+  let staleReads = 0;
   const world = { roles, sessions, trustedAccounts: options.accounts ? new Set(options.accounts) : undefined, now: () => clock.now() };
 
   const roleOf = (session: FakeSession) => roles.get(session.roleArn)!;
@@ -180,7 +188,11 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
     if (service === 'sts') return action === 'AssumeRole' ? assumeRole(world, caller, params) : getCallerIdentity(caller);
     const all = roles.values();
     if (action === 'PutRolePolicy') return putRolePolicy(all, caller.account, params);
-    if (action === 'GetRolePolicy') return getRolePolicy(all, caller.account, params);
+    if (action === 'GetRolePolicy') {
+      const stale = staleReads > 0;
+      if (stale) staleReads--;
+      return getRolePolicy(all, caller.account, params, stale);
+    }
     if (action === 'DeleteRolePolicy') return deleteRolePolicy(all, caller.account, params);
     return listRolePolicies(all, caller.account, params);
   }
@@ -269,6 +281,9 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
       const session = sessions.get(accessKeyId);
       if (!session) throw new Error(`aws-fake: no session with AccessKeyId ${accessKeyId}`);
       return sessionPolicyAllows(session, now, roleOf(session).roleId, action, resource);
+    },
+    staleReads(times) {
+      staleReads = times;
     },
     failNext(service, action, error, times = 1) {
       if (!Number.isInteger(times) || times < 1) throw new Error(`aws-fake: failNext times must be a positive integer, got ${times}`);
