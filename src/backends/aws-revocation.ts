@@ -9,9 +9,10 @@
  * statements by the hour their sessions expire. When the role's budget would
  * overflow, the heaviest agents' entries are collapsed first, each into a
  * cut-off that matches only that agent's sessions (the session tag
- * `tasklease:agent-id`, which the broker sets on every session, AND
- * `aws:TokenIssueTime` before the cut-off), so one agent's churn revokes only
- * its own older sessions. Only when that is not enough does a role-wide
+ * `tasklease:agent-id`, which the broker sets on every session, if present,
+ * AND `aws:TokenIssueTime` before the cut-off), so one agent's churn revokes
+ * only its own older sessions (and older sessions without the tag, which the
+ * broker did not issue, or issued before it set the tag). Only when that is not enough does a role-wide
  * cut-off replace everything. Cut-offs are kept until every session they
  * cover has expired.
  *
@@ -86,7 +87,9 @@ function cutoffStatement(c: Cutoff): Statement {
   const before = { DateLessThan: { 'aws:TokenIssueTime': iso(seconds(c.cutoffAt)) } };
   if (c.agent === ROLE_WIDE) return deny('TaskleaseCutoff', before);
   const tag = agentTagValue(c.agent);
-  return deny(`TaskleaseAgent${tag}`, { StringEquals: { [`aws:PrincipalTag/${AGENT_TAG}`]: tag }, ...before });
+  // IfExists: a session without the tag (issued before the broker set it, or not by the broker) is covered too,
+  // so an entry the cut-off replaced can never start working again; every session the broker issues carries it.
+  return deny(`TaskleaseAgent${tag}`, { StringEqualsIfExists: { [`aws:PrincipalTag/${AGENT_TAG}`]: tag }, ...before });
 }
 
 /**
