@@ -1,4 +1,4 @@
-import { and, eq, gt, lte } from 'drizzle-orm';
+import { and, eq, gt, lte, sql } from 'drizzle-orm';
 import { appendAudit } from '../audit/append.js';
 import type { Db } from '../db/client.js';
 import { awsRevocationCutoffs, awsRevocations } from '../db/schema.js';
@@ -14,6 +14,12 @@ export interface AwsRevocationStore {
   addCutoffs(roleArn: string, backend: string, cutoffs: PlannedCutoff[], now: Date): Promise<void>;
   /** Deletes what has expired. */
   prune(now: Date): Promise<void>;
+  /**
+   * Records the sessions of these roles' leases that ended early and still
+   * live at AWS (an earlier version kept their entries only in IAM, which is
+   * no longer read). Recording one twice changes nothing.
+   */
+  adoptLeases(backend: string, roles: { role: string; roleArn: string }[], now: Date): Promise<void>;
 }
 
 export function createAwsRevocationStore(db: Db): AwsRevocationStore {
@@ -64,6 +70,16 @@ export function createAwsRevocationStore(db: Db): AwsRevocationStore {
           })),
         );
       });
+    },
+
+    async adoptLeases(backend, roles, now) {
+      for (const { role, roleArn } of roles) {
+        await db.execute(sql`insert into aws_revocations (role_arn, source_identity, agent, expires_at, created_at)
+          select ${roleArn}, 'tl-' || id, issuer || '/' || subject, backend_expires_at, coalesce(revoke_requested_at, ended_at, ${now.toISOString()}::timestamptz)
+          from leases
+          where role = ${role} and backend = ${backend} and revocable and status <> 'active' and backend_expires_at > ${now.toISOString()}::timestamptz
+          on conflict do nothing`);
+      }
     },
 
     async prune(now) {

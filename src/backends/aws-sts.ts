@@ -77,6 +77,18 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const pending = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
   const draining = new Set<string>();
   let lastPrune = 0;
+  let adopted = false;
+
+  /** Once per process, before its first write: entries an earlier version kept only in IAM (no longer read) come from the leases. */
+  async function adoptOnce(now: Date): Promise<void> {
+    if (adopted) return;
+    const roles = deps.roleNames().flatMap((role) => {
+      const aws = deps.role(role)?.aws;
+      return aws ? [{ role, roleArn: aws.role_arn }] : [];
+    });
+    await deps.store.adoptLeases(deps.name, roles, now);
+    adopted = true;
+  }
 
   /** A cut-off on a role must outlast every session any of its tasklease roles can have: the longest among them. */
   const longestSession = (arn: string) =>
@@ -100,6 +112,7 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
     const PolicyName = revocation!.policy_name;
     const maxSession = longestSession(roleArn);
     const now = deps.clock.now();
+    await adoptOnce(now);
     for (const budget of [revocation!.max_policy_chars, Math.floor(revocation!.max_policy_chars / 2), 0]) {
       const { entries, cutoffs } = await deps.store.live(roleArn, now);
       const { document, added } = planRevocationPolicy(entries, cutoffs, now, budget, maxSession);

@@ -6,6 +6,7 @@
  * reads the policy back.
  */
 import { IAMClient, ListRolePoliciesCommand } from '@aws-sdk/client-iam';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
@@ -16,6 +17,15 @@ const SHARED_ARN = 'arn:aws:iam::123456789012:role/tasklease-shared';
 const STALE_ARN = 'arn:aws:iam::123456789012:role/tasklease-stale';
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
 
+const brokerConfig = (url: string) => ({
+  backends: { aws: { type: 'aws-sts' as const, region: 'us-east-1', sts_endpoint: url, iam_endpoint: url, revocation: {} } },
+  roles: [
+    ...HARNESS_ROLES,
+    { name: 'shared', backend: 'aws', ttl: '15m', allow: AGENTS, aws: { role_arn: SHARED_ARN } },
+    { name: 'stale', backend: 'aws', ttl: '15m', allow: AGENTS, aws: { role_arn: STALE_ARN } },
+  ],
+});
+
 describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
   let database: TestDatabase;
   let aws: AwsFake;
@@ -25,18 +35,7 @@ describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
   beforeAll(async () => {
     aws = await startAwsFake({ roles: [{ arn: SHARED_ARN }, { arn: STALE_ARN }], clock });
     database = await openTestDatabase(driver);
-    t = await startTestBroker(database, {
-      clock,
-      awsCredentials: aws.credentials,
-      config: {
-        backends: { aws: { type: 'aws-sts', region: 'us-east-1', sts_endpoint: aws.url, iam_endpoint: aws.url, revocation: {} } },
-        roles: [
-          ...HARNESS_ROLES,
-          { name: 'shared', backend: 'aws', ttl: '15m', allow: AGENTS, aws: { role_arn: SHARED_ARN } },
-          { name: 'stale', backend: 'aws', ttl: '15m', allow: AGENTS, aws: { role_arn: STALE_ARN } },
-        ],
-      },
-    });
+    t = await startTestBroker(database, { clock, awsCredentials: aws.credentials, config: brokerConfig(aws.url) });
   });
   afterAll(async () => {
     await database?.drop();
@@ -121,5 +120,18 @@ describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
     expect(aws.isDenied(first.credentials.AccessKeyId!)).toBe(true);
     expect(aws.calls.slice(mark).filter((c) => c.action === 'GetRolePolicy')).toEqual([]);
     aws.staleReads(0);
+  });
+
+  it('after an upgrade, entries an earlier version kept only in IAM are adopted from the leases before the first write', async () => {
+    const task = await openTask('agent-upgrade', 'stale');
+    const { lease } = await credential('agent-upgrade', task, 'stale');
+    await release('agent-upgrade', lease.id);
+    await t.broker.sweeper.runOnce();
+    expect(aws.rolePolicies(STALE_ARN).get('tasklease-revoked')).toContain(`tl-${lease.id}`);
+    // As an earlier version left it: the entry in IAM, none in the database.
+    await database.db.execute(sql`delete from aws_revocations`);
+    const upgraded = await startTestBroker(database, { clock, awsCredentials: aws.credentials, config: brokerConfig(aws.url), instanceId: 'upgraded' });
+    await upgraded.broker.sweeper.runOnce();
+    expect(aws.rolePolicies(STALE_ARN).get('tasklease-revoked')).toContain(`tl-${lease.id}`);
   });
 });
