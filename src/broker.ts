@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
+import { createAwsRevocationStore } from './backends/aws-revocation-store.js';
 import { createAwsStsBackend } from './backends/aws-sts.js';
 import { createJwtBackend } from './backends/jwt.js';
 import { createVaultBackend } from './backends/vault.js';
@@ -56,6 +57,7 @@ export async function createBroker(deps: BrokerDeps) {
     maxTokenTtlSeconds: maxRoleTtl,
   });
 
+  const metrics = createMetrics(db);
   const backends = new Map<string, Backend>(deps.backends);
   for (const [name] of jwtBackends) {
     if (!backends.has(name)) backends.set(name, createJwtBackend({ name, issuer: config.public_url, keys }));
@@ -78,6 +80,8 @@ export async function createBroker(deps: BrokerDeps) {
         clock,
         log: log.child({ backend: name }),
         lock: (key, fn) => database.withAdvisoryLock(key, fn, 10_000),
+        store: createAwsRevocationStore(db),
+        metrics,
         credentials: deps.awsCredentials,
         pruneIntervalSeconds: deps.awsPruneIntervalSeconds,
       }),
@@ -87,7 +91,6 @@ export async function createBroker(deps: BrokerDeps) {
   const policy = createPolicy(config.roles, config.policy);
   const limits = createLimits(config.policy);
   const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl });
-  const metrics = createMetrics(db);
   // Repeated refusals' counts, written through the writer below when their window ends (the sweeper's housekeeping) or on drain.
   const refusals = createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
   const sweeper = createSweeper({

@@ -13,6 +13,12 @@ export function createMetrics(db: Db) {
   const issued = new Counter({ name: 'tasklease_credentials_issued_total', help: 'Credentials issued', labelNames: ['role', 'backend'], registers: [registry] });
   const denied = new Counter({ name: 'tasklease_credentials_denied_total', help: 'Credential requests refused, by code', labelNames: ['code'], registers: [registry] });
   const revocations = new Counter({ name: 'tasklease_revocations_total', help: 'Revocation attempts by outcome', labelNames: ['outcome'], registers: [registry] });
+  const awsRevocationCutoffs = new Counter({
+    name: 'tasklease_aws_revocation_cutoffs_total',
+    help: "Cut-offs a full AWS deny policy forced: scope 'agent' ends one agent's older sessions, 'role' every older session of the role (agent: the heaviest)",
+    labelNames: ['role_arn', 'scope', 'agent'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'tasklease_leases',
     help: 'Leases not yet ended, by status (revoke_failed is the alerting one)',
@@ -28,6 +34,6 @@ export function createMetrics(db: Db) {
       for (const status of ['active', 'revoking', 'revoke_failed']) this.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0));
     },
   });
-  return { registry, issued, denied, revocations };
+  return { registry, issued, denied, revocations, awsRevocationCutoffs };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

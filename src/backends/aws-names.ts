@@ -1,4 +1,5 @@
 import { STS_LIMITS, type AwsRoleConfig } from '../config/aws.js';
+import { AGENT_TAG, agentTagValue } from './aws-revocation.js';
 
 /** RoleSessionName and SourceIdentity: 2-64 characters of [\w+=,.@-]; a UUID with a prefix always fits. */
 export const sessionNameFor = (leaseId: string) => `tl-${leaseId}`;
@@ -14,20 +15,15 @@ export function clampDuration(ttlSeconds: number, role: AwsRoleConfig): number {
 }
 
 /**
- * Fills `{{task}}`, `{{lease}}`, `{{agent}}` in every string of the session
- * policy template (`${...}` is taken by environment expansion in config).
+ * The session tags: the role's static tags, then task, lease and agent,
+ * sanitized to STS's rules, and the agent's digest (AGENT_TAG), which a
+ * per-agent revocation cut-off matches: sanitizing can make two agents' names
+ * alike, the digest cannot.
  */
-export function renderSessionPolicy(template: unknown, values: { task: string; lease: string; agent: string }): unknown {
-  if (typeof template === 'string') return template.replace(/\{\{(task|lease|agent)\}\}/g, (_, key: keyof typeof values) => values[key]);
-  if (Array.isArray(template)) return template.map((v) => renderSessionPolicy(v, values));
-  if (template && typeof template === 'object') {
-    return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, renderSessionPolicy(v, values)]));
-  }
-  return template;
-}
-
-/** The session tags: the role's static tags, then task, lease and agent, sanitized to STS's rules. */
 export function sessionTags(role: AwsRoleConfig, values: { task: string; lease: string; agent: string }): { Key: string; Value: string }[] {
   const tags = { ...role.tags, 'tasklease:task': values.task, 'tasklease:lease': values.lease, 'tasklease:agent': values.agent };
-  return Object.entries(tags).map(([Key, Value]) => ({ Key: Key.slice(0, STS_LIMITS.tagKey), Value: sanitizeTagValue(Value) }));
+  return [
+    ...Object.entries(tags).map(([Key, Value]) => ({ Key: Key.slice(0, STS_LIMITS.tagKey), Value: sanitizeTagValue(Value) })),
+    { Key: AGENT_TAG, Value: agentTagValue(values.agent) },
+  ];
 }

@@ -4,14 +4,25 @@
  * makes, so a Deny on the session's SourceIdentity (which the broker sets to
  * the lease id, and which survives role chaining) cuts it off.
  *
- * Entries are grouped in statements by the hour their sessions expire
- * (`Sid: TaskleaseUntil<epoch>`), so pruning what has expired anyway is
- * dropping whole statements. When the role's policy budget would overflow,
- * the fallback is a cut-off on `aws:TokenIssueTime`: every session of the role
- * issued before now is denied, which covers every entry, and the explicit
- * entries are dropped. The cut-off itself is kept until every session it
- * covers has expired.
+ * The policy is rendered whole from what PostgreSQL holds (aws_revocations,
+ * aws_revocation_cutoffs): never read back from IAM. Entries are grouped in
+ * statements by the hour their sessions expire. When the role's budget would
+ * overflow, the heaviest agents' entries are collapsed first, each into a
+ * cut-off that matches only that agent's sessions (the session tag
+ * `tasklease:agent-id`, which the broker sets on every session, if present,
+ * AND `aws:TokenIssueTime` before the cut-off), so one agent's churn revokes
+ * only its own older sessions (and older sessions without the tag, which the
+ * broker did not issue, or issued before it set the tag). Only when that is not enough does a role-wide
+ * cut-off replace everything. Cut-offs are kept until every session they
+ * cover has expired.
+ *
+ * Invariants: every live entry is denied, by name or by a cut-off that covers
+ * it (its session was issued before the entry was recorded, and so before a
+ * cut-off decided at or after that); another agent's sessions are denied only
+ * by a role-wide cut-off, which the caller reports. Proved by
+ * test/backends/aws-revocation.test.ts and test/backends/aws-shared-role.test.ts.
  */
+import { sha256Hex } from '../ids.js';
 
 interface Statement {
   Sid: string;
@@ -27,87 +38,125 @@ export interface PolicyDocument {
 
 export interface RevocationEntry {
   sourceIdentity: string;
+  /** `issuer/subject` of the agent the session was issued to. */
+  agent: string;
   /** When AWS itself ends the session; the entry is useless after that. */
+  expiresAt: Date;
+  /** When the revocation was recorded: the session was issued before this. */
+  createdAt: Date;
+}
+
+export interface Cutoff {
+  /** `issuer/subject`, or ROLE_WIDE. */
+  agent: string;
+  /** Sessions issued before this are denied. */
+  cutoffAt: Date;
+  /** When every session the cut-off covers has expired at AWS. */
   expiresAt: Date;
 }
 
-export interface MergeResult {
-  /** Undefined when nothing is left: the policy can be deleted. */
-  document: PolicyDocument | undefined;
-  /** True when the budget forced a cut-off that also denies sessions that were not revoked. */
-  cutoffApplied: boolean;
+export interface PlannedCutoff extends Cutoff {
+  /** The agents whose entries it replaced, heaviest first (one for a per-agent cut-off). */
+  agents: string[];
+  /** How many named entries it replaced. */
+  entries: number;
 }
 
-const UNTIL = /^TaskleaseUntil(\d+)$/;
-const CUTOFF = /^TaskleaseCutoffUntil(\d+)$/;
+export interface Plan {
+  /** Undefined when nothing is left: the policy can be deleted. */
+  document: PolicyDocument | undefined;
+  /** Cut-offs decided now, to be recorded (and announced) before the document is written. */
+  added: PlannedCutoff[];
+}
+
+export const ROLE_WIDE = '*';
+/** The session tag that names the agent in a form IAM can compare: a digest of `issuer/subject` (which has no `/` in issuer names, so it is unambiguous). */
+export const AGENT_TAG = 'tasklease:agent-id';
+export const agentTagValue = (agent: string) => sha256Hex(agent).slice(0, 32);
+
 const HOUR = 3600;
+const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+const iso = (s: number) => new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** Size as IAM counts it: characters excluding whitespace (JSON.stringify emits none outside strings). */
 export const policySize = (doc: PolicyDocument) => JSON.stringify(doc).length;
 
-export function parsePolicy(json: string | undefined): PolicyDocument {
-  if (!json) return { Version: '2012-10-17', Statement: [] };
-  const doc = JSON.parse(json) as PolicyDocument;
-  return { Version: '2012-10-17', Statement: Array.isArray(doc.Statement) ? doc.Statement : [] };
-}
+const deny = (Sid: string, Condition: Statement['Condition']): Statement => ({ Sid, Effect: 'Deny', Action: '*', Resource: '*', Condition });
 
-const denyStatement = (Sid: string, Condition: Statement['Condition']): Statement => ({ Sid, Effect: 'Deny', Action: '*', Resource: '*', Condition });
+function cutoffStatement(c: Cutoff): Statement {
+  const before = { DateLessThan: { 'aws:TokenIssueTime': iso(seconds(c.cutoffAt)) } };
+  if (c.agent === ROLE_WIDE) return deny('TaskleaseCutoff', before);
+  const tag = agentTagValue(c.agent);
+  // IfExists: a session without the tag (issued before the broker set it, or not by the broker) is covered too,
+  // so an entry the cut-off replaced can never start working again; every session the broker issues carries it.
+  return deny(`TaskleaseAgent${tag}`, { StringEqualsIfExists: { [`aws:PrincipalTag/${AGENT_TAG}`]: tag }, ...before });
+}
 
 /**
- * Adds `entries`, drops what has expired, and falls back to a cut-off when the
- * result would exceed `budget`. Pure: the caller reads and writes the policy.
+ * The whole deny policy for one role from its live entries and cut-offs,
+ * adding cut-offs while it exceeds `budget`. Pure: the caller records the
+ * added cut-offs, then writes the document.
  */
-export function mergeRevocations(current: PolicyDocument, entries: RevocationEntry[], now: Date, budget: number, maxSessionSeconds: number): MergeResult {
-  const nowS = Math.floor(now.getTime() / 1000);
-  const buckets = new Map<number, Set<string>>();
-  const cutoffs: Statement[] = [];
-  for (const st of current.Statement) {
-    const until = UNTIL.exec(st.Sid ?? '');
-    if (until) {
-      if (Number(until[1]) <= nowS) continue;
-      const ids = st.Condition?.StringEquals?.['aws:SourceIdentity'];
-      buckets.set(Number(until[1]), new Set(Array.isArray(ids) ? ids : ids ? [ids] : []));
-      continue;
+export function planRevocationPolicy(entries: RevocationEntry[], cutoffs: Cutoff[], now: Date, budget: number, maxSessionSeconds: number): Plan {
+  const nowS = seconds(now);
+  const live = <T extends { expiresAt: Date }>(xs: T[]) => xs.filter((x) => seconds(x.expiresAt) > nowS);
+  const agentCuts = new Map(live(cutoffs).filter((c) => c.agent !== ROLE_WIDE).map((c) => [c.agent, c] as const));
+  let roleCut = live(cutoffs).find((c) => c.agent === ROLE_WIDE);
+  const added: PlannedCutoff[] = [];
+  const covered = (e: RevocationEntry) => {
+    const cut = agentCuts.get(e.agent);
+    return (roleCut !== undefined && e.createdAt < roleCut.cutoffAt) || (cut !== undefined && e.createdAt < cut.cutoffAt);
+  };
+  const build = (): PolicyDocument => {
+    const buckets = new Map<number, Set<string>>();
+    for (const e of live(entries)) {
+      if (covered(e)) continue;
+      const until = Math.ceil(Math.ceil(e.expiresAt.getTime() / 1000) / HOUR) * HOUR;
+      if (!buckets.has(until)) buckets.set(until, new Set());
+      buckets.get(until)!.add(e.sourceIdentity);
     }
-    const cutoff = CUTOFF.exec(st.Sid ?? '');
-    if (cutoff && Number(cutoff[1]) > nowS) cutoffs.push(st);
-  }
-  for (const entry of entries) {
-    const expiresS = Math.ceil(entry.expiresAt.getTime() / 1000);
-    if (expiresS <= nowS) continue;
-    const until = Math.ceil(expiresS / HOUR) * HOUR;
-    if (!buckets.has(until)) buckets.set(until, new Set());
-    buckets.get(until)!.add(entry.sourceIdentity);
-  }
-  const build = (withBuckets: boolean, extraCutoff?: Statement): PolicyDocument => ({
-    Version: '2012-10-17',
-    Statement: [
-      ...(withBuckets
-        ? [...buckets.entries()]
-            .sort(([a], [b]) => a - b)
-            .map(([until, ids]) => denyStatement(`TaskleaseUntil${until}`, { StringEquals: { 'aws:SourceIdentity': [...ids].sort() } }))
-        : []),
-      ...cutoffs,
-      ...(extraCutoff ? [extraCutoff] : []),
-    ],
+    const named = [...buckets.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([until, ids]) => deny(`TaskleaseUntil${until}`, { StringEquals: { 'aws:SourceIdentity': [...ids].sort() } }));
+    // An agent's cut-off older than the role's adds nothing: the role's covers every session it does.
+    const agents = [...agentCuts.values()].filter((c) => !roleCut || c.cutoffAt > roleCut.cutoffAt).sort((a, b) => (a.agent < b.agent ? -1 : 1));
+    return { Version: '2012-10-17', Statement: [...named, ...agents.map(cutoffStatement), ...(roleCut ? [cutoffStatement(roleCut)] : [])] };
+  };
+  // A cut-off decided now covers every session issued up to now: rounded up to the next second, as TokenIssueTime has whole seconds.
+  const cutoffAt = new Date((nowS + 1) * 1000);
+  const cutoffFor = (agent: string, covering: RevocationEntry[]): Cutoff => ({
+    agent,
+    cutoffAt,
+    // It must outlive every session it covers: those issued before it, of at most the role's longest session.
+    expiresAt: new Date(Math.max(seconds(cutoffAt) + maxSessionSeconds, ...covering.map((e) => seconds(e.expiresAt))) * 1000),
   });
-  const full = build(true);
-  if (policySize(full) <= budget) return { document: full.Statement.length ? full : undefined, cutoffApplied: false };
-  // Every revoked session was issued before now, so one cut-off at now covers them all.
-  // Rounded up to the next second: a session issued earlier in this same second must be covered too.
-  const cutoffAt = new Date((nowS + 1) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  // It must outlive every entry it replaces, and every session of the role issued before it.
-  const lastBucket = Math.max(0, ...buckets.keys());
-  const cutoff = denyStatement(`TaskleaseCutoffUntil${Math.max(lastBucket, nowS + 1 + maxSessionSeconds)}`, { DateLessThan: { 'aws:TokenIssueTime': cutoffAt } });
-  return { document: build(false, cutoff), cutoffApplied: true };
-}
 
-/** Every SourceIdentity the document denies by name (for checks and tests). */
-export function deniedIdentities(doc: PolicyDocument): Set<string> {
-  const out = new Set<string>();
-  for (const st of doc.Statement) {
-    const ids = st.Condition?.StringEquals?.['aws:SourceIdentity'];
-    for (const id of Array.isArray(ids) ? ids : ids ? [ids] : []) out.add(id);
+  for (let doc = build(); ; doc = build()) {
+    const size = policySize(doc);
+    if (size <= budget) return { document: doc.Statement.length ? doc : undefined, added };
+    const byAgent = new Map<string, RevocationEntry[]>();
+    for (const e of live(entries)) if (!covered(e)) byAgent.set(e.agent, [...(byAgent.get(e.agent) ?? []), e]);
+    const heaviest = [...byAgent.entries()].sort(([a, x], [b, y]) => y.length - x.length || (a < b ? -1 : 1));
+    const [agent, theirs] = heaviest[0] ?? [];
+    if (agent !== undefined && theirs !== undefined) {
+      const previous = agentCuts.get(agent);
+      const cut = cutoffFor(agent, theirs);
+      if (previous) cut.expiresAt = new Date(Math.max(cut.expiresAt.getTime(), previous.expiresAt.getTime()));
+      agentCuts.set(agent, cut);
+      // Worth it only if the policy shrinks; otherwise one agent's cut-off cannot help, and the role's is the fallback.
+      if (policySize(build()) < size) {
+        added.push({ ...cut, agents: [agent], entries: theirs.length });
+        continue;
+      }
+      if (previous) agentCuts.set(agent, previous);
+      else agentCuts.delete(agent);
+    }
+    const all = live(entries).filter((e) => !covered(e));
+    const superseded = [...agentCuts.values(), ...(roleCut ? [roleCut] : [])];
+    roleCut = cutoffFor(ROLE_WIDE, all);
+    roleCut.expiresAt = new Date(Math.max(roleCut.expiresAt.getTime(), ...superseded.map((c) => c.expiresAt.getTime())));
+    const named = [...heaviest.map(([a]) => a), ...[...agentCuts.keys()].filter((a) => !byAgent.has(a))];
+    added.push({ ...roleCut, agents: named, entries: all.length });
+    return { document: build(), added };
   }
-  return out;
 }

@@ -1,4 +1,4 @@
-import { DeleteRolePolicyCommand, GetRolePolicyCommand, IAMClient, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import { DeleteRolePolicyCommand, IAMClient, PutRolePolicyCommand } from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Clock } from '../clock.js';
@@ -6,8 +6,11 @@ import type { AwsRoleConfig, AwsStsBackendConfig } from '../config/aws.js';
 import type { RoleConfig } from '../config/schema.js';
 import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { clampDuration, renderSessionPolicy, sessionNameFor, sessionTags } from './aws-names.js';
-import { mergeRevocations, parsePolicy, type RevocationEntry } from './aws-revocation.js';
+import type { Metrics } from '../metrics.js';
+import { clampDuration, sessionNameFor, sessionTags } from './aws-names.js';
+import { renderSessionPolicy } from './aws-session-policy.js';
+import { planRevocationPolicy, ROLE_WIDE } from './aws-revocation.js';
+import type { AwsRevocationStore } from './aws-revocation-store.js';
 import { BackendError, type Backend } from './types.js';
 
 export interface AwsStsBackendDeps {
@@ -18,11 +21,15 @@ export interface AwsStsBackendDeps {
   roleNames: () => string[];
   clock: Clock;
   log: Logger;
-  /** Serializes read-modify-write of one role's deny policy across replicas (an advisory lock). */
+  /** Orders the writes of one role's deny policy across replicas (an advisory lock), so the last write renders the newest rows. */
   lock: <T>(key: string, fn: () => Promise<T>) => Promise<T>;
+  /** The revoked sessions and cut-offs each role's deny policy is rendered from. */
+  store: AwsRevocationStore;
+  /** Counts cut-offs (tasklease_aws_revocation_cutoffs_total). */
+  metrics?: Pick<Metrics, 'awsRevocationCutoffs'>;
   /** The broker's own AWS credentials; the SDK's default chain (env, web identity, container, instance) when absent. */
   credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
-  /** How often housekeeping re-reads each role's deny policy to prune expired entries. */
+  /** How often housekeeping prunes expired entries and rewrites each role's deny policy. */
   pruneIntervalSeconds?: number;
 }
 
@@ -51,7 +58,8 @@ const roleNameOf = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
  * through role chaining and shows in CloudTrail), session tags name task,
  * lease and agent. STS sessions last at least 900 s; a shorter lease is
  * honest about the gap (backend_expires_at) and relies on early revocation,
- * which writes the session's SourceIdentity into a Deny on the role.
+ * which records the session's SourceIdentity in PostgreSQL and writes the
+ * role's whole Deny policy from there (aws-revocation.ts).
  */
 export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const { config } = deps;
@@ -65,9 +73,22 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const sts = new STSClient({ ...common, ...(config.sts_endpoint ? { endpoint: config.sts_endpoint } : {}) });
   const iam = new IAMClient({ ...common, ...(config.iam_endpoint ? { endpoint: config.iam_endpoint } : {}) });
   const revocation = config.revocation;
-  const pending = new Map<string, { entries: RevocationEntry[]; waiters: { resolve: () => void; reject: (e: unknown) => void }[] }>();
+  /** Callers waiting for a write of each role's policy that starts after they asked. */
+  const pending = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
   const draining = new Set<string>();
   let lastPrune = 0;
+  let adopted = false;
+
+  /** Once per process, before its first write: entries an earlier version kept only in IAM (no longer read) come from the leases. */
+  async function adoptOnce(now: Date): Promise<void> {
+    if (adopted) return;
+    const roles = deps.roleNames().flatMap((role) => {
+      const aws = deps.role(role)?.aws;
+      return aws ? [{ role, roleArn: aws.role_arn }] : [];
+    });
+    await deps.store.adoptLeases(deps.name, roles, now);
+    adopted = true;
+  }
 
   /** A cut-off on a role must outlast every session any of its tasklease roles can have: the longest among them. */
   const longestSession = (arn: string) =>
@@ -79,44 +100,58 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
     return aws;
   };
 
-  /** Reads the role's deny policy, merges, writes it back; a LimitExceeded from IAM forces the cut-off. */
-  async function writeDeny(roleArn: string, entries: RevocationEntry[], maxSession: number): Promise<void> {
+  /**
+   * Renders the role's whole deny policy from the database and writes it; IAM
+   * is never read, so a stale read cannot drop an entry. Cut-offs the budget
+   * forces are recorded (with their audit events) before the write; a
+   * LimitExceeded from IAM (other inline policies share the role's quota)
+   * retries with a smaller budget.
+   */
+  async function writeDeny(roleArn: string): Promise<void> {
     const RoleName = roleNameOf(roleArn);
     const PolicyName = revocation!.policy_name;
-    let current;
-    try {
-      const got = await iam.send(new GetRolePolicyCommand({ RoleName, PolicyName }));
-      current = parsePolicy(got.PolicyDocument ? decodeURIComponent(got.PolicyDocument) : undefined);
-    } catch (err) {
-      if ((err as { name?: string }).name !== 'NoSuchEntityException' && (err as { name?: string }).name !== 'NoSuchEntity') throw err;
-      current = parsePolicy(undefined);
-    }
+    const maxSession = longestSession(roleArn);
     const now = deps.clock.now();
-    for (const budget of [revocation!.max_policy_chars, 0]) {
-      const { document, cutoffApplied } = mergeRevocations(current, entries, now, budget, maxSession);
-      if (cutoffApplied) deps.log.warn({ roleArn }, 'revocation policy full: denying every session of the role issued before now');
+    await adoptOnce(now);
+    for (const budget of [revocation!.max_policy_chars, Math.floor(revocation!.max_policy_chars / 2), 0]) {
+      const { entries, cutoffs } = await deps.store.live(roleArn, now);
+      const { document, added } = planRevocationPolicy(entries, cutoffs, now, budget, maxSession);
+      if (added.length > 0) {
+        await deps.store.addCutoffs(roleArn, deps.name, added, now);
+        for (const c of added) {
+          const scope = c.agent === ROLE_WIDE ? 'role' : 'agent';
+          deps.metrics?.awsRevocationCutoffs.inc({ role_arn: roleArn, scope, agent: c.agents[0] ?? '' });
+          deps.log.warn(
+            { roleArn, scope, agents: c.agents.slice(0, 20), entries: c.entries, cutoffAt: c.cutoffAt.toISOString() },
+            scope === 'role'
+              ? 'revocation policy full: denying every session of the role issued before the cut-off'
+              : "revocation policy full: denying this agent's sessions issued before the cut-off",
+          );
+        }
+      }
       try {
         if (document) await iam.send(new PutRolePolicyCommand({ RoleName, PolicyName, PolicyDocument: JSON.stringify(document) }));
-        else if (current.Statement.length > 0) await iam.send(new DeleteRolePolicyCommand({ RoleName, PolicyName }));
+        else await iam.send(new DeleteRolePolicyCommand({ RoleName, PolicyName })).catch((err: unknown) => {
+          if (!/^NoSuchEntity/.test((err as { name?: string }).name ?? '')) throw err;
+        });
         return;
       } catch (err) {
-        const name = (err as { name?: string }).name ?? '';
-        if (budget === 0 || !/^LimitExceeded/.test(name)) throw err;
+        if (budget === 0 || !/^LimitExceeded/.test((err as { name?: string }).name ?? '')) throw err;
       }
     }
   }
 
-  /** Revocations of one role are merged into one write while another is in flight; the lock orders replicas. */
-  async function drain(roleArn: string, maxSession: number): Promise<void> {
+  /** Writes of one role run one at a time in this replica (callers who asked meanwhile share the next); the lock orders replicas. */
+  async function drain(roleArn: string): Promise<void> {
     draining.add(roleArn);
     try {
-      for (let batch = pending.get(roleArn); batch; batch = pending.get(roleArn)) {
+      for (let waiters = pending.get(roleArn); waiters; waiters = pending.get(roleArn)) {
         pending.delete(roleArn);
         try {
-          await deps.lock(`tl:aws-deny:${roleArn}`, () => writeDeny(roleArn, batch!.entries, maxSession));
-          for (const w of batch.waiters) w.resolve();
+          await deps.lock(`tl:aws-deny:${roleArn}`, () => writeDeny(roleArn));
+          for (const w of waiters) w.resolve();
         } catch (err) {
-          for (const w of batch.waiters) w.reject(toBackendError(err));
+          for (const w of waiters) w.reject(toBackendError(err));
         }
       }
     } finally {
@@ -124,13 +159,13 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
     }
   }
 
-  function denySession(roleArn: string, entry: RevocationEntry, maxSession: number): Promise<void> {
+  /** Resolves after a write of the role's policy that read the database after this call. */
+  function rewrite(roleArn: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const batch = pending.get(roleArn) ?? { entries: [], waiters: [] };
-      batch.entries.push(entry);
-      batch.waiters.push({ resolve, reject });
-      pending.set(roleArn, batch);
-      if (!draining.has(roleArn)) void drain(roleArn, maxSession);
+      const waiters = pending.get(roleArn) ?? [];
+      waiters.push({ resolve, reject });
+      pending.set(roleArn, waiters);
+      if (!draining.has(roleArn)) void drain(roleArn);
     });
   }
 
@@ -178,25 +213,23 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
     },
 
     /** Without revocation configured there is nothing to call: the lease already says the credential lives until its AWS expiry. */
-    async revoke({ leaseId, role, backendExpiresAt }) {
+    async revoke({ leaseId, role, agent, backendExpiresAt }) {
       if (!revocation) return;
-      if (backendExpiresAt.getTime() <= deps.clock.now().getTime()) return; // AWS has ended it already
+      const now = deps.clock.now();
+      if (backendExpiresAt.getTime() <= now.getTime()) return; // AWS has ended it already
       const aws = awsRole(role);
-      await denySession(aws.role_arn, { sourceIdentity: sessionNameFor(leaseId), expiresAt: backendExpiresAt }, longestSession(aws.role_arn));
+      // Committed before the write that carries it: whichever replica writes next renders it.
+      await deps.store.add(aws.role_arn, { sourceIdentity: sessionNameFor(leaseId), agent, expiresAt: backendExpiresAt, createdAt: now });
+      await rewrite(aws.role_arn);
     },
 
     async housekeeping(now) {
       if (!revocation || now.getTime() - lastPrune < (deps.pruneIntervalSeconds ?? 300) * 1000) return;
       lastPrune = now.getTime();
-      const arns = new Map<string, number>();
-      for (const name of deps.roleNames()) {
-        const aws = deps.role(name)?.aws;
-        if (aws) arns.set(aws.role_arn, Math.max(arns.get(aws.role_arn) ?? 0, aws.max_session_duration));
-      }
-      for (const [arn, maxSession] of arns) {
-        await deps.lock(`tl:aws-deny:${arn}`, () => writeDeny(arn, [], maxSession)).catch((err: unknown) =>
-          deps.log.warn({ roleArn: arn, code: toBackendError(err).code }, 'could not prune the revocation policy'),
-        );
+      await deps.store.prune(now);
+      const arns = new Set(deps.roleNames().flatMap((name) => deps.role(name)?.aws?.role_arn ?? []));
+      for (const arn of arns) {
+        await rewrite(arn).catch((err: unknown) => deps.log.warn({ roleArn: arn, code: toBackendError(err).code }, 'could not rewrite the revocation policy'));
       }
     },
   };

@@ -27,6 +27,8 @@ export interface RevokeTarget {
   leaseId: string;
   ref: string;
   role: string;
+  /** The agent the credential was issued to, `issuer/subject` (the AWS backend bounds each agent's share of a role's deny policy). */
+  agent: string;
   backendExpiresAt: Date;
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { misplacedPlaceholders } from '../backends/aws-session-policy.js';
 
 /** STS limits, from the AssumeRole API reference. */
 export const STS_LIMITS = {
@@ -47,7 +48,11 @@ export const AwsRoleSchema = z
     message: `session_policy must stay under ${STS_LIMITS.sessionPolicyChars} characters once filled in (keep 200 spare for ids)`,
     path: ['session_policy'],
   })
-  .refine((r) => Object.keys(r.tags).length <= STS_LIMITS.tags - 3, { message: `at most ${STS_LIMITS.tags - 3} static tags (3 are tasklease's)`, path: ['tags'] });
+  .superRefine((r, ctx) => {
+    for (const message of r.session_policy ? misplacedPlaceholders(r.session_policy) : []) ctx.addIssue({ code: 'custom', message, path: ['session_policy'] });
+  })
+  .refine((r) => Object.keys(r.tags).length <= STS_LIMITS.tags - 4, { message: `at most ${STS_LIMITS.tags - 4} static tags (4 are tasklease's)`, path: ['tags'] })
+  .refine((r) => !Object.keys(r.tags).some((k) => k.toLowerCase().startsWith('tasklease:')), { message: "tag keys starting with 'tasklease:' are the broker's own", path: ['tags'] });
 
 export type AwsStsBackendConfig = z.output<typeof AwsStsBackendSchema>;
 export type AwsRoleConfig = z.output<typeof AwsRoleSchema>;

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -135,7 +135,46 @@ export const auditHead = pgTable('audit_head', {
   hash: text('hash').notNull(),
 });
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead };
+/**
+ * AWS sessions revoked early, per IAM role: the source of truth for the role's
+ * deny policy, which is rendered whole from these rows and written (IAM is
+ * never read back, so its eventual consistency cannot lose an entry). A row
+ * is inserted, and committed, before the policy write that carries it; it is
+ * useless once AWS has ended the session (`expires_at`) and pruned then.
+ */
+export const awsRevocations = pgTable(
+  'aws_revocations',
+  {
+    roleArn: text('role_arn').notNull(),
+    /** The session's SourceIdentity (`tl-<lease id>`), which the Deny names. */
+    sourceIdentity: text('source_identity').notNull(),
+    /** The agent (`issuer/subject`) the session was issued to: its share of the policy is bounded. */
+    agent: text('agent').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.roleArn, t.sourceIdentity] }), index('aws_revocations_role_idx').on(t.roleArn, t.expiresAt)],
+);
+
+/**
+ * Cut-offs that replaced entries when a role's deny policy was full: every
+ * session of one agent (or of the role, agent '*') issued before `cutoff_at`
+ * is denied, until `expires_at`, when all of them have ended at AWS.
+ */
+export const awsRevocationCutoffs = pgTable(
+  'aws_revocation_cutoffs',
+  {
+    roleArn: text('role_arn').notNull(),
+    /** `issuer/subject`, or '*' for every session of the role. */
+    agent: text('agent').notNull(),
+    cutoffAt: ts('cutoff_at').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.roleArn, t.agent] })],
+);
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;

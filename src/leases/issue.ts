@@ -221,7 +221,7 @@ export function createIssuer(deps: IssueDeps) {
     } catch (err) {
       // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.
       await backend
-        .revoke({ leaseId, ref: minted.ref, role: row.role, backendExpiresAt: minted.expiresAt })
+        .revoke({ leaseId, ref: minted.ref, role: row.role, agent: actorOf(input.identity), backendExpiresAt: minted.expiresAt })
         .catch((revokeErr: unknown) =>
           log.error({ lease: leaseId, err: revokeErr instanceof BackendError ? revokeErr.message : 'unknown' }, 'could not revoke an unrecorded credential'),
         );

@@ -6,6 +6,7 @@ import { mapLimit, TimeoutError, withTimeout } from '../concurrency.js';
 import type { Config } from '../config/schema.js';
 import { execRows, type Db } from '../db/client.js';
 import { leases, type Lease } from '../db/schema.js';
+import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { backoffMs } from './backoff.js';
@@ -59,7 +60,7 @@ export function createSweeper(deps: SweeperDeps) {
     if (!backend) return new BackendError('backend_missing', `backend '${lease.backend}' is not configured`, true);
     try {
       await withTimeout(
-        backend.revoke({ leaseId: lease.id, ref: lease.credentialRef, role: lease.role, backendExpiresAt: lease.backendExpiresAt }),
+        backend.revoke({ leaseId: lease.id, ref: lease.credentialRef, role: lease.role, agent: actorOf(lease), backendExpiresAt: lease.backendExpiresAt }),
         revokeTimeoutMs,
         `revoke timed out after ${revokeTimeoutMs / 1000}s`,
       );

@@ -126,8 +126,8 @@ describe('unmodified AWS clients against the broker', () => {
     expect(puts).toBeLessThan(50); // merged, not one write per revocation
   });
 
-  it('two replicas revoking on one role at once lose no entry (the read-modify-write is locked across replicas)', async () => {
-    // IAM answers slowly here, so the two replicas' read-modify-writes would interleave without the lock.
+  it('two replicas revoking on one role at once lose no entry (their policy writes are ordered by the lock)', async () => {
+    // IAM answers slowly here, so without the lock a replica's write rendered from older rows could land last.
     const slowIam = await delayingProxy(aws.url, 30);
     const replicaConfig = (instanceId: string) => ({
       clock: t.clock,

@@ -46,6 +46,16 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
             },
           },
           { name: 'plain-aws', backend: 'aws-norevoke', ttl: '15m', allow: AGENTS, aws: { role_arn: OPEN_ROLE_ARN } },
+          {
+            name: 'per-agent',
+            backend: 'aws-norevoke',
+            ttl: '15m',
+            allow: AGENTS,
+            aws: {
+              role_arn: OPEN_ROLE_ARN,
+              session_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::reports/{{agent}}/*' }] },
+            },
+          },
         ],
       },
     });
@@ -103,6 +113,17 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
     await t.broker.sweeper.runOnce();
     const after = aws.rolePolicies(ROLE_ARN).get('tasklease-revoked');
     expect(after === undefined || !after.includes(`tl-${lease.id}`)).toBe(true);
+  });
+
+  it('a subject holding * gets its own prefix in the session policy, not a wildcard over other agents’ (IAM escapes)', async () => {
+    const created = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-*' }, roles: ['per-agent'], ttl_seconds: 3600 });
+    expect(created.status).toBe(201);
+    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-*' }, { task: created.json.task.id, role: 'per-agent' });
+    expect(res.status).toBe(201);
+    const key = res.json.credentials.AccessKeyId;
+    expect(JSON.parse(aws.sessions.get(key)!.policy!).Statement[0].Resource).toBe('arn:aws:s3:::reports/test/agent-${*}/*');
+    expect(aws.sessionPolicyAllows(key, 's3:GetObject', 'arn:aws:s3:::reports/test/agent-*/report.csv')).toBe(true);
+    expect(aws.sessionPolicyAllows(key, 's3:GetObject', 'arn:aws:s3:::reports/test/agent-other/report.csv')).toBe(false);
   });
 
   it('says plainly when a role cannot be revoked early, and still ends the lease', async () => {

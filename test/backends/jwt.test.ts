@@ -97,6 +97,6 @@ describe('jwt backend', () => {
 
   it('revoke is a no-op that always succeeds (introspection carries revocation)', async () => {
     const { backend } = await setup();
-    await expect(backend.revoke({ leaseId: 'x', ref: 'x', role: 'api', backendExpiresAt: new Date() })).resolves.toBeUndefined();
+    await expect(backend.revoke({ leaseId: 'x', ref: 'x', role: 'api', agent: 'test/agent', backendExpiresAt: new Date() })).resolves.toBeUndefined();
   });
 });

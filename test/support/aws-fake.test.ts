@@ -408,6 +408,51 @@ describe('aws-fake', () => {
     });
   });
 
+  describe('eventual consistency', () => {
+    it('staleReads: GetRolePolicy answers the version before the latest write, then the latest again', async () => {
+      const doc = (sid: string) => JSON.stringify({ Version: '2012-10-17', Statement: [{ Sid: sid, Effect: 'Deny', Action: 'iam:Nothing', Resource: '*' }] });
+      const client = iam(fake.credentials);
+      const get = async () => decodeURIComponent((await client.send(new GetRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec' }))).PolicyDocument!);
+      await client.send(new PutRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec', PolicyDocument: doc('One') }));
+      fake.staleReads(1);
+      expect((await failure(get())).Code).toBe('NoSuchEntity');
+      expect(await get()).toBe(doc('One'));
+      await client.send(new PutRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec', PolicyDocument: doc('Two') }));
+      fake.staleReads(1);
+      expect(await get()).toBe(doc('One'));
+      expect(await get()).toBe(doc('Two'));
+      await client.send(new DeleteRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'ec' }));
+    });
+  });
+
+  describe('policy variables', () => {
+    it('under Version 2012-10-17, ${*} ${?} ${$} are literal characters, not wildcards; under 2008-10-17 they are plain text', async () => {
+      const s = await assume({
+        RoleSessionName: 'escapes',
+        SourceIdentity: 'lease-esc',
+        Tags: [{ Key: 'team', Value: 'ab' }],
+        Policy: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::r/a${*}b${?}${$}/*' }] }),
+      });
+      const key = s.Credentials!.AccessKeyId!;
+      expect(fake.sessionPolicyAllows(key, 's3:GetObject', 'arn:aws:s3:::r/a*b?$/x')).toBe(true);
+      expect(fake.sessionPolicyAllows(key, 's3:GetObject', 'arn:aws:s3:::r/aXXbY$/x')).toBe(false);
+      expect(fake.sessionPolicyAllows(key, 's3:PutObject', 'arn:aws:s3:::r/a*b?$/x')).toBe(false);
+      const deny = (version: string, value: string) =>
+        JSON.stringify({ Version: version, Statement: [{ Effect: 'Deny', Action: '*', Resource: '*', Condition: { StringLike: { 'aws:PrincipalTag/team': value } } }] });
+      const policies = fake.rolePolicies(ROLE);
+      // STS refuses `*` in tag values, so an escaped `*` can never match one; a bare `*` is a wildcard.
+      policies.set('esc', deny('2012-10-17', 'a${*}'));
+      expect(fake.isDenied(key)).toBe(false);
+      policies.set('esc', deny('2012-10-17', 'a*'));
+      expect(fake.isDenied(key)).toBe(true);
+      policies.set('esc', deny('2008-10-17', 'a${?}'));
+      expect(fake.isDenied(key)).toBe(false);
+      policies.set('esc', deny('2008-10-17', 'a?'));
+      expect(fake.isDenied(key)).toBe(true);
+      policies.delete('esc');
+    });
+  });
+
   describe('failNext', () => {
     it('injects Throttling, surfaced by the SDK as name Throttling', async () => {
       fake.failNext('sts', 'AssumeRole', { status: 400, code: 'Throttling', message: 'Rate exceeded' });

@@ -12,7 +12,11 @@
  *   evaluated (except `externalId` / `accounts`), Resource elements are
  *   ignored, and only aws:SourceIdentity, aws:TokenIssueTime,
  *   aws:CurrentTime, aws:PrincipalTag/* and aws:userid are in the request
- *   context (String*, Date*, Null operators; others never match).
+ *   context (String*, Date*, Null operators; others never match). Under
+ *   Version 2012-10-17 the escapes `${*}`, `${?}`, `${$}` are literal
+ *   characters; any other policy variable is left unresolved (matches
+ *   nothing). Session policies are not enforced on requests; tests ask
+ *   `sessionPolicyAllows` what they would allow.
  * - GetCallerIdentity is never denied (as in AWS, where it needs no
  *   permission); probe revocation with an IAM call such as ListRolePolicies.
  * - PackedPolicySize is deflate(policy + ARNs + tags) over a 1,024-byte
@@ -21,6 +25,7 @@
  * - Error wording for duplicate/`aws:`-prefixed tag keys, >10 PolicyArns and
  *   some policy-grammar errors is modelled on AWS's style, not captured from
  *   it; codes and HTTP statuses follow the service models.
+ * - IAM is strongly consistent unless a test asks for `staleReads`.
  * - IAM accepts a signing region of us-east-1 (its real one) or `region`.
  * - Session issue times are whole seconds; AccessKeyIds are unique per
  *   session, secrets and tokens are random and carry no meaning.
@@ -28,7 +33,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { deleteRolePolicy, getRolePolicy, listRolePolicies, putRolePolicy, roleResourceArn } from './aws-fake/iam.js';
-import { deniedBy } from './aws-fake/policy.js';
+import { deniedBy, sessionPolicyAllows } from './aws-fake/policy.js';
 import { parseAuthorization, verifySignature, type ParsedAuthorization } from './aws-fake/sigv4.js';
 import { AwsError, keyId, makeRole, secretKey, type CallRecord, type FakeRole, type FakeSession, type InjectedFailure } from './aws-fake/state.js';
 import { assumedRoleArn, assumeRole, getCallerIdentity, type Caller } from './aws-fake/sts.js';
@@ -81,6 +86,20 @@ export interface AwsFake {
    * covers it count. Expiry is not considered: see `sessions`.
    */
   isDenied(accessKeyId: string, now?: Date, action?: string): boolean;
+  /**
+   * Would the session's own session policy (the one AssumeRole was given)
+   * allow `action` on `resource`? Resource patterns use IAM's wildcards and,
+   * under Version 2012-10-17, its escapes `${*}`, `${?}`, `${$}`. True when the
+   * session has no session policy. Requests to the fake are not checked
+   * against it (see the departures above).
+   */
+  sessionPolicyAllows(accessKeyId: string, action: string, resource: string, now?: Date): boolean;
+  /**
+   * IAM's eventual consistency: the next `times` GetRolePolicy answers return
+   * the policy as it was before its latest write (NoSuchEntity if it did not
+   * exist then).
+   */
+  staleReads(times: number): void;
   /** Answer the next `times` (default 1) matching requests with this error instead; action '*' matches any. */
   failNext(service: 'sts' | 'iam', action: string, error: InjectedFailure, times?: number): void;
   addRole(role: AwsFakeRoleOptions): void;
@@ -132,6 +151,7 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
   const sessions = new Map<string, FakeSession>();
   const calls: CallRecord[] = [];
   const failures: { service: Service; action: string; error: InjectedFailure; remaining: number }[] = [];
+  let staleReads = 0;
   const world = { roles, sessions, trustedAccounts: options.accounts ? new Set(options.accounts) : undefined, now: () => clock.now() };
 
   const roleOf = (session: FakeSession) => roles.get(session.roleArn)!;
@@ -168,7 +188,11 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
     if (service === 'sts') return action === 'AssumeRole' ? assumeRole(world, caller, params) : getCallerIdentity(caller);
     const all = roles.values();
     if (action === 'PutRolePolicy') return putRolePolicy(all, caller.account, params);
-    if (action === 'GetRolePolicy') return getRolePolicy(all, caller.account, params);
+    if (action === 'GetRolePolicy') {
+      const stale = staleReads > 0;
+      if (stale) staleReads--;
+      return getRolePolicy(all, caller.account, params, stale);
+    }
     if (action === 'DeleteRolePolicy') return deleteRolePolicy(all, caller.account, params);
     return listRolePolicies(all, caller.account, params);
   }
@@ -252,6 +276,14 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
       if (!session) throw new Error(`aws-fake: no session with AccessKeyId ${accessKeyId}`);
       const role = roleOf(session);
       return deniedBy(role.policies, session, now, role.roleId, action) !== undefined;
+    },
+    sessionPolicyAllows(accessKeyId, action, resource, now = clock.now()) {
+      const session = sessions.get(accessKeyId);
+      if (!session) throw new Error(`aws-fake: no session with AccessKeyId ${accessKeyId}`);
+      return sessionPolicyAllows(session, now, roleOf(session).roleId, action, resource);
+    },
+    staleReads(times) {
+      staleReads = times;
     },
     failNext(service, action, error, times = 1) {
       if (!Number.isInteger(times) || times < 1) throw new Error(`aws-fake: failNext times must be a positive integer, got ${times}`);

@@ -50,14 +50,16 @@ export function putRolePolicy(roles: Iterable<FakeRole>, account: string, params
   if (total > ROLE_POLICY_AGGREGATE_LIMIT) {
     throw new AwsError(409, 'LimitExceeded', `Maximum policy size of ${ROLE_POLICY_AGGREGATE_LIMIT} bytes exceeded for role ${role.name}`);
   }
+  role.previous.set(policyName, role.policies.get(policyName));
   role.policies.set(policyName, document);
   return undefined;
 }
 
-export function getRolePolicy(roles: Iterable<FakeRole>, account: string, params: Record<string, string>): Record<string, XmlNode> {
+/** With `stale`, answers the policy as it was before its latest write: IAM is eventually consistent, and a read soon after a write may not see it. */
+export function getRolePolicy(roles: Iterable<FakeRole>, account: string, params: Record<string, string>, stale = false): Record<string, XmlNode> {
   const { roleName, policyName } = names(params, true);
   const role = findRole(roles, account, roleName);
-  const document = role.policies.get(policyName);
+  const document = stale && role.previous.has(policyName) ? role.previous.get(policyName) : role.policies.get(policyName);
   if (document === undefined) throw noSuchPolicy(policyName);
   return { RoleName: role.name, PolicyName: policyName, PolicyDocument: rfc3986(document) };
 }
@@ -65,7 +67,9 @@ export function getRolePolicy(roles: Iterable<FakeRole>, account: string, params
 export function deleteRolePolicy(roles: Iterable<FakeRole>, account: string, params: Record<string, string>): undefined {
   const { roleName, policyName } = names(params, true);
   const role = findRole(roles, account, roleName);
+  const before = role.policies.get(policyName);
   if (!role.policies.delete(policyName)) throw noSuchPolicy(policyName);
+  role.previous.set(policyName, before);
   return undefined;
 }
 

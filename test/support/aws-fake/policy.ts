@@ -93,9 +93,32 @@ export function policySize(text: string): number {
   return text.replace(/\s/g, '').length;
 }
 
-/** IAM's wildcard match: `*` any run, `?` one character. */
-function globMatch(pattern: string, value: string, ignoreCase: boolean): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+/** The escapes IAM resolves, in a policy whose Version is 2012-10-17, wherever it resolves policy variables. */
+const ESCAPES: Record<string, string> = { '${*}': '*', '${?}': '?', '${$}': '$' };
+
+/**
+ * IAM's wildcard match: `*` any run, `?` one character; with `variables`
+ * (Version 2012-10-17), `${*}`, `${?}` and `${$}` stand for the literal
+ * character, and any other `${...}` is a variable the fake cannot resolve
+ * (the pattern matches nothing, as IAM's does when a variable has no value).
+ * Without `variables`, `${...}` is plain text.
+ */
+function globMatch(pattern: string, value: string, ignoreCase: boolean, variables = false, wildcards = true): boolean {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const escape = variables ? /^\$\{[^}]*\}/.exec(pattern.slice(i))?.[0] : undefined;
+    if (escape !== undefined) {
+      const literal = ESCAPES[escape];
+      if (literal === undefined) return false;
+      re += literal.replace(/[*?$]/g, '\\$&');
+      i += escape.length - 1;
+      continue;
+    }
+    const c = pattern[i]!;
+    if (wildcards && c === '*') re += '.*';
+    else if (wildcards && c === '?') re += '.';
+    else re += c.replace(/[.*?+^${}()|[\]\\]/g, '\\$&');
+  }
   return new RegExp(`^${re}$`, ignoreCase ? 'is' : 's').test(value);
 }
 
@@ -122,15 +145,15 @@ function contextValue(session: FakeSession, key: string, now: Date, roleId: stri
   return undefined;
 }
 
-function compare(base: string, actual: string, wanted: Json): boolean | undefined {
+function compare(base: string, actual: string, wanted: Json, variables: boolean): boolean | undefined {
   const w = typeof wanted === 'string' ? wanted : String(wanted);
   switch (base) {
     case 'StringEquals':
-      return actual === w;
+      return globMatch(w, actual, false, variables, false);
     case 'StringEqualsIgnoreCase':
-      return actual.toLowerCase() === w.toLowerCase();
+      return globMatch(w, actual, true, variables, false);
     case 'StringLike':
-      return globMatch(w, actual, false);
+      return globMatch(w, actual, false, variables);
     case 'DateEquals':
     case 'DateLessThan':
     case 'DateLessThanEquals':
@@ -158,7 +181,7 @@ const NEGATED: Record<string, string> = {
 };
 
 /** One operator block: every key in it must hold (AND); any listed value matches (OR). */
-function operatorHolds(op: string, block: Record<string, Json>, session: FakeSession, now: Date, roleId: string): boolean {
+function operatorHolds(op: string, block: Record<string, Json>, session: FakeSession, now: Date, roleId: string, variables: boolean): boolean {
   const { set, base, ifExists } = splitOperator(op);
   for (const [key, wantedRaw] of Object.entries(block)) {
     const wanted = asList(wantedRaw);
@@ -175,10 +198,10 @@ function operatorHolds(op: string, block: Record<string, Json>, session: FakeSes
     }
     const positive = NEGATED[base] ?? base;
     const one = (a: string) => {
-      const hit = wanted.some((w) => compare(positive, a, w) === true);
+      const hit = wanted.some((w) => compare(positive, a, w, variables) === true);
       return NEGATED[base] !== undefined ? !hit : hit;
     };
-    if (compare(positive, actual[0]!, wanted[0] ?? '') === undefined) return false; // operator the fake does not evaluate
+    if (compare(positive, actual[0]!, wanted[0] ?? '', variables) === undefined) return false; // operator the fake does not evaluate
     const holds = set === 'ForAllValues' ? actual.every(one) : actual.some(one);
     if (!holds) return false;
   }
@@ -210,9 +233,34 @@ export function deniedBy(documents: Iterable<[string, string]>, session: FakeSes
       if (!isObject(s) || s.Effect !== 'Deny' || !actionMatches(s, action)) continue;
       const condition = s.Condition;
       if (condition !== undefined && !isObject(condition)) continue;
-      const holds = Object.entries(condition ?? {}).every(([op, block]) => isObject(block) && operatorHolds(op, block, session, now, roleId));
+      const variables = doc.Version === '2012-10-17';
+      const holds = Object.entries(condition ?? {}).every(([op, block]) => isObject(block) && operatorHolds(op, block, session, now, roleId, variables));
       if (holds) return name;
     }
   }
   return undefined;
+}
+
+/**
+ * Does the session's own session policy let it perform `action` on
+ * `resource`? No session policy: yes (it then adds no limit). Otherwise a
+ * matching Deny refuses, and a matching Allow (Action, Resource with IAM's
+ * wildcards and, under Version 2012-10-17, its escapes; conditions as
+ * `deniedBy` evaluates them) is needed.
+ */
+export function sessionPolicyAllows(session: FakeSession, now: Date, roleId: string, action: string, resource: string): boolean {
+  if (session.policy === undefined) return true;
+  const doc = JSON.parse(session.policy) as Record<string, Json>;
+  const variables = doc.Version === '2012-10-17';
+  const applies = (s: Statement) => {
+    if (!actionMatches(s, action)) return false;
+    const resources = s.Resource !== undefined ? asList(s.Resource) : asList(s.NotResource);
+    const hit = resources.some((r) => typeof r === 'string' && globMatch(r, resource, false, variables));
+    if (s.Resource !== undefined ? !hit : hit) return false;
+    const condition = s.Condition;
+    return condition === undefined || (isObject(condition) && Object.entries(condition).every(([op, block]) => isObject(block) && operatorHolds(op, block, session, now, roleId, variables)));
+  };
+  const statements = asList(doc.Statement).filter(isObject);
+  if (statements.some((s) => s.Effect === 'Deny' && applies(s))) return false;
+  return statements.some((s) => s.Effect === 'Allow' && applies(s));
 }

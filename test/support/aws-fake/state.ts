@@ -18,6 +18,8 @@ export interface FakeRole {
   externalId?: string;
   /** Inline policies: name → the JSON document exactly as it was put. */
   policies: Map<string, string>;
+  /** Each policy as it was before its latest write (undefined: it did not exist), for stale reads. */
+  previous: Map<string, string | undefined>;
 }
 
 export interface FakeSession {
@@ -111,6 +113,7 @@ export function makeRole(arn: string, maxSessionDuration = 3600, externalId?: st
     roleId: keyId('AROA', 21),
     maxSessionDuration,
     policies: new Map(),
+    previous: new Map(),
   };
   if (externalId !== undefined) role.externalId = externalId;
   return role;
