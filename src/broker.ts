@@ -1,5 +1,4 @@
-import { join } from 'node:path';
-import { createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
+import { brokerKeyStoreOptions, createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
 import { createAwsStsBackend } from './backends/aws-sts.js';
 import { createJwtBackend } from './backends/jwt.js';
 import { createVaultBackend } from './backends/vault.js';
@@ -47,14 +46,8 @@ export interface BrokerDeps {
 export async function createBroker(deps: BrokerDeps) {
   const { config, database, clock, log } = deps;
   const db = database.db;
-  const maxRoleTtl = Math.max(3600, ...config.roles.map((r) => r.max_ttl));
   const jwtBackends = Object.entries(config.backends).flatMap(([name, b]) => (b.type === 'jwt' ? [[name, b] as const] : []));
-  const keys: SigningKeyStore = await createSigningKeyStore({
-    dir: join(config.data_dir, 'keys'),
-    clock,
-    rotationSeconds: Math.min(7 * 86400, ...jwtBackends.map(([, b]) => b.key_rotation)),
-    maxTokenTtlSeconds: maxRoleTtl,
-  });
+  const keys: SigningKeyStore = await createSigningKeyStore(brokerKeyStoreOptions(config, clock));
 
   const backends = new Map<string, Backend>(deps.backends);
   for (const [name] of jwtBackends) {

@@ -88,14 +88,11 @@ async function main(argv: string[]): Promise<number> {
     case 'audit': {
       if (sub !== 'verify') break;
       const db = await database(config);
-      const result = await (await import('./audit/verify.js')).verifyAuditChain(db.db);
+      const { describeVerification, verifyAuditChain } = await import('./audit/verify.js');
+      const result = await verifyAuditChain(db.db);
       await db.close();
-      if (result.ok) {
-        console.log(`audit chain intact: ${result.checked} events`);
-        return 0;
-      }
-      console.log(`audit chain BROKEN at seq ${result.seq} (${result.problem}); ${result.checked} events before it verified`);
-      return 1;
+      console.log(describeVerification(result));
+      return result.ok ? 0 : 1;
     }
   }
   return usage();

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { eq, sql } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
+import { GENESIS_HASH } from '../../src/audit/chain.js';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
@@ -20,6 +21,12 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
     await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
     await t.broker.sweeper.runOnce();
     return task;
+  }
+
+  /** An empty chain, so a test that breaks it on purpose starts from one that holds. */
+  async function freshChain() {
+    await database.db.execute(sql`delete from audit_events`);
+    await database.db.execute(sql`update audit_head set hash = ${GENESIS_HASH} where id = 1`);
   }
 
   it('records every decision and verifies as one chain', async () => {
@@ -52,10 +59,11 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
   });
 
   it('detects a tampered row and names it', async () => {
+    await freshChain();
     await activity();
     const [victim] = await database.db.select().from(auditEvents).where(eq(auditEvents.action, 'credential.denied')).limit(1);
     await database.db.execute(sql`update audit_events set reason = 'nothing to see' where seq = ${victim!.seq}`);
-    const tampered = await verifyAuditChain(database.db, 7);
+    const tampered = await verifyAuditChain(database.db, { pageSize: 7 });
     expect(tampered).toMatchObject({ ok: false, seq: victim!.seq, problem: 'hash_mismatch' });
 
     // Deleting a row breaks the link of the one after it.
@@ -65,5 +73,21 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
     const deleted = await verifyAuditChain(database.db);
     expect(deleted).toMatchObject({ ok: false, problem: 'prev_hash_mismatch' });
     expect((deleted as { seq: number }).seq).toBeGreaterThan(victim!.seq);
+  });
+
+  it('detects the removal of the newest rows: the last row no longer holds the head', async () => {
+    await freshChain();
+    await activity();
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
+    const newest = await database.db.select({ seq: auditEvents.seq }).from(auditEvents).orderBy(desc(auditEvents.seq)).limit(6);
+    await database.db.execute(sql`delete from audit_events where seq >= ${newest[4]!.seq}`);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: false, seq: newest[5]!.seq, problem: 'head_mismatch' });
+  });
+
+  it('detects a head that was changed', async () => {
+    await freshChain();
+    await activity();
+    await database.db.execute(sql`update audit_head set hash = ${'f'.repeat(64)} where id = 1`);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: false, problem: 'head_mismatch' });
   });
 });
