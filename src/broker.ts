@@ -18,6 +18,7 @@ import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
 import { createApprovalService } from './approvals/service.js';
+import { createCheckpoint } from './audit/checkpoint.js';
 import { createRefusalAudit } from './audit/refusals.js';
 import { createMetrics } from './metrics.js';
 import { createPolicy } from './policy/decide.js';
@@ -173,6 +174,7 @@ export async function createBroker(deps: BrokerDeps) {
     tasks,
     introspect,
     jwks: () => keys.jwks(),
+    auditCheckpoint: () => createCheckpoint({ db, keys, issuer: config.public_url, clock }),
     ready,
     metrics: () => metrics.registry.metrics(),
     version: deps.version ?? '0.0.0',

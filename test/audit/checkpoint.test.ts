@@ -86,6 +86,23 @@ describe.each(DRIVERS)('signed audit checkpoints on %s', (driver) => {
     expect(made).toMatchObject({ ok: false, seq: seqs.at(-6), problem: 'head_mismatch' });
   });
 
+  it('an admin fetches one over the API (GET /v1/audit/checkpoint); it verifies against /.well-known/jwks.json', async () => {
+    await auditActivity(t);
+    const res = await t.call('GET', '/v1/audit/checkpoint', { subject: 'admin' });
+    expect(res.status, res.text).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const jwks = await t.call('GET', '/.well-known/jwks.json', {});
+    const anchor = await verifyCheckpoint(res.json.checkpoint, createLocalJWKSet(jwks.json), ISSUER, 'the published JWKS');
+    expect(res.json).toEqual({ checkpoint: res.json.checkpoint, seq: anchor.seq, count: anchor.count, head: anchor.hash, at: anchor.at.toISOString(), kid: anchor.kid });
+    expect(await verifyAuditChain(database.db, { checkpoint: anchor })).toMatchObject({ ok: true });
+
+    const seqs = await auditSeqs(database.db);
+    await database.db.execute(sql`delete from audit_events where seq >= ${seqs.at(-2)!}`);
+    const broken = await t.call('GET', '/v1/audit/checkpoint', { subject: 'admin' });
+    expect(broken.status).toBe(409);
+    expect(broken.json).toMatchObject({ code: 'audit_chain_broken' });
+  });
+
   describe('refuses a forged or altered checkpoint', () => {
     const refused = async (token: string, why: RegExp) => {
       const error = await verified(token).then(
