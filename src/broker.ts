@@ -1,5 +1,4 @@
-import { join } from 'node:path';
-import { createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
+import { brokerKeyStoreOptions, createSigningKeyStore, type SigningKeyStore } from './backends/jwt-keys.js';
 import { createAwsRevocationStore } from './backends/aws-revocation-store.js';
 import { createAwsStsBackend } from './backends/aws-sts.js';
 import { createJwtBackend } from './backends/jwt.js';
@@ -20,6 +19,7 @@ import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
 import { createApprovalService } from './approvals/service.js';
+import { createCheckpoint } from './audit/checkpoint.js';
 import { createRefusalAudit } from './audit/refusals.js';
 import { createMetrics } from './metrics.js';
 import { createPolicy } from './policy/decide.js';
@@ -48,14 +48,8 @@ export interface BrokerDeps {
 export async function createBroker(deps: BrokerDeps) {
   const { config, database, clock, log } = deps;
   const db = database.db;
-  const maxRoleTtl = Math.max(3600, ...config.roles.map((r) => r.max_ttl));
   const jwtBackends = Object.entries(config.backends).flatMap(([name, b]) => (b.type === 'jwt' ? [[name, b] as const] : []));
-  const keys: SigningKeyStore = await createSigningKeyStore({
-    dir: join(config.data_dir, 'keys'),
-    clock,
-    rotationSeconds: Math.min(7 * 86400, ...jwtBackends.map(([, b]) => b.key_rotation)),
-    maxTokenTtlSeconds: maxRoleTtl,
-  });
+  const keys: SigningKeyStore = await createSigningKeyStore(brokerKeyStoreOptions(config, clock));
 
   const metrics = createMetrics(db);
   const backends = new Map<string, Backend>(deps.backends);
@@ -183,6 +177,7 @@ export async function createBroker(deps: BrokerDeps) {
     tasks,
     introspect,
     jwks: () => keys.jwks(),
+    auditCheckpoint: () => createCheckpoint({ db, keys, issuer: config.public_url, clock }),
     ready,
     metrics: () => metrics.registry.metrics(),
     version: deps.version ?? '0.0.0',

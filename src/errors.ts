@@ -34,6 +34,7 @@ export const ERROR_STATUS = {
   renew_limit: 409,
   approval_not_pending: 409,
   approval_not_redeemable: 409,
+  audit_chain_broken: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   quota_exceeded: 429,

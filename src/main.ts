@@ -15,7 +15,11 @@ commands:
   migrate             apply database migrations and exit
   sweep               run one sweeper pass and exit
   dev token <subject> print a dev identity token (dev mode only)
-  audit verify        check the audit hash chain; exit 1 at the first broken link
+  audit verify [--checkpoint FILE [--jwks FILE|URL]]
+                      check the audit hash chain and its head (and that it still holds
+                      a signed checkpoint); exit 1 at the first broken link
+  audit checkpoint [--out FILE]
+                      print (or write) a checkpoint of the chain's head, signed by the broker's key
   aws credential-process --task T --role R [--url URL] [--token-file F]
                       print a task-bound AWS credential for a profile's credential_process
 
@@ -36,6 +40,9 @@ async function main(argv: string[]): Promise<number> {
       role: { type: 'string' },
       url: { type: 'string' },
       'token-file': { type: 'string' },
+      checkpoint: { type: 'string' },
+      jwks: { type: 'string' },
+      out: { type: 'string' },
     },
   });
   if (values.help) {
@@ -86,16 +93,14 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'audit': {
-      if (sub !== 'verify') break;
-      const db = await database(config);
-      const result = await (await import('./audit/verify.js')).verifyAuditChain(db.db);
-      await db.close();
-      if (result.ok) {
-        console.log(`audit chain intact: ${result.checked} events`);
-        return 0;
-      }
-      console.log(`audit chain BROKEN at seq ${result.seq} (${result.problem}); ${result.checked} events before it verified`);
-      return 1;
+      const audit = await import('./cli/audit.js');
+      let out;
+      if (sub === 'verify') out = await audit.runAuditVerify(config, { checkpoint: values.checkpoint, jwks: values.jwks });
+      else if (sub === 'checkpoint') out = await audit.runAuditCheckpoint(config, { out: values.out });
+      else break;
+      if (out.stdout !== undefined) console.log(out.stdout);
+      if (out.stderr !== undefined) console.error(out.stderr);
+      return out.code;
     }
   }
   return usage();

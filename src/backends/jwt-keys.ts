@@ -1,8 +1,9 @@
 import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
 
 interface StoredKey {
   kid: string;
@@ -33,6 +34,44 @@ const FILE_RE = /^(\d{13})-([A-Za-z0-9_-]+)\.json$/;
 const RELOAD_MS = 60_000;
 const PUBLISH_LEAD_MS = 6 * 60_000;
 
+/** The keys stored under `dir`, oldest first. */
+function readKeys(dir: string): StoredKey[] {
+  const found: StoredKey[] = [];
+  for (const file of readdirSync(dir)) {
+    const match = FILE_RE.exec(file);
+    if (!match) continue;
+    const privateJwk = JSON.parse(readFileSync(join(dir, file), 'utf8')) as JWK;
+    const { d: _d, ...publicJwk } = privateJwk;
+    found.push({
+      kid: match[2]!,
+      createdAt: Number(match[1]),
+      publicJwk: { ...publicJwk, kid: match[2]!, alg: 'ES256', use: 'sig' },
+      privateKey: createPrivateKey({ key: privateJwk as JsonWebKey, format: 'jwk' }),
+    });
+  }
+  return found.sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/**
+ * The public keys stored under `dir`, as the broker publishes them, read
+ * without creating, rotating or pruning any (an empty set when there are none).
+ */
+export function readPublishedKeys(dir: string): { keys: JWK[] } {
+  if (!existsSync(dir)) return { keys: [] };
+  return { keys: readKeys(dir).map((k) => k.publicJwk) };
+}
+
+/** The key store options the broker runs with: every process that signs for it must use the same. */
+export function brokerKeyStoreOptions(config: Config, clock: Clock): KeyStoreOptions {
+  const jwtRotations = Object.values(config.backends).flatMap((b) => (b.type === 'jwt' ? [b.key_rotation] : []));
+  return {
+    dir: join(config.data_dir, 'keys'),
+    clock,
+    rotationSeconds: Math.min(7 * 86400, ...jwtRotations),
+    maxTokenTtlSeconds: Math.max(3600, ...config.roles.map((r) => r.max_ttl)),
+  };
+}
+
 /**
  * ES256 signing keys persisted as files (mode 0600) under `dir`, one per key,
  * so every replica that mounts the directory signs and publishes the same set.
@@ -47,20 +86,7 @@ export async function createSigningKeyStore(options: KeyStoreOptions): Promise<S
   let resolver: JWTVerifyGetKey | undefined;
 
   async function load(): Promise<void> {
-    const found: StoredKey[] = [];
-    for (const file of readdirSync(options.dir)) {
-      const match = FILE_RE.exec(file);
-      if (!match) continue;
-      const privateJwk = JSON.parse(readFileSync(join(options.dir, file), 'utf8')) as JWK;
-      const { d: _d, ...publicJwk } = privateJwk;
-      found.push({
-        kid: match[2]!,
-        createdAt: Number(match[1]),
-        publicJwk: { ...publicJwk, kid: match[2]!, alg: 'ES256', use: 'sig' },
-        privateKey: createPrivateKey({ key: privateJwk as JsonWebKey, format: 'jwk' }),
-      });
-    }
-    keys = found.sort((a, b) => a.createdAt - b.createdAt);
+    keys = readKeys(options.dir);
     resolver = createLocalJWKSet({ keys: keys.map((k) => k.publicJwk) });
     loadedAt = options.clock.now().getTime();
   }

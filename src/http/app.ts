@@ -5,6 +5,7 @@ import { HTTPException } from 'hono/http-exception';
 import { timeout } from 'hono/timeout';
 import { requestId } from 'hono/request-id';
 import type { ApprovalService } from '../approvals/service.js';
+import type { CheckpointResult } from '../audit/checkpoint.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import type { Policy } from '../policy/decide.js';
@@ -42,6 +43,8 @@ export interface AppDeps {
   tasks: TaskService;
   introspect: Introspector;
   jwks: () => Promise<unknown>;
+  /** Signs a checkpoint of the audit chain's head (audit/checkpoint.ts). */
+  auditCheckpoint: () => Promise<CheckpointResult>;
   ready: () => Promise<Readiness>;
   /** Prometheus exposition text. */
   metrics: () => Promise<string>;

@@ -1,29 +1,19 @@
 import { readFileSync } from 'node:fs';
-import { eq, sql } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { auditActivity, resetAuditChain } from '../support/audit.js';
+import { type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('audit chain on %s', (driver) => {
   let database!: TestDatabase;
   let t!: TestBroker;
   useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
-  async function activity() {
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 });
-    // Concurrent issuance: the chain must stay one unbroken line.
-    await Promise.all(Array.from({ length: 8 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'demo' })));
-    await t.call('POST', '/v1/credentials', { subject: 'agent-2' }, { task, role: 'demo' });
-    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
-    await t.broker.sweeper.runOnce();
-    return task;
-  }
-
   it('records every decision and verifies as one chain', async () => {
-    const task = await activity();
+    const task = await auditActivity(t);
     const result = await verifyAuditChain(database.db);
     expect(result.ok).toBe(true);
     expect(result.checked).toBeGreaterThanOrEqual(1 + 8 + 1 + 1 + 8 + 8);
@@ -43,19 +33,20 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
   });
 
   it('continues a chain written before its head row existed (the seed in migration 0003)', async () => {
-    await activity();
+    await auditActivity(t);
     const seed = readFileSync(new URL('../../drizzle/0003_audit_head.sql', import.meta.url), 'utf8').split('--> statement-breakpoint')[1]!;
     await database.db.execute(sql`delete from audit_head`);
     await database.db.execute(sql.raw(seed));
-    await activity();
+    await auditActivity(t);
     expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
   });
 
   it('detects a tampered row and names it', async () => {
-    await activity();
+    await resetAuditChain(database.db);
+    await auditActivity(t);
     const [victim] = await database.db.select().from(auditEvents).where(eq(auditEvents.action, 'credential.denied')).limit(1);
     await database.db.execute(sql`update audit_events set reason = 'nothing to see' where seq = ${victim!.seq}`);
-    const tampered = await verifyAuditChain(database.db, 7);
+    const tampered = await verifyAuditChain(database.db, { pageSize: 7 });
     expect(tampered).toMatchObject({ ok: false, seq: victim!.seq, problem: 'hash_mismatch' });
 
     // Deleting a row breaks the link of the one after it.
@@ -65,5 +56,21 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
     const deleted = await verifyAuditChain(database.db);
     expect(deleted).toMatchObject({ ok: false, problem: 'prev_hash_mismatch' });
     expect((deleted as { seq: number }).seq).toBeGreaterThan(victim!.seq);
+  });
+
+  it('detects the removal of the newest rows: the last row no longer holds the head', async () => {
+    await resetAuditChain(database.db);
+    await auditActivity(t);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
+    const newest = await database.db.select({ seq: auditEvents.seq }).from(auditEvents).orderBy(desc(auditEvents.seq)).limit(6);
+    await database.db.execute(sql`delete from audit_events where seq >= ${newest[4]!.seq}`);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: false, seq: newest[5]!.seq, problem: 'head_mismatch' });
+  });
+
+  it('detects a head that was changed', async () => {
+    await resetAuditChain(database.db);
+    await auditActivity(t);
+    await database.db.execute(sql`update audit_head set hash = ${'f'.repeat(64)} where id = 1`);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: false, problem: 'head_mismatch' });
   });
 });

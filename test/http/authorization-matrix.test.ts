@@ -267,6 +267,13 @@ const ROUTES: Route[] = [
   },
   { method: 'GET', path: '/v1/audit', request: () => ({ path: '/v1/audit' }), expect: ADMIN_ONLY(200) },
   {
+    method: 'GET',
+    path: '/v1/audit/checkpoint',
+    request: () => ({ path: '/v1/audit/checkpoint' }),
+    check: (_caller, body) => expect(body.checkpoint).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/),
+    expect: ADMIN_ONLY(200),
+  },
+  {
     method: 'POST',
     path: '/v1/policy/evaluate',
     resource: true,

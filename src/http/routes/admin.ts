@@ -1,8 +1,10 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { CheckpointResult } from '../../audit/checkpoint.js';
 import { listAudit } from '../../audit/query.js';
 import type { Db } from '../../db/client.js';
 import { LEASE_STATUSES } from '../../db/schema.js';
 import { MAX_SUBJECT_LENGTH } from '../../identity/identity-text.js';
+import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import type { LeaseService } from '../../leases/service.js';
 import { leaseView } from '../../leases/view.js';
@@ -106,7 +108,33 @@ const auditRoute = createRoute({
   responses: { 200: json(z.object({ items: z.array(AuditEventSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
 });
 
-export function registerAdminRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; leases: LeaseService }) {
+const checkpointRoute = createRoute({
+  method: 'get',
+  path: '/v1/audit/checkpoint',
+  tags: ['admin'],
+  summary: "A checkpoint of the audit chain's head, signed by the broker's key; keep it (and /.well-known/jwks.json) off the broker",
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  responses: {
+    200: json(
+      z.object({
+        checkpoint: z.string().describe('A JWT (typ tasklease-audit-checkpoint+jwt): `tasklease audit verify --checkpoint FILE` checks the chain against it'),
+        seq: z.number().int(),
+        count: z.number().int(),
+        head: z.string(),
+        at: z.string(),
+        kid: z.string(),
+      }),
+      'The signed checkpoint, and what it says',
+    ),
+    ...commonErrors,
+  },
+});
+
+export function registerAdminRoutes(
+  app: OpenAPIHono<AppEnv>,
+  deps: { db: Db; leases: LeaseService; auditCheckpoint: () => Promise<CheckpointResult> },
+) {
   const by = callerOf;
 
   app.openapi(listRoute, async (c) => {
@@ -143,5 +171,15 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; le
       hash: e.hash,
     }));
     return c.json({ items, next_cursor: page.nextCursor }, 200);
+  });
+
+  app.openapi(checkpointRoute, async (c) => {
+    const made = await deps.auditCheckpoint();
+    if (!made.ok) {
+      throw new AppError('audit_chain_broken', `the newest audit event (seq ${made.seq}) does not hold the chain's head: run tasklease audit verify`);
+    }
+    const { seq, count, hash, at, kid } = made.checkpoint;
+    c.header('Cache-Control', 'no-store');
+    return c.json({ checkpoint: made.token, seq, count, head: hash, at: at.toISOString(), kid }, 200);
   });
 }
