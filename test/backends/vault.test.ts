@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
+import { SweeperSchema } from '../../src/config/schema.js';
 import { leases } from '../../src/db/schema.js';
+import { createLogger } from '../../src/log.js';
+import { createSweeper } from '../../src/sweeper/sweeper.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
 import { dumpTables, expectNoSecrets } from '../support/secrets.js';
 import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
@@ -140,6 +143,34 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
       expect(await row(id.lease)).toMatchObject({ status: 'revoked' });
       expect(vault.leases.get(id.vault)!.revoked).toBe(true);
     }
+  });
+
+  it('retries a revocation that failed inside Vault with the normal backoff, and revokes within one step of its recovery', async () => {
+    const task = await openTask('agent-v10');
+    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-v10' }, { task, role: 'orders-db' });
+    const id = res.json.lease.id as string;
+    const vaultLease = res.json.credentials.lease_id as string;
+    // Production's sweeper settings (max_attempts 8), not the harness's 3: three failures are not yet too many.
+    const sweeper = createSweeper({ db: database.db, clock, backends: t.broker.backends, config: SweeperSchema.parse({}), log: createLogger('silent'), id: 'vault-engine-down' });
+    // The database behind the engine is down for three revocations: Vault answers 400 "failed to revoke entry".
+    vault.failRevocations('database', 3);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const due = (await row(id)).nextAttemptAt;
+      if (due) clock.set(due);
+      await sweeper.runOnce();
+      const failed = await row(id);
+      expect(failed).toMatchObject({ status: 'revoking', attempts: attempt });
+      expect(failed.lastError).toContain('vault_failed: Vault answered 400: failed to revoke entry');
+      // The normal backoff (at most 2^(n-1) s after the n-th failure), not failed_retry_interval's 5 minutes.
+      expect(failed.nextAttemptAt!.getTime() - clock.now().getTime()).toBeLessThanOrEqual(2 ** (attempt - 1) * 1000);
+    }
+    expect(vault.leaseLive(vaultLease)).toBe(true);
+    // Vault has recovered: the next step of the backoff revokes the lease, at Vault too.
+    clock.set((await row(id)).nextAttemptAt!);
+    await sweeper.runOnce();
+    expect(await row(id)).toMatchObject({ status: 'revoked', reason: 'task_completed', lastError: null });
+    expect(vault.leases.get(vaultLease)!.revoked).toBe(true);
   });
 
   it('a revocation Vault forbids parks the lease in revoke_failed, naming the missing permission', async () => {

@@ -173,6 +173,23 @@ describe('vault fake: dynamic secrets and leases', () => {
     expect(fake!.leases.get(res.lease_id)!.revoked).toBe(true);
   });
 
+  it('fails a synchronous revocation inside the engine as Vault does: 400 "failed to revoke entry", the lease kept', async () => {
+    await setup();
+    const c = client(brokerToken());
+    const res = await c.read('database/creds/readonly');
+    fake!.failRevocations('database', 2);
+    const first = await failure(c.write('sys/leases/revoke', { lease_id: res.lease_id, sync: true }));
+    expect(first.status).toBe(400);
+    expect(first.body.errors).toHaveLength(1);
+    expect(first.message).toMatch(/^failed to revoke entry: resp: \(\*logical\.Response\)\(nil\) err: failed to connect to .*connection refused\)$/);
+    expect(fake!.leaseLive(res.lease_id)).toBe(true);
+    // A lease Vault no longer holds never reaches the engine: success, as always.
+    await c.write('sys/leases/revoke', { lease_id: 'database/creds/readonly/nope', sync: true });
+    expect((await failure(c.write('sys/leases/revoke', { lease_id: res.lease_id, sync: true }))).status).toBe(400);
+    await c.write('sys/leases/revoke', { lease_id: res.lease_id, sync: true });
+    expect(fake!.leases.get(res.lease_id)!.revoked).toBe(true);
+  });
+
   it('issues AWS credentials: IAM user keys (renewable, security_token null) or an STS session (not renewable)', async () => {
     await setup();
     const c = client(brokerToken());
