@@ -4,10 +4,10 @@ import type { Db } from '../../db/client.js';
 import { LEASE_STATUSES } from '../../db/schema.js';
 import { UUID_RE } from '../../ids.js';
 import type { LeaseService } from '../../leases/service.js';
-import { leaseView } from '../../leases/view.js';
+import { adminLeaseView } from '../../leases/view.js';
 import { requireAdmin } from '../auth.js';
 import { callerOf, type AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, IdParams, NameParam, safeText, TaskIdSchema, uuidOr404 } from '../schemas.js';
+import { AdminLeaseSchema, bearer, commonErrors, json, jsonBody, IdParams, NameParam, safeText, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const Limit = z.coerce.number().int().min(1).max(500).default(100);
 
@@ -65,7 +65,7 @@ const listRoute = createRoute({
   security: bearer,
   middleware: [requireAdmin] as const,
   request: { query: ListLeasesQuery },
-  responses: { 200: json(z.object({ items: z.array(LeaseSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
+  responses: { 200: json(z.object({ items: z.array(AdminLeaseSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
 });
 
 const revokeRoute = createRoute({
@@ -79,7 +79,7 @@ const revokeRoute = createRoute({
     params: IdParams,
     ...jsonBody(z.strictObject({ reason: Reason })),
   },
-  responses: { 202: json(z.object({ lease: LeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
+  responses: { 202: json(z.object({ lease: AdminLeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
 });
 
 const bulkRoute = createRoute({
@@ -110,13 +110,13 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; le
   app.openapi(listRoute, async (c) => {
     const { cursor, limit, ...filter } = c.req.valid('query');
     const page = await deps.leases.list(filter, cursor, limit);
-    return c.json({ items: page.items.map(leaseView), next_cursor: page.nextCursor }, 200);
+    return c.json({ items: page.items.map(adminLeaseView), next_cursor: page.nextCursor }, 200);
   });
 
   app.openapi(revokeRoute, async (c) => {
     const id = uuidOr404('lease_not_found', 'lease')(c.req.valid('param').id);
     const lease = await deps.leases.adminRevoke(id, by(c), c.req.valid('json').reason);
-    return c.json({ lease: leaseView(lease) }, 202);
+    return c.json({ lease: adminLeaseView(lease) }, 202);
   });
 
   app.openapi(bulkRoute, async (c) => {
