@@ -36,7 +36,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
   return {
     name: deps.name,
     type: 'vault',
-    async mint({ leaseId, taskId, role, identity, ttlSeconds, now }) {
+    async mint({ leaseId, taskId, role, identity, ttlSeconds, maxTtlSeconds, now }) {
       const v = vaultRole(role.name);
       if (v.mode === 'dynamic') {
         let res;
@@ -61,7 +61,8 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
           c.write(path, {
             policies: v.policies,
             ttl: `${ttlSeconds}s`,
-            explicit_max_ttl: `${role.max_ttl}s`,
+            // The token holder may renew-self: Vault itself stops it at the role's max_ttl, the task's deadline, the approved TTL.
+            explicit_max_ttl: `${maxTtlSeconds}s`,
             num_uses: v.num_uses,
             renewable: v.renewable,
             display_name: `tasklease-${leaseId}`.slice(0, 64),

@@ -24,7 +24,7 @@ async function setup(rotationSeconds = 100, maxTokenTtlSeconds = 50) {
   const clock = createManualClock();
   const keys = await createSigningKeyStore({ dir, clock, rotationSeconds, maxTokenTtlSeconds });
   const backend = createJwtBackend({ name: 'local', issuer: 'https://broker.test', keys });
-  const mint = (leaseId: string, ttlSeconds = 30) => backend.mint({ leaseId, taskId: 't-1', role, identity, ttlSeconds, now: clock.now() });
+  const mint = (leaseId: string, ttlSeconds = 30) => backend.mint({ leaseId, taskId: 't-1', role, identity, ttlSeconds, maxTtlSeconds: ttlSeconds, now: clock.now() });
   return { dir, clock, keys, backend, mint };
 }
 

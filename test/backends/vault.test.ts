@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
+import nodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { SweeperSchema } from '../../src/config/schema.js';
@@ -184,6 +185,23 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     clock.advance(301);
     await t.broker.sweeper.runOnce();
     expect((await row(res.json.lease.id)).status).toBe('revoked');
+  });
+
+  it("a Vault token cannot outlive its task's deadline at Vault: the holder's renew-self stops there", async () => {
+    const deadline = clock.now().getTime() + 120_000;
+    const task = await openTask('agent-v11', 120);
+    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-v11' }, { task, role: 'deploy-token' });
+    expect(res.status).toBe(201);
+    const accessor = res.json.credentials.accessor as string;
+    // The agent holds the token itself and asks Vault directly for an hour more: Vault grants only what is left.
+    const agent = nodeVault({ apiVersion: 'v1', endpoint: vault.url, token: res.json.credentials.token });
+    clock.advance(30);
+    const renewed = await agent.write('auth/token/renew-self', { increment: '1h' });
+    expect(renewed.auth.lease_duration).toBeLessThanOrEqual(90);
+    expect(vault.tokens.get(accessor)!.expiresAt.getTime()).toBeLessThanOrEqual(deadline);
+    clock.advance(90);
+    expect(vault.tokenLive(accessor)).toBe(false);
+    expect(vault.calls.findLast((c) => c.path === 'auth/token/create/agents')?.body).toMatchObject({ ttl: '120s', explicit_max_ttl: '120s' });
   });
 
   it("renews the broker's own token before it expires and logs in again after, without a failed request", async () => {
