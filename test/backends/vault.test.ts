@@ -51,6 +51,16 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
           ...HARNESS_ROLES,
           { name: 'orders-db', backend: 'vault', ttl: '15m', max_ttl: '1h', allow: AGENTS, vault: { mode: 'dynamic', path: 'database/creds/readonly' } },
           { name: 'deploy-token', backend: 'vault', ttl: '10m', max_ttl: '30m', allow: AGENTS, vault: { mode: 'token', token_role: 'agents', policies: ['deploy'] } },
+          ...(['dynamic', 'token'] as const).map((mode) => ({
+            name: `gated-${mode}`,
+            backend: 'vault',
+            ttl: '15m',
+            max_ttl: '1h',
+            allow: AGENTS,
+            requires_approval: true,
+            approvers: [{ issuer: 'test', subject: 'approver-1' }],
+            vault: mode === 'dynamic' ? { mode, path: 'database/creds/readonly' } : { mode, token_role: 'agents', policies: ['deploy'] },
+          })),
         ],
       },
     });
@@ -61,7 +71,7 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
   });
 
   async function openTask(agent: string, ttl = 7200) {
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['orders-db', 'deploy-token'], ttl_seconds: ttl });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['orders-db', 'deploy-token', 'gated-dynamic', 'gated-token'], ttl_seconds: ttl });
     expect(res.status).toBe(201);
     return res.json.task.id as string;
   }
@@ -201,7 +211,34 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     expect(vault.tokens.get(accessor)!.expiresAt.getTime()).toBeLessThanOrEqual(deadline);
     clock.advance(90);
     expect(vault.tokenLive(accessor)).toBe(false);
-    expect(vault.calls.findLast((c) => c.path === 'auth/token/create/agents')?.body).toMatchObject({ ttl: '120s', explicit_max_ttl: '120s' });
+    expect(vault.calls.filter((c) => c.path === 'auth/token/create/agents').at(-1)?.body).toMatchObject({ ttl: '120s', explicit_max_ttl: '120s' });
+  });
+
+  it('never renews a credential redeemed from an approval past the TTL the approver saw, at the broker or at Vault', async () => {
+    const task = await openTask('agent-v12');
+    const redeem = async (role: string) => {
+      const asked = await t.call('POST', '/v1/credentials', { subject: 'agent-v12' }, { task, role, ttl_seconds: 60 });
+      expect(asked.json.approval.requested_ttl_seconds).toBe(60);
+      const approval = asked.json.approval.id as string;
+      expect((await t.call('POST', `/v1/approvals/${approval}/approve`, { subject: 'approver-1' }, { reason: 'one minute' })).status).toBe(200);
+      const issued = await t.call('POST', '/v1/credentials', { subject: 'agent-v12' }, { task, role, approval });
+      expect(issued.status).toBe(201);
+      return issued.json;
+    };
+    const db = await redeem('gated-dynamic');
+    const issuedAt = Date.parse(db.lease.issued_at);
+    clock.advance(30);
+    // Asking for 15 minutes more: the approver saw 60 s, so the lease may reach issue + 60 s and no further.
+    const renewed = await t.call('POST', `/v1/leases/${db.lease.id}/renew`, { subject: 'agent-v12' }, { increment_seconds: 900 });
+    expect(renewed.status).toBe(409);
+    expect(renewed.json.code).toBe('renew_limit');
+    expect(Date.parse((await t.call('GET', `/v1/leases/${db.lease.id}`, { subject: 'agent-v12' })).json.lease.expires_at)).toBe(issuedAt + 60_000);
+
+    // A token the holder renews itself at Vault stops there too (explicit_max_ttl is the approved TTL).
+    const tok = await redeem('gated-token');
+    const agent = nodeVault({ apiVersion: 'v1', endpoint: vault.url, token: tok.credentials.token });
+    clock.advance(10);
+    expect((await agent.write('auth/token/renew-self', { increment: '15m' })).auth.lease_duration).toBeLessThanOrEqual(50);
   });
 
   it("renews the broker's own token before it expires and logs in again after, without a failed request", async () => {
