@@ -33,6 +33,23 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
     return v;
   };
 
+  /**
+   * A read takes no TTL: Vault gives a dynamic secret its role's. Renewing it at once with the lease's TTL
+   * as the increment brings Vault's own end (and a database engine's VALID UNTIL) down to the broker's,
+   * so the secret dies on time even if no broker is left to revoke it. Best effort: if Vault refuses, the
+   * longer end stands and backend_expires_at says so.
+   */
+  async function boundAtVault(leaseId: string, vaultLeaseId: string, duration: number, ttlSeconds: number): Promise<number> {
+    const path = 'sys/leases/renew';
+    try {
+      const res = await session.run((c) => c.write(path, { lease_id: vaultLeaseId, increment: ttlSeconds }));
+      return Math.min(duration, Number(res?.lease_duration ?? duration));
+    } catch (err) {
+      deps.log.warn({ backend: deps.name, lease: leaseId, err: toBackendError(err, 'renew', path, 'update').message }, "could not bring Vault's lease down to the lease's TTL");
+      return duration;
+    }
+  }
+
   return {
     name: deps.name,
     type: 'vault',
@@ -46,7 +63,8 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
           throw toBackendError(err, 'mint', v.path, 'read');
         }
         if (!res?.lease_id) throw new BackendError('vault_no_lease', `Vault returned no lease for ${v.path}`, false);
-        const duration = Number(res.lease_duration ?? 0);
+        let duration = Number(res.lease_duration ?? 0);
+        if (res.renewable && duration > ttlSeconds) duration = await boundAtVault(leaseId, res.lease_id, duration, ttlSeconds);
         return {
           credentials: { type: 'vault', mode: 'dynamic', lease_id: res.lease_id, lease_duration: duration, renewable: !!res.renewable, data: res.data },
           ref: `${LEASE}${res.lease_id}`,

@@ -84,8 +84,10 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     expect(db.json.credentials).toMatchObject({ type: 'vault', mode: 'dynamic', data: { username: expect.any(String), password: expect.any(String) } });
     const vaultLeaseId = db.json.credentials.lease_id as string;
     expect(db.json.lease.credential_ref).toBe(`lease:${vaultLeaseId}`);
-    // Vault granted 1 h; the lease ends at its own 15 min TTL, and the sweeper revokes then.
+    // Vault's role grants 1 h; the broker brought Vault's lease down to the lease's own 15 min TTL.
     expect(Date.parse(db.json.lease.expires_at) - Date.parse(db.json.lease.issued_at)).toBe(900_000);
+    expect(db.json.credentials.lease_duration).toBeLessThanOrEqual(900);
+    expect(vault.leases.get(vaultLeaseId)!.expiresAt.getTime()).toBeLessThanOrEqual(Date.parse(db.json.lease.expires_at));
 
     const tok = await t.call('POST', '/v1/credentials', { subject: 'agent-v1' }, { task, role: 'deploy-token' });
     expect(tok.status).toBe(201);
@@ -121,7 +123,8 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     const renewed = await t.call('POST', `/v1/leases/${id}/renew`, { subject: 'agent-v3' }, { increment_seconds: 1800 });
     expect(renewed.status, renewed.text).toBe(200);
     expect(Date.parse(renewed.json.lease.expires_at) - clock.now().getTime()).toBe(1_800_000);
-    expect(vault.leases.get(issued.json.credentials.lease_id)!.renewals).toBe(1);
+    // One renewal at issue (bringing Vault's 1 h down to the lease's 15 min), one asked for.
+    expect(vault.leases.get(issued.json.credentials.lease_id)!.renewals).toBe(2);
     clock.advance(600);
     const capped = await t.call('POST', `/v1/leases/${id}/renew`, { subject: 'agent-v3' }, { increment_seconds: 7200 });
     expect(Date.parse(capped.json.lease.expires_at)).toBe(Date.parse(issued.json.lease.issued_at) + 3_600_000);
@@ -212,6 +215,19 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     clock.advance(90);
     expect(vault.tokenLive(accessor)).toBe(false);
     expect(vault.calls.filter((c) => c.path === 'auth/token/create/agents').at(-1)?.body).toMatchObject({ ttl: '120s', explicit_max_ttl: '120s' });
+  });
+
+  it("a dynamic secret dies at Vault when its lease does, even with no broker left to revoke it", async () => {
+    const deadline = clock.now().getTime() + 120_000;
+    const task = await openTask('agent-v13', 120);
+    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-v13' }, { task, role: 'orders-db' });
+    expect(res.status).toBe(201);
+    const vaultLease = res.json.credentials.lease_id as string;
+    // Vault's role grants 3600 s; the task has 120 s left.
+    expect(vault.leases.get(vaultLease)!.expiresAt.getTime()).toBeLessThanOrEqual(deadline);
+    expect(Date.parse(res.json.lease.backend_expires_at)).toBeLessThanOrEqual(deadline);
+    clock.advance(120);
+    expect(vault.leaseLive(vaultLease)).toBe(false);
   });
 
   it('never renews a credential redeemed from an approval past the TTL the approver saw, at the broker or at Vault', async () => {
