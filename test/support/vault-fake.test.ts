@@ -355,6 +355,21 @@ describe('vault fake: tokens', () => {
     expect(renewed.warnings[0]).toContain('capped accordingly');
   });
 
+  it('caps every renewal of a token at its explicit_max_ttl: renew-self by its holder and renew-accessor', async () => {
+    await setup();
+    const broker = client(brokerToken(20_000));
+    const res = await broker.write('auth/token/create/agent', { ttl: '60s', explicit_max_ttl: '120s' });
+    clock.advance(30);
+    const self = await client(res.auth.client_token).write('auth/token/renew-self', { increment: '1h' });
+    expect(self.auth.lease_duration).toBe(90);
+    expect(self.warnings[0]).toContain('capped accordingly');
+    clock.advance(60);
+    const byAccessor = await broker.write('auth/token/renew-accessor', { accessor: res.auth.accessor, increment: 3600 });
+    expect(byAccessor.auth.lease_duration).toBe(30);
+    clock.advance(30);
+    expect(fake!.tokenLive(res.auth.accessor)).toBe(false);
+  });
+
   it("denies POST lookup-self to a token with only Vault's default policy (it grants read, not update)", async () => {
     await setup();
     const plain = client(fake!.createToken({ policies: [], ttl: 600 }).token);
