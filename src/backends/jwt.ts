@@ -14,7 +14,11 @@ export interface JwtBackendOptions {
  * The built-in signer. Its tokens expire on their own (`exp` is the lease's
  * expiry), and revocation takes effect through introspection, which answers
  * `active: false` once the lease is no longer active; so revoke has nothing
- * to call and always succeeds.
+ * to call and always succeeds. A relying party that only checks the signature
+ * against /.well-known/jwks.json accepts a revoked token until `exp`, so the
+ * lease says `revocable: false` (and counts as held until `exp`) unless the
+ * role declares that its relying parties introspect
+ * (test/policy/held.test.ts).
  */
 export function createJwtBackend(options: JwtBackendOptions): Backend {
   return {
@@ -40,6 +44,7 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
         credentials: { type: 'jwt', token, token_type: 'Bearer' },
         ref: leaseId,
         expiresAt: new Date(exp * 1000),
+        revocable: role.jwt?.relying_parties_introspect === true,
       };
     },
     async revoke() {},

@@ -70,7 +70,18 @@ export const RoleSchema = z
     ttl: DurationSchema.default(900),
     max_ttl: DurationSchema.default(3600),
     allow: z.array(IdentityRuleSchema).min(1),
-    jwt: z.strictObject({ audience: z.string().min(1).optional(), scope: z.string().optional() }).optional(),
+    jwt: z
+      .strictObject({
+        audience: z.string().min(1).optional(),
+        scope: z.string().optional(),
+        /**
+         * Every service that accepts this role's tokens asks POST /v1/introspect, so a revoked lease's
+         * token stops working at once. Left false, a token works wherever its signature is checked until
+         * its `exp`, and its lease counts toward quotas and conflicts until then.
+         */
+        relying_parties_introspect: z.boolean().default(false),
+      })
+      .optional(),
     aws: AwsRoleSchema.optional(),
     vault: VaultRoleSchema.optional(),
     /** Every request needs an approver's decision first. */

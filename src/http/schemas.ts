@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { LEASE_STATUSES } from '../db/schema.js';
 import { AppError } from '../errors.js';
+import { subjectProblem } from '../identity/identity-text.js';
 import { UUID_RE } from '../ids.js';
 
 export const ProblemSchema = z
@@ -82,7 +83,6 @@ export const TaskIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127
 export const NameParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);
 
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
  * Free text from callers (subjects, reasons, outcomes, filters): bounded,
@@ -95,7 +95,17 @@ export const safeText = (max: number) =>
     .string()
     .min(1)
     .max(max)
-    .refine((s) => !CONTROL_CHARS.test(s) && !LONE_SURROGATE.test(s), 'must not contain control characters or malformed Unicode');
+    .refine((s) => !CONTROL_CHARS.test(s) && s.isWellFormed(), 'must not contain control characters or malformed Unicode');
+
+/**
+ * A subject an identity can have: the verifier's own rule for `sub`
+ * (identity/identity-text.ts), so a task is never bound to a subject that no
+ * token could carry, or that the database would store as another one.
+ */
+export const SubjectSchema = z.string().superRefine((value, ctx) => {
+  const problem = subjectProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const problem = (description: string) => ({ content: { 'application/problem+json': { schema: ProblemSchema } }, description });
 

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { IssuerConfig } from '../config/schema.js';
 import { sha256Hex } from '../ids.js';
 import { fetchJsonCapped } from './fetch-json.js';
+import { subjectProblem, wellFormedThroughout } from './identity-text.js';
 import { createJwksCache, IssuerUnavailableError } from './jwks-cache.js';
 import { createTokenCache } from './token-cache.js';
 import { AuthError, type Identity } from './types.js';
@@ -25,9 +26,6 @@ export interface VerifierOptions {
 export const MAX_TOKEN_BYTES = 16 * 1024;
 const MAX_DISCOVERY_BYTES = 64 * 1024;
 const MAX_JWKS_BYTES = 256 * 1024;
-// Control and format characters, and line/paragraph separators, have no place in a subject: a NUL, newline,
-// U+2028 or zero-width space there is an attack on whatever logs, displays or pattern-matches it.
-const CONTROL_CHARS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 
 interface KeySource {
   getKey: JWTVerifyGetKey;
@@ -126,9 +124,11 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
       ...(config.max_token_age !== undefined ? { maxTokenAge: config.max_token_age } : {}),
     });
     // jose checks that `sub` is present, not that it is a string: an array or number must not reach the matchers.
-    if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 1024 || CONTROL_CHARS.test(payload.sub)) {
-      throw new AuthError('token_invalid', "the token's sub claim is not accepted");
-    }
+    // The rule is the one tasks are bound with (identity-text.ts); the refusal names it, never the token's text.
+    const subProblem = subjectProblem(payload.sub);
+    if (subProblem || typeof payload.sub !== 'string') throw new AuthError('token_invalid', `the token's sub claim is not accepted: it ${subProblem}`);
+    // iss, aud and the claims rules match on: a lone surrogate anywhere would reach the database as U+FFFD.
+    if (!wellFormedThroughout(payload)) throw new AuthError('token_invalid', "the token's claims are not well-formed Unicode");
     if (payload.iat !== undefined && payload.iat > now.getTime() / 1000 + config.clock_tolerance) {
       throw new AuthError('token_invalid', "the token's iat claim is in the future");
     }

@@ -1,4 +1,4 @@
-import { and, count, eq, gt, inArray, min, notInArray, or, sql } from 'drizzle-orm';
+import { and, count, eq, gt, inArray, isNull, min, notInArray, or, sql } from 'drizzle-orm';
 import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
@@ -53,12 +53,16 @@ export function createLimits(policy: PolicyConfig) {
   async function check(db: Db, { identity, task, role, now }: LimitRequest): Promise<LimitRefusal | undefined> {
     if (!constrained(role, task)) return undefined;
     // "Held" is what may still work: active leases, leases whose revocation is not yet confirmed, and
-    // credentials the backend cannot cut off early, until their backend expiry. Releasing must not free a slot early.
+    // credentials the backend cannot cut off early (a jwt whose relying parties only check its signature),
+    // until their backend expiry. Releasing must not free a slot early (test/policy/held.test.ts).
     const active = or(
       and(eq(leases.status, 'active'), gt(leases.expiresAt, now)),
-      // ...except credentials refused at commit: minted, but never handed to anyone.
-      and(inArray(leases.status, ['revoking', 'revoke_failed']), gt(leases.backendExpiresAt, now), notInArray(leases.reason, NEVER_RELEASED)),
-      and(eq(leases.revocable, false), gt(leases.backendExpiresAt, now)),
+      and(
+        gt(leases.backendExpiresAt, now),
+        or(inArray(leases.status, ['revoking', 'revoke_failed']), eq(leases.revocable, false)),
+        // ...except credentials refused at commit: minted, but never handed to anyone.
+        or(isNull(leases.reason), notInArray(leases.reason, NEVER_RELEASED)),
+      ),
     );
     const byAgent = and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject));
     const quota = async (where: ReturnType<typeof and>, limit: number | undefined | null, what: string) => {

@@ -44,6 +44,13 @@ describe('jwt backend', () => {
     expect(await verifyIssuedToken(keys, 'https://someone-else.test', token, clock.now())).toBeUndefined();
   });
 
+  it("says a token cannot be cut off before exp, unless the role's relying parties introspect", async () => {
+    const { backend, clock } = await setup();
+    const mint = (r: typeof role) => backend.mint({ leaseId: '0190c3a0-0000-7000-8000-000000000009', taskId: 't-1', role: r, identity, ttlSeconds: 30, maxTtlSeconds: 30, now: clock.now() });
+    expect((await mint(role)).revocable).toBe(false);
+    expect((await mint({ ...role, jwt: { ...role.jwt, relying_parties_introspect: true } })).revocable).toBe(true);
+  });
+
   it('signs compact JWS that jose verifies against the published JWKS, for any claims', async () => {
     const { keys } = await setup();
     const { kid, key } = await keys.signingKey();

@@ -188,6 +188,13 @@ describe('parseConfig', () => {
     expect(config.roles[0]).toMatchObject({ ttl: 3600, max_ttl: 3600 });
   });
 
+  it("reads a jwt role's relying_parties_introspect as a boolean, false unless set", () => {
+    const config = parseConfig(base({ roles: [role({ name: 'a', jwt: { relying_parties_introspect: true } }), role({ name: 'b', jwt: { audience: 'x' } })] }), 'inline');
+    expect(config.roles.map((r) => r.jwt?.relying_parties_introspect)).toEqual([true, false]);
+    const message = configError(() => parseConfig(base({ roles: [role({ jwt: { relying_parties_introspect: 'yes' } })] }), 'inline'));
+    expect(message).toMatch(/^inline: roles\[0\]\.jwt\.relying_parties_introspect: /);
+  });
+
   it('applies DATABASE_URL, PORT, HOST and PUBLIC_URL over the file', () => {
     const env = {
       DATABASE_URL: 'postgres://u@db/tasklease',

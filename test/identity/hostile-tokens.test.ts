@@ -22,7 +22,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { auditEvents, leases } from '../../src/db/schema.js';
 import { createTokenVerifier } from '../../src/identity/verifier.js';
 import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
-import type { TestDatabase } from '../support/db.js';
+import { DRIVERS, type TestDatabase } from '../support/db.js';
 import { listenLocal } from '../support/listen.js';
 
 type Json = Record<string, unknown>;
@@ -55,6 +55,19 @@ function signHs256(header: Json, payload: Json, secret: string | Buffer): string
   return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
 
+/** The harness issuer's private key, captured as it signs one token. */
+async function captureIssuerKey(t: TestBroker): Promise<CryptoKey> {
+  const spy = vi.spyOn(SignJWT.prototype, 'sign');
+  try {
+    await t.issuer.sign('agent-key-capture', {}, t.clock.now());
+    const key = spy.mock.calls[0]![0] as CryptoKey;
+    expect(key).toBeDefined();
+    return key;
+  } finally {
+    spy.mockRestore();
+  }
+}
+
 describe('hostile bearer tokens on POST /v1/credentials (postgres)', () => {
   let database!: TestDatabase;
   let t!: TestBroker;
@@ -82,15 +95,7 @@ describe('hostile bearer tokens on POST /v1/credentials (postgres)', () => {
   const signed = (over: Json = {}, head: Json = {}) => signEs256(header(head), claims(over), issuerKey);
 
   beforeAll(async () => {
-    // Capture the harness issuer's private key as it signs one token.
-    const spy = vi.spyOn(SignJWT.prototype, 'sign');
-    try {
-      await t.issuer.sign('agent-key-capture', {}, t.clock.now());
-      issuerKey = spy.mock.calls[0]![0] as CryptoKey;
-    } finally {
-      spy.mockRestore();
-    }
-    expect(issuerKey).toBeDefined();
+    issuerKey = await captureIssuerKey(t);
     issuerJwk = t.issuer.config.jwks.keys[0]!;
     expect(issuerJwk.kid).toBe('k1');
 
@@ -448,6 +453,29 @@ describe('hostile bearer tokens on POST /v1/credentials (postgres)', () => {
       await expectRefused(bearer(await signed({ sub: 'agent-1\u0085admin' })), 'token_invalid');
     });
 
+    // JSON.stringify writes a lone surrogate as the escape \ud800, which JSON.parse turns back into one.
+    it("sub 'agent-1\\ud800' (lone high surrogate, which the database drivers would store as U+FFFD), correctly signed", async () => {
+      const res = await expectRefused(bearer(await signed({ sub: 'agent-1\ud800' })), 'token_invalid');
+      expect(res.json.detail).toContain('well-formed Unicode');
+    });
+
+    it("sub 'agent-1\\udc00' (lone low surrogate), and a low surrogate before a high one, correctly signed", async () => {
+      await expectRefused(bearer(await signed({ sub: 'agent-1\udc00' })), 'token_invalid');
+      await expectRefused(bearer(await signed({ sub: 'agent-1\udc00\ud800' })), 'token_invalid');
+    });
+
+    it("sub 'agent-1\\u202e' and '\\u2066agent-1\\u2069' (bidi override and isolate), correctly signed", async () => {
+      await expectRefused(bearer(await signed({ sub: 'agent-1\u202e' })), 'token_invalid');
+      await expectRefused(bearer(await signed({ sub: '\u2066agent-1\u2069' })), 'token_invalid');
+    });
+
+    it('a lone surrogate in a claim rules match on, in a nested claim and in a claim name, correctly signed', async () => {
+      await expectRefused(bearer(await signed({ repository: 'example-org/\ud800' })), 'token_invalid');
+      await expectRefused(bearer(await signed({ 'kubernetes.io': { namespace: ['agents', 'x\udfff'] } })), 'token_invalid');
+      await expectRefused(bearer(await signed({ ['ns\ud800']: 'agents' })), 'token_invalid');
+      await expectRefused(bearer(await signed({ aud: [AUD(), 'other\ud800'] })), 'token_invalid');
+    });
+
     it('sub longer than 1024 characters, correctly signed', async () => {
       await expectRefused(bearer(await signed({ sub: `agent-${'a'.repeat(1100)}` })), 'token_invalid');
     });
@@ -654,5 +682,31 @@ describe('unknown-kid flood against an HTTP issuer', () => {
     } finally {
       fetchSpy.mockRestore();
     }
+  });
+});
+
+describe.each(DRIVERS)('a lone surrogate cannot stand for U+FFFD on %s', (driver) => {
+  let t!: TestBroker;
+  useTestBroker(driver, (_d, b) => (t = b));
+
+  it("a token for 'agent-\\ud800' can neither read nor release the lease of 'agent-\\ufffd'", async () => {
+    const victim = 'agent-\ufffd';
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: victim }, roles: ['demo'], ttl_seconds: 600 });
+    expect(opened.status, opened.text).toBe(201);
+    const issued = await t.call('POST', '/v1/credentials', { subject: victim }, { task: opened.json.task.id, role: 'demo' });
+    expect(issued.status, issued.text).toBe(201);
+    const leaseId = issued.json.lease.id as string;
+
+    const now = Math.floor(t.clock.now().getTime() / 1000);
+    const claims = { iss: t.issuer.url, aud: t.issuer.audience, sub: 'agent-\ud800', iat: now, exp: now + 600 };
+    const forged = await signEs256({ alg: 'ES256', kid: 'k1', typ: 'JWT' }, claims, await captureIssuerKey(t));
+    for (const method of ['GET', 'DELETE']) {
+      const res = await t.call(method, `/v1/leases/${leaseId}`, { bearer: forged });
+      expect(res.status, `${method}: ${res.text}`).toBe(401);
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(res.json.code).toBe('token_invalid');
+    }
+    const own = await t.call('GET', `/v1/leases/${leaseId}`, { subject: victim });
+    expect(own.json.lease).toMatchObject({ subject: victim, status: 'active' });
   });
 });

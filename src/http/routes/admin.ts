@@ -2,19 +2,20 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { listAudit } from '../../audit/query.js';
 import type { Db } from '../../db/client.js';
 import { LEASE_STATUSES } from '../../db/schema.js';
+import { MAX_SUBJECT_LENGTH } from '../../identity/identity-text.js';
 import { UUID_RE } from '../../ids.js';
 import type { LeaseService } from '../../leases/service.js';
 import { adminLeaseView } from '../../leases/view.js';
 import { requireAdmin } from '../auth.js';
 import { callerOf, type AppEnv } from '../env.js';
-import { AdminLeaseSchema, bearer, commonErrors, json, jsonBody, IdParams, NameParam, safeText, TaskIdSchema, uuidOr404 } from '../schemas.js';
+import { AdminLeaseSchema, bearer, commonErrors, json, jsonBody, IdParams, NameParam, safeText, SubjectSchema, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const Limit = z.coerce.number().int().min(1).max(500).default(100);
 
 const ListLeasesQuery = z.object({
   status: z.enum(LEASE_STATUSES).optional(),
   task: TaskIdSchema.optional(),
-  subject: safeText(512).optional(),
+  subject: SubjectSchema.optional(),
   role: NameParam.optional(),
   cursor: z.string().regex(UUID_RE).optional(),
   limit: Limit,
@@ -25,7 +26,7 @@ const Reason = safeText(500);
 const RevocationSchema = z
   .strictObject({
     task: TaskIdSchema.optional(),
-    subject: safeText(512).optional(),
+    subject: SubjectSchema.optional(),
     role: NameParam.optional(),
     issued_before: z.iso.datetime({ offset: true }).optional(),
     reason: Reason,
@@ -34,7 +35,8 @@ const RevocationSchema = z
   .openapi('BulkRevocation');
 
 const AuditQuery = z.object({
-  actor: safeText(600).optional(),
+  // `issuer/subject`: an issuer name (at most 63) and a subject.
+  actor: safeText(64 + MAX_SUBJECT_LENGTH).optional(),
   action: safeText(64).optional(),
   target: safeText(600).optional(),
   since: z.iso.datetime({ offset: true }).optional(),

@@ -8,13 +8,13 @@ import type { Limits } from '../../policy/limits.js';
 import { actorOf } from '../../identity/types.js';
 import { requireAdmin } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, NameParam, safeText, TaskIdSchema } from '../schemas.js';
+import { bearer, commonErrors, json, jsonBody, NameParam, SubjectSchema, TaskIdSchema } from '../schemas.js';
 
 const EvaluateSchema = z
   .strictObject({
     identity: z.strictObject({
       issuer: NameParam,
-      subject: safeText(1024),
+      subject: SubjectSchema,
       claims: z.record(z.string(), z.unknown()).default({}),
     }),
     task: TaskIdSchema,

@@ -3,12 +3,12 @@ import { leaseView, taskView } from '../../leases/view.js';
 import type { TaskService } from '../../tasks/service.js';
 import { requireOrchestrator } from '../auth.js';
 import { callerOf, type AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText, TaskIdSchema, TaskSchema } from '../schemas.js';
+import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText, SubjectSchema, TaskIdSchema, TaskSchema } from '../schemas.js';
 
 const OpenTaskSchema = z
   .strictObject({
     id: TaskIdSchema.optional(),
-    agent: z.strictObject({ issuer: NameParam.optional(), subject: safeText(512) }),
+    agent: z.strictObject({ issuer: NameParam.optional(), subject: SubjectSchema }),
     roles: z.array(NameParam).min(1).max(64),
     ttl_seconds: z.number().int().min(1).max(30 * 86400),
     /** Labels that approval rules and orchestrator scopes match, e.g. {environment: production}. */
