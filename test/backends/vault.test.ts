@@ -75,6 +75,14 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     expect(res.status).toBe(201);
     return res.json.task.id as string;
   }
+  /** A credential for a task with `seconds` left before its deadline (in epoch ms). */
+  async function issueWithTimeLeft(agent: string, role: string, seconds: number) {
+    const deadline = clock.now().getTime() + seconds * 1000;
+    const task = await openTask(agent, seconds);
+    const res = await t.call('POST', '/v1/credentials', { subject: agent }, { task, role });
+    expect(res.status).toBe(201);
+    return { deadline, res };
+  }
   const row = async (id: string) => (await database.db.select().from(leases).where(eq(leases.id, id)))[0]!;
 
   it('issues database credentials and a Vault token for a task; completing it revokes both in Vault', async () => {
@@ -201,10 +209,7 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
   });
 
   it("a Vault token cannot outlive its task's deadline at Vault: the holder's renew-self stops there", async () => {
-    const deadline = clock.now().getTime() + 120_000;
-    const task = await openTask('agent-v11', 120);
-    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-v11' }, { task, role: 'deploy-token' });
-    expect(res.status).toBe(201);
+    const { deadline, res } = await issueWithTimeLeft('agent-v11', 'deploy-token', 120);
     const accessor = res.json.credentials.accessor as string;
     // The agent holds the token itself and asks Vault directly for an hour more: Vault grants only what is left.
     const agent = nodeVault({ apiVersion: 'v1', endpoint: vault.url, token: res.json.credentials.token });
@@ -218,10 +223,7 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
   });
 
   it("a dynamic secret dies at Vault when its lease does, even with no broker left to revoke it", async () => {
-    const deadline = clock.now().getTime() + 120_000;
-    const task = await openTask('agent-v13', 120);
-    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-v13' }, { task, role: 'orders-db' });
-    expect(res.status).toBe(201);
+    const { deadline, res } = await issueWithTimeLeft('agent-v13', 'orders-db', 120);
     const vaultLease = res.json.credentials.lease_id as string;
     // Vault's role grants 3600 s; the task has 120 s left.
     expect(vault.leases.get(vaultLease)!.expiresAt.getTime()).toBeLessThanOrEqual(deadline);
