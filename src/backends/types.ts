@@ -8,6 +8,12 @@ export interface MintRequest {
   identity: Identity;
   /** Already clamped by policy; the backend must not grant longer. */
   ttlSeconds: number;
+  /**
+   * The most the credential may ever live, renewals included (role max_ttl, task deadline, approved
+   * TTL; at least ttlSeconds): every backend parameter that bounds a renewable credential's life is
+   * set to it, so the backend enforces it even if the broker is gone.
+   */
+  maxTtlSeconds: number;
   now: Date;
 }
 

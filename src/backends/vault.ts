@@ -4,6 +4,7 @@ import type { VaultBackendConfig, VaultRoleConfig } from '../config/vault.js';
 import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { BackendError, type Backend } from './types.js';
+import { toBackendError } from './vault-errors.js';
 import { createVaultSession, vaultMessage, vaultStatus } from './vault-session.js';
 
 export interface VaultBackendDeps {
@@ -17,19 +18,6 @@ export interface VaultBackendDeps {
 
 const LEASE = 'lease:';
 const ACCESSOR = 'accessor:';
-
-/** Which permission a 403 on this path means the broker lacks. */
-function permissionError(path: string, capability: string): BackendError {
-  return new BackendError('vault_permission_denied', `the broker's Vault token lacks '${capability}' on ${path}`, false);
-}
-
-function toBackendError(err: unknown, path: string, capability: string): BackendError {
-  const status = vaultStatus(err);
-  if (status === 403) return permissionError(path, capability);
-  if (status === 429 || (status !== undefined && status >= 500)) return new BackendError('vault_unavailable', `Vault answered ${status}`, true);
-  if (status !== undefined) return new BackendError('vault_refused', `Vault answered ${status}: ${vaultMessage(err)}`, false);
-  return new BackendError('vault_unavailable', 'Vault could not be reached', true);
-}
 
 /**
  * Credentials from HashiCorp Vault (or OpenBao), revoked through Vault's own
@@ -45,20 +33,38 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
     return v;
   };
 
+  /**
+   * A read takes no TTL: Vault gives a dynamic secret its role's. Renewing it at once with the lease's TTL
+   * as the increment brings Vault's own end (and a database engine's VALID UNTIL) down to the broker's,
+   * so the secret dies on time even if no broker is left to revoke it. Best effort: if Vault refuses, the
+   * longer end stands and backend_expires_at says so.
+   */
+  async function boundAtVault(leaseId: string, vaultLeaseId: string, duration: number, ttlSeconds: number): Promise<number> {
+    const path = 'sys/leases/renew';
+    try {
+      const res = await session.run((c) => c.write(path, { lease_id: vaultLeaseId, increment: ttlSeconds }));
+      return Math.min(duration, Number(res?.lease_duration ?? duration));
+    } catch (err) {
+      deps.log.warn({ backend: deps.name, lease: leaseId, err: toBackendError(err, 'renew', path, 'update').message }, "could not bring Vault's lease down to the lease's TTL");
+      return duration;
+    }
+  }
+
   return {
     name: deps.name,
     type: 'vault',
-    async mint({ leaseId, taskId, role, identity, ttlSeconds, now }) {
+    async mint({ leaseId, taskId, role, identity, ttlSeconds, maxTtlSeconds, now }) {
       const v = vaultRole(role.name);
       if (v.mode === 'dynamic') {
         let res;
         try {
           res = await session.run((c) => c.read(v.path));
         } catch (err) {
-          throw toBackendError(err, v.path, 'read');
+          throw toBackendError(err, 'mint', v.path, 'read');
         }
         if (!res?.lease_id) throw new BackendError('vault_no_lease', `Vault returned no lease for ${v.path}`, false);
-        const duration = Number(res.lease_duration ?? 0);
+        let duration = Number(res.lease_duration ?? 0);
+        if (res.renewable && duration > ttlSeconds) duration = await boundAtVault(leaseId, res.lease_id, duration, ttlSeconds);
         return {
           credentials: { type: 'vault', mode: 'dynamic', lease_id: res.lease_id, lease_duration: duration, renewable: !!res.renewable, data: res.data },
           ref: `${LEASE}${res.lease_id}`,
@@ -73,7 +79,8 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
           c.write(path, {
             policies: v.policies,
             ttl: `${ttlSeconds}s`,
-            explicit_max_ttl: `${role.max_ttl}s`,
+            // The token holder may renew-self: Vault itself stops it at the role's max_ttl, the task's deadline, the approved TTL.
+            explicit_max_ttl: `${maxTtlSeconds}s`,
             num_uses: v.num_uses,
             renewable: v.renewable,
             display_name: `tasklease-${leaseId}`.slice(0, 64),
@@ -81,7 +88,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
           }),
         );
       } catch (err) {
-        throw toBackendError(err, path, 'update');
+        throw toBackendError(err, 'mint', path, 'update');
       }
       const auth = res?.auth;
       if (!auth?.client_token || !auth.accessor) throw new BackendError('vault_no_token', 'Vault returned no token', false);
@@ -98,7 +105,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
         try {
           await session.run((c) => c.write(path, { lease_id: ref.slice(LEASE.length), sync: true }));
         } catch (err) {
-          throw toBackendError(err, path, 'update');
+          throw toBackendError(err, 'revoke', path, 'update');
         }
         return;
       }
@@ -108,7 +115,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
       } catch (err) {
         // A token that expired or was revoked already has no accessor any more: that is the state we wanted.
         if (vaultStatus(err) === 400 && /invalid accessor/i.test(vaultMessage(err))) return;
-        throw toBackendError(err, path, 'update');
+        throw toBackendError(err, 'revoke', path, 'update');
       }
     },
 
@@ -120,7 +127,7 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
       try {
         res = await session.run((c) => c.write(path, body));
       } catch (err) {
-        throw toBackendError(err, path, 'update');
+        throw toBackendError(err, 'renew', path, 'update');
       }
       // Vault may grant less than asked (the role's or the token's max TTL): its answer is the new end.
       const granted = Number((token ? res?.auth?.lease_duration : res?.lease_duration) ?? 0);

@@ -100,6 +100,8 @@ export const approvals = pgTable(
   (t) => [
     index('approvals_pending_idx').on(t.expiresAt).where(sql`${t.status} in ('pending', 'approved')`),
     index('approvals_role_idx').on(t.role, t.status, t.id),
+    // Renewal reads the approval a lease was redeemed from (its approved TTL caps the lease).
+    index('approvals_lease_idx').on(t.leaseId).where(sql`${t.leaseId} is not null`),
   ],
 );
 

@@ -32,11 +32,15 @@ export const LeaseSchema = z
     revocable: z.boolean(),
     revoke_requested_at: z.string().nullable(),
     ended_at: z.string().nullable(),
-    revoke_attempts: z.number().int(),
-    next_attempt_at: z.string().nullable(),
-    last_error: z.string().nullable(),
   })
   .openapi('Lease');
+
+/** What an admin sees of a lease besides: how its revocation is going. */
+export const AdminLeaseSchema = LeaseSchema.extend({
+  revoke_attempts: z.number().int(),
+  next_attempt_at: z.string().nullable(),
+  last_error: z.string().nullable(),
+}).openapi('AdminLease');
 
 export const TaskSchema = z
   .object({

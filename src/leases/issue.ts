@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { Decision, Policy } from '../policy/decide.js';
 import { refusalExtra, type LimitRefusal, type Limits } from '../policy/limits.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
+import { credentialCeiling } from '../policy/ttl.js';
 import type { Metrics } from '../metrics.js';
 import type { TaskCache } from '../tasks/cache.js';
 import type { LeaseWriter } from './writer.js';
@@ -114,7 +115,7 @@ export function createIssuer(deps: IssueDeps) {
   }
 
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
-  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean }> {
+  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date }> {
     let decision: Decision;
     let task;
     let refusal: LimitRefusal | undefined;
@@ -130,16 +131,17 @@ export function createIssuer(deps: IssueDeps) {
     if (!decision.allow) return deny(input, decision.code, decision.reason, now);
     if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal));
     // The commit re-checks a constrained request's limits under lock; the others are recorded in one statement.
-    return { decision, constrained: limits.constrained(decision.role, task!) };
+    return { decision, constrained: limits.constrained(decision.role, task!), deadline: task!.deadline };
   }
 
   return async function issue(input: IssueInput): Promise<IssueResult> {
     const now = clock.now();
     const limited = deps.rateLimiter?.take(actorOf(input.identity));
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
-    const { decision, constrained } = await evaluate(input, now);
+    const { decision, constrained, deadline } = await evaluate(input, now);
     let ttlSeconds = decision.ttlSeconds;
     let redeemed: string | undefined;
+    let approvedTtl: number | null = null;
     const leaseId = newId(clock);
 
     if (decision.approvalRequiredBy) {
@@ -161,13 +163,17 @@ export function createIssuer(deps: IssueDeps) {
       redeemed = approved.id;
       // Never longer than what the approver saw requested.
       if (approved.requestedTtl !== null) ttlSeconds = Math.min(ttlSeconds, approved.requestedTtl);
+      approvedTtl = approved.requestedTtl;
     }
+    // How long the backend may ever let the credential live (renewals included); renew.ts caps at the same ceiling.
+    const ceiling = credentialCeiling({ issuedAt: now, roleMaxTtl: decision.role.max_ttl, deadline, approvedTtl });
+    const maxTtlSeconds = Math.floor((ceiling.getTime() - now.getTime()) / 1000);
 
     // Config validation guarantees every role's backend exists.
     const backend = backends.get(decision.role.backend)!;
     let minted: MintResult;
     try {
-      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds: ttlSeconds, now });
+      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds, maxTtlSeconds, now });
     } catch (err) {
       const safe = err instanceof BackendError ? err.message : 'backend failed';
       log.warn({ err: safe, backend: backend.name, lease: leaseId }, 'mint failed');

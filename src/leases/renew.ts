@@ -3,10 +3,11 @@ import { appendAudit } from '../audit/append.js';
 import { BackendError, type Backend } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { leases, tasks, type Lease } from '../db/schema.js';
+import { approvals, leases, tasks, type Lease } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
 import type { Policy } from '../policy/decide.js';
+import { credentialCeiling } from '../policy/ttl.js';
 
 export interface RenewDeps {
   db: Db;
@@ -16,28 +17,34 @@ export interface RenewDeps {
 }
 
 /**
- * Extends an agent's own active lease, within the role's `max_ttl` from when
- * the lease was issued and the task's deadline, through the backend's own
- * renewal (Vault `sys/leases/renew`). The new end is the earlier of what was
- * asked and what the backend granted; the change is audited with the lease.
+ * Extends an agent's own active lease, never past its credential's ceiling
+ * (the role's `max_ttl` from issue, the task's deadline, and the TTL the
+ * approver saw when the lease was redeemed from an approval: the same
+ * ceiling issuance gave the backend), through the backend's own renewal
+ * (Vault `sys/leases/renew`). The new end is the earlier of what was asked
+ * and what the backend granted; the change is audited with the lease.
  */
 export function createRenewer({ db, clock, policy, backends }: RenewDeps) {
   return async function renew(identity: Identity, id: string, incrementSeconds: number | undefined, requestId?: string | null): Promise<Lease> {
     const now = clock.now();
     const [row] = await db
-      .select({ lease: leases, task: tasks })
+      .select({ lease: leases, task: tasks, approvedTtl: approvals.requestedTtl })
       .from(leases)
       .innerJoin(tasks, eq(tasks.id, leases.taskId))
+      // The approval this lease was redeemed from, if any: what the approver saw is read where it is kept.
+      .leftJoin(approvals, eq(approvals.leaseId, leases.id))
       .where(and(eq(leases.id, id), eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject)));
     if (!row) throw new AppError('lease_not_found', 'no such lease');
-    const { lease, task } = row;
+    const { lease, task, approvedTtl } = row;
     if (lease.status !== 'active' || lease.expiresAt <= now || task.status !== 'open') throw new AppError('lease_not_active', 'only an active lease of an open task can be renewed');
     const role = policy.role(lease.role);
     const backend = backends.get(lease.backend);
     if (!role || !backend?.renew) throw new AppError('not_renewable', 'credentials of this role cannot be renewed');
-    const limit = Math.min(lease.issuedAt.getTime() + role.max_ttl * 1000, task.deadline.getTime());
+    const limit = credentialCeiling({ issuedAt: lease.issuedAt, roleMaxTtl: role.max_ttl, deadline: task.deadline, approvedTtl }).getTime();
     const want = Math.min(now.getTime() + (incrementSeconds ?? role.ttl) * 1000, limit);
-    if (want <= lease.expiresAt.getTime()) throw new AppError('renew_limit', "the lease is already at the role's maximum or the task's deadline");
+    if (want <= lease.expiresAt.getTime()) {
+      throw new AppError('renew_limit', "the lease is already at its limit: the role's maximum, the task's deadline or the approved TTL");
+    }
 
     let granted: Date;
     try {

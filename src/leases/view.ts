@@ -2,7 +2,7 @@ import type { Approval, Lease, Task } from '../db/schema.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-/** A lease as the API shows it: references and state, never secret material. */
+/** A lease as its holder (and its task's orchestrator) sees it: references and state, never secret material. */
 export function leaseView(lease: Lease) {
   return {
     id: lease.id,
@@ -21,12 +21,23 @@ export function leaseView(lease: Lease) {
     revocable: lease.revocable,
     revoke_requested_at: iso(lease.revokeRequestedAt),
     ended_at: iso(lease.endedAt),
+  };
+}
+export type LeaseView = ReturnType<typeof leaseView>;
+
+/**
+ * A lease as an admin sees it: also how its revocation is going. These are
+ * operator fields, kept from the holder: `last_error` is the backend's own
+ * wording (a Vault path, a database host), not the agent's business.
+ */
+export function adminLeaseView(lease: Lease) {
+  return {
+    ...leaseView(lease),
     revoke_attempts: lease.attempts,
     next_attempt_at: iso(lease.nextAttemptAt),
     last_error: lease.lastError,
   };
 }
-export type LeaseView = ReturnType<typeof leaseView>;
 
 export function taskView(task: Task) {
   return {

@@ -24,7 +24,7 @@ async function setup(rotationSeconds = 100, maxTokenTtlSeconds = 50) {
   const clock = createManualClock();
   const keys = await createSigningKeyStore({ dir, clock, rotationSeconds, maxTokenTtlSeconds });
   const backend = createJwtBackend({ name: 'local', issuer: 'https://broker.test', keys });
-  const mint = (leaseId: string, ttlSeconds = 30) => backend.mint({ leaseId, taskId: 't-1', role, identity, ttlSeconds, now: clock.now() });
+  const mint = (leaseId: string, ttlSeconds = 30) => backend.mint({ leaseId, taskId: 't-1', role, identity, ttlSeconds, maxTtlSeconds: ttlSeconds, now: clock.now() });
   return { dir, clock, keys, backend, mint };
 }
 
@@ -46,7 +46,7 @@ describe('jwt backend', () => {
 
   it("says a token cannot be cut off before exp, unless the role's relying parties introspect", async () => {
     const { backend, clock } = await setup();
-    const mint = (r: typeof role) => backend.mint({ leaseId: '0190c3a0-0000-7000-8000-000000000009', taskId: 't-1', role: r, identity, ttlSeconds: 30, now: clock.now() });
+    const mint = (r: typeof role) => backend.mint({ leaseId: '0190c3a0-0000-7000-8000-000000000009', taskId: 't-1', role: r, identity, ttlSeconds: 30, maxTtlSeconds: 30, now: clock.now() });
     expect((await mint(role)).revocable).toBe(false);
     expect((await mint({ ...role, jwt: { ...role.jwt, relying_parties_introspect: true } })).revocable).toBe(true);
   });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { clampTtl } from '../../src/policy/ttl.js';
+import { clampTtl, credentialCeiling } from '../../src/policy/ttl.js';
 
 const now = new Date('2030-01-01T00:00:00Z');
 const at = (seconds: number) => new Date(now.getTime() + seconds * 1000);
@@ -52,6 +52,26 @@ describe('clampTtl', () => {
         },
       ),
       { numRuns: 1000 },
+    );
+  });
+});
+
+describe('credentialCeiling', () => {
+  it("is the earliest of the role's max_ttl from issue, the task's deadline and the approved TTL", () => {
+    expect(credentialCeiling({ issuedAt: now, roleMaxTtl: 3600, deadline: at(7200) })).toEqual(at(3600));
+    expect(credentialCeiling({ issuedAt: now, roleMaxTtl: 3600, deadline: at(120) })).toEqual(at(120));
+    expect(credentialCeiling({ issuedAt: now, roleMaxTtl: 3600, deadline: at(7200), approvedTtl: 60 })).toEqual(at(60));
+    expect(credentialCeiling({ issuedAt: now, roleMaxTtl: 3600, deadline: at(7200), approvedTtl: null })).toEqual(at(3600));
+  });
+
+  it('is never earlier than the end of the TTL clampTtl grants for the same bounds', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 86400 }), fc.integer({ min: 1, max: 86400 }), fc.integer({ min: 1000, max: 86_400_000 }), (requested, roleMax, leftMs) => {
+        const deadline = new Date(now.getTime() + leftMs);
+        const ttl = clampTtl({ requested, roleDefault: 900, roleMax, deadline, now });
+        fc.pre(ttl >= 1);
+        expect(credentialCeiling({ issuedAt: now, roleMaxTtl: roleMax, deadline }).getTime()).toBeGreaterThanOrEqual(now.getTime() + ttl * 1000);
+      }),
     );
   });
 });

@@ -173,6 +173,23 @@ describe('vault fake: dynamic secrets and leases', () => {
     expect(fake!.leases.get(res.lease_id)!.revoked).toBe(true);
   });
 
+  it('fails a synchronous revocation inside the engine as Vault does: 400 "failed to revoke entry", the lease kept', async () => {
+    await setup();
+    const c = client(brokerToken());
+    const res = await c.read('database/creds/readonly');
+    fake!.failRevocations('database', 2);
+    const first = await failure(c.write('sys/leases/revoke', { lease_id: res.lease_id, sync: true }));
+    expect(first.status).toBe(400);
+    expect(first.body.errors).toHaveLength(1);
+    expect(first.message).toMatch(/^failed to revoke entry: resp: \(\*logical\.Response\)\(nil\) err: failed to connect to .*connection refused\)$/);
+    expect(fake!.leaseLive(res.lease_id)).toBe(true);
+    // A lease Vault no longer holds never reaches the engine: success, as always.
+    await c.write('sys/leases/revoke', { lease_id: 'database/creds/readonly/nope', sync: true });
+    expect((await failure(c.write('sys/leases/revoke', { lease_id: res.lease_id, sync: true }))).status).toBe(400);
+    await c.write('sys/leases/revoke', { lease_id: res.lease_id, sync: true });
+    expect(fake!.leases.get(res.lease_id)!.revoked).toBe(true);
+  });
+
   it('issues AWS credentials: IAM user keys (renewable, security_token null) or an STS session (not renewable)', async () => {
     await setup();
     const c = client(brokerToken());
@@ -336,6 +353,21 @@ describe('vault fake: tokens', () => {
     // Capped by the role's 30m max TTL: 1800 - 300 = 1500s left.
     expect(renewed.auth).toMatchObject({ client_token: '', accessor: res.auth.accessor, lease_duration: 1500 });
     expect(renewed.warnings[0]).toContain('capped accordingly');
+  });
+
+  it('caps every renewal of a token at its explicit_max_ttl: renew-self by its holder and renew-accessor', async () => {
+    await setup();
+    const broker = client(brokerToken(20_000));
+    const res = await broker.write('auth/token/create/agent', { ttl: '60s', explicit_max_ttl: '120s' });
+    clock.advance(30);
+    const self = await client(res.auth.client_token).write('auth/token/renew-self', { increment: '1h' });
+    expect(self.auth.lease_duration).toBe(90);
+    expect(self.warnings[0]).toContain('capped accordingly');
+    clock.advance(60);
+    const byAccessor = await broker.write('auth/token/renew-accessor', { accessor: res.auth.accessor, increment: 3600 });
+    expect(byAccessor.auth.lease_duration).toBe(30);
+    clock.advance(30);
+    expect(fake!.tokenLive(res.auth.accessor)).toBe(false);
   });
 
   it("denies POST lookup-self to a token with only Vault's default policy (it grants read, not update)", async () => {

@@ -19,7 +19,11 @@
  *   refusal → "1 error occurred: permission denied".
  * - sys/leases/revoke: 204 for any lease id, known or not, already revoked or
  *   not; `sync` defaults to true on the server, sync:false answers 202 (which
- *   node-vault treats as an error); only a missing lease_id is a 400.
+ *   node-vault treats as an error); a missing lease_id is a 400. A revocation
+ *   that fails inside the secrets engine (`failRevocations`) is a 400
+ *   `failed to revoke entry: resp: (*logical.Response)(nil) err: <engine's
+ *   error>` and leaves the lease in place (vault/expiration.go revokeEntry,
+ *   logical_system.go handleRevoke; the same in OpenBao).
  * - Renewal (leases and tokens) follows framework.CalculateTTL: the increment,
  *   else the role's TTL (a token's previous grant), capped at issue + max TTL
  *   with Vault's warning; renewing a revoked or expired lease is 400 "lease not
@@ -69,6 +73,9 @@ import { listenLocal } from './listen.js';
 
 export type * from './vault-fake/types.js';
 
+/** What the database secrets engine's revocation says when its database cannot be reached (pgx's wording). */
+const DEFAULT_ENGINE_ERROR = 'failed to connect to `user=vault database=postgres`: dial error (dial tcp 127.0.0.1:5432: connect: connection refused)';
+
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -103,6 +110,7 @@ export async function startVaultFake(options: VaultFakeOptions = {}): Promise<Va
     tokens: new Map(),
     byToken: new Map(),
     legacyRevokeAccessor: options.legacyRevokeAccessor ?? false,
+    engineRevokeFailures: new Map(),
   };
   const root = issueToken(state, { policies: ['root'], ttl: 0, displayName: 'root', path: 'auth/token/root', namespace: '' }, clock.now()).token;
   if (options.rootToken) {
@@ -244,6 +252,9 @@ export async function startVaultFake(options: VaultFakeOptions = {}): Promise<Va
     },
     failNext(pathPrefix, status, times = 1, errors) {
       failures.push({ prefix: pathPrefix.replace(/^\/?(v1\/)?/, ''), status, left: times, ...(errors ? { errors } : {}) });
+    },
+    failRevocations(mount, times = 1, cause = DEFAULT_ENGINE_ERROR) {
+      state.engineRevokeFailures.set(mount.replace(/^\/+|\/+$/g, ''), { left: times, cause });
     },
     leaseLive(leaseId) {
       const lease = state.leases.get(leaseId);

@@ -89,6 +89,31 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     expect(t.fake.revokeCalls.get(id)).toBe(1);
   });
 
+  it("shows an admin how a lease's revocation is going, and its holder only the lease's state", async () => {
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-view' }, roles: ['flaky'], ttl_seconds: 3600 });
+    const task = opened.json.task.id as string;
+    const issued = await t.call('POST', '/v1/credentials', { subject: 'agent-view' }, { task, role: 'flaky' });
+    const id = issued.json.lease.id as string;
+    const operatorFields = ['revoke_attempts', 'last_error', 'next_attempt_at'];
+    for (const field of operatorFields) expect(issued.json.lease).not.toHaveProperty(field);
+    t.fake.failNextRevokes(1);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
+    await t.broker.sweeper.runOnce();
+
+    const admin = await t.call('GET', `/v1/leases/${id}`, { subject: 'admin' });
+    expect(admin.json.lease).toMatchObject({ id, status: 'revoking', revoke_attempts: 1, last_error: 'fake_unavailable: fake backend is down' });
+    expect(Date.parse(admin.json.lease.next_attempt_at)).toBeGreaterThan(t.clock.now().getTime());
+    const listed = await t.call('GET', `/v1/leases?task=${task}`, { subject: 'admin' });
+    expect(listed.json.items[0]).toMatchObject({ id, revoke_attempts: 1 });
+
+    const holder = await t.call('GET', `/v1/leases/${id}`, { subject: 'agent-view' });
+    expect(holder.status).toBe(200);
+    expect(holder.json.lease).toMatchObject({ id, status: 'revoking', reason: 'task_completed' });
+    for (const field of operatorFields) expect(holder.json.lease).not.toHaveProperty(field);
+    // Another agent learns nothing, not even that the lease exists.
+    expect((await t.call('GET', `/v1/leases/${id}`, { subject: 'agent-other' })).status).toBe(404);
+  });
+
   it('revokes by admin: one lease, and in bulk by task, subject and role', async () => {
     const one = await issue('flaky');
     const res = await t.call('POST', `/v1/leases/${one.ids[0]}/revoke`, { subject: 'admin' }, { reason: 'suspicious' });

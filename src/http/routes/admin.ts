@@ -7,10 +7,10 @@ import { MAX_SUBJECT_LENGTH } from '../../identity/identity-text.js';
 import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import type { LeaseService } from '../../leases/service.js';
-import { leaseView } from '../../leases/view.js';
+import { adminLeaseView } from '../../leases/view.js';
 import { requireAdmin } from '../auth.js';
 import { callerOf, type AppEnv } from '../env.js';
-import { bearer, commonErrors, json, jsonBody, LeaseSchema, IdParams, NameParam, safeText, SubjectSchema, TaskIdSchema, uuidOr404 } from '../schemas.js';
+import { AdminLeaseSchema, bearer, commonErrors, json, jsonBody, IdParams, NameParam, safeText, SubjectSchema, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const Limit = z.coerce.number().int().min(1).max(500).default(100);
 
@@ -69,7 +69,7 @@ const listRoute = createRoute({
   security: bearer,
   middleware: [requireAdmin] as const,
   request: { query: ListLeasesQuery },
-  responses: { 200: json(z.object({ items: z.array(LeaseSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
+  responses: { 200: json(z.object({ items: z.array(AdminLeaseSchema), next_cursor: z.string().nullable() }), 'A page'), ...commonErrors },
 });
 
 const revokeRoute = createRoute({
@@ -83,7 +83,7 @@ const revokeRoute = createRoute({
     params: IdParams,
     ...jsonBody(z.strictObject({ reason: Reason })),
   },
-  responses: { 202: json(z.object({ lease: LeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
+  responses: { 202: json(z.object({ lease: AdminLeaseSchema }), 'Revocation under way (or already done)'), ...commonErrors },
 });
 
 const bulkRoute = createRoute({
@@ -140,13 +140,13 @@ export function registerAdminRoutes(
   app.openapi(listRoute, async (c) => {
     const { cursor, limit, ...filter } = c.req.valid('query');
     const page = await deps.leases.list(filter, cursor, limit);
-    return c.json({ items: page.items.map(leaseView), next_cursor: page.nextCursor }, 200);
+    return c.json({ items: page.items.map(adminLeaseView), next_cursor: page.nextCursor }, 200);
   });
 
   app.openapi(revokeRoute, async (c) => {
     const id = uuidOr404('lease_not_found', 'lease')(c.req.valid('param').id);
     const lease = await deps.leases.adminRevoke(id, by(c), c.req.valid('json').reason);
-    return c.json({ lease: leaseView(lease) }, 202);
+    return c.json({ lease: adminLeaseView(lease) }, 202);
   });
 
   app.openapi(bulkRoute, async (c) => {

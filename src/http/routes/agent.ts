@@ -4,10 +4,10 @@ import { UUID_RE } from '../../ids.js';
 import type { Issuer } from '../../leases/issue.js';
 import type { Renewer } from '../../leases/renew.js';
 import type { LeaseService } from '../../leases/service.js';
-import { approvalView, leaseView } from '../../leases/view.js';
+import { adminLeaseView, approvalView, leaseView } from '../../leases/view.js';
 import { requireAgent } from '../auth.js';
 import type { AppEnv } from '../env.js';
-import { ApprovalSchema, bearer, commonErrors, IdParams, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema, uuidOr404 } from '../schemas.js';
+import { AdminLeaseSchema, ApprovalSchema, bearer, commonErrors, IdParams, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const CredentialRequestSchema = z
   .strictObject({
@@ -42,10 +42,10 @@ const getRoute = createRoute({
   method: 'get',
   path: '/v1/leases/{id}',
   tags: ['agent', 'admin'],
-  summary: "One lease: the agent's own, or any for an admin",
+  summary: "One lease: the agent's own, or any for an admin (who also sees how its revocation is going)",
   security: bearer,
   request: { params: LeaseIdParams },
-  responses: { 200: json(z.object({ lease: LeaseSchema }), 'The lease'), ...commonErrors },
+  responses: { 200: json(z.object({ lease: z.union([AdminLeaseSchema, LeaseSchema]) }), 'The lease'), ...commonErrors },
 });
 
 const releaseRoute = createRoute({
@@ -103,7 +103,7 @@ export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Iss
     if (principal.admin) {
       const lease = await deps.leases.get(id);
       if (!lease) throw new AppError('lease_not_found', 'no such lease');
-      return c.json({ lease: leaseView(lease) }, 200);
+      return c.json({ lease: adminLeaseView(lease) }, 200);
     }
     if (!principal.identity) throw new AppError('lease_not_found', 'no such lease');
     return c.json({ lease: leaseView(await deps.leases.getOwn(principal.identity, id)) }, 200);

@@ -107,6 +107,15 @@ export function revokeLease(state: State, ctx: Ctx, urlId: string): Answer {
   const lease = state.leases.get(leaseId);
   // An unknown, already revoked or expired lease: Vault finds no entry and answers success all the same.
   if (lease && !lease.revoked) {
+    const mount = lease.path.split('/')[0]!;
+    const failure = state.engineRevokeFailures.get(mount);
+    // Only a synchronous revocation of a lease Vault still holds calls the engine while the request waits.
+    if (sync && failure && failure.left > 0 && leaseLive(state, lease, ctx.now)) {
+      failure.left -= 1;
+      // ExpirationManager.revokeEntry wraps the engine's error; handleRevoke answers it as ErrInvalidRequest,
+      // and the HTTP layer sends the response's error text as it is. The lease stays, as in Vault.
+      throw badRequest(`failed to revoke entry: resp: (*logical.Response)(nil) err: ${failure.cause}`);
+    }
     lease.revoked = true;
     lease.revokedAt = ctx.now;
   }

@@ -28,6 +28,8 @@ export interface State {
   /** Token → accessor. */
   byToken: Map<string, string>;
   legacyRevokeAccessor: boolean;
+  /** Secrets engines (by mount) whose next revocations fail inside the engine: how many more, and the engine's error. */
+  engineRevokeFailures: Map<string, { left: number; cause: string }>;
 }
 
 export interface Ctx {

@@ -182,6 +182,12 @@ export interface VaultFake {
    * with `status`: 503 says {"errors":["Vault is sealed"]}, sys/health answers its own body.
    */
   failNext(pathPrefix: string, status: number, times?: number, errors?: string[]): void;
+  /**
+   * The secrets engine at `mount` fails its next `times` (default 1) revocations, as when its database
+   * is down for a moment: sys/leases/revoke answers 400 `failed to revoke entry: ...` with `cause` as the
+   * engine's error, and the lease stays live. A lease already gone still answers 204.
+   */
+  failRevocations(mount: string, times?: number, cause?: string): void;
   /** Is the lease usable now (not revoked, not expired, its token alive)? */
   leaseLive(leaseId: string): boolean;
   /** Is the token usable now (not revoked, not expired, not used up, parents alive)? */

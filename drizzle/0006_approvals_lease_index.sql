@@ -1,0 +1,1 @@
+CREATE INDEX "approvals_lease_idx" ON "approvals" USING btree ("lease_id") WHERE "approvals"."lease_id" is not null;
