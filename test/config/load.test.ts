@@ -281,6 +281,18 @@ describe('parseConfig', () => {
     expect(configError(() => parseConfig(base(badHash), 'inline'))).toContain('principals.admins[0]');
   });
 
+  it('names the missing or stray key of a principal instead of a bare "Invalid input"', () => {
+    const hash = 'ab'.repeat(32);
+    const at = (principal: Record<string, unknown>) => configError(() => parseConfig(base({ principals: { admins: [principal] } }), 'inline'));
+    expect(at({ token_sha256: hash })).toBe('inline: principals.admins[0].name: Invalid input: expected string, received undefined');
+    expect(at({ name: 'ops', token_sha256: hash, issuer: 'k8s' })).toBe('inline: principals.admins[0]: Unrecognized key: "issuer"');
+    expect(at({ name: 'ops' })).toBe('inline: principals.admins[0].issuer: Invalid input: expected string, received undefined');
+    expect(at({ name: 'ops', token_sha256: 'ABC' })).toBe('inline: principals.admins[0].token_sha256: 64 lowercase hex digits');
+    expect(configError(() => parseConfig(base({ principals: { orchestrators: ['ops'] } }), 'inline'))).toBe(
+      'inline: principals.orchestrators[0]: Invalid input: expected object, received string',
+    );
+  });
+
   it('rejects an issuer with both jwks_uri and jwks', () => {
     const both = { ...issuer, jwks_uri: 'https://k8s.example.com/keys', jwks: { keys: [{ kty: 'EC' }] } };
     expect(configError(() => parseConfig(base({ issuers: [both] }), 'inline'))).toContain(
