@@ -1,5 +1,7 @@
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
+import { auditEvents } from '../../src/db/schema.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 
@@ -30,12 +32,41 @@ describe('system endpoints and the HTTP envelope', () => {
     expect(jwks.json.keys[0].d).toBeUndefined();
   });
 
-  it('gives every response a request id, and echoes a sane one from the caller', async () => {
-    const res = await t.broker.app.request('/healthz', { headers: { 'x-request-id': 'trace-123' } });
-    expect(res.headers.get('x-request-id')).toBe('trace-123');
+  it('names every request itself, and records a sane caller X-Request-Id beside its own in the log and the audit event', async () => {
     const own = await t.call('GET', '/v1/nowhere', {});
-    expect(own.headers.get('x-request-id')).toMatch(/[0-9a-f-]{36}/);
+    expect(own.headers.get('x-request-id')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     expect(own.json.request_id).toBe(own.headers.get('x-request-id'));
+
+    const open = async (clientId: string) => {
+      const res = await t.broker.app.request('/v1/tasks', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await t.tokenFor('orchestrator')}`, 'content-type': 'application/json', 'x-request-id': clientId },
+        body: JSON.stringify({ agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 }),
+      });
+      const body = (await res.json()) as { task: { id: string } };
+      expect(res.status).toBe(201);
+      const serverId = res.headers.get('x-request-id')!;
+      const [event] = await database.db.select().from(auditEvents).where(eq(auditEvents.target, `task:${body.task.id}`));
+      const line = t.logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'request' && l.reqId === serverId);
+      return { serverId, event: event!, line };
+    };
+
+    // A caller's id is its own field: it cannot become, or collide with, the id audit events are found by.
+    const first = await open('trace-123');
+    const second = await open('trace-123');
+    expect(first.serverId).not.toBe('trace-123');
+    expect(second.serverId).not.toBe(first.serverId);
+    expect(first.event.requestId).toBe(first.serverId);
+    expect(first.event.details).toMatchObject({ client_request_id: 'trace-123' });
+    expect(first.line).toMatchObject({ reqId: first.serverId, client_request_id: 'trace-123' });
+
+    // One that could forge a log line or fill a row is not recorded at all.
+    for (const hostile of ['a'.repeat(129), 'x","msg":"forged', '<script>', 'a b']) {
+      const { serverId, event, line } = await open(hostile);
+      expect(event.requestId).toBe(serverId);
+      expect(event.details).not.toHaveProperty('client_request_id');
+      expect(line).not.toHaveProperty('client_request_id');
+    }
   });
 
   it('answers unknown routes and oversized bodies with problem+json', async () => {
