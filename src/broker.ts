@@ -19,6 +19,7 @@ import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
 import { createApprovalService } from './approvals/service.js';
+import { createMetricsApp } from './http/metrics.js';
 import { createMetrics } from './metrics.js';
 import { createPolicy } from './policy/decide.js';
 import { createLimits } from './policy/limits.js';
@@ -178,9 +179,12 @@ export async function createBroker(deps: BrokerDeps) {
     jwks: () => keys.jwks(),
     ready,
     metrics: () => metrics.registry.metrics(),
+    metricsTokenSha256: config.metrics.token_sha256,
     version: deps.version ?? '0.0.0',
   });
+  // Served by `tasklease serve` on config.metrics.listen.
+  const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, sweeper, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
+  return { app, metricsApp, sweeper, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
+import { MetricsSchema } from './metrics.js';
 import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
@@ -129,6 +130,7 @@ export const ConfigSchema = z.strictObject({
   tasks: z.strictObject({ max_ttl: DurationSchema.default(86400) }).default({ max_ttl: 86400 }),
   policy: PolicySchema,
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
+  metrics: MetricsSchema.prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));

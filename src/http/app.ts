@@ -45,6 +45,8 @@ export interface AppDeps {
   ready: () => Promise<Readiness>;
   /** Prometheus exposition text. */
   metrics: () => Promise<string>;
+  /** SHA-256 of the scrape token: /metrics is served on this app only behind it. */
+  metricsTokenSha256?: string;
   version: string;
 }
 

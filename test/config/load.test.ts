@@ -293,6 +293,18 @@ describe('parseConfig', () => {
     );
   });
 
+  it('reads the metrics listener from config or METRICS_LISTEN, on localhost by default', () => {
+    expect(parseConfig(base(), 'inline').metrics).toEqual({ listen: { host: '127.0.0.1', port: 9464 } });
+    expect(parseConfig(base({ metrics: { listen: 'off' } }), 'inline').metrics.listen).toBeNull();
+    expect(parseConfig(base({ metrics: { listen: '[::1]:9100' } }), 'inline').metrics.listen).toEqual({ host: '::1', port: 9100 });
+    const token = { listen: 'off', token_sha256: 'ab'.repeat(32) };
+    expect(parseConfig(base({ metrics: token }), 'inline', { METRICS_LISTEN: '0.0.0.0:9464' }).metrics).toEqual({ listen: { host: '0.0.0.0', port: 9464 }, token_sha256: token.token_sha256 });
+    for (const listen of ['9464', 'localhost', '127.0.0.1:99999', 'http://127.0.0.1:9464', '::1:9464']) {
+      expect(configError(() => parseConfig(base({ metrics: { listen } }), 'inline')), listen).toMatch(/^inline: metrics\.listen: host:port/);
+    }
+    expect(configError(() => parseConfig(base({ metrics: { token_sha256: 'secret' } }), 'inline'))).toBe('inline: metrics.token_sha256: 64 lowercase hex digits');
+  });
+
   it('rejects an issuer with both jwks_uri and jwks', () => {
     const both = { ...issuer, jwks_uri: 'https://k8s.example.com/keys', jwks: { keys: [{ kty: 'EC' }] } };
     expect(configError(() => parseConfig(base({ issuers: [both] }), 'inline'))).toContain(

@@ -2,8 +2,9 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.js';
 import { auditEvents } from '../../src/db/schema.js';
+import { sha256Hex } from '../../src/ids.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { startTestBroker, type TestBroker } from '../support/broker.js';
+import { ADMIN_STATIC_TOKEN, startTestBroker, type TestBroker } from '../support/broker.js';
 
 describe('system endpoints and the HTTP envelope', () => {
   let database: TestDatabase;
@@ -26,7 +27,8 @@ describe('system endpoints and the HTTP envelope', () => {
 
   it('serves health, readiness and the JWKS without a token', async () => {
     expect((await t.call('GET', '/healthz', {})).json).toEqual({ status: 'ok' });
-    expect((await t.call('GET', '/readyz', {})).status).toBe(200);
+    const ready = await t.call('GET', '/readyz', {});
+    expect({ status: ready.status, json: ready.json }).toEqual({ status: 200, json: { status: 'ready' } });
     const jwks = await t.call('GET', '/.well-known/jwks.json', {});
     expect(jwks.json.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(jwks.json.keys[0].d).toBeUndefined();
@@ -88,24 +90,27 @@ describe('system endpoints and the HTTP envelope', () => {
 });
 
 describe('metrics', () => {
+  const METRICS_TOKEN = 'tl-metrics-scrape-token-for-tests';
   let database: TestDatabase;
   let t: TestBroker;
   beforeAll(async () => {
     database = await openTestDatabase('postgres');
-    t = await startTestBroker(database);
+    t = await startTestBroker(database, { config: { metrics: { listen: 'off', token_sha256: sha256Hex(METRICS_TOKEN) } } });
   });
   afterAll(() => database?.drop());
 
-  const gauge = async (status: string) => {
-    const text = (await t.call('GET', '/metrics', {})).text;
-    return Number(new RegExp(`^tasklease_leases\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  const scrape = async () => {
+    const res = await t.call('GET', '/metrics', { bearer: METRICS_TOKEN });
+    expect(res.status).toBe(200);
+    return res.text;
   };
+  const gauge = async (status: string) => Number(new RegExp(`^tasklease_leases\\{status="${status}"\\} (\\d+)$`, 'm').exec(await scrape())?.[1]);
 
   it('counts issuance, and the stuck-revocation gauge rises while a backend fails and falls once it recovers', async () => {
-    const task = `metrics-${Date.now()}`;
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 });
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 });
+    const task = opened.json.task.id as string;
     await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'flaky' });
-    expect((await t.call('GET', '/metrics', {})).text).toMatch(/tasklease_credentials_issued_total\{role="flaky",backend="fake"\} 1/);
+    expect(await scrape()).toMatch(/tasklease_credentials_issued_total\{role="flaky",backend="fake"\} 1/);
     expect(await gauge('active')).toBe(1);
     t.fake.failNextRevokes(100);
     await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'x' });
@@ -117,7 +122,47 @@ describe('metrics', () => {
     t.fake.failNextRevokes(0);
     await t.broker.sweeper.runOnce();
     expect(await gauge('revoke_failed')).toBe(0);
-    expect((await t.call('GET', '/metrics', {})).text).toMatch(/tasklease_revocations_total\{outcome="failed"\} [1-9]/);
+    expect(await scrape()).toMatch(/tasklease_revocations_total\{outcome="failed"\} [1-9]/);
+  });
+
+  it('needs the scrape token on both listeners; no other token opens it', async () => {
+    for (const fetchMetrics of [
+      (authorization?: string) => t.broker.app.request('/metrics', { headers: authorization ? { authorization } : {} }),
+      (authorization?: string) => t.broker.metricsApp.request('/metrics', { headers: authorization ? { authorization } : {} }),
+    ]) {
+      const refusals = await Promise.all([undefined, 'Bearer wrong', `Bearer ${ADMIN_STATIC_TOKEN}`, `Bearer ${await t.tokenFor('admin')}`, METRICS_TOKEN].map(fetchMetrics));
+      expect(refusals.map((r) => r.status)).toEqual([401, 401, 401, 401, 401]);
+      const bodies = await Promise.all(refusals.map((r) => r.json()));
+      expect(bodies.map((b) => b.code)).toEqual(['token_missing', 'token_invalid', 'token_invalid', 'token_invalid', 'token_missing']);
+      for (const r of refusals) expect(r.headers.get('content-type')).toContain('application/problem+json');
+      const ok = await fetchMetrics(`Bearer ${METRICS_TOKEN}`);
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('tasklease_leases');
+    }
+  });
+});
+
+describe('metrics and readiness, as anyone sees them', () => {
+  let database: TestDatabase;
+  let t: TestBroker;
+  beforeAll(async () => {
+    database = await openTestDatabase('postgres');
+    t = await startTestBroker(database);
+  });
+  afterAll(() => database?.drop());
+
+  it('/metrics is not on the main listener without a scrape token; the metrics listener serves it, and only it', async () => {
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 });
+    expect((await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task: opened.json.task.id, role: 'flaky' })).status).toBe(201);
+    for (const as of [{}, { subject: 'agent-1' }, { subject: 'admin' }]) {
+      const res = await t.call('GET', '/metrics', as);
+      expect(res.status).toBe(404);
+      expect(res.text).not.toContain('flaky');
+    }
+    const scraped = await t.broker.metricsApp.request('/metrics');
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toMatch(/tasklease_credentials_issued_total\{role="flaky",backend="fake"\} 1/);
+    for (const path of ['/', '/healthz', '/v1/leases', '/metrics/']) expect((await t.broker.metricsApp.request(path)).status, path).toBe(404);
   });
 });
 
