@@ -4,7 +4,7 @@ import { loadConfigFile } from '../../src/config/load.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { sha256Hex } from '../../src/ids.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { ADMIN_STATIC_TOKEN, startTestBroker, type TestBroker } from '../support/broker.js';
+import { ADMIN_STATIC_TOKEN, startTestBroker, useTestBroker, type TestBroker } from '../support/broker.js';
 
 describe('system endpoints and the HTTP envelope', () => {
   let database: TestDatabase;
@@ -91,13 +91,8 @@ describe('system endpoints and the HTTP envelope', () => {
 
 describe('metrics', () => {
   const METRICS_TOKEN = 'tl-metrics-scrape-token-for-tests';
-  let database: TestDatabase;
   let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase('postgres');
-    t = await startTestBroker(database, { config: { metrics: { listen: 'off', token_sha256: sha256Hex(METRICS_TOKEN) } } });
-  });
-  afterAll(() => database?.drop());
+  useTestBroker('postgres', (_db, broker) => (t = broker), { config: { metrics: { listen: 'off', token_sha256: sha256Hex(METRICS_TOKEN) } } });
 
   const scrape = async () => {
     const res = await t.call('GET', '/metrics', { bearer: METRICS_TOKEN });
@@ -142,14 +137,9 @@ describe('metrics', () => {
   });
 });
 
-describe('metrics and readiness, as anyone sees them', () => {
-  let database: TestDatabase;
+describe('metrics without a scrape token', () => {
   let t: TestBroker;
-  beforeAll(async () => {
-    database = await openTestDatabase('postgres');
-    t = await startTestBroker(database);
-  });
-  afterAll(() => database?.drop());
+  useTestBroker('postgres', (_db, broker) => (t = broker));
 
   it('/metrics is not on the main listener without a scrape token; the metrics listener serves it, and only it', async () => {
     const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 });
