@@ -27,7 +27,7 @@ const ReadinessSchema = z
 const readinessRoute = createRoute({
   method: 'get',
   path: '/v1/readiness',
-  tags: ['system'],
+  tags: ['admin'],
   summary: 'Which readiness check fails, and which backend permissions are missing (GET /readyz says only ready or not)',
   security: bearer,
   middleware: [requireAdmin] as const,
