@@ -4,7 +4,8 @@ import type { benchIssuer } from './setup.js';
 
 type Issuer = Awaited<ReturnType<typeof benchIssuer>>;
 
-async function call(url: string, path: string, token: string, body: unknown, expect: number): Promise<unknown> {
+/** POSTs `body` with `token`; anything but `expect` throws. */
+export async function call(url: string, path: string, token: string, body: unknown, expect: number): Promise<unknown> {
   const res = await fetch(`${url}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

@@ -5,13 +5,15 @@
  * same load generator. See BENCHMARKS.md for what each scenario means.
  *
  * BENCH_SECONDS (10) per load run, BENCH_STEADY_SECONDS (300) for the RSS
- * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_ONLY=1,3 to pick.
+ * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_FLOOD_CONNECTIONS
+ * (16, scenario 7's flooding identity), BENCH_ONLY=1,3 to pick.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
+import { floodScenario } from './flood.js';
 import { openAgentTasks, revocationProbe } from './flows.js';
 import { scaleScenario, sweeperScenario } from './state.js';
 import { fmtLoad, wrk, type Req } from './wrk.js';
@@ -156,5 +158,9 @@ if (wants('6')) {
     say(`6 issuance, jwt, PGlite                 ${fmtLoad(embedded)}`);
     say(`  ratio to bare Hono ${pct(embedded.perSecond, bare.perSecond)}, to 1-INSERT ceiling (PostgreSQL) ${pct(embedded.perSecond, insert.perSecond)}`);
   });
+}
+if (wants('7')) {
+  const floodConnections = Number(env.BENCH_FLOOD_CONNECTIONS ?? 16);
+  for (const line of await floodScenario({ dir, issuer, agents: AGENTS, connections: CONNS, floodConnections, seconds: SECONDS })) say(line);
 }
 process.exit(0);

@@ -46,7 +46,7 @@ export async function benchIssuer() {
 }
 
 /** A broker config (JSON is YAML): roles `bench` on the jwt backend and `slow` on the 50 ms backend of slow-broker.ts. */
-export function writeConfig(dir: string, name: string, opts: { port: number; databaseUrl?: string; jwk: object; sweeper?: object }): string {
+export function writeConfig(dir: string, name: string, opts: { port: number; databaseUrl?: string; jwk: object; sweeper?: object; policy?: object }): string {
   const allow = [{ issuer: 'bench', subject_pattern: 'agent-.*' }];
   const config = {
     public_url: `http://127.0.0.1:${opts.port}`,
@@ -67,6 +67,7 @@ export function writeConfig(dir: string, name: string, opts: { port: number; dat
       { name: 'slow', backend: 'slow', ttl: '15m', max_ttl: '1h', allow },
     ],
     ...(opts.sweeper ? { sweeper: opts.sweeper } : {}),
+    ...(opts.policy ? { policy: opts.policy } : {}),
   };
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, JSON.stringify(config, null, 2));

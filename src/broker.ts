@@ -19,6 +19,7 @@ import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
 import { createApprovalService } from './approvals/service.js';
+import { createRefusalAudit } from './audit/refusals.js';
 import { createMetricsApp } from './http/metrics.js';
 import { createMetrics } from './metrics.js';
 import { createPolicy } from './policy/decide.js';
@@ -88,6 +89,8 @@ export async function createBroker(deps: BrokerDeps) {
   const limits = createLimits(config.policy);
   const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl });
   const metrics = createMetrics(db);
+  // Repeated refusals' counts, written through the writer below when their window ends (the sweeper's housekeeping) or on drain.
+  const refusals = createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
   const sweeper = createSweeper({
     db,
     metrics,
@@ -98,6 +101,7 @@ export async function createBroker(deps: BrokerDeps) {
     id: deps.instanceId,
     housekeeping: async () => {
       await approvals.expire();
+      await refusals.flushDue();
       for (const backend of backends.values()) await backend.housekeeping?.(clock.now());
     },
   });
@@ -120,7 +124,7 @@ export async function createBroker(deps: BrokerDeps) {
       taskCache.handlers.listening(on);
     },
   });
-  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, backends, writer, taskCache, log, metrics });
+  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, refusals, backends, writer, taskCache, log, metrics });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
   const renew = createRenewer({ db, clock, policy, backends });
   const tasks = createTaskService({
@@ -185,6 +189,6 @@ export async function createBroker(deps: BrokerDeps) {
   // Served by `tasklease serve` on config.metrics.listen.
   const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, metricsApp, sweeper, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
+  return { app, metricsApp, sweeper, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

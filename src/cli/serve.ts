@@ -3,6 +3,7 @@ import { serve } from '@hono/node-server';
 import type { Backend } from '../backends/types.js';
 import { createBroker } from '../broker.js';
 import { systemClock } from '../clock.js';
+import { withTimeout } from '../concurrency.js';
 import type { Config } from '../config/schema.js';
 import { runMigrations } from '../db/migrate.js';
 import { asyncStdout, createLogger, type Logger } from '../log.js';
@@ -63,6 +64,8 @@ export async function runServe(config: Config, version: string, extra: { backend
     http.closeIdleConnections();
     metricsServer?.close();
     await Promise.all([closed, broker.sweeper.stop()]);
+    // The counts of repeated refusals live in memory until written: write them before the database closes.
+    await withTimeout(broker.refusals.drain(), 5000, 'timed out').catch(() => log.warn('repeated refusals not audited before exit'));
     await database.close();
     log.info('stopped');
     await new Promise<void>((resolve) => log.flush(() => resolve()));

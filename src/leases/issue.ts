@@ -1,5 +1,6 @@
 import type { ApprovalService } from '../approvals/service.js';
 import { requestRef } from '../audit/append.js';
+import { createRefusalAudit, type RefusalAudit } from '../audit/refusals.js';
 import type { Backend, MintResult } from '../backends/types.js';
 import { BackendError } from '../backends/types.js';
 import type { Clock } from '../clock.js';
@@ -24,6 +25,8 @@ export interface IssueDeps {
   limits: Limits;
   approvals: ApprovalService;
   rateLimiter?: RateLimiter;
+  /** Repeated refusals, audited once per window; one of its own (never drained) when absent. */
+  refusals?: Pick<RefusalAudit, 'refuse'>;
   backends: ReadonlyMap<string, Backend>;
   writer: LeaseWriter;
   /** Open tasks for the decision; the commit reads the status again. */
@@ -61,6 +64,20 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
 };
 
 /**
+ * Refusals that say only "this identity may not have this": repeated by one
+ * identity they carry nothing new but their number, so they are audited once
+ * per window with a count (audit/refusals.ts). A rate-limited identity is one
+ * key whatever the task and role it names, as its bucket is; the others are
+ * keyed by identity, code, task and role. Refusals that name a limit or a
+ * lease (quotas, conflicts), a policy error and a failed mint stay one event
+ * each: only an agent bound to the task reaches them, and the rate limit
+ * bounds how often.
+ */
+const AGGREGATED = new Set<ErrorCode>(['rate_limited', 'role_denied', 'task_not_found', 'task_not_open', 'task_expired']);
+const refusalKey = (input: IssueInput, code: ErrorCode) =>
+  JSON.stringify(code === 'rate_limited' ? [actorOf(input.identity), code] : [actorOf(input.identity), code, input.taskId, input.roleName]);
+
+/**
  * The lease ends at its TTL, or earlier when the backend granted less (a
  * Vault lease_duration shorter than asked). Sub-second differences are the
  * backend's whole-second rounding, not a shorter grant.
@@ -78,21 +95,23 @@ function leaseEnd(now: Date, ttlSeconds: number, backendEnd: Date): Date {
  */
 export function createIssuer(deps: IssueDeps) {
   const { db, clock, policy, limits, approvals, backends, writer, taskCache, log } = deps;
+  const refusals = deps.refusals ?? createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
 
+  /** Every refusal is counted by the metric; a repeated one is audited with its window's count, and a rate-limited one waits for no database. */
   async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {
     deps.metrics?.denied.inc({ code });
-    await writer.audit([
-      {
-        at: now,
-        actor: actorOf(input.identity),
-        action: 'credential.denied',
-        target: `task:${input.taskId}`,
-        decision: 'deny',
-        reason,
-        details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...extra },
-        ...requestRef(input),
-      },
-    ]);
+    const event = {
+      at: now,
+      actor: actorOf(input.identity),
+      action: 'credential.denied',
+      target: `task:${input.taskId}`,
+      decision: 'deny' as const,
+      reason,
+      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...extra },
+      ...requestRef(input),
+    };
+    if (AGGREGATED.has(code)) await refusals.refuse(refusalKey(input, code), event, { wait: code !== 'rate_limited' });
+    else await writer.audit([event]);
     throw new AppError(code, DENY_MESSAGES[code] ?? 'refused', extra);
   }
 

@@ -183,4 +183,25 @@ describe('SIGTERM with requests in flight', () => {
     const verify = await runCli(['audit', 'verify'], env);
     expect(verify.code, `stdout: ${verify.stdout}\nstderr: ${verify.stderr}`).toBe(0);
   });
+
+  it('writes the count of repeated refusals before it exits', { timeout: 60_000 }, async () => {
+    const { pg, env } = child;
+    const broker = await startBroker(env);
+    const tokens = await devTokens(env, ['intruder-sigterm']);
+    const task = `shutdown-${Date.now().toString(36)}-missing`;
+    for (let i = 0; i < 25; i++) {
+      const res = await http('POST', `${broker.url}/v1/credentials`, { token: tokens['intruder-sigterm'], body: { task, role: 'demo' } });
+      expect(res.status, res.text).toBe(404);
+    }
+    const denied = () => pg.sql<{ details: { code: string; count?: number } }[]>`select details from audit_events where target = ${`task:${task}`} order by seq`;
+    expect((await denied()).map((r) => r.details.count)).toEqual([undefined]);
+    expect(broker.child.kill('SIGTERM')).toBe(true);
+    expect(await within(broker.exited, EXIT_MS, 'the broker exiting after SIGTERM')).toEqual({ code: 0, signal: null });
+    expect((await denied()).map((r) => [r.details.code, r.details.count])).toEqual([
+      ['task_not_found', undefined],
+      ['task_not_found', 24],
+    ]);
+    const verify = await runCli(['audit', 'verify'], env);
+    expect(verify.code, verify.stdout).toBe(0);
+  });
 });
