@@ -52,6 +52,8 @@ export function writeConfig(dir: string, name: string, opts: { port: number; dat
     public_url: `http://127.0.0.1:${opts.port}`,
     host: '127.0.0.1',
     port: opts.port,
+    // Replicas share the machine: each takes a free port for its metrics listener.
+    metrics: { listen: '127.0.0.1:0' },
     ...(opts.databaseUrl ? { database_url: opts.databaseUrl } : {}),
     data_dir: join(dir, `${name}-data`),
     issuers: [{ name: 'bench', issuer: ISSUER, jwks: { keys: [opts.jwk] }, audiences: [AUDIENCE], algorithms: ['ES256'] }],

@@ -21,6 +21,7 @@ import type { Logger } from './log.js';
 import { createApprovalService } from './approvals/service.js';
 import { createCheckpoint } from './audit/checkpoint.js';
 import { createRefusalAudit } from './audit/refusals.js';
+import { createMetricsApp } from './http/metrics.js';
 import { createMetrics } from './metrics.js';
 import { createPolicy } from './policy/decide.js';
 import { createLimits } from './policy/limits.js';
@@ -180,9 +181,12 @@ export async function createBroker(deps: BrokerDeps) {
     auditCheckpoint: () => createCheckpoint({ db, keys, issuer: config.public_url, clock }),
     ready,
     metrics: () => metrics.registry.metrics(),
+    metricsTokenSha256: config.metrics.token_sha256,
     version: deps.version ?? '0.0.0',
   });
+  // Served by `tasklease serve` on config.metrics.listen.
+  const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, sweeper, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
+  return { app, metricsApp, sweeper, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

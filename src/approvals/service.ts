@@ -1,5 +1,5 @@
 import { and, desc, eq, gt, inArray, lt, lte, type SQL } from 'drizzle-orm';
-import { appendAudit } from '../audit/append.js';
+import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { approvals, type Approval, type ApprovalStatus } from '../db/schema.js';
@@ -34,7 +34,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
   }
 
   return {
-    async request(input: { identity: Identity; taskId: string; role: string; ttlSeconds?: number; requiredBy: string; requestId?: string | null }): Promise<Approval> {
+    async request(input: { identity: Identity; taskId: string; role: string; ttlSeconds?: number; requiredBy: string } & RequestRef): Promise<Approval> {
       const now = clock.now();
       return db.transaction(async (tx) => {
         const [approval] = await tx
@@ -62,7 +62,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
             decision: 'info',
             reason: input.requiredBy,
             details: { task: input.taskId, role: input.role, token_sha256: input.identity.tokenSha256 },
-            requestId: input.requestId ?? null,
+            ...requestRef(input),
           },
         ]);
         return approval!;
@@ -93,7 +93,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
     },
 
     /** Approve or deny a pending, unexpired request. Approval opens a redemption window of the same TTL. */
-    async decide(principal: Principal, id: string, verdict: 'approve' | 'deny', reason: string, requestId?: string | null): Promise<Approval> {
+    async decide(principal: Principal, id: string, verdict: 'approve' | 'deny', reason: string, request: RequestRef = {}): Promise<Approval> {
       const [approval] = await db.select().from(approvals).where(eq(approvals.id, id));
       // The requester already knows its request exists, so it is told plainly why it may not decide it.
       if (approval && principal.identity && approval.issuer === principal.identity.issuer && approval.subject === principal.identity.subject) {
@@ -124,7 +124,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
             decision: status === 'approved' ? 'allow' : 'deny',
             reason,
             details: { task: decided.taskId, role: decided.role, requester: `${decided.issuer}/${decided.subject}` },
-            requestId: requestId ?? null,
+            ...requestRef(request),
           },
         ]);
         return decided;
@@ -136,7 +136,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
      * once: the status moves to `redeemed` in one conditional UPDATE, so two
      * redemptions racing cannot both succeed.
      */
-    async redeem(identity: Identity, id: string, taskId: string, role: string, leaseId: string, requestId?: string | null): Promise<Approval> {
+    async redeem(identity: Identity, id: string, taskId: string, role: string, leaseId: string, request: RequestRef = {}): Promise<Approval> {
       const now = clock.now();
       return db.transaction(async (tx) => {
         const [redeemed] = await tx
@@ -148,7 +148,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
           .returning();
         if (!redeemed) throw new AppError('approval_not_redeemable', 'no approved, unexpired, unredeemed request matches');
         await appendAudit(tx, [
-          { at: now, actor: actorOf(identity), action: 'approval.redeemed', target: `approval:${id}`, decision: 'allow', details: { task: taskId, role, lease: leaseId }, requestId: requestId ?? null },
+          { at: now, actor: actorOf(identity), action: 'approval.redeemed', target: `approval:${id}`, decision: 'allow', details: { task: taskId, role, lease: leaseId }, ...requestRef(request) },
         ]);
         return redeemed;
       });

@@ -4,12 +4,21 @@ import { TransactionLost } from '../db/errors.js';
 import { sendOne } from '../db/send.js';
 import { chainBody, type AuditFields } from './chain.js';
 
-export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 'decision'> & {
-  decision?: AuditFields['decision'];
-  reason?: string | null;
-  details?: Record<string, unknown>;
+/** The request an event came from: the broker's id for it, and the caller's own X-Request-Id (kept in details). */
+export interface RequestRef {
   requestId?: string | null;
-};
+  clientRequestId?: string | null;
+}
+
+/** Only a request's ids, from anything that carries them (a caller, a service's input). */
+export const requestRef = (from: RequestRef): RequestRef => ({ requestId: from.requestId, clientRequestId: from.clientRequestId });
+
+export type AuditInput = Omit<AuditFields, 'reason' | 'details' | 'requestId' | 'decision'> &
+  RequestRef & {
+    decision?: AuditFields['decision'];
+    reason?: string | null;
+    details?: Record<string, unknown>;
+  };
 
 /**
  * The statement that appends events to the hash chain (none for no events);
@@ -44,7 +53,7 @@ const fieldsOf = (event: AuditInput): AuditFields => ({
   target: event.target,
   decision: event.decision ?? 'info',
   reason: event.reason ?? null,
-  details: event.details ?? {},
+  details: event.clientRequestId ? { ...event.details, client_request_id: event.clientRequestId } : (event.details ?? {}),
   requestId: event.requestId ?? null,
 });
 

@@ -9,6 +9,18 @@ export interface CredentialProcessOptions {
 }
 
 /**
+ * The URL of `path` (e.g. `v1/credentials`) on the broker at `base`, keeping the path a broker
+ * behind a reverse proxy is served under: `new URL('/v1/...', 'https://host/prefix')` drops `/prefix`.
+ */
+export function brokerEndpoint(base: string, path: string): URL {
+  const url = new URL(base);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  url.search = '';
+  url.hash = '';
+  return new URL(path.replace(/^\/+/, ''), url);
+}
+
+/**
  * `tasklease aws credential-process`: asks the broker for a task-bound AWS
  * credential and prints it in the shape the AWS CLI and SDKs read from a
  * profile's `credential_process` (Version 1). Nothing secret is written to
@@ -17,7 +29,7 @@ export interface CredentialProcessOptions {
 export async function credentialProcess(options: CredentialProcessOptions): Promise<{ stdout?: string; stderr?: string; code: number }> {
   let response: Response;
   try {
-    response = await fetch(new URL('/v1/credentials', options.url), {
+    response = await fetch(brokerEndpoint(options.url, 'v1/credentials'), {
       method: 'POST',
       headers: { authorization: `Bearer ${options.token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ task: options.task, role: options.role, ...(options.ttlSeconds ? { ttl_seconds: options.ttlSeconds } : {}) }),

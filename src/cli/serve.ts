@@ -6,9 +6,25 @@ import { systemClock } from '../clock.js';
 import { withTimeout } from '../concurrency.js';
 import type { Config } from '../config/schema.js';
 import { runMigrations } from '../db/migrate.js';
-import { asyncStdout, createLogger } from '../log.js';
+import { asyncStdout, createLogger, type Logger } from '../log.js';
 import { devBanner } from './banner.js';
 import { instanceId, openConfiguredDatabase } from './context.js';
+
+const urlOf = (address: string, port: number) => `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+
+/** The metrics listener (config `metrics.listen`), apart from the API; a port it cannot take stops the broker. */
+function serveMetrics(config: Config, fetch: (request: Request) => Response | Promise<Response>, log: Logger): Server | undefined {
+  const listen = config.metrics.listen;
+  if (!listen) return undefined;
+  const server = serve({ fetch, port: listen.port, hostname: listen.host }, (info) =>
+    log.info({ url: `${urlOf(info.address, info.port)}/metrics`, token: config.metrics.token_sha256 !== undefined }, 'metrics listening'),
+  ) as Server;
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    log.fatal({ err: err.code, listen: `${listen.host}:${listen.port}` }, 'the metrics listener could not start (set metrics.listen or METRICS_LISTEN, or off)');
+    log.flush(() => process.exit(1));
+  });
+  return server;
+}
 
 /** Migrates, serves, sweeps; on SIGTERM stops taking requests and claims, finishes what is in flight, exits 0. */
 export async function runServe(config: Config, version: string, extra: { backends?: Map<string, Backend> } = {}): Promise<void> {
@@ -26,12 +42,13 @@ export async function runServe(config: Config, version: string, extra: { backend
       serverOptions: { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2_000 },
     },
     (info) => {
-    const url = `http://${info.address.includes(':') ? `[${info.address}]` : info.address}:${info.port}`;
+    const url = urlOf(info.address, info.port);
     if (config.dev) process.stdout.write(devBanner(config, url));
     log.info({ url, database: database.kind, dev: config.dev }, 'tasklease listening');
     },
   );
   const http = server as Server;
+  const metricsServer = serveMetrics(config, broker.metricsApp.fetch, log);
   broker.sweeper.start();
   // The backends' permission self-check, once at start-up: missing permissions are logged now and shown by /readyz.
   void broker.checkBackends().then((result) => {
@@ -45,6 +62,7 @@ export async function runServe(config: Config, version: string, extra: { backend
     log.info({ signal }, 'draining');
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     http.closeIdleConnections();
+    metricsServer?.close();
     await Promise.all([closed, broker.sweeper.stop()]);
     // The counts of repeated refusals live in memory until written: write them before the database closes.
     await withTimeout(broker.refusals.drain(), 5000, 'timed out').catch(() => log.warn('repeated refusals not audited before exit'));

@@ -94,6 +94,7 @@ export function parseConfig(input: unknown, source: string, env: Env = {}): Conf
   if (env.HOST) overrides.host = env.HOST;
   if (env.PUBLIC_URL) overrides.public_url = env.PUBLIC_URL;
   if (env.TASKLEASE_DATA_DIR) overrides.data_dir = env.TASKLEASE_DATA_DIR;
+  if (env.METRICS_LISTEN) overrides.metrics = { ...(expanded.metrics as object | undefined), listen: env.METRICS_LISTEN };
   const result = ConfigSchema.safeParse({ ...expanded, ...overrides });
   if (!result.success) throw new ConfigError(formatIssues(source, result.error));
   const problems = crossCheck(result.data);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
+import { MetricsSchema } from './metrics.js';
 import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
@@ -46,14 +47,32 @@ export const IdentityRuleSchema = z
 /** Orchestrators may act on the tasks they opened, and on tasks whose labels match their scope. */
 const ScopeSchema = z.strictObject({ labels: z.record(z.string().min(1), z.string()) }).optional();
 
-export const PrincipalSchema = z.union([
-  z.strictObject({
-    name: NameSchema,
-    token_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits'),
-    scope: ScopeSchema,
-  }),
-  IdentityRuleSchema.and(z.object({ name: NameSchema.optional(), scope: ScopeSchema })),
-]);
+const StaticPrincipalSchema = z.strictObject({
+  name: NameSchema,
+  token_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits'),
+  scope: ScopeSchema,
+});
+const RulePrincipalSchema = IdentityRuleSchema.and(z.object({ name: NameSchema.optional(), scope: ScopeSchema }));
+
+/**
+ * A static token (it has `token_sha256`) or an identity rule. The key picks the shape before
+ * validating, so an error names the missing or stray key: a plain union says only "Invalid input".
+ */
+export const PrincipalSchema = z
+  .custom<z.input<typeof StaticPrincipalSchema> | z.input<typeof RulePrincipalSchema>>()
+  .transform((value, ctx): z.output<typeof StaticPrincipalSchema> | z.output<typeof RulePrincipalSchema> => {
+    const isStatic = typeof value === 'object' && value !== null && 'token_sha256' in value;
+    const result = (isStatic ? StaticPrincipalSchema : RulePrincipalSchema).safeParse(value);
+    if (result.success) return result.data;
+    // Both halves of the rule's intersection report a value that is not an object: say it once.
+    const seen = new Set<string>();
+    for (const issue of result.error.issues) {
+      const key = `${issue.path.join('.')}\0${issue.message}`;
+      if (!seen.has(key)) ctx.addIssue({ ...issue, continue: false });
+      seen.add(key);
+    }
+    return z.NEVER;
+  });
 
 export const JwtBackendSchema = z.strictObject({
   type: z.literal('jwt'),
@@ -122,6 +141,7 @@ export const ConfigSchema = z.strictObject({
   tasks: z.strictObject({ max_ttl: DurationSchema.default(86400) }).default({ max_ttl: 86400 }),
   policy: PolicySchema,
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
+  metrics: MetricsSchema.prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));

@@ -6,6 +6,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { sql, type SQL } from 'drizzle-orm';
 import postgres from 'postgres';
+import { lockDataDir } from './data-dir-lock.js';
 import { postgresLane, transactionLane, type CommitLane } from './lane.js';
 import { pgliteListener, postgresListener, type Listener, type NotifyHandlers } from './notify.js';
 import { schema } from './schema.js';
@@ -91,8 +92,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     };
   }
   mkdirSync(options.dataDir, { recursive: true });
-  const client = new PGlite(join(options.dataDir, 'pgdata'));
-  await client.waitReady;
+  // PGlite is this process's alone: a second process on the directory gets an error naming the holder.
+  const lock = lockDataDir(options.dataDir);
+  let client: PGlite;
+  try {
+    client = new PGlite(join(options.dataDir, 'pgdata'));
+    await client.waitReady;
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     db,
@@ -101,7 +110,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     withAdvisoryLock: (_key, fn) => fn(),
     lane: () => transactionLane(db),
     listen: (channel, handlers) => pgliteListener(client, channel, handlers),
-    close: () => client.close(),
+    close: () => client.close().finally(() => lock.release()),
   };
 }
 

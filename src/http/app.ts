@@ -3,7 +3,6 @@ import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { timeout } from 'hono/timeout';
-import { requestId } from 'hono/request-id';
 import type { ApprovalService } from '../approvals/service.js';
 import type { CheckpointResult } from '../audit/checkpoint.js';
 import type { Clock } from '../clock.js';
@@ -21,6 +20,7 @@ import type { TaskService } from '../tasks/service.js';
 import { authenticate } from './auth.js';
 import type { AppEnv } from './env.js';
 import { createErrorHandler, problem } from './problem.js';
+import { requestIds } from './request-id.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAgentRoutes } from './routes/agent.js';
 import { registerApprovalRoutes } from './routes/approvals.js';
@@ -48,6 +48,8 @@ export interface AppDeps {
   ready: () => Promise<Readiness>;
   /** Prometheus exposition text. */
   metrics: () => Promise<string>;
+  /** SHA-256 of the scrape token: /metrics is served on this app only behind it. */
+  metricsTokenSha256?: string;
   version: string;
 }
 
@@ -86,13 +88,13 @@ export function createApp(deps: AppDeps) {
     },
   });
 
-  app.use(requestId({ limitLength: 128 }));
+  app.use(requestIds(deps.clock));
   const access = accessLogger(deps.log);
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
     access.info(
-      { reqId: c.get('requestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) },
+      { reqId: c.get('requestId'), client_request_id: c.get('clientRequestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) },
       'request',
     );
   });

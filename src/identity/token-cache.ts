@@ -1,5 +1,8 @@
 import type { Identity } from './types.js';
 
+/** The longest a verified token is served without verifying it again. */
+export const MAX_CACHE_SECONDS = 600;
+
 interface Entry {
   identity: Identity;
   kid: string | undefined;
@@ -12,6 +15,8 @@ interface Entry {
  * An entry is served only until the token's `exp`, and only while its key is
  * still in its issuer's key set, so an agent that reuses its token skips
  * signature verification without ever outliving what verification would say.
+ * Whatever `exp` says, an entry lives at most MAX_CACHE_SECONDS, and an expiry
+ * that is not a valid date (it compares false with every time) is never cached.
  */
 export function createTokenCache(maxEntries: number) {
   const entries = new Map<string, Entry>();
@@ -28,10 +33,11 @@ export function createTokenCache(maxEntries: number) {
       entries.set(tokenSha256, entry);
       return entry.identity;
     },
-    set(identity: Identity, kid: string | undefined, until: Date = identity.expiresAt): void {
-      if (maxEntries <= 0) return;
+    set(identity: Identity, kid: string | undefined, now: Date, until: Date = identity.expiresAt): void {
       entries.delete(identity.tokenSha256);
-      entries.set(identity.tokenSha256, { identity, kid, until: until < identity.expiresAt ? until : identity.expiresAt });
+      const end = Math.min(until.getTime(), identity.expiresAt.getTime(), now.getTime() + MAX_CACHE_SECONDS * 1000);
+      if (maxEntries <= 0 || !Number.isFinite(end)) return;
+      entries.set(identity.tokenSha256, { identity, kid, until: new Date(end) });
       while (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     size: () => entries.size,

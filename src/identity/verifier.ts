@@ -135,10 +135,10 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
     if (config.preset === 'spiffe' && !payload.sub.startsWith('spiffe://')) {
       throw new AuthError('token_invalid', "the token's sub claim is not a SPIFFE ID");
     }
-    return {
-      kid,
-      identity: { issuer: config.name, subject: payload.sub, claims: payload, tokenSha256, expiresAt: new Date(payload.exp! * 1000) },
-    };
+    // An exp past the ECMAScript date range (8.64e12 s) makes an Invalid Date, which no time is ever past.
+    const expiresAt = new Date(payload.exp! * 1000);
+    if (Number.isNaN(expiresAt.getTime())) throw new AuthError('token_invalid', "the token's exp claim is not accepted");
+    return { kid, identity: { issuer: config.name, subject: payload.sub, claims: payload, tokenSha256, expiresAt } };
   }
 
   return {
@@ -152,7 +152,7 @@ export function createTokenVerifier(options: VerifierOptions): TokenVerifier {
         const entry = byName.get(identity.issuer)!.config;
         const iat = identity.claims.iat;
         const maxAgeEnd = entry.max_token_age !== undefined && iat !== undefined ? new Date((iat + entry.max_token_age) * 1000) : undefined;
-        cache.set(identity, kid, maxAgeEnd);
+        cache.set(identity, kid, clock.now(), maxAgeEnd);
         return identity;
       } catch (err) {
         throw toAuthError(err);

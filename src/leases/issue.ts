@@ -1,4 +1,5 @@
 import type { ApprovalService } from '../approvals/service.js';
+import { requestRef } from '../audit/append.js';
 import { createRefusalAudit, type RefusalAudit } from '../audit/refusals.js';
 import type { Backend, MintResult } from '../backends/types.js';
 import { BackendError } from '../backends/types.js';
@@ -45,6 +46,7 @@ export interface IssueInput {
   /** The caller cannot take a 202 (an AWS SDK): a gated role is refused instead of queued for approval. */
   noApprovalRequests?: boolean;
   requestId?: string | null;
+  clientRequestId?: string | null;
 }
 
 export type IssueResult = { kind: 'issued'; lease: Lease; credentials: Record<string, unknown> } | { kind: 'approval'; approval: Approval };
@@ -107,7 +109,7 @@ export function createIssuer(deps: IssueDeps) {
       decision: 'deny' as const,
       reason,
       details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...extra },
-      requestId: input.requestId ?? null,
+      ...requestRef(input),
     };
     if (AGGREGATED.has(code)) await refusals.refuse(refusalKey(input, code), event, { wait: code !== 'rate_limited' });
     else await writer.audit([event]);
@@ -155,11 +157,11 @@ export function createIssuer(deps: IssueDeps) {
           role: input.roleName,
           ttlSeconds: decision.ttlSeconds, // what the approver sees, and the most redemption may get
           requiredBy: decision.approvalRequiredBy,
-          requestId: input.requestId,
+          ...requestRef(input),
         });
         return { kind: 'approval', approval };
       }
-      const approved = await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, leaseId, input.requestId);
+      const approved = await approvals.redeem(input.identity, input.approvalId, input.taskId, input.roleName, leaseId, requestRef(input));
       redeemed = approved.id;
       // Never longer than what the approver saw requested.
       if (approved.requestedTtl !== null) ttlSeconds = Math.min(ttlSeconds, approved.requestedTtl);
@@ -180,7 +182,7 @@ export function createIssuer(deps: IssueDeps) {
       const code = err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable';
       const backendCode = err instanceof BackendError ? err.code : 'unknown';
       await writer
-        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, backend_code: backendCode, role: input.roleName }, requestId: input.requestId ?? null }])
+        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, backend_code: backendCode, role: input.roleName }, ...requestRef(input) }])
         .catch(() => {});
       throw new AppError(code, `the ${backend.type} backend could not issue a credential: ${safe}`, { backend_code: backendCode });
     }
@@ -220,7 +222,7 @@ export function createIssuer(deps: IssueDeps) {
             token_sha256: input.identity.tokenSha256,
             ...(redeemed ? { approval: redeemed } : {}),
           },
-          requestId: input.requestId ?? null,
+          ...requestRef(input),
         },
         { identity: input.identity, role: decision.role, constrained },
       );

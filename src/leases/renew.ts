@@ -1,5 +1,5 @@
 import { and, eq, gt } from 'drizzle-orm';
-import { appendAudit } from '../audit/append.js';
+import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import { BackendError, type Backend } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -25,7 +25,7 @@ export interface RenewDeps {
  * and what the backend granted; the change is audited with the lease.
  */
 export function createRenewer({ db, clock, policy, backends }: RenewDeps) {
-  return async function renew(identity: Identity, id: string, incrementSeconds: number | undefined, requestId?: string | null): Promise<Lease> {
+  return async function renew(identity: Identity, id: string, incrementSeconds: number | undefined, request: RequestRef = {}): Promise<Lease> {
     const now = clock.now();
     const [row] = await db
       .select({ lease: leases, task: tasks, approvedTtl: approvals.requestedTtl })
@@ -69,7 +69,7 @@ export function createRenewer({ db, clock, policy, backends }: RenewDeps) {
           target: `lease:${id}`,
           decision: 'allow',
           details: { task: lease.taskId, from: lease.expiresAt.toISOString(), to: newEnd.toISOString(), backend_expires_at: granted.toISOString() },
-          requestId: requestId ?? null,
+          ...requestRef(request),
         },
       ]);
       return updated;

@@ -1,5 +1,5 @@
 import { and, eq, type SQL } from 'drizzle-orm';
-import { appendAudit, type AuditInput } from '../audit/append.js';
+import { appendAudit, requestRef, type AuditInput } from '../audit/append.js';
 import type { Db } from '../db/client.js';
 import { leases } from '../db/schema.js';
 
@@ -11,6 +11,7 @@ export interface RevokeRequest {
   actor: string;
   now: Date;
   requestId?: string | null;
+  clientRequestId?: string | null;
   /** Free text from an admin, kept in the audit trail only. */
   note?: string;
   /** Events of the same commit that belong before these (the audit append must come last in a transaction). */
@@ -45,7 +46,7 @@ export async function markRevoking(tx: Db, request: RevokeRequest): Promise<stri
       decision: 'allow' as const,
       reason: request.reason,
       details: { task: lease.taskId, role: lease.role, ...(request.note ? { note: request.note } : {}) },
-      requestId: request.requestId ?? null,
+      ...requestRef(request),
     })),
   ]);
   return moved.map((l) => l.id);

@@ -1,5 +1,5 @@
 import { and, desc, eq, lt, lte, type SQL } from 'drizzle-orm';
-import type { AuditInput } from '../audit/append.js';
+import { requestRef, type AuditInput } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { leases, type Lease, type LeaseStatus } from '../db/schema.js';
@@ -25,6 +25,7 @@ export interface LeaseFilter {
 export interface Actor {
   actor: string;
   requestId?: string | null;
+  clientRequestId?: string | null;
 }
 
 const ownedBy = (identity: Identity) => and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject));
@@ -41,7 +42,7 @@ function filterWhere(filter: LeaseFilter): SQL | undefined {
 
 /** The admin's own action, audited even when it matches nothing. */
 function adminEvent(by: Actor, now: Date, target: string, note: string, details: Record<string, unknown>): AuditInput {
-  return { at: now, actor: by.actor, action: 'admin.revoke', target, decision: 'allow', reason: note, details, requestId: by.requestId ?? null };
+  return { at: now, actor: by.actor, action: 'admin.revoke', target, decision: 'allow', reason: note, details, ...requestRef(by) };
 }
 
 export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServiceDeps) {
@@ -59,7 +60,7 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
         reason,
         actor: by.actor,
         now,
-        requestId: by.requestId ?? null,
+        ...requestRef(by),
         note,
         precedingEvents: adminTarget ? [adminEvent(by, now, adminTarget, note ?? '', {})] : [],
       }),
@@ -99,7 +100,7 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
           reason: 'admin',
           actor: by.actor,
           now,
-          requestId: by.requestId ?? null,
+          ...requestRef(by),
           note,
           precedingEvents: [adminEvent(by, now, 'leases:bulk', note, { selector })],
         }),

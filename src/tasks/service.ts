@@ -1,5 +1,5 @@
 import { and, eq, or, sql } from 'drizzle-orm';
-import { appendAudit } from '../audit/append.js';
+import { appendAudit, requestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { leases, tasks, type Lease, type Task } from '../db/schema.js';
@@ -35,6 +35,7 @@ export interface Caller {
   /** Label sets this orchestrator may also act within (tasks opened by others). */
   scopes?: Record<string, string>[];
   requestId?: string | null;
+  clientRequestId?: string | null;
 }
 
 /**
@@ -94,7 +95,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
             target: `task:${task.id}`,
             decision: 'allow',
             details: { agent: input.agent, roles: task.roles, deadline: task.deadline.toISOString(), labels: task.labels, max_leases: task.maxLeases },
-            requestId: caller.requestId ?? null,
+            ...requestRef(caller),
           },
         ]);
         return task;
@@ -131,7 +132,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
           reason: 'task_completed',
           actor: caller.actor,
           now,
-          requestId: caller.requestId ?? null,
+          ...requestRef(caller),
           precedingEvents: [
             {
               at: now,
@@ -140,7 +141,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
               target: `task:${id}`,
               decision: 'allow',
               details: { outcome },
-              requestId: caller.requestId ?? null,
+              ...requestRef(caller),
             },
           ],
         });

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fromHttp, fromProcess } from '@aws-sdk/credential-providers';
 import { execFile } from 'node:child_process';
@@ -108,6 +109,24 @@ describe('unmodified AWS clients against the broker', () => {
     expect(refused.code).toBe(1);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toContain('task_not_found');
+  }, 60_000);
+
+  it('credential_process reaches a broker served under a path prefix', async () => {
+    // A reverse proxy that serves the broker under /tasklease and nothing at the root.
+    const proxy = new Hono().mount('/tasklease', t.broker.app.fetch);
+    const server = serve({ fetch: proxy.fetch, port: 0, hostname: '127.0.0.1' });
+    try {
+      const port = await new Promise<number>((ready) => server.once('listening', () => ready((server.address() as AddressInfo).port)));
+      const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-prefix' }, roles: ['reports'], ttl_seconds: 3600 });
+      expect(opened.status).toBe(201);
+      const tokenFile = join(dir, 'token-prefix');
+      writeFileSync(tokenFile, await t.tokenFor('agent-prefix'), { mode: 0o600 });
+      const args = ['aws', 'credential-process', '--task', opened.json.task.id, '--role', 'reports', '--url', `http://127.0.0.1:${port}/tasklease`, '--token-file', tokenFile];
+      const out = await run(process.execPath, [resolve('bin/tasklease.js'), ...args]);
+      expect(JSON.parse(out.stdout)).toMatchObject({ Version: 1, AccessKeyId: expect.stringMatching(/^ASIA/) });
+    } finally {
+      server.close();
+    }
   }, 60_000);
 
   it('50 concurrent revocations on one role end in one policy holding all 50 entries', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, HARNESS_ROLES, startTestBroker } from '../support/broker.js';
+import { ADMIN_STATIC_TOKEN, freshId, HARNESS_ROLES, startTestBroker } from '../support/broker.js';
 import { startVaultFake, type VaultFake } from '../support/vault-fake.js';
 
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
@@ -73,13 +73,23 @@ describe('vault: namespaces, token login, token renewal and the permission self-
     expect(ready.status).toBe(200);
   });
 
-  it('/readyz names the permissions a broker token lacks', async () => {
+  it('names the permissions a broker token lacks to admins and the log; /readyz says only not ready', async () => {
     const t = await broker('partial');
     const ready = await t.call('GET', '/readyz', {});
-    expect(ready.status).toBe(503);
-    expect(ready.json.checks.backends.vault.ok).toBe(false);
-    expect(ready.json.checks.backends.vault.missing).toEqual(
-      expect.arrayContaining(['update on sys/leases/revoke', 'update on auth/token/create/agents', 'update on auth/token/revoke-accessor']),
-    );
+    expect({ status: ready.status, json: ready.json }).toEqual({ status: 503, json: { status: 'not_ready' } });
+    for (const secret of ['vault', 'sys/leases', 'update on', 'orders-db']) expect(ready.text).not.toContain(secret);
+
+    const missing = ['update on sys/leases/revoke', 'update on auth/token/create/agents', 'update on auth/token/revoke-accessor'];
+    const detail = await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN });
+    expect(detail.status).toBe(200);
+    expect(detail.json.status).toBe('not_ready');
+    expect(detail.json.checks.backends.vault.ok).toBe(false);
+    expect(detail.json.checks.backends.vault.missing).toEqual(expect.arrayContaining(missing));
+    expect((await t.call('GET', '/v1/readiness', { subject: 'agent-1' })).status).toBe(403);
+
+    // Logged once when readiness is lost, not on every probe.
+    const logged = t.logs.lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'not ready');
+    expect(logged).toHaveLength(1);
+    expect(logged[0].checks.backends.vault.missing).toEqual(expect.arrayContaining(missing));
   });
 });

@@ -288,6 +288,30 @@ describe('parseConfig', () => {
     expect(configError(() => parseConfig(base(badHash), 'inline'))).toContain('principals.admins[0]');
   });
 
+  it('names the missing or stray key of a principal instead of a bare "Invalid input"', () => {
+    const hash = 'ab'.repeat(32);
+    const at = (principal: Record<string, unknown>) => configError(() => parseConfig(base({ principals: { admins: [principal] } }), 'inline'));
+    expect(at({ token_sha256: hash })).toBe('inline: principals.admins[0].name: Invalid input: expected string, received undefined');
+    expect(at({ name: 'ops', token_sha256: hash, issuer: 'k8s' })).toBe('inline: principals.admins[0]: Unrecognized key: "issuer"');
+    expect(at({ name: 'ops' })).toBe('inline: principals.admins[0].issuer: Invalid input: expected string, received undefined');
+    expect(at({ name: 'ops', token_sha256: 'ABC' })).toBe('inline: principals.admins[0].token_sha256: 64 lowercase hex digits');
+    expect(configError(() => parseConfig(base({ principals: { orchestrators: ['ops'] } }), 'inline'))).toBe(
+      'inline: principals.orchestrators[0]: Invalid input: expected object, received string',
+    );
+  });
+
+  it('reads the metrics listener from config or METRICS_LISTEN, on localhost by default', () => {
+    expect(parseConfig(base(), 'inline').metrics).toEqual({ listen: { host: '127.0.0.1', port: 9464 } });
+    expect(parseConfig(base({ metrics: { listen: 'off' } }), 'inline').metrics.listen).toBeNull();
+    expect(parseConfig(base({ metrics: { listen: '[::1]:9100' } }), 'inline').metrics.listen).toEqual({ host: '::1', port: 9100 });
+    const token = { listen: 'off', token_sha256: 'ab'.repeat(32) };
+    expect(parseConfig(base({ metrics: token }), 'inline', { METRICS_LISTEN: '0.0.0.0:9464' }).metrics).toEqual({ listen: { host: '0.0.0.0', port: 9464 }, token_sha256: token.token_sha256 });
+    for (const listen of ['9464', 'localhost', '127.0.0.1:99999', 'http://127.0.0.1:9464', '::1:9464']) {
+      expect(configError(() => parseConfig(base({ metrics: { listen } }), 'inline')), listen).toMatch(/^inline: metrics\.listen: host:port/);
+    }
+    expect(configError(() => parseConfig(base({ metrics: { token_sha256: 'secret' } }), 'inline'))).toBe('inline: metrics.token_sha256: 64 lowercase hex digits');
+  });
+
   it('rejects an issuer with both jwks_uri and jwks', () => {
     const both = { ...issuer, jwks_uri: 'https://k8s.example.com/keys', jwks: { keys: [{ kty: 'EC' }] } };
     expect(configError(() => parseConfig(base({ issuers: [both] }), 'inline'))).toContain(

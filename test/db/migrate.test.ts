@@ -5,7 +5,7 @@ import { createManualClock } from '../../src/clock.js';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { MIGRATIONS_FOLDER, migrationsCurrent, runMigrations } from '../../src/db/migrate.js';
 import { PG_ADMIN_URL } from '../support/db.js';
-import { startTestBroker } from '../support/broker.js';
+import { ADMIN_STATIC_TOKEN, startTestBroker } from '../support/broker.js';
 
 const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
 const created: string[] = [];
@@ -50,7 +50,7 @@ describe('migrations on postgres', () => {
     const t = await startTestBroker(database, { clock: createManualClock(new Date()) });
     const before = await t.call('GET', '/readyz', {});
     expect(before.status).toBe(503);
-    expect(before.json.checks).toEqual({ database: true, migrations: false });
+    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks).toEqual({ database: true, migrations: false });
     await runMigrations(database);
     const after = await t.call('GET', '/readyz', {});
     expect(after.status).toBe(200);
@@ -63,7 +63,7 @@ describe('migrations on postgres', () => {
     const t = await startTestBroker(database);
     const res = await t.call('GET', '/readyz', {});
     expect(res.status).toBe(503);
-    expect(res.json.checks).toEqual({ database: false, migrations: false });
+    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks).toEqual({ database: false, migrations: false });
     // A request that needs the database fails closed with 503, not 500.
     const issued = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task: 'x', role: 'demo' });
     expect(issued.status).toBe(503);

@@ -125,7 +125,8 @@ describe('the image deploy/Dockerfile builds', () => {
   it('migrates, then serves until /healthz answers 200 and its HEALTHCHECK passes; SIGTERM stops it with 0', async () => {
     pg = await createPgDatabase('image');
     const port = await freePort();
-    const env: Record<string, string> = { PATH: hostEnv().PATH!, ...mappedEnv(runtime()), PORT: String(port), DATABASE_URL: pg.url };
+    // The metrics listener on a free port too: other brokers on this machine may hold the default one.
+    const env: Record<string, string> = { PATH: hostEnv().PATH!, ...mappedEnv(runtime()), PORT: String(port), DATABASE_URL: pg.url, METRICS_LISTEN: '127.0.0.1:0' };
     const { command, args, cwd } = imageCommand(runtime());
     const proc = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;

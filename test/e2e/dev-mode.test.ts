@@ -178,6 +178,20 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
     const ready = await get('/readyz');
     expect(ready.status, await ready.clone().text()).toBe(200);
 
+    // Readiness says ready or not, nothing more; metrics are on their own listener only.
+    expect(await ready.json()).toEqual({ status: 'ready' });
+    expect((await get('/metrics')).status).toBe(404);
+    const metricsUrl = server!
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg?: string; url?: string })
+      .find((l) => l.msg === 'metrics listening')?.url;
+    expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const metrics = await fetch(metricsUrl!, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('tasklease_leases{status="active"}');
+
     const openapi = await get('/openapi.json');
     expect(openapi.status).toBe(200);
     expect(openapi.headers.get('content-type')).toMatch(/^application\/json/);

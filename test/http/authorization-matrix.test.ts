@@ -131,7 +131,14 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/readyz', public: true, request: () => ({ path: '/readyz' }), expect: PUBLIC },
   { method: 'GET', path: '/.well-known/jwks.json', public: true, request: () => ({ path: '/.well-known/jwks.json' }), expect: PUBLIC },
   { method: 'GET', path: '/openapi.json', public: true, request: () => ({ path: '/openapi.json' }), expect: PUBLIC },
-  { method: 'GET', path: '/metrics', public: true, request: () => ({ path: '/metrics' }), expect: PUBLIC },
+  // Served here only behind its scrape token (configured below), which no caller of the matrix holds.
+  {
+    method: 'GET',
+    path: '/metrics',
+    public: true,
+    request: () => ({ path: '/metrics' }),
+    expect: { ...(Object.fromEntries(CALLERS.map((c) => [c, s(401, 'token_invalid')])) as Record<Caller, Expected>), 'no token': s(401, 'token_missing') },
+  },
 
   // agent
   {
@@ -266,6 +273,7 @@ const ROUTES: Route[] = [
     expect: ADMIN_ONLY(202),
   },
   { method: 'GET', path: '/v1/audit', request: () => ({ path: '/v1/audit' }), expect: ADMIN_ONLY(200) },
+  { method: 'GET', path: '/v1/readiness', request: () => ({ path: '/v1/readiness' }), expect: ADMIN_ONLY(200) },
   {
     method: 'GET',
     path: '/v1/audit/checkpoint',
@@ -386,7 +394,7 @@ describe('authorization matrix (postgres)', () => {
   let documented: string[];
   const bearers = {} as Record<Caller, { subject?: string; bearer?: string }>;
 
-  useTestBroker('postgres', (_db, broker) => (t = broker), { config: { roles: ROLES } });
+  useTestBroker('postgres', (_db, broker) => (t = broker), { config: { roles: ROLES, metrics: { listen: 'off', token_sha256: 'f'.repeat(64) } } });
 
   beforeAll(async () => {
     const expired = await t.issuer.sign('admin', {}, new Date(t.clock.now().getTime() - 2 * 3600_000));

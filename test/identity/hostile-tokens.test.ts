@@ -356,6 +356,11 @@ describe('hostile bearer tokens on POST /v1/credentials (postgres)', () => {
       await expectRefused(bearer(await signed({ iat: nowSec() + 10 * 365 * 86400 })), 'token_invalid');
     });
 
+    it('exp past the JavaScript date range (an Invalid Date never compares as past), correctly signed', async () => {
+      await expectRefused(bearer(await signed({ exp: 8.64e12 + 1 })), 'token_invalid');
+      await expectRefused(bearer(await signed({ exp: 8.64e12 + 1 })), 'token_invalid');
+    });
+
     it('no exp at all, correctly signed', async () => {
       await expectRefused(bearer(await signed({ exp: undefined })), 'token_invalid');
     });

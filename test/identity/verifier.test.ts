@@ -97,6 +97,16 @@ describe('createTokenVerifier with an inline JWKS', () => {
     expect(await authCode(v.verify(token))).toBe('token_expired');
   });
 
+  it('refuses an exp past the JavaScript date range (it would never expire from the cache)', async () => {
+    const v = verifier();
+    // 8.64e12 s is the last second a Date can hold; one past it makes an Invalid Date.
+    for (const exp of [8.64e12 + 1, 1e300]) {
+      const token = await sign({ exp });
+      expect(await authCode(v.verify(token))).toBe('token_invalid');
+      expect(await authCode(v.verify(token))).toBe('token_invalid');
+    }
+  });
+
   it('rejects the wrong audience as token_invalid', async () => {
     expect(await authCode(verifier().verify(await sign({ aud: 'https://someone-else.test' })))).toBe('token_invalid');
   });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { leases } from '../../src/db/schema.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, startTestBroker, type TestBroker } from '../support/broker.js';
+import { ADMIN_STATIC_TOKEN, freshId, startTestBroker, type TestBroker } from '../support/broker.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 
 describe('a database outage during load', () => {
@@ -51,7 +51,7 @@ describe('a database outage during load', () => {
     await new Promise((r) => setTimeout(r, 300));
     const during = await t.call('GET', '/readyz', {});
     expect(during.status).toBe(503);
-    expect(during.json.checks.database).toBe(false);
+    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks.database).toBe(false);
     proxy.up();
     await new Promise((r) => setTimeout(r, 300));
     stop = true;

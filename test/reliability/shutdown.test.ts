@@ -109,13 +109,13 @@ describe('SIGTERM with requests in flight', () => {
     const exitMs = performance.now() - sigtermAt;
     await within(Promise.all([...inFlight, ...late]), 20_000, 'every request settling');
 
-    // What the server says it answered: its request log, by request id.
+    // What the server says it answered: its request log, by the id each request sent (logged beside the server's own).
     const answered = new Map<string, number>();
     for (const line of broker.stdout().split('\n')) {
       if (!line.startsWith('{')) continue;
       try {
-        const entry = JSON.parse(line) as { msg?: string; reqId?: string; status?: number };
-        if (entry.msg === 'request' && entry.reqId) answered.set(entry.reqId, entry.status ?? 0);
+        const entry = JSON.parse(line) as { msg?: string; client_request_id?: string; status?: number };
+        if (entry.msg === 'request' && entry.client_request_id) answered.set(entry.client_request_id, entry.status ?? 0);
       } catch {
         // not a log line
       }

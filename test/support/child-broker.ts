@@ -70,11 +70,14 @@ export function tempDataDir(prefix: string): { dir: string; remove: () => void }
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** The child's environment: the caller's, minus anything that would leave dev mode or pick another database. */
+/**
+ * The child's environment: the caller's, minus anything that would leave dev mode or pick another database;
+ * its metrics listener on a free port, so children never contend for the default one.
+ */
 export function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of ['TASKLEASE_CONFIG', 'DATABASE_URL', 'PORT', 'HOST', 'PUBLIC_URL', 'TASKLEASE_DATA_DIR', 'NODE_OPTIONS']) delete env[key];
-  return { ...env, ...extra };
+  return { ...env, METRICS_LISTEN: '127.0.0.1:0', ...extra };
 }
 
 export interface CliResult {

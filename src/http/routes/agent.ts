@@ -6,7 +6,7 @@ import type { Renewer } from '../../leases/renew.js';
 import type { LeaseService } from '../../leases/service.js';
 import { adminLeaseView, approvalView, leaseView } from '../../leases/view.js';
 import { requireAgent } from '../auth.js';
-import type { AppEnv } from '../env.js';
+import { requestOf, type AppEnv } from '../env.js';
 import { AdminLeaseSchema, ApprovalSchema, bearer, commonErrors, IdParams, json, jsonBody, LeaseSchema, NameParam, TaskIdSchema, uuidOr404 } from '../schemas.js';
 
 const CredentialRequestSchema = z
@@ -78,7 +78,7 @@ const renewRoute = createRoute({
 export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService; renew: Renewer }) {
   app.openapi(renewRoute, async (c) => {
     const id = leaseId(c.req.valid('param').id);
-    const lease = await deps.renew(c.get('identity'), id, c.req.valid('json').increment_seconds, c.get('requestId'));
+    const lease = await deps.renew(c.get('identity'), id, c.req.valid('json').increment_seconds, requestOf(c));
     return c.json({ lease: leaseView(lease) }, 200);
   });
 
@@ -90,7 +90,7 @@ export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Iss
       roleName: body.role,
       ttlSeconds: body.ttl_seconds,
       approvalId: body.approval,
-      requestId: c.get('requestId'),
+      ...requestOf(c),
     });
     c.header('Cache-Control', 'no-store');
     if (result.kind === 'approval') return c.json({ approval: approvalView(result.approval) }, 202);
@@ -113,7 +113,7 @@ export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Iss
     const id = leaseId(c.req.valid('param').id);
     const lease = await deps.leases.release(c.get('identity'), id, {
       actor: c.get('principal').actor,
-      requestId: c.get('requestId'),
+      ...requestOf(c),
     });
     return c.json({ lease: leaseView(lease) }, 202);
   });

@@ -3,7 +3,7 @@ import type { ApprovalService } from '../../approvals/service.js';
 import { APPROVAL_STATUSES } from '../../db/schema.js';
 import { UUID_RE } from '../../ids.js';
 import { approvalView } from '../../leases/view.js';
-import type { AppEnv } from '../env.js';
+import { requestOf, type AppEnv } from '../env.js';
 import { ApprovalSchema, bearer, commonErrors, IdParams, json, jsonBody, safeText, uuidOr404 } from '../schemas.js';
 
 const approvalId = uuidOr404('approval_not_found', 'approval');
@@ -60,7 +60,7 @@ export function registerApprovalRoutes(app: OpenAPIHono<AppEnv>, approvals: Appr
   for (const verdict of ['approve', 'deny'] as const) {
     app.openapi(decideRoute(verdict), async (c) => {
       const id = approvalId(c.req.valid('param').id);
-      const approval = await approvals.decide(c.get('principal'), id, verdict, c.req.valid('json').reason, c.get('requestId'));
+      const approval = await approvals.decide(c.get('principal'), id, verdict, c.req.valid('json').reason, requestOf(c));
       return c.json({ approval: approvalView(approval) }, 200);
     });
   }

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import type { Issuer } from '../../leases/issue.js';
 import { requireAgent } from '../auth.js';
-import type { AppEnv } from '../env.js';
+import { requestOf, type AppEnv } from '../env.js';
 import { bearer, commonErrors, json, NameParam, TaskIdSchema } from '../schemas.js';
 
 /** Where AWS_CONTAINER_CREDENTIALS_FULL_URI points: `http(s)://broker/v1/aws/container-credentials?task=T&role=R`. */
@@ -35,7 +35,7 @@ export function registerAwsRoutes(app: OpenAPIHono<AppEnv>, issue: Issuer, isAws
       taskId: query.task,
       roleName: query.role,
       ttlSeconds: query.ttl_seconds,
-      requestId: c.get('requestId'),
+      ...requestOf(c),
       // An SDK refreshing credentials cannot wait for an approver: refuse rather than queue a request per fetch.
       noApprovalRequests: true,
     });

@@ -7,7 +7,7 @@ import { explain } from '../../policy/evaluate.js';
 import type { Limits } from '../../policy/limits.js';
 import { actorOf } from '../../identity/types.js';
 import { requireAdmin } from '../auth.js';
-import type { AppEnv } from '../env.js';
+import { requestOf, type AppEnv } from '../env.js';
 import { bearer, commonErrors, json, jsonBody, NameParam, SubjectSchema, TaskIdSchema } from '../schemas.js';
 
 const EvaluateSchema = z
@@ -68,7 +68,7 @@ export function registerPolicyRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; p
           target: `task:${body.task}`,
           reason: result.reason,
           details: { identity: actorOf(identity), role: body.role, decision: result.decision },
-          requestId: c.get('requestId'),
+          ...requestOf(c),
         },
       ]),
     );

@@ -1,6 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Introspector } from '../../leases/introspect.js';
+import type { Logger } from '../../log.js';
+import { requireAdmin } from '../auth.js';
 import type { AppEnv } from '../env.js';
+import { metricsHandler } from '../metrics.js';
 import { bearer, commonErrors, json, safeText } from '../schemas.js';
 
 export interface Readiness {
@@ -9,6 +12,27 @@ export interface Readiness {
   /** Per backend that can check itself: does the broker hold the permissions its roles need? */
   backends?: Record<string, { ok: boolean; missing: string[] }>;
 }
+
+const ReadinessSchema = z
+  .object({
+    status: z.enum(['ready', 'not_ready']),
+    checks: z.object({
+      database: z.boolean(),
+      migrations: z.boolean(),
+      backends: z.record(z.string(), z.object({ ok: z.boolean(), missing: z.array(z.string()) })).optional(),
+    }),
+  })
+  .openapi('Readiness');
+
+const readinessRoute = createRoute({
+  method: 'get',
+  path: '/v1/readiness',
+  tags: ['admin'],
+  summary: 'Which readiness check fails, and which backend permissions are missing (GET /readyz says only ready or not)',
+  security: bearer,
+  middleware: [requireAdmin] as const,
+  responses: { 200: json(ReadinessSchema, 'Every check, whether or not the broker is ready'), ...commonErrors },
+});
 
 const IntrospectSchema = z
   .object({ token: safeText(16 * 1024), token_type_hint: safeText(64).optional() })
@@ -34,18 +58,40 @@ const introspectRoute = createRoute({
 
 export function registerSystemRoutes(
   app: OpenAPIHono<AppEnv>,
-  deps: { ready: () => Promise<Readiness>; jwks: () => Promise<unknown>; introspect: Introspector; metrics: () => Promise<string> },
+  deps: {
+    ready: () => Promise<Readiness>;
+    jwks: () => Promise<unknown>;
+    introspect: Introspector;
+    metrics: () => Promise<string>;
+    /** Serves /metrics here, behind this token; without one, only the metrics listener serves it. */
+    metricsTokenSha256?: string;
+    log: Logger;
+  },
 ) {
+  // Which check failed is for operators: logged when readiness changes, shown to admins, never to anyone.
+  let wasReady: boolean | undefined;
+  async function assess() {
+    const checks = await deps.ready();
+    const ready = checks.database && checks.migrations && Object.values(checks.backends ?? {}).every((b) => b.ok);
+    if (!ready && wasReady !== false) deps.log.warn({ checks }, 'not ready');
+    if (ready && wasReady === false) deps.log.info('ready again');
+    wasReady = ready;
+    return { ready, status: ready ? ('ready' as const) : ('not_ready' as const), checks };
+  }
+
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   app.get('/readyz', async (c) => {
-    const checks = await deps.ready();
-    const ok = checks.database && checks.migrations && Object.values(checks.backends ?? {}).every((b) => b.ok);
-    return c.json({ status: ok ? 'ready' : 'not_ready', checks }, ok ? 200 : 503);
+    const { ready, status } = await assess();
+    return c.json({ status }, ready ? 200 : 503);
   });
 
-  // Counts only, no identities: scraped without a token, like /healthz.
-  app.get('/metrics', async (c) => c.text(await deps.metrics(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
+  app.openapi(readinessRoute, async (c) => {
+    const { status, checks } = await assess();
+    return c.json({ status, checks }, 200);
+  });
+
+  if (deps.metricsTokenSha256) app.get('/metrics', metricsHandler({ metrics: deps.metrics, tokenSha256: deps.metricsTokenSha256 }));
 
   app.get('/.well-known/jwks.json', async (c) => {
     c.header('Cache-Control', 'public, max-age=300');

@@ -1,0 +1,160 @@
+/**
+ * One process at a time on a PGlite data directory. PGlite is PostgreSQL
+ * inside this process, with no server to arbitrate: a second process (a
+ * `sweep`, `migrate` or `audit verify` beside a running `serve`) would read
+ * and write the same files unseen, and corrupt them.
+ *
+ * Invariant: at most one live process holds `<dir>/tasklease.lock`, and a
+ * holder that died without releasing it (SIGKILL, a power cut) does not keep
+ * the directory locked. The file, created whole by link(2) so no reader sees
+ * it half written, names the holder (pid, host, start). On this host a holder
+ * is alive while its pid is (process.kill(pid, 0)); a file from another host
+ * (a shared volume) is alive while its holder still touches it every 10 s.
+ * Proved by test/db/data-dir-lock.test.ts (two real processes; a SIGKILLed holder).
+ */
+import { randomBytes } from 'node:crypto';
+import { linkSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const LOCK_FILE = 'tasklease.lock';
+const HEARTBEAT_MS = 10_000;
+/** A lock from another host untouched this long is its dead holder's. */
+const REMOTE_STALE_MS = 30_000;
+
+interface Holder {
+  pid: number;
+  host: string;
+  /** When the holding process started (its performance.timeOrigin): tells a reused pid from the holder. */
+  process_started: number;
+  since: string;
+}
+
+export class DataDirLockedError extends Error {
+  override name = 'DataDirLockedError';
+}
+
+export interface DataDirLock {
+  release(): void;
+}
+
+const describe = (h: Holder) => `process ${h.pid} on host ${h.host} (since ${h.since})`;
+
+function readHolder(path: string): { raw: string; holder: Holder | undefined } | undefined {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const holder = JSON.parse(raw) as Holder;
+    return { raw, holder: Number.isInteger(holder.pid) && holder.pid > 0 && typeof holder.host === 'string' ? holder : undefined };
+  } catch {
+    return { raw, holder: undefined };
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, owned by someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether the lock at `path`, holding `holder`, belongs to a live process; throws if that process is this one. */
+function holderAlive(path: string, holder: Holder | undefined, dir: string): boolean {
+  if (!holder || holder.host !== hostname()) {
+    // Unreadable, or written on another host: alive for as long as its holder keeps touching it.
+    const mtime = statSync(path, { throwIfNoEntry: false })?.mtimeMs;
+    return mtime !== undefined && Date.now() - mtime < REMOTE_STALE_MS;
+  }
+  if (holder.pid === process.pid) {
+    if (holder.process_started === performance.timeOrigin) throw new DataDirLockedError(`the PGlite data directory ${dir} is already open in this process`);
+    return false; // an earlier process that had this pid (a container restarted)
+  }
+  return pidAlive(holder.pid);
+}
+
+/**
+ * Takes the data directory's lock, or throws a DataDirLockedError naming the
+ * directory and the process that holds it.
+ */
+export function lockDataDir(directory: string): DataDirLock {
+  const dir = resolve(directory);
+  const path = join(dir, LOCK_FILE);
+  const me: Holder = { pid: process.pid, host: hostname(), process_started: performance.timeOrigin, since: new Date().toISOString() };
+  const mine = JSON.stringify(me);
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  writeFileSync(temp, mine, { mode: 0o600 });
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        linkSync(temp, path);
+        return hold(path, mine);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const found = readHolder(path);
+      if (!found) continue; // released meanwhile
+      if (holderAlive(path, found.holder, dir)) throw locked(dir, found.holder);
+      // Dead: move exactly that file aside. If another process replaced it meanwhile, what moved is
+      // that process's live lock: put it back and yield to it.
+      const aside = `${path}.stale.${randomBytes(6).toString('hex')}`;
+      try {
+        renameSync(path, aside);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      const moved = readHolder(aside);
+      if (moved && moved.raw !== found.raw) {
+        try {
+          linkSync(aside, path);
+        } catch {
+          // someone else holds it now: they win
+        }
+        unlinkSync(aside);
+        throw locked(dir, moved.holder);
+      }
+      unlinkSync(aside);
+    }
+    throw new DataDirLockedError(`the PGlite data directory ${dir} is being locked by other processes; try again`);
+  } finally {
+    unlinkSync(temp);
+  }
+}
+
+function locked(dir: string, holder: Holder | undefined): DataDirLockedError {
+  return new DataDirLockedError(
+    `the PGlite data directory ${dir} is in use by ${holder ? describe(holder) : 'another process'}: ` +
+      'PGlite serves one process at a time. Stop that process first, or set DATABASE_URL to a PostgreSQL database to run several.',
+  );
+}
+
+function hold(path: string, mine: string): DataDirLock {
+  // Tells holders on other hosts (a shared volume) that this one is alive; nothing for the event loop to wait on.
+  const heartbeat = setInterval(() => {
+    const now = new Date();
+    try {
+      utimesSync(path, now, now);
+    } catch {
+      // released or removed: nothing to keep alive
+    }
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      clearInterval(heartbeat);
+      // Only our own lock: never one that another process took over after deciding ours was stale.
+      if (readHolder(path)?.raw === mine) unlinkSync(path);
+    },
+  };
+}

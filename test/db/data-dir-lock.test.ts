@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DataDirLockedError, lockDataDir } from '../../src/db/data-dir-lock.js';
+import { childEnv, killAllChildren, killBroker, runCli, startBroker, tempDataDir } from '../support/child-broker.js';
+
+const LOCK = 'tasklease.lock';
+
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  await new Promise((resolve) => child.once('exit', resolve));
+  return child.pid!;
+}
+
+describe('lockDataDir (one process)', () => {
+  const dirs: string[] = [];
+  const fresh = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tasklease-lock-'));
+    dirs.push(dir);
+    return dir;
+  };
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  const holder = (over: Record<string, unknown>) => JSON.stringify({ pid: 1, host: hostname(), process_started: 0, since: '2030-01-01T00:00:00.000Z', ...over });
+
+  it('refuses a second open in the same process, and frees the directory on release', () => {
+    const dir = fresh();
+    const lock = lockDataDir(dir);
+    expect(() => lockDataDir(dir)).toThrow(/already open in this process/);
+    lock.release();
+    expect(existsSync(join(dir, LOCK))).toBe(false);
+    lockDataDir(dir).release();
+  });
+
+  it('takes over a lock whose holder died, or whose pid now names this process', async () => {
+    for (const pid of [await deadPid(), process.pid]) {
+      const dir = fresh();
+      writeFileSync(join(dir, LOCK), holder({ pid }));
+      const lock = lockDataDir(dir);
+      expect(JSON.parse(readFileSync(join(dir, LOCK), 'utf8')).pid).toBe(process.pid);
+      lock.release();
+    }
+  });
+
+  it('refuses while a live process on this host holds it, naming the directory and the process', () => {
+    const dir = fresh();
+    // pid 1 is always alive (init); kill(1, 0) answers EPERM to anyone but root.
+    writeFileSync(join(dir, LOCK), holder({ pid: 1 }));
+    const err = (() => {
+      try {
+        lockDataDir(dir);
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err).toBeInstanceOf(DataDirLockedError);
+    expect(err!.message).toContain(dir);
+    expect(err!.message).toContain(`process 1 on host ${hostname()}`);
+  });
+
+  it('treats a lock from another host as held while it is touched, and as its dead holder once untouched for 30 s', () => {
+    const dir = fresh();
+    const path = join(dir, LOCK);
+    writeFileSync(path, holder({ pid: 4242, host: 'elsewhere.example' }));
+    expect(() => lockDataDir(dir)).toThrow(/process 4242 on host elsewhere\.example/);
+    const old = new Date(Date.now() - 31_000);
+    utimesSync(path, old, old);
+    lockDataDir(dir).release();
+  });
+});
+
+describe('a PGlite data directory across real processes', () => {
+  const data = tempDataDir('lock');
+  afterAll(async () => {
+    await killAllChildren();
+    data.remove();
+  });
+  const env = childEnv({ TASKLEASE_DATA_DIR: data.dir, PORT: '0', HOST: '127.0.0.1' });
+
+  it('refuses sweep, migrate and audit verify beside a running serve, and recovers once serve is SIGKILLed', async () => {
+    const broker = await startBroker(env);
+    for (const command of [['sweep'], ['migrate'], ['audit', 'verify']]) {
+      const result = await runCli(command, env);
+      expect(result.code, `${command.join(' ')}: ${result.stdout} ${result.stderr}`).toBe(2);
+      expect(result.stderr).toContain(`the PGlite data directory ${data.dir} is in use by process ${broker.pid} on host ${hostname()}`);
+    }
+    const second = await runCli(['serve'], env);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain(`in use by process ${broker.pid}`);
+
+    await killBroker(broker);
+    expect(existsSync(join(data.dir, LOCK))).toBe(true);
+    const migrated = await runCli(['migrate'], env);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect(existsSync(join(data.dir, LOCK))).toBe(false);
+  }, 120_000);
+});
