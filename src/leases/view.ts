@@ -31,6 +31,7 @@ export type LeaseView = ReturnType<typeof leaseView>;
 export function taskView(task: Task) {
   return {
     id: task.id,
+    external_id: task.externalId,
     agent: { issuer: task.agentIssuer, subject: task.agentSubject },
     roles: task.roles,
     status: task.status,
