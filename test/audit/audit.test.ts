@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('audit chain on %s', (driver) => {
   let database!: TestDatabase;
@@ -12,8 +12,7 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
   useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   async function activity() {
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 })).json.task.id;
     // Concurrent issuance: the chain must stay one unbroken line.
     await Promise.all(Array.from({ length: 8 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'demo' })));
     await t.call('POST', '/v1/credentials', { subject: 'agent-2' }, { task, role: 'demo' });

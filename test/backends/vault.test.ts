@@ -7,7 +7,7 @@ import { createManualClock } from '../../src/clock.js';
 import { leases } from '../../src/db/schema.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
 import { dumpTables, expectNoSecrets } from '../support/secrets.js';
-import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
+import { HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { startVaultFake, type VaultFake } from '../support/vault-fake.js';
 
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
@@ -57,10 +57,9 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
   });
 
   async function openTask(agent: string, ttl = 7200) {
-    const id = freshId();
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles: ['orders-db', 'deploy-token'], ttl_seconds: ttl });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['orders-db', 'deploy-token'], ttl_seconds: ttl });
     expect(res.status).toBe(201);
-    return id;
+    return res.json.task.id as string;
   }
   const row = async (id: string) => (await database.db.select().from(leases).where(eq(leases.id, id)))[0]!;
 

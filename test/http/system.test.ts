@@ -71,8 +71,7 @@ describe('metrics', () => {
   };
 
   it('counts issuance, and the stuck-revocation gauge rises while a backend fails and falls once it recovers', async () => {
-    const task = `metrics-${Date.now()}`;
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['flaky'], ttl_seconds: 600 })).json.task.id;
     await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'flaky' });
     expect((await t.call('GET', '/metrics', {})).text).toMatch(/tasklease_credentials_issued_total\{role="flaky",backend="fake"\} 1/);
     expect(await gauge('active')).toBe(1);
