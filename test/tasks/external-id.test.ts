@@ -81,6 +81,8 @@ describe.each(DRIVERS)('task ids and external ids on %s', (driver) => {
     expect(res.json.code).toBe('task_id_not_accepted');
     expect(res.json.detail).toContain('external_id');
     expect((await t.call('GET', `/v1/tasks/${id}`, { subject: 'orchestrator' })).status).toBe(404);
+    // A body that is not JSON is refused for its media type first, as on every route.
+    expect((await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, JSON.stringify({ id }), 'text/plain')).json.code).toBe('unsupported_media_type');
   });
 
   it('assigns a fresh id to every task opened without an external_id', async () => {

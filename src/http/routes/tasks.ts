@@ -9,8 +9,9 @@ import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText,
 
 const OpenTaskSchema = z
   .strictObject({
-    /** The orchestrator's own reference: unique among its tasks, so a retry with it is answered with the first task. */
-    external_id: TaskIdSchema.optional(),
+    external_id: TaskIdSchema.optional().openapi({
+      description: 'Your own reference for the task, unique among your tasks: sent again, it answers the task opened first. The task id is assigned by the broker.',
+    }),
     agent: z.strictObject({ issuer: NameParam.optional(), subject: safeText(512) }),
     roles: z.array(NameParam).min(1).max(64),
     ttl_seconds: z.number().int().min(1).max(30 * 86400),
@@ -21,13 +22,18 @@ const OpenTaskSchema = z
   })
   .openapi('OpenTask');
 
+/** What hono's validator reads as JSON. */
+const JSON_MEDIA = /^application\/([\w.-]+\+)?json$/i;
+
 /**
  * The broker assigns every task id, so that no orchestrator can learn of
  * another's tasks or claim ids another will use (test/tasks/external-id.test.ts).
  * A client still sending `id` is told so, rather than refused as an unknown key.
  */
 const refuseChosenId = createMiddleware(async (c, next) => {
-  const body: unknown = await c.req.json().catch(() => undefined);
+  // Only JSON bodies: any other media type is the validator's to refuse (415), as on every route.
+  const media = (c.req.header('content-type') ?? '').split(';')[0]!.trim();
+  const body: unknown = JSON_MEDIA.test(media) ? await c.req.json().catch(() => undefined) : undefined;
   if (typeof body === 'object' && body !== null && 'id' in body) {
     throw new AppError('task_id_not_accepted', 'task ids are assigned by the broker: send your own reference as external_id and use the returned task.id');
   }
