@@ -51,6 +51,9 @@ const visibleTo = (caller: Caller, id: string) =>
         or(eq(tasks.createdBy, caller.actor), ...(caller.scopes ?? []).map((labels) => sql`${tasks.labels} @> ${JSON.stringify(labels)}::jsonb`)),
       );
 
+/** External ids name tasks among their opener's own only, whoever asks (admins included). */
+const ownWithExternalId = (caller: Caller, externalId: string) => and(eq(tasks.createdBy, caller.actor), eq(tasks.externalId, externalId));
+
 /** A task as opened, before anything has happened to it. */
 type NewTask = Omit<Task, 'outcome' | 'completedAt'>;
 
@@ -89,7 +92,7 @@ function bindIssuer(requested: string | undefined, issuers: string[]): string {
 export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed }: TaskServiceDeps) {
   /** The task an open conflicted with: the caller's own, so naming it leaks nothing. */
   async function openedBefore(caller: Caller, row: NewTask): Promise<Task> {
-    const [existing] = row.externalId === null ? [] : await db.select().from(tasks).where(and(eq(tasks.createdBy, caller.actor), eq(tasks.externalId, row.externalId)));
+    const [existing] = row.externalId === null ? [] : await db.select().from(tasks).where(ownWithExternalId(caller, row.externalId));
     if (!existing) throw new AppError('task_exists', 'a task with this external_id was being opened; try again');
     if (!sameRequest(existing, row)) {
       throw new AppError('task_exists', 'you already opened a different task with this external_id', { task: existing.id });
@@ -157,10 +160,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
 
     /** The caller's own tasks with this external id (at most one). */
     async findByExternalId(caller: Caller, externalId: string): Promise<Task[]> {
-      return db
-        .select()
-        .from(tasks)
-        .where(and(eq(tasks.createdBy, caller.actor), eq(tasks.externalId, externalId)));
+      return db.select().from(tasks).where(ownWithExternalId(caller, externalId));
     },
 
     async get(caller: Caller, id: string): Promise<{ task: Task; leases: Lease[] }> {
