@@ -16,6 +16,11 @@ export async function call(url: string, path: string, token: string, body: unkno
   return json;
 }
 
+/** Opens a task and answers the id the broker gave it. */
+async function openTask(url: string, orchestrator: string, body: unknown): Promise<string> {
+  return ((await call(url, '/v1/tasks', orchestrator, body, 201)) as { task: { id: string } }).task.id;
+}
+
 /** Opens one task per agent (agent-<prefix>-<i>) and signs each agent's token once. */
 export async function openAgentTasks(url: string, issuer: Issuer, count: number, prefix: string) {
   const orchestrator = await issuer.token('orchestrator');
@@ -24,8 +29,7 @@ export async function openAgentTasks(url: string, issuer: Issuer, count: number,
     const batch = await Promise.all(
       Array.from({ length: Math.min(32, count - start) }, async (_, j) => {
         const subject = `agent-${prefix}-${start + j}`;
-        const task = `${prefix}-${start + j}`;
-        await call(url, '/v1/tasks', orchestrator, { id: task, agent: { subject }, roles: ['bench', 'slow'], ttl_seconds: 7200 }, 201);
+        const task = await openTask(url, orchestrator, { agent: { subject }, roles: ['bench', 'slow'], ttl_seconds: 7200 });
         return { token: await issuer.token(subject), task };
       }),
     );
@@ -45,8 +49,7 @@ export async function revocationProbe(url: string, databaseUrl: string, issuer: 
   try {
     for (let k = 0; running(); k++) {
       const subject = `agent-rev-${k}`;
-      const task = `rev-${process.pid}-${k}`;
-      await call(url, '/v1/tasks', orchestrator, { id: task, agent: { subject }, roles: ['bench'], ttl_seconds: 3600 }, 201);
+      const task = await openTask(url, orchestrator, { agent: { subject }, roles: ['bench'], ttl_seconds: 3600 });
       const token = await issuer.token(subject);
       await Promise.all(Array.from({ length: 10 }, () => call(url, '/v1/credentials', token, { task, role: 'bench' }, 201)));
       const started = performance.now();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dumpTables, expectNoSecrets } from './support/secrets.js';
 import { DRIVERS, type TestDatabase } from './support/db.js';
-import { freshId, type TestBroker, useTestBroker } from './support/broker.js';
+import { type TestBroker, useTestBroker } from './support/broker.js';
 
 describe.each(DRIVERS)('no secret at rest on %s', (driver) => {
   let database!: TestDatabase;
@@ -10,8 +10,7 @@ describe.each(DRIVERS)('no secret at rest on %s', (driver) => {
 
   it('keeps issued tokens, fake secrets, identity tokens and keys out of tables, logs and audit events', async () => {
     const secrets: string[] = [];
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo', 'flaky'], ttl_seconds: 600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo', 'flaky'], ttl_seconds: 600 })).json.task.id;
     for (const role of ['demo', 'flaky', 'demo']) {
       const res = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role });
       expect(res.status).toBe(201);

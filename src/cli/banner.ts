@@ -12,9 +12,9 @@ export function devBanner(config: Config, url: string): string {
 
   Try the whole flow (in another shell, from this directory):
 
-  ORCH=$(${tl} dev token orchestrator); AGENT=$(${tl} dev token agent-1); TASK=demo-$RANDOM
-  curl -s ${url}/v1/tasks -H "authorization: Bearer $ORCH" -H 'content-type: application/json' \\
-    -d "{\\"id\\":\\"$TASK\\",\\"agent\\":{\\"subject\\":\\"agent-1\\"},\\"roles\\":[\\"demo\\"],\\"ttl_seconds\\":600}"
+  ORCH=$(${tl} dev token orchestrator); AGENT=$(${tl} dev token agent-1)
+  TASK=$(curl -s ${url}/v1/tasks -H "authorization: Bearer $ORCH" -H 'content-type: application/json' \\
+    -d '{"agent":{"subject":"agent-1"},"roles":["demo"],"ttl_seconds":600}' | tee /dev/stderr | sed -E 's/.*"task":\\{"id":"([^"]+)".*/\\1/')
   CRED=$(curl -s ${url}/v1/credentials -H "authorization: Bearer $AGENT" -H 'content-type: application/json' \\
     -d "{\\"task\\":\\"$TASK\\",\\"role\\":\\"demo\\"}" | tee /dev/stderr | sed -E 's/.*"token":"([^"]+)".*/\\1/')
   curl -s ${url}/v1/introspect -H "authorization: Bearer $AGENT" --data-urlencode "token=$CRED"

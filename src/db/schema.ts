@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -9,7 +9,10 @@ export type TaskStatus = (typeof TASK_STATUSES)[number];
 export const tasks = pgTable(
   'tasks',
   {
+    /** Assigned by the broker (UUIDv7); rows from before external ids keep the id their orchestrator chose. */
     id: text('id').primaryKey(),
+    /** The orchestrator's own reference for the task, unique among its tasks only: another orchestrator's tasks stay invisible. */
+    externalId: text('external_id'),
     agentIssuer: text('agent_issuer'),
     agentSubject: text('agent_subject').notNull(),
     roles: text('roles').array().notNull(),
@@ -24,7 +27,7 @@ export const tasks = pgTable(
     /** How many credentials the task may be issued in all; null for no limit. */
     maxLeases: integer('max_leases'),
   },
-  (t) => [index('tasks_agent_idx').on(t.agentSubject, t.status)],
+  (t) => [index('tasks_agent_idx').on(t.agentSubject, t.status), uniqueIndex('tasks_external_id_idx').on(t.createdBy, t.externalId)],
 );
 
 export const LEASE_STATUSES = ['active', 'revoking', 'revoke_failed', 'revoked', 'expired'] as const;

@@ -44,7 +44,8 @@ export const AdminLeaseSchema = LeaseSchema.extend({
 
 export const TaskSchema = z
   .object({
-    id: z.string(),
+    id: z.string().openapi({ description: 'Assigned by the broker (a UUIDv7)' }),
+    external_id: z.string().nullable().openapi({ description: 'The opening orchestrator\'s own reference, if it sent one' }),
     agent: z.object({ issuer: z.string().nullable(), subject: z.string() }),
     roles: z.array(z.string()),
     status: z.enum(['open', 'completed']),
@@ -77,7 +78,11 @@ export const ApprovalSchema = z
   })
   .openapi('Approval');
 
-/** Ids users may choose: printable, no whitespace or slashes, bounded. */
+/**
+ * Task ids in paths, and the external ids orchestrators choose: printable, no
+ * whitespace or slashes, bounded. (Tasks opened before the broker assigned ids
+ * keep the ids their orchestrators chose in this shape.)
+ */
 export const TaskIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/);
 /** Role and issuer names as config allows them (a wider charset could never match one). */
 export const NameParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);

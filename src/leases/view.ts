@@ -42,6 +42,7 @@ export function adminLeaseView(lease: Lease) {
 export function taskView(task: Task) {
   return {
     id: task.id,
+    external_id: task.externalId,
     agent: { issuer: task.agentIssuer, subject: task.agentSubject },
     roles: task.roles,
     status: task.status,

@@ -21,7 +21,8 @@ export interface TaskServiceDeps {
 }
 
 export interface OpenTaskInput {
-  id?: string;
+  /** The orchestrator's own reference: a second open with it is a retry, answered with the first task. */
+  externalId?: string | null;
   agent: { issuer?: string; subject: string };
   roles: string[];
   ttlSeconds: number;
@@ -51,6 +52,30 @@ const visibleTo = (caller: Caller, id: string) =>
         or(eq(tasks.createdBy, caller.actor), ...(caller.scopes ?? []).map((labels) => sql`${tasks.labels} @> ${JSON.stringify(labels)}::jsonb`)),
       );
 
+/** External ids name tasks among their opener's own only, whoever asks (admins included). */
+const ownWithExternalId = (caller: Caller, externalId: string) => and(eq(tasks.createdBy, caller.actor), eq(tasks.externalId, externalId));
+
+/** A task as opened, before anything has happened to it. */
+type NewTask = Omit<Task, 'outcome' | 'completedAt'>;
+
+/**
+ * Whether a stored task is what `row` would have opened: the same agent, roles,
+ * TTL, labels and lease limit. The deadline is compared as a duration, since a
+ * retry arrives later than the request it repeats.
+ */
+function sameRequest(task: Task, row: NewTask): boolean {
+  const sorted = (roles: string[]) => [...roles].sort().join('\n');
+  const labels = (l: Record<string, string>) => JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)));
+  return (
+    task.agentIssuer === row.agentIssuer &&
+    task.agentSubject === row.agentSubject &&
+    sorted(task.roles) === sorted(row.roles) &&
+    task.deadline.getTime() - task.createdAt.getTime() === row.deadline.getTime() - row.createdAt.getTime() &&
+    labels(task.labels) === labels(row.labels) &&
+    task.maxLeases === row.maxLeases
+  );
+}
+
 /**
  * The issuer a task's agent is bound to. Without one, a subject would be
  * matched from any trusted issuer, so it may be left out only when there is
@@ -66,14 +91,32 @@ function bindIssuer(requested: string | undefined, issuers: string[]): string {
 }
 
 export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed }: TaskServiceDeps) {
+  /** The task an open conflicted with: the caller's own, so naming it leaks nothing. */
+  async function openedBefore(caller: Caller, row: NewTask): Promise<Task> {
+    const [existing] = row.externalId === null ? [] : await db.select().from(tasks).where(ownWithExternalId(caller, row.externalId));
+    if (!existing) throw new AppError('task_exists', 'a task with this external_id was being opened; try again');
+    if (!sameRequest(existing, row)) {
+      throw new AppError('task_exists', 'you already opened a different task with this external_id', { task: existing.id });
+    }
+    return existing;
+  }
+
   return {
-    async open(caller: Caller, input: OpenTaskInput): Promise<Task> {
+    /**
+     * Opens a task under an id the broker assigns. An external id lives in the
+     * caller's own namespace: sent again with the same request, it answers the
+     * first task (`created: false`); with a different request, `task_exists`
+     * naming that task. Another orchestrator's external ids neither collide nor
+     * show (test/tasks/external-id.test.ts).
+     */
+    async open(caller: Caller, input: OpenTaskInput): Promise<{ task: Task; created: boolean }> {
       const unknown = input.roles.filter((r) => !knownRoles(r));
       if (unknown.length > 0) throw new AppError('unknown_role', 'the task names roles that are not configured', { roles: unknown });
       const now = clock.now();
       const ttl = Math.min(input.ttlSeconds, maxTaskTtlSeconds);
-      const row: typeof tasks.$inferInsert = {
-        id: input.id ?? newId(clock),
+      const row: NewTask = {
+        id: newId(clock),
+        externalId: input.externalId ?? null,
         agentIssuer: bindIssuer(input.agent.issuer, issuers),
         agentSubject: input.agent.subject,
         roles: [...new Set(input.roles)],
@@ -85,8 +128,12 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         maxLeases: input.maxLeases ?? null,
       };
       const opened = await db.transaction(async (tx) => {
-        const [task] = await tx.insert(tasks).values(row).onConflictDoNothing().returning();
-        if (!task) throw new AppError('task_exists', 'a task with this id already exists');
+        const [task] = await tx
+          .insert(tasks)
+          .values(row)
+          .onConflictDoNothing({ target: [tasks.createdBy, tasks.externalId] })
+          .returning();
+        if (!task) return undefined;
         await appendAudit(tx, [
           {
             at: now,
@@ -94,14 +141,27 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
             action: 'task.opened',
             target: `task:${task.id}`,
             decision: 'allow',
-            details: { agent: input.agent, roles: task.roles, deadline: task.deadline.toISOString(), labels: task.labels, max_leases: task.maxLeases },
+            details: {
+              agent: input.agent,
+              roles: task.roles,
+              deadline: task.deadline.toISOString(),
+              labels: task.labels,
+              max_leases: task.maxLeases,
+              external_id: task.externalId,
+            },
             ...requestRef(caller),
           },
         ]);
         return task;
       });
+      if (!opened) return { task: await openedBefore(caller, row), created: false };
       onTaskOpened?.(opened);
-      return opened;
+      return { task: opened, created: true };
+    },
+
+    /** The caller's own tasks with this external id (at most one). */
+    async findByExternalId(caller: Caller, externalId: string): Promise<Task[]> {
+      return db.select().from(tasks).where(ownWithExternalId(caller, externalId));
     },
 
     async get(caller: Caller, id: string): Promise<{ task: Task; leases: Lease[] }> {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
+import { HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { listenLocal } from '../support/listen.js';
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/tasklease-clients';
@@ -54,9 +54,7 @@ describe('unmodified AWS clients against the broker', () => {
   });
 
   async function openTask(agent: string) {
-    const id = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles: ['reports'], ttl_seconds: 3600 });
-    return id;
+    return (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['reports'], ttl_seconds: 3600 })).json.task.id as string;
   }
   const callerIdentity = (credentials: Parameters<typeof fromHttp>[0] extends never ? never : any) =>
     new STSClient({ region: 'us-east-1', endpoint: aws.url, credentials, maxAttempts: 1 }).send(new GetCallerIdentityCommand({}));

@@ -7,7 +7,7 @@ import { leases } from '../../src/db/schema.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
 import { dumpTables, expectNoSecrets } from '../support/secrets.js';
-import { freshId, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
+import { HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/agents/tasklease-reports';
 const OPEN_ROLE_ARN = 'arn:aws:iam::123456789012:role/tasklease-unrevocable';
@@ -66,10 +66,9 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
   });
 
   async function openTask(agent: string, roles: string[]) {
-    const id = freshId();
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles, ttl_seconds: 3600 });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles, ttl_seconds: 3600 });
     expect(res.status).toBe(201);
-    return id;
+    return res.json.task.id as string;
   }
   const sessionClient = (c: Record<string, string>) =>
     new STSClient({ region: 'us-east-1', endpoint: aws.url, maxAttempts: 1, credentials: { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken! } });

@@ -52,8 +52,7 @@ describe('vault: namespaces, token login, token renewal and the permission self-
 
   it('talks to its namespace, and renews a Vault token lease by accessor within the limits', async () => {
     const t = await broker('full');
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-ns' }, roles: ['orders-db', 'deploy-token'], ttl_seconds: 7200 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-ns' }, roles: ['orders-db', 'deploy-token'], ttl_seconds: 7200 })).json.task.id;
     const db = await t.call('POST', '/v1/credentials', { subject: 'agent-ns' }, { task, role: 'orders-db' });
     expect(db.status).toBe(201);
     expect(vault.leases.get(db.json.credentials.lease_id)!.namespace).toBe('agents');

@@ -90,10 +90,13 @@ const ADMIN_ONLY = (ok: number): Record<Caller, Expected> => ({
   'static admin': s(ok),
 });
 
+/** The shared task's external id (its opener's own reference). */
+const SHARED_EXTERNAL_ID = freshId('matrix');
+
 // ---- fixture helpers (each acts as the principal that would really do it) ----
 
-async function openTask(t: TestBroker, roles = ['demo', 'gated']): Promise<string> {
-  const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles, ttl_seconds: 3600 });
+async function openTask(t: TestBroker, roles = ['demo', 'gated'], externalId?: string): Promise<string> {
+  const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles, ttl_seconds: 3600, external_id: externalId });
   expect(res.status, res.text).toBe(201);
   return res.json.task.id;
 }
@@ -205,6 +208,22 @@ const ROUTES: Route[] = [
       'orchestrator-2': s(201),
       admin: s(201),
       'static admin': s(201),
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/tasks',
+    request: () => ({ path: `/v1/tasks?external_id=${SHARED_EXTERNAL_ID}` }),
+    // An external id names a task among its opener's own only: everyone else finds none.
+    check: (caller, body, ids) => expect(body.items.map((x: { id: string }) => x.id)).toEqual(caller === 'orchestrator' ? [ids.task] : []),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': s(403, 'not_orchestrator'),
+      'agent-2': s(403, 'not_orchestrator'),
+      orchestrator: s(200),
+      'orchestrator-2': s(200),
+      admin: s(200),
+      'static admin': s(200),
     },
   },
   {
@@ -410,7 +429,7 @@ describe('authorization matrix (postgres)', () => {
       admin: { subject: 'admin' },
       'static admin': { bearer: ADMIN_STATIC_TOKEN },
     });
-    const task = await openTask(t);
+    const task = await openTask(t, undefined, SHARED_EXTERNAL_ID);
     const { lease, credential } = await issueLease(t, task);
     shared = { task, lease, credential, approval: await requestApproval(t, task) };
 

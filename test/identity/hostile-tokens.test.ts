@@ -111,13 +111,13 @@ describe('hostile bearer tokens on POST /v1/credentials (postgres)', () => {
     attacker.url = `http://127.0.0.1:${await listenLocal(attacker.server)}`;
 
     // One open task bound to the legitimate agent, opened with the normal orchestrator token.
-    taskId = freshId('hostile');
-    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: taskId, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 3600 });
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 3600 });
     expect(opened.status, opened.text).toBe(201);
+    taskId = opened.json.task.id;
     // And one bound to 'xagent-1', so the role's subject pattern is the only thing in the way.
-    xTaskId = freshId('hostile-x');
-    const openedX = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: xTaskId, agent: { subject: 'xagent-1' }, roles: ['demo'], ttl_seconds: 3600 });
+    const openedX = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'xagent-1' }, roles: ['demo'], ttl_seconds: 3600 });
     expect(openedX.status, openedX.text).toBe(201);
+    xTaskId = openedX.json.task.id;
   });
 
   afterAll(async () => {

@@ -8,10 +8,9 @@ describe.each(DRIVERS)('credentials on %s', (driver) => {
   useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   async function openTask(subject = 'agent-1', extra: Record<string, unknown> = {}) {
-    const id = freshId();
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject }, roles: ['demo', 'flaky'], ttl_seconds: 600, ...extra });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject }, roles: ['demo', 'flaky'], ttl_seconds: 600, ...extra });
     expect(res.status).toBe(201);
-    return id;
+    return res.json.task.id as string;
   }
 
   it('runs the whole flow: open, issue, introspect active, complete, revoked', async () => {
@@ -176,11 +175,11 @@ describe.each(DRIVERS)('credentials on %s', (driver) => {
     expect((await t.call('GET', `/v1/tasks/${task}`, { subject: 'admin' })).status).toBe(200);
   });
 
-  it('refuses a duplicate task id and unknown roles when opening a task', async () => {
+  it('refuses a client-chosen task id and unknown roles when opening a task', async () => {
     const task = await openTask();
     const dup = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 60 });
-    expect(dup.status).toBe(409);
-    expect(dup.json.code).toBe('task_exists');
+    expect(dup.status).toBe(400);
+    expect(dup.json.code).toBe('task_id_not_accepted');
     const unknown = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['nope'], ttl_seconds: 60 });
     expect(unknown.json.code).toBe('unknown_role');
   });

@@ -6,7 +6,7 @@ import { createLeaseWriter } from '../../src/leases/writer.js';
 import { createLogger } from '../../src/log.js';
 import { createPolicy } from '../../src/policy/decide.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
   let database!: TestDatabase;
@@ -16,8 +16,7 @@ describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
   // Five rounds: the commit and the completion take the same locks (task row, then the audit chain's head)
   // in the same order, so neither side ever fails with a deadlock, whatever the interleaving.
   it.each([1, 2, 3, 4, 5])('never leaves an active lease on a completed task, and revokes every credential it did not record (round %i)', async () => {
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-race' }, roles: ['flaky'], ttl_seconds: 600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-race' }, roles: ['flaky'], ttl_seconds: 600 })).json.task.id;
     const mintedBefore = new Set(t.fake.mintedIds());
     const requests = Array.from({ length: 30 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-race' }, { task, role: 'flaky' }));
     const completion = t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'success' });
@@ -108,8 +107,7 @@ describe.each(DRIVERS)('one bad request in a group commit on %s', (driver) => {
   });
 
   it('fails only itself; its neighbours are issued', async () => {
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-batch' }, roles: ['demo'], ttl_seconds: 600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-batch' }, roles: ['demo'], ttl_seconds: 600 })).json.task.id;
     const good = Array.from({ length: 12 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-batch' }, { task, role: 'demo' }));
     const bad = t.call('POST', '/v1/credentials', { subject: 'agent-batch' }, { task: 'nope', role: 'x\u0000' });
     const results = await Promise.all([...good, bad]);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { approvals, leases } from '../../src/db/schema.js';
 import { UUID_RE } from '../../src/ids.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { type TestBroker, useTestBroker } from '../support/broker.js';
 
 const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
 const APPROVAL_TTL = 60;
@@ -32,10 +32,9 @@ describe.each(DRIVERS)('approval gates on %s', (driver) => {
   useTestBroker(driver, (d, b) => ((database = d), (t = b)), { config });
 
   async function openTask(agent: string, extra: Record<string, unknown> = {}) {
-    const id = freshId('appr');
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles: ['gated', 'normal'], ttl_seconds: 3600, ...extra });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['gated', 'normal'], ttl_seconds: 3600, ...extra });
     expect(res.status).toBe(201);
-    return id;
+    return res.json.task.id as string;
   }
 
   const request = (agent: string, body: Record<string, unknown>) => t.call('POST', '/v1/credentials', { subject: agent }, body);

@@ -2,7 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { leases, type Lease } from '../../src/db/schema.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, startTestBroker, type TestBroker, useTestBroker } from '../support/broker.js';
+import { startTestBroker, type TestBroker, useTestBroker } from '../support/broker.js';
 
 const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
 // The fake backend records every credential it mints and every revocation, recorded or not.
@@ -30,10 +30,9 @@ function useReplicas(driver: (typeof DRIVERS)[number], config: typeof CONFLICT |
 }
 
 async function openTask(t: TestBroker, agent: string, roles: string[]) {
-  const id = freshId('conc');
-  const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles, ttl_seconds: 3600 });
+  const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles, ttl_seconds: 3600 });
   expect(res.status).toBe(201);
-  return id;
+  return res.json.task.id as string;
 }
 
 /** The credentials minted on either replica since `before` (lease ids). */

@@ -34,6 +34,7 @@ function identity(subject = AGENT, issuer = 'k8s'): Identity {
 function task(overrides: Partial<Task> = {}): Task {
   return {
     id: 'task-1',
+    externalId: null,
     agentIssuer: 'k8s',
     agentSubject: AGENT,
     roles: ['reports-read', 'short', 'deploy', 'ci-only', 'ghost'],

@@ -17,8 +17,7 @@ describe.each(DRIVERS)('a released credential still counts until its revocation 
   });
 
   it('refuses the conflicting role and the over-quota request while the release is not confirmed, and allows them after', async () => {
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-held' }, roles: ['read-a', 'write-b'], ttl_seconds: 600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-held' }, roles: ['read-a', 'write-b'], ttl_seconds: 600 })).json.task.id;
     const a = await t.call('POST', '/v1/credentials', { subject: 'agent-held' }, { task, role: 'read-a' });
     expect(a.status).toBe(201);
     t.fake.failNextRevokes(1);

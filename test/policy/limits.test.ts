@@ -10,7 +10,7 @@ import { createPolicy } from '../../src/policy/decide.js';
 import { createTaskCache } from '../../src/tasks/cache.js';
 import type { Limits } from '../../src/policy/limits.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { type TestBroker, useTestBroker } from '../support/broker.js';
 
 const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
 // These roles' relying parties introspect, so a confirmed release frees its slot at once; a jwt that works
@@ -58,10 +58,9 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
   useTestBroker(driver, (d, b) => ((database = d), (t = b)), { config });
 
   async function openTask(agent: string, extra: Record<string, unknown> = {}) {
-    const id = freshId('lim');
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles: ALL_ROLES, ttl_seconds: 3600, ...extra });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ALL_ROLES, ttl_seconds: 3600, ...extra });
     expect(res.status).toBe(201);
-    return id;
+    return res.json.task.id as string;
   }
 
   const request = (agent: string, task: string, roleName: string) => t.call('POST', '/v1/credentials', { subject: agent }, { task, role: roleName });
@@ -362,10 +361,9 @@ describe.each(DRIVERS)('the per-agent rate limit on %s', (driver) => {
   });
 
   async function openTask(agent: string) {
-    const id = freshId('rate');
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: agent }, roles: ['plain'], ttl_seconds: 3600 });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['plain'], ttl_seconds: 3600 });
     expect(res.status).toBe(201);
-    return id;
+    return res.json.task.id as string;
   }
   const request = (agent: string, task: string) => t.call('POST', '/v1/credentials', { subject: agent }, { task, role: 'plain' });
 

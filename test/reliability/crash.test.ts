@@ -48,12 +48,13 @@ describe('SIGKILL during issuance, 20 times over', () => {
     const tokens = await devTokens(env, ['orchestrator', ...AGENTS]);
     const run = Date.now().toString(36);
     const taskOf = new Map(AGENTS.map((a) => [a, `crash-${run}-${a}`]));
-    for (const [subject, id] of taskOf) {
+    for (const subject of taskOf.keys()) {
       const res = await http('POST', `${broker.url}/v1/tasks`, {
         token: tokens.orchestrator,
-        body: { id, agent: { subject }, roles: ['demo'], ttl_seconds: 3600 },
+        body: { agent: { subject }, roles: ['demo'], ttl_seconds: 3600 },
       });
       expect(res.status, res.text).toBe(201);
+      taskOf.set(subject, res.json.task.id);
     }
 
     // Where the load goes: the current instance, or a promise of the next one while it restarts.

@@ -26,8 +26,9 @@ describe('a database outage during load', () => {
   });
 
   it('fails closed with 503 problem+json, releases no credential without a committed lease, and recovers without a restart', async () => {
-    const task = freshId();
-    expect((await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 3600 })).status).toBe(201);
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 3600 });
+    expect(opened.status).toBe(201);
+    const task = opened.json.task.id;
     expect((await t.call('GET', '/readyz', {})).status).toBe(200);
 
     const issued: string[] = [];

@@ -285,7 +285,7 @@ function bodySamples(f: Fixtures): Record<string, fc.Arbitrary<unknown>> {
     'POST /v1/leases/{id}/renew': fc.record({ increment_seconds: fc.integer({ min: 1, max: 43_200 }) }, { requiredKeys: [] }),
     'POST /v1/tasks': fc.record(
       {
-        id: fc.stringMatching(/^hostile-[a-z0-9]{1,12}$/),
+        external_id: fc.stringMatching(/^hostile-[a-z0-9]{1,12}$/),
         agent: fc.record({ issuer: fc.constant('test'), subject: fc.constantFrom('agent-1', 'agent-2', 'agent-x') }, { requiredKeys: ['subject'] }),
         roles: fc.array(role, { minLength: 1, maxLength: 3 }),
         ttl_seconds: fc.integer({ min: 1, max: 86_400 }),
@@ -702,21 +702,21 @@ describe('hostile input on postgres', () => {
       return res.json;
     };
     const tasks: string[] = [];
-    for (const [i, by, agent] of [[1, 'orchestrator', 'agent-1'], [2, 'orchestrator', 'agent-1'], [3, 'orchestrator', 'agent-2'], [4, 'orchestrator-2', 'agent-2']] as const) {
-      const body = await ok(await t.call('POST', '/v1/tasks', { subject: by }, { id: `fixture-${i}`, agent: { subject: agent }, roles: ['demo', 'flaky', 'gated', 'reports', 'reports-gated'], ttl_seconds: 86_400 }), 201);
+    for (const [by, agent] of [['orchestrator', 'agent-1'], ['orchestrator', 'agent-1'], ['orchestrator', 'agent-2'], ['orchestrator-2', 'agent-2']] as const) {
+      const body = await ok(await t.call('POST', '/v1/tasks', { subject: by }, { agent: { subject: agent }, roles: ['demo', 'flaky', 'gated', 'reports', 'reports-gated'], ttl_seconds: 86_400 }), 201);
       tasks.push(body.task.id);
     }
     const leases: string[] = [];
     let credential = '';
-    for (const [agent, task, role] of [['agent-1', 'fixture-1', 'demo'], ['agent-1', 'fixture-2', 'flaky'], ['agent-2', 'fixture-3', 'demo'], ['agent-2', 'fixture-4', 'reports']] as const) {
-      const body = await ok(await t.call('POST', '/v1/credentials', { subject: agent }, { task, role }), 201);
+    for (const [agent, i, role] of [['agent-1', 0, 'demo'], ['agent-1', 1, 'flaky'], ['agent-2', 2, 'demo'], ['agent-2', 3, 'reports']] as const) {
+      const body = await ok(await t.call('POST', '/v1/credentials', { subject: agent }, { task: tasks[i], role }), 201);
       leases.push(body.lease.id);
       for (const v of Object.values(body.credentials as Record<string, unknown>)) if (typeof v === 'string' && v.length >= 16) secrets.add(v);
       if (role === 'demo' && !credential) credential = body.credentials.token;
     }
     const approvals: string[] = [];
-    for (const [agent, task, role] of [['agent-1', 'fixture-1', 'gated'], ['agent-1', 'fixture-2', 'gated'], ['agent-2', 'fixture-3', 'reports-gated']] as const) {
-      const body = await ok(await t.call('POST', '/v1/credentials', { subject: agent }, { task, role }), 202);
+    for (const [agent, i, role] of [['agent-1', 0, 'gated'], ['agent-1', 1, 'gated'], ['agent-2', 2, 'reports-gated']] as const) {
+      const body = await ok(await t.call('POST', '/v1/credentials', { subject: agent }, { task: tasks[i], role }), 202);
       approvals.push(body.approval.id);
     }
     fixtures = { tasks, leases, approvals, credential };

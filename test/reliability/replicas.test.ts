@@ -89,12 +89,13 @@ describe('three replicas, one killed while sweeping', () => {
     };
 
     // Tasks opened through different replicas.
-    for (const [i, [subject, id]] of [...taskOf].entries()) {
+    for (const [i, subject] of [...taskOf.keys()].entries()) {
       const res = await http('POST', `${replicas[i % 3]!.url}/v1/tasks`, {
         token: tokens.orchestrator,
-        body: { id, agent: { subject }, roles: ['demo'], ttl_seconds: 3600 },
+        body: { agent: { subject }, roles: ['demo'], ttl_seconds: 3600 },
       });
       expect(res.status, res.text).toBe(201);
+      taskOf.set(subject, res.json.task.id);
     }
 
     // Phase 1: LEASES_PER_TASK leases on every task, round-robin over the replicas.

@@ -41,15 +41,13 @@ describe('SIGTERM with requests in flight', () => {
     const accepted = () => new Set([...broker.stderr().matchAll(/^ACCEPTED (\d+)$/gm)].map((m) => Number(m[1])));
     const tokens = await devTokens(env, ['orchestrator', 'agent-1', 'agent-2']);
     const run = Date.now().toString(36);
-    const sweepTask = `shutdown-${run}-sweep`;
-    const issueTask = `shutdown-${run}-issue`;
-    for (const [id, subject] of [
-      [sweepTask, 'agent-1'],
-      [issueTask, 'agent-2'],
-    ] as const) {
-      const res = await http('POST', `${broker.url}/v1/tasks`, { token: tokens.orchestrator, body: { id, agent: { subject }, roles: ['demo'], ttl_seconds: 3600 } });
-      expect(res.status, res.text).toBe(201);
-    }
+    const [sweepTask, issueTask] = (await Promise.all(
+      ['agent-1', 'agent-2'].map(async (subject) => {
+        const res = await http('POST', `${broker.url}/v1/tasks`, { token: tokens.orchestrator, body: { agent: { subject }, roles: ['demo'], ttl_seconds: 3600 } });
+        expect(res.status, res.text).toBe(201);
+        return res.json.task.id as string;
+      }),
+    )) as [string, string];
 
     // Leases for the sweeper to be busy with when SIGTERM arrives.
     const warm = new Agent({ keepAlive: true, maxSockets: 8 });

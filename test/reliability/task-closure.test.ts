@@ -13,13 +13,14 @@ describe('a task closed elsewhere, on two replicas', () => {
     const a = await startBroker(env);
     const b = await startBroker(env);
     const tokens = await devTokens(env, ['orchestrator', 'agent-1']);
-    const run = Date.now().toString(36);
 
-    const cachedOnB = async (id: string) => {
-      const opened = await http('POST', `${a.url}/v1/tasks`, { token: tokens.orchestrator, body: { id, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 } });
+    const cachedOnB = async (): Promise<string> => {
+      const opened = await http('POST', `${a.url}/v1/tasks`, { token: tokens.orchestrator, body: { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 } });
       expect(opened.status, opened.text).toBe(201);
+      const id = opened.json.task.id as string;
       const issued = await http('POST', `${b.url}/v1/credentials`, { token: tokens['agent-1'], body: { task: id, role: 'demo' } });
       expect(issued.status, issued.text).toBe(201);
+      return id;
     };
     const refusedByB = async (id: string) => {
       // The announcement travels at the closing commit; this only leaves it room on a loaded machine.
@@ -33,14 +34,12 @@ describe('a task closed elsewhere, on two replicas', () => {
       expect(rows[0]!.reason).not.toBe('task_closed');
     };
 
-    const viaA = `closure-${run}-api`;
-    await cachedOnB(viaA);
+    const viaA = await cachedOnB();
     const completed = await http('POST', `${a.url}/v1/tasks/${viaA}/complete`, { token: tokens.orchestrator, body: { outcome: 'success' } });
     expect(completed.status, completed.text).toBe(202);
     await refusedByB(viaA);
 
-    const byHand = `closure-${run}-sql`;
-    await cachedOnB(byHand);
+    const byHand = await cachedOnB();
     await pg.sql`update tasks set status = 'completed', completed_at = now() where id = ${byHand}`;
     await refusedByB(byHand);
   });

@@ -4,12 +4,11 @@ import { asc, gte, sql } from 'drizzle-orm';
 import { chainHash, GENESIS_HASH } from '../../src/audit/chain.js';
 import type { Db } from '../../src/db/client.js';
 import { auditEvents } from '../../src/db/schema.js';
-import { freshId, type TestBroker } from './broker.js';
+import type { TestBroker } from './broker.js';
 
 /** A task's life (opened, concurrent issuance, a denial, completion, revocation); returns its id. */
 export async function auditActivity(t: TestBroker): Promise<string> {
-  const task = freshId();
-  await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 });
+  const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 })).json.task.id as string;
   // Concurrent issuance: the chain must stay one unbroken line.
   await Promise.all(Array.from({ length: 8 }, () => t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role: 'demo' })));
   await t.call('POST', '/v1/credentials', { subject: 'agent-2' }, { task, role: 'demo' });

@@ -123,7 +123,7 @@ export async function startTestBroker(database: Database, options: TestBrokerOpt
 export type TestBroker = Awaited<ReturnType<typeof startTestBroker>>;
 
 let seq = 0;
-/** A task id no other test uses. */
+/** A name no other test uses (an external id, a ghost task id, a prefix). */
 export const freshId = (prefix = 'task') => `${prefix}-${process.pid}-${Date.now().toString(36)}-${(seq++).toString(36)}`;
 
 /**

@@ -4,7 +4,7 @@ import { createSweeper } from '../../src/sweeper/sweeper.js';
 import { leases } from '../../src/db/schema.js';
 import { createLogger } from '../../src/log.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe.each(DRIVERS)('sweeper on %s', (driver) => {
   let database!: TestDatabase;
@@ -12,8 +12,7 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
   useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   async function issue(role: string, n = 1, ttl?: number) {
-    const task = freshId();
-    await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: task, agent: { subject: 'agent-1' }, roles: [role], ttl_seconds: 3600 });
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: [role], ttl_seconds: 3600 })).json.task.id;
     const ids: string[] = [];
     for (let i = 0; i < n; i++) {
       const res = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task, role, ttl_seconds: ttl });

@@ -19,7 +19,7 @@ describe('binding a task to one issuer when several are trusted', () => {
 
   it('requires agent.issuer, and an agent from another issuer with the same subject is refused', async () => {
     const open = (agent: Record<string, string>) =>
-      t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: freshId(), agent, roles: ['demo'], ttl_seconds: 600 });
+      t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent, roles: ['demo'], ttl_seconds: 600 });
     const missing = await open({ subject: 'agent-1' });
     expect(missing.status).toBe(400);
     expect(missing.json.detail).toContain('agent.issuer is required');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../src/ids.js';
-import { ADMIN_STATIC_TOKEN, freshId, type TestBroker, useTestBroker } from '../support/broker.js';
+import { ADMIN_STATIC_TOKEN, type TestBroker, useTestBroker } from '../support/broker.js';
 
 describe('orchestrator scopes by task labels', () => {
   let t!: TestBroker;
@@ -17,7 +17,7 @@ describe('orchestrator scopes by task labels', () => {
   });
 
   const open = async (labels: Record<string, string>) => {
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id: freshId(), agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600, labels });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600, labels });
     expect(res.status).toBe(201);
     return res.json.task.id as string;
   };
@@ -34,8 +34,7 @@ describe('orchestrator scopes by task labels', () => {
   });
 
   it('returns labels and the lease budget on the task', async () => {
-    const id = freshId();
-    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { id, agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600, labels: { environment: 'production' }, max_leases: 3 });
+    const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600, labels: { environment: 'production' }, max_leases: 3 });
     expect(res.json.task).toMatchObject({ labels: { environment: 'production' }, max_leases: 3 });
     const bad = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600, labels: { 'bad key!': 'x' } });
     expect(bad.status).toBe(400);

@@ -1,4 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { createMiddleware } from 'hono/factory';
+import { AppError } from '../../errors.js';
 import { leaseView, taskView } from '../../leases/view.js';
 import type { TaskService } from '../../tasks/service.js';
 import { requireOrchestrator } from '../auth.js';
@@ -7,7 +9,9 @@ import { bearer, commonErrors, json, jsonBody, LeaseSchema, NameParam, safeText,
 
 const OpenTaskSchema = z
   .strictObject({
-    id: TaskIdSchema.optional(),
+    external_id: TaskIdSchema.optional().openapi({
+      description: 'Your own reference for the task, unique among your tasks: sent again, it answers the task opened first. The task id is assigned by the broker.',
+    }),
     agent: z.strictObject({ issuer: NameParam.optional(), subject: SubjectSchema }),
     roles: z.array(NameParam).min(1).max(64),
     ttl_seconds: z.number().int().min(1).max(30 * 86400),
@@ -18,6 +22,24 @@ const OpenTaskSchema = z
   })
   .openapi('OpenTask');
 
+/** What hono's validator reads as JSON. */
+const JSON_MEDIA = /^application\/([\w.-]+\+)?json$/i;
+
+/**
+ * The broker assigns every task id, so that no orchestrator can learn of
+ * another's tasks or claim ids another will use (test/tasks/external-id.test.ts).
+ * A client still sending `id` is told so, rather than refused as an unknown key.
+ */
+const refuseChosenId = createMiddleware(async (c, next) => {
+  // Only JSON bodies: any other media type is the validator's to refuse (415), as on every route.
+  const media = (c.req.header('content-type') ?? '').split(';')[0]!.trim();
+  const body: unknown = JSON_MEDIA.test(media) ? await c.req.json().catch(() => undefined) : undefined;
+  if (typeof body === 'object' && body !== null && 'id' in body) {
+    throw new AppError('task_id_not_accepted', 'task ids are assigned by the broker: send your own reference as external_id and use the returned task.id');
+  }
+  await next();
+});
+
 const TaskParams = z.object({ id: TaskIdSchema.openapi({ param: { name: 'id', in: 'path' } }) });
 
 const openRoute = createRoute({
@@ -26,9 +48,25 @@ const openRoute = createRoute({
   tags: ['orchestrator'],
   summary: 'Open a task: which agent, which roles, until when',
   security: bearer,
-  middleware: [requireOrchestrator] as const,
+  middleware: [requireOrchestrator, refuseChosenId] as const,
   request: jsonBody(OpenTaskSchema),
-  responses: { 201: json(z.object({ task: TaskSchema }), 'Opened'), ...commonErrors, 409: commonErrors[404] },
+  responses: {
+    201: json(z.object({ task: TaskSchema }), 'Opened'),
+    200: json(z.object({ task: TaskSchema }), 'Opened before with this external_id and the same request: that task'),
+    ...commonErrors,
+    409: { ...commonErrors[404], description: 'You opened a different task with this external_id (`task` names it)' },
+  },
+});
+
+const findRoute = createRoute({
+  method: 'get',
+  path: '/v1/tasks',
+  tags: ['orchestrator'],
+  summary: 'Your own task with this external_id (none, or one)',
+  security: bearer,
+  middleware: [requireOrchestrator] as const,
+  request: { query: z.object({ external_id: TaskIdSchema }) },
+  responses: { 200: json(z.object({ items: z.array(TaskSchema) }), 'Your tasks with this external_id'), ...commonErrors },
 });
 
 const getRoute = createRoute({
@@ -61,15 +99,20 @@ export function registerTaskRoutes(app: OpenAPIHono<AppEnv>, tasks: TaskService)
 
   app.openapi(openRoute, async (c) => {
     const body = c.req.valid('json');
-    const task = await tasks.open(caller(c), {
-      id: body.id,
+    const { task, created } = await tasks.open(caller(c), {
+      externalId: body.external_id ?? null,
       agent: body.agent,
       roles: body.roles,
       ttlSeconds: body.ttl_seconds,
       labels: body.labels ?? {},
       maxLeases: body.max_leases ?? null,
     });
-    return c.json({ task: taskView(task) }, 201);
+    return created ? c.json({ task: taskView(task) }, 201) : c.json({ task: taskView(task) }, 200);
+  });
+
+  app.openapi(findRoute, async (c) => {
+    const found = await tasks.findByExternalId(caller(c), c.req.valid('query').external_id);
+    return c.json({ items: found.map(taskView) }, 200);
   });
 
   app.openapi(getRoute, async (c) => {
