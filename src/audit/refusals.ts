@@ -38,13 +38,14 @@ export function createRefusalAudit({ clock, write, log, windowMs = 60_000, maxKe
   /** The window's repeats as one event; none when every refusal of it was written one by one. */
   function summary(e: Entry, now: number): AuditInput | undefined {
     if (e.unrecorded === 0) return undefined;
-    // What differs from one request to the next (its token, its Retry-After) is not the window's.
-    const { token_sha256: _token, retry_after: _retry, ...details } = e.first.details ?? {};
+    // What differs from one request to the next (its token, its Retry-After, the task and role it named) is not the window's:
+    // the window is the identity's, so the summary names the identity; the first refusal names its request's task and role.
+    const { token_sha256: _token, retry_after: _retry, role: _role, ...details } = e.first.details ?? {};
     return {
       at: new Date(e.last),
       actor: e.first.actor,
       action: e.first.action,
-      target: e.first.target,
+      target: `agent:${e.first.actor}`,
       decision: 'deny',
       reason: `${e.first.reason ?? 'refused'}; repeated`,
       details: { ...details, count: e.unrecorded, window_start: new Date(e.start).toISOString(), window_end: new Date(Math.min(now, e.start + windowMs)).toISOString() },

@@ -12,18 +12,24 @@ import { instanceId, openConfiguredDatabase } from './context.js';
 
 const urlOf = (address: string, port: number) => `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
 
-/** The metrics listener (config `metrics.listen`), apart from the API; a port it cannot take stops the broker. */
-function serveMetrics(config: Config, fetch: (request: Request) => Response | Promise<Response>, log: Logger): Server | undefined {
+/**
+ * The metrics listener (config `metrics.listen`), apart from the API. It is
+ * bound before the API listener, so a port it cannot take stops the broker
+ * before it has served anything (and a second broker on one host says why).
+ */
+async function serveMetrics(config: Config, fetch: (request: Request) => Response | Promise<Response>, log: Logger): Promise<Server | undefined> {
   const listen = config.metrics.listen;
   if (!listen) return undefined;
-  const server = serve({ fetch, port: listen.port, hostname: listen.host }, (info) =>
-    log.info({ url: `${urlOf(info.address, info.port)}/metrics`, token: config.metrics.token_sha256 !== undefined }, 'metrics listening'),
-  ) as Server;
-  server.on('error', (err: NodeJS.ErrnoException) => {
-    log.fatal({ err: err.code, listen: `${listen.host}:${listen.port}` }, 'the metrics listener could not start (set metrics.listen or METRICS_LISTEN, or off)');
-    log.flush(() => process.exit(1));
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, port: listen.port, hostname: listen.host }, (info) => {
+      log.info({ url: `${urlOf(info.address, info.port)}/metrics`, token: config.metrics.token_sha256 !== undefined }, 'metrics listening');
+      resolve(server);
+    }) as Server;
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      log.fatal({ err: err.code, listen: `${listen.host}:${listen.port}` }, 'the metrics listener could not start (set metrics.listen or METRICS_LISTEN, or off)');
+      reject(err);
+    });
   });
-  return server;
 }
 
 /** Migrates, serves, sweeps; on SIGTERM stops taking requests and claims, finishes what is in flight, exits 0. */
@@ -32,6 +38,14 @@ export async function runServe(config: Config, version: string, extra: { backend
   const database = await openConfiguredDatabase(config);
   await runMigrations(database);
   const broker = await createBroker({ config, database, clock: systemClock, log, instanceId: instanceId(), version, backends: extra.backends });
+  let metricsServer: Server | undefined;
+  try {
+    metricsServer = await serveMetrics(config, broker.metricsApp.fetch, log);
+  } catch {
+    await database.close();
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
+    process.exit(1);
+  }
 
   const server = serve(
     {
@@ -48,7 +62,6 @@ export async function runServe(config: Config, version: string, extra: { backend
     },
   );
   const http = server as Server;
-  const metricsServer = serveMetrics(config, broker.metricsApp.fetch, log);
   broker.sweeper.start();
   // The backends' permission self-check, once at start-up: missing permissions are logged now and shown by /readyz.
   void broker.checkBackends().then((result) => {

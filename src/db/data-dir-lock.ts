@@ -8,8 +8,12 @@
  * holder that died without releasing it (SIGKILL, a power cut) does not keep
  * the directory locked. The file, created whole by link(2) so no reader sees
  * it half written, names the holder (pid, host, start). On this host a holder
- * is alive while its pid is (process.kill(pid, 0)); a file from another host
- * (a shared volume) is alive while its holder still touches it every 10 s.
+ * is alive while its pid is (process.kill(pid, 0)) and that pid's start time
+ * (/proc/<pid>/stat) is the one recorded: a container restarted on the same
+ * volume reuses pids (pid 1 is the entrypoint's shell, then the broker), so a
+ * live pid alone is not the holder. Where /proc cannot tell, and for a file
+ * from another host (a shared volume), a holder is alive while it still
+ * touches the file every 10 s. A process exiting releases its lock.
  * Proved by test/db/data-dir-lock.test.ts (two real processes; a SIGKILLed holder).
  */
 import { randomBytes } from 'node:crypto';
@@ -27,6 +31,8 @@ interface Holder {
   host: string;
   /** When the holding process started (its performance.timeOrigin): tells a reused pid from the holder. */
   process_started: number;
+  /** The kernel's start time of the holder's pid (/proc/<pid>/stat, field 22), where there is a /proc. */
+  proc_start?: string;
   since: string;
 }
 
@@ -66,18 +72,37 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** The kernel's start time of `pid` (clock ticks since boot), or undefined where /proc cannot say. */
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces: starttime is field 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+const touchedWithin = (path: string, ms: number) => {
+  const mtime = statSync(path, { throwIfNoEntry: false })?.mtimeMs;
+  return mtime !== undefined && Date.now() - mtime < ms;
+};
+
 /** Whether the lock at `path`, holding `holder`, belongs to a live process; throws if that process is this one. */
 function holderAlive(path: string, holder: Holder | undefined, dir: string): boolean {
   if (!holder || holder.host !== hostname()) {
     // Unreadable, or written on another host: alive for as long as its holder keeps touching it.
-    const mtime = statSync(path, { throwIfNoEntry: false })?.mtimeMs;
-    return mtime !== undefined && Date.now() - mtime < REMOTE_STALE_MS;
+    return touchedWithin(path, REMOTE_STALE_MS);
   }
   if (holder.pid === process.pid) {
     if (holder.process_started === performance.timeOrigin) throw new DataDirLockedError(`the PGlite data directory ${dir} is already open in this process`);
     return false; // an earlier process that had this pid (a container restarted)
   }
-  return pidAlive(holder.pid);
+  if (!pidAlive(holder.pid)) return false;
+  const started = procStart(holder.pid);
+  // The pid is alive: it is the holder only if it started when the holder did (else a restart reused it).
+  if (started !== undefined && holder.proc_start !== undefined) return started === holder.proc_start;
+  return touchedWithin(path, REMOTE_STALE_MS);
 }
 
 /**
@@ -87,7 +112,7 @@ function holderAlive(path: string, holder: Holder | undefined, dir: string): boo
 export function lockDataDir(directory: string): DataDirLock {
   const dir = resolve(directory);
   const path = join(dir, LOCK_FILE);
-  const me: Holder = { pid: process.pid, host: hostname(), process_started: performance.timeOrigin, since: new Date().toISOString() };
+  const me: Holder = { pid: process.pid, host: hostname(), process_started: performance.timeOrigin, proc_start: procStart(process.pid), since: new Date().toISOString() };
   const mine = JSON.stringify(me);
   const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}`;
   writeFileSync(temp, mine, { mode: 0o600 });
@@ -148,13 +173,15 @@ function hold(path: string, mine: string): DataDirLock {
   }, HEARTBEAT_MS);
   heartbeat.unref();
   let released = false;
-  return {
-    release() {
-      if (released) return;
-      released = true;
-      clearInterval(heartbeat);
-      // Only our own lock: never one that another process took over after deciding ours was stale.
-      if (readHolder(path)?.raw === mine) unlinkSync(path);
-    },
+  const release = () => {
+    if (released) return;
+    released = true;
+    clearInterval(heartbeat);
+    process.off('exit', release);
+    // Only our own lock: never one that another process took over after deciding ours was stale.
+    if (readHolder(path)?.raw === mine) unlinkSync(path);
   };
+  // A process that exits without closing (process.exit on a fatal error) leaves the directory free.
+  process.on('exit', release);
+  return { release };
 }

@@ -67,16 +67,16 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
 /**
  * Refusals that say only "this identity may not have this": repeated by one
  * identity they carry nothing new but their number, so they are audited once
- * per window with a count (audit/refusals.ts). A rate-limited identity is one
- * key whatever the task and role it names, as its bucket is; the others are
- * keyed by identity, code, task and role. Refusals that name a limit or a
- * lease (quotas, conflicts), a policy error and a failed mint stay one event
- * each: only an agent bound to the task reaches them, and the rate limit
- * bounds how often.
+ * per identity, code and window with a count (audit/refusals.ts). The key
+ * leaves out the task and role the request named: otherwise a new made-up
+ * task id on every request would make every refusal the first of its window
+ * and reach the chain's head, which is the flood this stops. Refusals that
+ * name a limit or a lease (quotas, conflicts), a policy error and a failed
+ * mint stay one event each: only an agent bound to the task reaches them,
+ * and the rate limit bounds how often.
  */
 const AGGREGATED = new Set<ErrorCode>(['rate_limited', 'role_denied', 'task_not_found', 'task_not_open', 'task_expired']);
-const refusalKey = (input: IssueInput, code: ErrorCode) =>
-  JSON.stringify(code === 'rate_limited' ? [actorOf(input.identity), code] : [actorOf(input.identity), code, input.taskId, input.roleName]);
+const refusalKey = (input: IssueInput, code: ErrorCode) => JSON.stringify([actorOf(input.identity), code]);
 
 /**
  * The lease ends at its TTL, or earlier when the backend granted less (a

@@ -57,7 +57,7 @@ export function createRenewer({ db, clock, policy, backends }: RenewDeps) {
     return db.transaction(async (tx) => {
       const [updated] = await tx
         .update(leases)
-        .set({ expiresAt: newEnd, backendExpiresAt: granted })
+        .set({ expiresAt: newEnd, backendExpiresAt: new Date(Math.max(granted.getTime(), lease.backendExpiresAt.getTime())) })
         .where(and(eq(leases.id, id), eq(leases.status, 'active'), gt(leases.expiresAt, now)))
         .returning();
       if (!updated) throw new AppError('lease_not_active', 'the lease ended while it was being renewed');

@@ -222,6 +222,15 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
     expect(vault.calls.filter((c) => c.path === 'auth/token/create/agents').at(-1)?.body).toMatchObject({ ttl: '120s', explicit_max_ttl: '120s' });
   });
 
+  it("a renewable token's lease says it may work until its ceiling, so a failed revocation keeps it held until then", async () => {
+    const { res } = await issueWithTimeLeft('agent-v14', 'deploy-token', 7200);
+    const issued = Date.parse(res.json.lease.issued_at);
+    // The lease ends at the role's ttl (10 min), but its holder can renew-self up to max_ttl (30 min) at Vault.
+    expect(Date.parse(res.json.lease.expires_at)).toBe(issued + 600_000);
+    expect(Date.parse(res.json.lease.backend_expires_at)).toBe(issued + 1_800_000);
+    expect(vault.calls.filter((c) => c.path === 'auth/token/create/agents').at(-1)?.body).toMatchObject({ ttl: '600s', explicit_max_ttl: '1800s' });
+  });
+
   it("a dynamic secret dies at Vault when its lease does, even with no broker left to revoke it", async () => {
     const { deadline, res } = await issueWithTimeLeft('agent-v13', 'orders-db', 120);
     const vaultLease = res.json.credentials.lease_id as string;

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -60,6 +61,25 @@ describe('lockDataDir (one process)', () => {
     expect(err!.message).toContain(`process 1 on host ${hostname()}`);
   });
 
+  it('takes over a lock whose pid is alive but started after the holder did (a container restarted on its volume: pid 1 again)', () => {
+    const started = readFileSync('/proc/1/stat', 'utf8');
+    const pid1Start = started.slice(started.lastIndexOf(')') + 2).split(' ')[19]!;
+    const held = fresh();
+    writeFileSync(join(held, LOCK), holder({ pid: 1, proc_start: pid1Start }));
+    expect(() => lockDataDir(held)).toThrow(/process 1 on host/);
+    const restarted = fresh();
+    writeFileSync(join(restarted, LOCK), holder({ pid: 1, proc_start: String(Number(pid1Start) + 1) }));
+    lockDataDir(restarted).release();
+  });
+
+  it('frees the directory when its holder exits without closing (process.exit on a fatal error)', () => {
+    const dir = fresh();
+    const script = `import { lockDataDir } from ${JSON.stringify(new URL('../../src/db/data-dir-lock.ts', import.meta.url).pathname)}; lockDataDir(${JSON.stringify(dir)}); process.exit(1);`;
+    const res = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(res.status).toBe(1);
+    expect(existsSync(join(dir, LOCK))).toBe(false);
+  });
+
   it('treats a lock from another host as held while it is touched, and as its dead holder once untouched for 30 s', () => {
     const dir = fresh();
     const path = join(dir, LOCK);
@@ -95,5 +115,20 @@ describe('a PGlite data directory across real processes', () => {
     const migrated = await runCli(['migrate'], env);
     expect(migrated.code, migrated.stderr).toBe(0);
     expect(existsSync(join(data.dir, LOCK))).toBe(false);
+  }, 120_000);
+
+  it('a serve whose metrics port is taken exits 1 before serving, says why, and leaves the directory free', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const result = await runCli(['serve'], { ...env, METRICS_LISTEN: `127.0.0.1:${port}` }, 90_000);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stdout).toContain('the metrics listener could not start');
+      expect(result.stdout).not.toContain('tasklease listening');
+      expect(existsSync(join(data.dir, LOCK))).toBe(false);
+    } finally {
+      taken.close();
+    }
   }, 120_000);
 });

@@ -397,7 +397,11 @@ describe.each(DRIVERS)('the per-agent rate limit on %s', (driver) => {
     expect(first.json.items[0].details).toMatchObject({ code: 'rate_limited', role: 'plain', retry_after: 1 });
     t.clock.advance(60);
     await t.broker.refusals.flushDue();
-    const audit = await t.call('GET', `/v1/audit?target=task:${task}&action=credential.denied`, { subject: 'admin' });
-    expect(audit.json.items.map((e: { details: { count?: number } }) => e.details.count)).toEqual([undefined, 2]);
+    // The count is the identity's window, whatever task each repeat named: it names the agent.
+    const audit = await t.call('GET', `/v1/audit?actor=test/agent-r1&action=credential.denied`, { subject: 'admin' });
+    expect(audit.json.items.map((e: { target: string; details: { count?: number } }) => [e.target, e.details.count])).toEqual([
+      [`task:${task}`, undefined],
+      ['agent:test/agent-r1', 2],
+    ]);
   });
 });

@@ -14,9 +14,12 @@ import { openObservedDatabase, type ObservedDatabase } from '../support/observed
 describe.each(DRIVERS)('a flood of refusals from one identity on %s', (driver) => {
   let observed!: ObservedDatabase;
   let t!: TestBroker;
+  /** A broker with no rate limit (the default). */
+  let unlimited!: TestBroker;
   beforeAll(async () => {
     observed = await openObservedDatabase(driver);
     t = await startTestBroker(observed.database, { config: { policy: { rate_limit: { per_agent_per_second: 1, burst: 2 } } } });
+    unlimited = await startTestBroker(observed.database, { clock: t.clock });
   });
   afterAll(() => observed?.close());
 
@@ -60,15 +63,29 @@ describe.each(DRIVERS)('a flood of refusals from one identity on %s', (driver) =
     expect(rows).toHaveLength(4);
     const repeats = rows.slice(2);
     expect(repeats.map((e) => [e.details.code, e.details.count, e.details.role])).toEqual([
-      ['role_denied', 1, 'demo'],
-      ['rate_limited', 197, 'demo'],
+      ['role_denied', 1, undefined],
+      ['rate_limited', 197, undefined],
     ]);
     for (const e of repeats) {
-      expect(e).toMatchObject({ decision: 'deny', target: `task:${task}`, requestId: null });
+      expect(e).toMatchObject({ decision: 'deny', target: 'agent:test/intruder-1', requestId: null });
       expect(e.details).toMatchObject({ window_start: firsts[0]!.at.toISOString(), window_end: new Date(firsts[0]!.at.getTime() + 60_000).toISOString() });
       expect(e.details.token_sha256).toBeUndefined();
     }
     expect(rows.reduce((n, e) => n + ((e.details.count as number | undefined) ?? 1), 0)).toBe(200);
+    expect(await verifyAuditChain(observed.direct.db)).toMatchObject({ ok: true });
+  });
+
+  it('with no rate limit, made-up task ids and roles on every request still write one row a window, not one a request', async () => {
+    const requests = Array.from({ length: 100 }, (_, i) => ({ task: `made-up-${driver}-${i}-${Math.random()}`, role: i % 2 ? 'demo' : 'other' }));
+    for (const body of requests) expect((await unlimited.call('POST', '/v1/credentials', { subject: 'intruder-4' }, body)).status).toBe(404);
+    expect(await denials('intruder-4')).toHaveLength(1);
+    t.clock.advance(60);
+    await unlimited.broker.refusals.flushDue();
+    const rows = await denials('intruder-4');
+    expect(rows.map((e) => [e.details.code, e.details.count, e.target])).toEqual([
+      ['task_not_found', undefined, `task:${requests[0]!.task}`],
+      ['task_not_found', 99, 'agent:test/intruder-4'],
+    ]);
     expect(await verifyAuditChain(observed.direct.db)).toMatchObject({ ok: true });
   });
 
