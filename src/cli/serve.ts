@@ -22,7 +22,7 @@ async function serveMetrics(config: Config, fetch: (request: Request) => Respons
   if (!listen) return undefined;
   return new Promise((resolve, reject) => {
     const server = serve({ fetch, port: listen.port, hostname: listen.host }, (info) => {
-      log.info({ url: `${urlOf(info.address, info.port)}/metrics`, token: config.metrics.token_sha256 !== undefined }, 'metrics listening');
+      log.info({ url: `${urlOf(info.address, info.port)}/metrics`, bearer_required: config.metrics.token_sha256 !== undefined }, 'metrics listening');
       resolve(server);
     }) as Server;
     server.once('error', (err: NodeJS.ErrnoException) => {
