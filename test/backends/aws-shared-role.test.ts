@@ -90,7 +90,7 @@ describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
     expect(policy.Statement.map((s) => s.Sid)).not.toContain('TaskleaseCutoff');
     const agentCutoffs = policy.Statement.filter((s) => s.Sid.startsWith('TaskleaseAgent'));
     expect(agentCutoffs).toHaveLength(1);
-    expect(agentCutoffs[0]!.Condition.StringEqualsIfExists!['aws:PrincipalTag/tasklease:agent-id']).toBe(aws.sessions.get(fresh.credentials.AccessKeyId!)!.tags['tasklease:agent-id']);
+    expect(agentCutoffs[0]!.Condition.StringEquals!['aws:PrincipalTag/tasklease:agent-id']).toBe(aws.sessions.get(fresh.credentials.AccessKeyId!)!.tags['tasklease:agent-id']);
 
     const audit = await t.call('GET', `/v1/audit?action=aws.revocation_cutoff`, { subject: 'admin' });
     expect(audit.json.items.length).toBeGreaterThanOrEqual(1);
