@@ -107,6 +107,8 @@ export interface AwsFake {
   staleReads(times: number): void;
   /** Answer the next `times` (default 1) matching requests with this error instead; action '*' matches any. */
   failNext(service: 'sts' | 'iam', action: string, error: InjectedFailure, times?: number): void;
+  /** Forgets the failures failNext queued and not yet answered. */
+  clearFailures(): void;
   addRole(role: AwsFakeRoleOptions): void;
   close(): Promise<void>;
 }
@@ -290,6 +292,9 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
     failNext(service, action, error, times = 1) {
       if (!Number.isInteger(times) || times < 1) throw new Error(`aws-fake: failNext times must be a positive integer, got ${times}`);
       failures.push({ service, action, error, remaining: times });
+    },
+    clearFailures() {
+      failures.length = 0;
     },
     addRole,
     close() {
