@@ -269,6 +269,16 @@ describe('aws-fake', () => {
       clock.set(new Date('2030-01-01T00:00:00Z'));
     });
 
+    it('passes transitive tags down a role chain, and refuses passing one again', async () => {
+      const first = await assume({ RoleSessionName: 'tagged', Tags: [{ Key: 'agent', Value: 'a1' }, { Key: 'task', Value: 't1' }], TransitiveTagKeys: ['agent'] });
+      const chained = await assume({ RoleSessionName: 'chained', Tags: [{ Key: 'task', Value: 't2' }] }, sessionCreds(first.Credentials));
+      const session = fake.sessions.get(chained.Credentials!.AccessKeyId!)!;
+      expect(session.tags).toEqual({ agent: 'a1', task: 't2' });
+      expect(session.transitiveTagKeys).toEqual(['agent']);
+      const again = await failure(assume({ RoleSessionName: 'again', Tags: [{ Key: 'agent', Value: 'a2' }] }, sessionCreds(first.Credentials)));
+      expect(again).toMatchObject({ Code: 'InvalidParameterValue', status: 400 });
+    });
+
     it('limits role chaining to one hour', async () => {
       const out = await assume({ RoleSessionName: 'chain-1' });
       const err = await failure(assume({ RoleSessionName: 'chain-2', RoleArn: LONG_ROLE, DurationSeconds: 3601 }, sessionCreds(out.Credentials)));

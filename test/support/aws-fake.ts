@@ -27,7 +27,10 @@
  * - PackedPolicySize is deflate(policy + ARNs + tags) over a 1,024-byte
  *   budget: a stand-in for AWS's unpublished packing, same order of
  *   magnitude (a one-statement policy packs to ~9%).
- * - Error wording for duplicate/`aws:`-prefixed tag keys, >10 PolicyArns and
+ * - Role chaining passes the caller's transitive tags on (still transitive);
+ *   passing one of their keys again is refused (InvalidParameterValue).
+ * - Error wording for duplicate/`aws:`-prefixed tag keys, a re-passed
+ *   transitive tag, >10 PolicyArns and
  *   some policy-grammar errors is modelled on AWS's style, not captured from
  *   it; codes and HTTP statuses follow the service models.
  * - IAM is strongly consistent unless a test asks for `staleReads`.
