@@ -50,6 +50,9 @@ export function toBackendError(err: unknown): BackendError {
   return new BackendError('aws_unavailable', 'AWS could not be reached', true);
 }
 
+/** How long an unchanged deny policy goes unwritten (IAM write rate limits are per account; CloudTrail records each write). */
+const REWRITE_UNCHANGED_MS = 3600_000;
+
 const roleNameOf = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
 
 /**
@@ -80,8 +83,8 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const pending = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
   const draining = new Set<string>();
   let lastPrune = 0;
-  /** The document this process last wrote per role ('' for deleted): an unchanged one is not written again. */
-  const lastWritten = new Map<string, string>();
+  /** The document this process last wrote per role ('' for deleted) and when: an unchanged one is not written again within the hour. */
+  const lastWritten = new Map<string, { text: string; at: number }>();
   /** Roles whose aws_tagged_since this process has made sure of. */
   const tagged = new Set<string>();
 
@@ -134,15 +137,17 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
         }
       }
       const text = document ? JSON.stringify(document) : '';
-      // Unchanged since this process wrote it: any later write by another replica rendered at least as much.
-      if (lastWritten.get(roleArn) === text) return;
+      // Unchanged since this process wrote it: any later write by another replica rendered at least as much. Rewritten
+      // hourly anyway, in case IAM applied two replicas' writes out of order and the one that would notice is gone.
+      const last = lastWritten.get(roleArn);
+      if (last?.text === text && now.getTime() - last.at < REWRITE_UNCHANGED_MS) return;
       lastWritten.delete(roleArn);
       try {
         if (document) await iam.send(new PutRolePolicyCommand({ RoleName, PolicyName, PolicyDocument: text }));
         else await iam.send(new DeleteRolePolicyCommand({ RoleName, PolicyName })).catch((err: unknown) => {
           if (!/^NoSuchEntity/.test((err as { name?: string }).name ?? '')) throw err;
         });
-        lastWritten.set(roleArn, text);
+        lastWritten.set(roleArn, { text, at: now.getTime() });
         return;
       } catch (err) {
         if (budget === 0 || !/^LimitExceeded/.test((err as { name?: string }).name ?? '')) throw err;

@@ -181,5 +181,17 @@ describe.each(DRIVERS)('the AWS revocation store on %s', (driver) => {
     await t.broker.sweeper.runOnce();
     await t.broker.sweeper.runOnce();
     expect(aws.calls.slice(mark).filter((c) => c.action === 'PutRolePolicy')).toHaveLength(1);
+
+    // An unchanged policy is still written once an hour (IAM may have applied two replicas' writes out of order).
+    await database.db.insert(awsRevocations).values({ roleArn: ARN, sourceIdentity: 'tl-long', agent: 'test/agent-long', expiresAt: at(5 * 3600), createdAt: clock.now(), untagged: false });
+    clock.advance(3601);
+    await t.broker.sweeper.runOnce(); // everything else has expired: a new document
+    const hourly = aws.calls.length;
+    clock.advance(60);
+    await t.broker.sweeper.runOnce();
+    expect(aws.calls.slice(hourly).filter((c) => c.action === 'PutRolePolicy')).toHaveLength(0);
+    clock.advance(3600);
+    await t.broker.sweeper.runOnce();
+    expect(aws.calls.slice(hourly).filter((c) => c.action === 'PutRolePolicy')).toHaveLength(1);
   });
 });
