@@ -228,7 +228,7 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
           AccessKeyId: c.AccessKeyId,
           SecretAccessKey: c.SecretAccessKey,
           SessionToken: c.SessionToken,
-          Expiration: expiration.toISOString(),
+          Expiration: expiresAt.toISOString(), // when it stops working: the session policy's bound, or AWS's expiry
           AssumedRoleArn: out.AssumedRoleUser?.Arn,
           Region: config.region,
         },

@@ -146,6 +146,7 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
     const session = aws.sessions.get(credentials.AccessKeyId)!;
     expect(session.durationSeconds).toBe(900); // STS's minimum: 780 s past the 120 s lease
     expect(lease.backend_expires_at).toBe(lease.expires_at);
+    expect(credentials.Expiration).toBe(lease.expires_at); // what the caller is told, not STS's 900 s
     // Without a template, the session policy allows what the role allows, until the lease's end.
     expect(JSON.parse(session.policy!).Statement[0]).toEqual({ Effect: 'Allow', Action: '*', Resource: '*' });
     await expect(iamAs(credentials).send(new ListRolePoliciesCommand({ RoleName: 'tasklease-bound' }))).resolves.toBeDefined();
