@@ -9,17 +9,19 @@
  * statements by the hour their sessions expire. When the role's budget would
  * overflow, the heaviest agents' entries are collapsed first, each into a
  * cut-off that matches only that agent's sessions (the session tag
- * `tasklease:agent-id`, which the broker sets on every session, if present,
- * AND `aws:TokenIssueTime` before the cut-off), so one agent's churn revokes
- * only its own older sessions (and older sessions without the tag, which the
- * broker did not issue, or issued before it set the tag). Only when that is not enough does a role-wide
- * cut-off replace everything. Cut-offs are kept until every session they
- * cover has expired.
+ * `tasklease:agent-id`, which the broker sets, transitive, on every session,
+ * with StringEquals, AND `aws:TokenIssueTime` before the cut-off), so one
+ * agent's churn revokes only its own older sessions. An entry whose session
+ * may lack the tag (`untagged`: issued before this version) is never
+ * collapsed that way, as such a cut-off would not match it. Only when that is
+ * not enough does a role-wide cut-off replace everything. Cut-offs are kept
+ * until every session they cover has expired.
  *
  * Invariants: every live entry is denied, by name or by a cut-off that covers
  * it (its session was issued before the entry was recorded, and so before a
- * cut-off decided at or after that); another agent's sessions are denied only
- * by a role-wide cut-off, which the caller reports. Proved by
+ * cut-off decided at or after that; an agent's cut-off covers only its tagged
+ * entries); a session without the tag and another agent's sessions are
+ * denied only by a role-wide cut-off, which the caller reports as such. Proved by
  * test/backends/aws-revocation.test.ts and test/backends/aws-shared-role.test.ts.
  */
 import { sha256Hex } from '../ids.js';
@@ -44,6 +46,8 @@ export interface RevocationEntry {
   expiresAt: Date;
   /** When the revocation was recorded: the session was issued before this. */
   createdAt: Date;
+  /** The session may lack the agent tag (issued before this version): no per-agent cut-off matches it. */
+  untagged: boolean;
 }
 
 export interface Cutoff {
@@ -87,9 +91,9 @@ function cutoffStatement(c: Cutoff): Statement {
   const before = { DateLessThan: { 'aws:TokenIssueTime': iso(seconds(c.cutoffAt)) } };
   if (c.agent === ROLE_WIDE) return deny('TaskleaseCutoff', before);
   const tag = agentTagValue(c.agent);
-  // IfExists: a session without the tag (issued before the broker set it, or not by the broker) is covered too,
-  // so an entry the cut-off replaced can never start working again; every session the broker issues carries it.
-  return deny(`TaskleaseAgent${tag}`, { StringEqualsIfExists: { [`aws:PrincipalTag/${AGENT_TAG}`]: tag }, ...before });
+  // StringEquals: a session without the tag (not the broker's, or issued before this version) is never touched;
+  // the planner replaces only tagged entries with it, and the tag is transitive, so chained sessions keep it.
+  return deny(`TaskleaseAgent${tag}`, { StringEquals: { [`aws:PrincipalTag/${AGENT_TAG}`]: tag }, ...before });
 }
 
 /**
@@ -105,7 +109,7 @@ export function planRevocationPolicy(entries: RevocationEntry[], cutoffs: Cutoff
   const added: PlannedCutoff[] = [];
   const covered = (e: RevocationEntry) => {
     const cut = agentCuts.get(e.agent);
-    return (roleCut !== undefined && e.createdAt < roleCut.cutoffAt) || (cut !== undefined && e.createdAt < cut.cutoffAt);
+    return (roleCut !== undefined && e.createdAt < roleCut.cutoffAt) || (cut !== undefined && !e.untagged && e.createdAt < cut.cutoffAt);
   };
   const build = (): PolicyDocument => {
     const buckets = new Map<number, Set<string>>();
@@ -135,9 +139,9 @@ export function planRevocationPolicy(entries: RevocationEntry[], cutoffs: Cutoff
     const size = policySize(doc);
     if (size <= budget) return { document: doc.Statement.length ? doc : undefined, added };
     const byAgent = new Map<string, RevocationEntry[]>();
-    for (const e of live(entries)) if (!covered(e)) byAgent.set(e.agent, [...(byAgent.get(e.agent) ?? []), e]);
-    const heaviest = [...byAgent.entries()].sort(([a, x], [b, y]) => y.length - x.length || (a < b ? -1 : 1));
-    const [agent, theirs] = heaviest[0] ?? [];
+    // Only tagged entries can be replaced by their agent's cut-off.
+    for (const e of live(entries)) if (!covered(e) && !e.untagged) byAgent.set(e.agent, [...(byAgent.get(e.agent) ?? []), e]);
+    const [agent, theirs] = [...byAgent.entries()].sort(([a, x], [b, y]) => y.length - x.length || (a < b ? -1 : 1))[0] ?? [];
     if (agent !== undefined && theirs !== undefined) {
       const previous = agentCuts.get(agent);
       const cut = cutoffFor(agent, theirs);
@@ -155,7 +159,11 @@ export function planRevocationPolicy(entries: RevocationEntry[], cutoffs: Cutoff
     const superseded = [...agentCuts.values(), ...(roleCut ? [roleCut] : [])];
     roleCut = cutoffFor(ROLE_WIDE, all);
     roleCut.expiresAt = new Date(Math.max(roleCut.expiresAt.getTime(), ...superseded.map((c) => c.expiresAt.getTime())));
-    const named = [...heaviest.map(([a]) => a), ...[...agentCuts.keys()].filter((a) => !byAgent.has(a))];
+    // Every agent whose sessions it ends, heaviest first (untagged entries' agents too).
+    const counts = new Map<string, number>();
+    for (const e of all) counts.set(e.agent, (counts.get(e.agent) ?? 0) + 1);
+    const heavyFirst = [...counts.entries()].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1)).map(([a]) => a);
+    const named = [...heavyFirst, ...[...agentCuts.keys()].filter((a) => !counts.has(a))];
     added.push({ ...roleCut, agents: named, entries: all.length });
     return { document: build(), added };
   }

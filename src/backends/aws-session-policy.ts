@@ -88,3 +88,28 @@ export function renderSessionPolicy(template: Record<string, unknown>, values: T
     }),
   );
 }
+
+/** Whole seconds, as IAM's Date operators read them. */
+const isoSeconds = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** The statement that ends a session at AWS once `until` has passed, whatever its DurationSeconds (at least 900). Kept small: STS packs it with the tags. */
+export const boundStatement = (until: Date) => ({ Effect: 'Deny', Action: '*', Resource: '*', Condition: { DateGreaterThan: { 'aws:CurrentTime': isoSeconds(until) } } });
+
+/** Characters the bound adds to a session policy (the statement and its comma). */
+export const BOUND_CHARS = JSON.stringify(boundStatement(new Date(0))).length + 1;
+
+/**
+ * The session policy that bounds a session to its lease: `policy` (a rendered
+ * template) with the bound appended; without one, what the role allows
+ * (`Allow * on *`, intersected with the role's own policies by AWS) and the
+ * bound, or the bound alone when managed session policies (`policy_arns`)
+ * already say what is allowed: AWS unions the allows of all session
+ * policies, so an `Allow *` beside them would undo their limit. An explicit
+ * Deny in any session policy holds whatever allows.
+ */
+export function boundedSessionPolicy(policy: Record<string, unknown> | undefined, until: Date, hasManagedPolicies: boolean): Record<string, unknown> {
+  const bound = boundStatement(until);
+  if (!policy) return { Version: VARIABLES_VERSION, Statement: hasManagedPolicies ? [bound] : [{ Effect: 'Allow', Action: '*', Resource: '*' }, bound] };
+  const statements = Array.isArray(policy.Statement) ? policy.Statement : policy.Statement === undefined ? [] : [policy.Statement];
+  return { ...policy, Statement: [...statements, bound] };
+}

@@ -8,8 +8,8 @@ import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { clampDuration, sessionNameFor, sessionTags } from './aws-names.js';
-import { renderSessionPolicy } from './aws-session-policy.js';
-import { planRevocationPolicy, ROLE_WIDE } from './aws-revocation.js';
+import { boundedSessionPolicy, renderSessionPolicy } from './aws-session-policy.js';
+import { AGENT_TAG, planRevocationPolicy, ROLE_WIDE } from './aws-revocation.js';
 import type { AwsRevocationStore } from './aws-revocation-store.js';
 import { BackendError, type Backend } from './types.js';
 
@@ -50,16 +50,22 @@ export function toBackendError(err: unknown): BackendError {
   return new BackendError('aws_unavailable', 'AWS could not be reached', true);
 }
 
+/** How long an unchanged deny policy goes unwritten (IAM write rate limits are per account; CloudTrail records each write). */
+const REWRITE_UNCHANGED_MS = 3600_000;
+
 const roleNameOf = (arn: string) => arn.slice(arn.lastIndexOf('/') + 1);
 
 /**
  * Credentials from STS AssumeRole, bound to one lease: the session name and
  * SourceIdentity are derived from the lease id (SourceIdentity persists
  * through role chaining and shows in CloudTrail), session tags name task,
- * lease and agent. STS sessions last at least 900 s; a shorter lease is
- * honest about the gap (backend_expires_at) and relies on early revocation,
- * which records the session's SourceIdentity in PostgreSQL and writes the
- * role's whole Deny policy from there (aws-revocation.ts).
+ * lease and agent. STS sessions last at least 900 s, so every session
+ * policy ends with a Deny once `aws:CurrentTime` is past the lease's end:
+ * the session is dead at AWS when its lease ends, whatever the broker does,
+ * and `backend_expires_at` is that end. Early revocation records the
+ * session's SourceIdentity in PostgreSQL and writes the role's whole Deny
+ * policy from there (aws-revocation.ts); a lease that simply ran out needs
+ * no entry.
  */
 export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const { config } = deps;
@@ -77,17 +83,18 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
   const pending = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
   const draining = new Set<string>();
   let lastPrune = 0;
-  let adopted = false;
+  /** The document this process last wrote per role ('' for deleted) and when: an unchanged one is not written again within the hour. */
+  const lastWritten = new Map<string, { text: string; at: number }>();
+  /** Roles whose aws_tagged_since this process has made sure of. */
+  const tagged = new Set<string>();
 
-  /** Once per process, before its first write: entries an earlier version kept only in IAM (no longer read) come from the leases. */
-  async function adoptOnce(now: Date): Promise<void> {
-    if (adopted) return;
+  /** Before every write: entries an earlier version (or an older replica) kept only in IAM, which is never read, come from the leases. */
+  function adopt(roleArn: string, now: Date): Promise<void> {
     const roles = deps.roleNames().flatMap((role) => {
       const aws = deps.role(role)?.aws;
-      return aws ? [{ role, roleArn: aws.role_arn }] : [];
+      return aws?.role_arn === roleArn ? [{ role, roleArn }] : [];
     });
-    await deps.store.adoptLeases(deps.name, roles, now);
-    adopted = true;
+    return roles.length ? deps.store.adoptLeases(deps.name, roles, now) : Promise.resolve();
   }
 
   /** A cut-off on a role must outlast every session any of its tasklease roles can have: the longest among them. */
@@ -112,7 +119,7 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
     const PolicyName = revocation!.policy_name;
     const maxSession = longestSession(roleArn);
     const now = deps.clock.now();
-    await adoptOnce(now);
+    await adopt(roleArn, now);
     for (const budget of [revocation!.max_policy_chars, Math.floor(revocation!.max_policy_chars / 2), 0]) {
       const { entries, cutoffs } = await deps.store.live(roleArn, now);
       const { document, added } = planRevocationPolicy(entries, cutoffs, now, budget, maxSession);
@@ -129,11 +136,18 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
           );
         }
       }
+      const text = document ? JSON.stringify(document) : '';
+      // Unchanged since this process wrote it: any later write by another replica rendered at least as much. Rewritten
+      // hourly anyway, in case IAM applied two replicas' writes out of order and the one that would notice is gone.
+      const last = lastWritten.get(roleArn);
+      if (last?.text === text && now.getTime() - last.at < REWRITE_UNCHANGED_MS) return;
+      lastWritten.delete(roleArn);
       try {
-        if (document) await iam.send(new PutRolePolicyCommand({ RoleName, PolicyName, PolicyDocument: JSON.stringify(document) }));
+        if (document) await iam.send(new PutRolePolicyCommand({ RoleName, PolicyName, PolicyDocument: text }));
         else await iam.send(new DeleteRolePolicyCommand({ RoleName, PolicyName })).catch((err: unknown) => {
           if (!/^NoSuchEntity/.test((err as { name?: string }).name ?? '')) throw err;
         });
+        lastWritten.set(roleArn, { text, at: now.getTime() });
         return;
       } catch (err) {
         if (budget === 0 || !/^LimitExceeded/.test((err as { name?: string }).name ?? '')) throw err;
@@ -176,8 +190,15 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
       const aws = awsRole(role.name);
       const sessionName = sessionNameFor(leaseId);
       const values = { task: taskId, lease: leaseId, agent: actorOf(identity) };
+      const leaseEnd = new Date(now.getTime() + ttlSeconds * 1000);
+      const rendered = aws.session_policy ? renderSessionPolicy(aws.session_policy, values) : undefined;
       let out;
       try {
+        if (!tagged.has(aws.role_arn)) {
+          // Before the first session of this version: leases issued from now on have the transitive tag.
+          await deps.store.markTagged(aws.role_arn, now);
+          tagged.add(aws.role_arn);
+        }
         out = await sts.send(
           new AssumeRoleCommand({
             RoleArn: aws.role_arn,
@@ -185,9 +206,12 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
             SourceIdentity: sessionName,
             DurationSeconds: clampDuration(ttlSeconds, aws),
             ExternalId: aws.external_id,
-            Policy: aws.session_policy ? JSON.stringify(renderSessionPolicy(aws.session_policy, values)) : undefined,
+            // Dead at AWS once the lease has ended, even if the broker is gone: DurationSeconds is at least 900.
+            Policy: JSON.stringify(boundedSessionPolicy(rendered, leaseEnd, aws.policy_arns.length > 0)),
             PolicyArns: aws.policy_arns.length ? aws.policy_arns.map((arn) => ({ arn })) : undefined,
             Tags: sessionTags(aws, values),
+            // Chained sessions keep the agent tag, so a per-agent cut-off (StringEquals) matches them too.
+            TransitiveTagKeys: [AGENT_TAG],
           }),
         );
       } catch (err) {
@@ -195,19 +219,22 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
       }
       const c = out.Credentials;
       if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !c.Expiration) throw new BackendError('aws_bad_response', 'STS answered without credentials', true);
-      const expiresAt = new Date(c.Expiration);
+      const expiration = new Date(c.Expiration);
+      // The session policy ends the session at the lease's end (or AWS does, earlier).
+      const expiresAt = expiration.getTime() > now.getTime() && expiration < leaseEnd ? expiration : leaseEnd;
       return {
         credentials: {
           type: 'aws',
           AccessKeyId: c.AccessKeyId,
           SecretAccessKey: c.SecretAccessKey,
           SessionToken: c.SessionToken,
-          Expiration: expiresAt.toISOString(),
+          Expiration: expiresAt.toISOString(), // when it stops working: the session policy's bound, or AWS's expiry
           AssumedRoleArn: out.AssumedRoleUser?.Arn,
           Region: config.region,
         },
         ref: c.AccessKeyId,
-        expiresAt: expiresAt.getTime() > now.getTime() ? expiresAt : new Date(now.getTime() + ttlSeconds * 1000),
+        expiresAt,
+        // Without the deny policy nothing ends it before the lease's end: said plainly on the lease.
         revocable: revocation !== undefined,
       };
     },
@@ -219,7 +246,7 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
       if (backendExpiresAt.getTime() <= now.getTime()) return; // AWS has ended it already
       const aws = awsRole(role);
       // Committed before the write that carries it: whichever replica writes next renders it.
-      await deps.store.add(aws.role_arn, { sourceIdentity: sessionNameFor(leaseId), agent, expiresAt: backendExpiresAt, createdAt: now });
+      await deps.store.add(aws.role_arn, leaseId, { sourceIdentity: sessionNameFor(leaseId), agent, expiresAt: backendExpiresAt, createdAt: now });
       await rewrite(aws.role_arn);
     },
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { misplacedPlaceholders } from '../backends/aws-session-policy.js';
+import { BOUND_CHARS, misplacedPlaceholders } from '../backends/aws-session-policy.js';
 
 /** STS limits, from the AssumeRole API reference. */
 export const STS_LIMITS = {
@@ -20,7 +20,9 @@ export const AwsStsBackendSchema = z.strictObject({
   iam_endpoint: z.string().url().optional(),
   /**
    * Early revocation: a Deny on the role for the revoked sessions' SourceIdentity,
-   * in this inline policy. Without it, a credential works until its AWS expiry.
+   * in this inline policy (unique per deployment: each deployment renders it
+   * whole from its own database). Without it, a credential works until its
+   * lease ends (the session policy's aws:CurrentTime bound).
    */
   revocation: z
     .strictObject({
@@ -44,8 +46,8 @@ export const AwsRoleSchema = z
     policy_arns: z.array(z.string().regex(/^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/.+$/)).max(STS_LIMITS.policyArns).default([]),
     tags: z.record(z.string(), z.string()).default({}),
   })
-  .refine((r) => !r.session_policy || JSON.stringify(r.session_policy).length <= STS_LIMITS.sessionPolicyChars - 200, {
-    message: `session_policy must stay under ${STS_LIMITS.sessionPolicyChars} characters once filled in (keep 200 spare for ids)`,
+  .refine((r) => !r.session_policy || JSON.stringify(r.session_policy).length <= STS_LIMITS.sessionPolicyChars - 200 - BOUND_CHARS, {
+    message: `session_policy must stay under ${STS_LIMITS.sessionPolicyChars - BOUND_CHARS} characters once filled in (keep 200 spare for ids; tasklease appends ${BOUND_CHARS} for the lease's end)`,
     path: ['session_policy'],
   })
   .superRefine((r, ctx) => {

@@ -72,6 +72,8 @@ export const leases = pgTable(
     index('leases_subject_idx').on(t.subject, t.id),
     index('leases_status_idx').on(t.status, t.id),
     index('leases_role_idx').on(t.role, t.status),
+    // AWS adoption, before every deny-policy write: leases that ended while their session may still work.
+    index('leases_ended_live_idx').on(t.backendExpiresAt).where(sql`${t.revocable} and ${t.status} <> 'active'`),
   ],
 );
 
@@ -157,9 +159,26 @@ export const awsRevocations = pgTable(
     agent: text('agent').notNull(),
     expiresAt: ts('expires_at').notNull(),
     createdAt: ts('created_at').notNull(),
+    /**
+     * The session may lack the transitive agent tag (issued before this role's
+     * `aws_tagged_since`): only a role-wide cut-off may replace its entry. Rows
+     * from before the column existed are such rows; the store always sets it.
+     */
+    untagged: boolean('untagged').notNull().default(true),
   },
   (t) => [primaryKey({ columns: [t.roleArn, t.sourceIdentity] }), index('aws_revocations_role_idx').on(t.roleArn, t.expiresAt)],
 );
+
+/**
+ * Since when every session the broker issues for a role carries the agent tag
+ * as a transitive tag (and a session policy bound to its lease's end): the
+ * first AssumeRole of this version for the role. A lease issued before it
+ * may have a session without the tag.
+ */
+export const awsTaggedSince = pgTable('aws_tagged_since', {
+  roleArn: text('role_arn').primaryKey(),
+  since: ts('since').notNull(),
+});
 
 /**
  * Cut-offs that replaced entries when a role's deny policy was full: every
@@ -179,7 +198,7 @@ export const awsRevocationCutoffs = pgTable(
   (t) => [primaryKey({ columns: [t.roleArn, t.agent] })],
 );
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs };
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;

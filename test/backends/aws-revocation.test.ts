@@ -4,7 +4,7 @@ import { agentTagValue, planRevocationPolicy, policySize, ROLE_WIDE, type Cutoff
 
 const NOW = new Date('2030-01-01T12:00:00.500Z');
 const at = (secondsFromNow: number) => new Date(NOW.getTime() + secondsFromNow * 1000);
-const entry = (agent: string, createdAgo = 10): RevocationEntry => ({ sourceIdentity: `tl-${randomUUID()}`, agent, expiresAt: at(900), createdAt: at(-createdAgo) });
+const entry = (agent: string, createdAgo = 10): RevocationEntry => ({ sourceIdentity: `tl-${randomUUID()}`, agent, expiresAt: at(900), createdAt: at(-createdAgo), untagged: false });
 const many = (agent: string, n: number) => Array.from({ length: n }, () => entry(agent));
 const sids = (doc: { Statement: { Sid: string }[] } | undefined) => doc?.Statement.map((s) => s.Sid) ?? [];
 
@@ -34,7 +34,7 @@ describe('the deny policy rendered from stored entries', () => {
     expect(text).not.toContain(heavy[0]!.sourceIdentity);
     const cut = doc.Statement.find((s) => s.Sid.startsWith('TaskleaseAgent'))!;
     expect(cut.Condition).toEqual({
-      StringEqualsIfExists: { 'aws:PrincipalTag/tasklease:agent-id': agentTagValue('test/churn') },
+      StringEquals: { 'aws:PrincipalTag/tasklease:agent-id': agentTagValue('test/churn') },
       DateLessThan: { 'aws:TokenIssueTime': '2030-01-01T12:00:01Z' },
     });
     expect(sids(doc)).not.toContain('TaskleaseCutoff');
@@ -62,6 +62,19 @@ describe('the deny policy rendered from stored entries', () => {
     expect(plan.document!.Statement).toEqual([
       { Sid: 'TaskleaseCutoff', Effect: 'Deny', Action: '*', Resource: '*', Condition: { DateLessThan: { 'aws:TokenIssueTime': '2030-01-01T12:00:01Z' } } },
     ]);
+  });
+
+  it('never collapses entries whose sessions may lack the agent tag into a per-agent cut-off: only the role-wide one covers them, and says so', () => {
+    // 300 entries of one agent, adopted from before the tag existed: a per-agent cut-off (StringEquals on the tag) would not match them.
+    const untagged = many('test/old', 300).map((e) => ({ ...e, untagged: true }));
+    const plan = planRevocationPolicy([...untagged, entry('test/b')], [], NOW, 10_240, 3600);
+    expect(plan.added).toHaveLength(1);
+    expect(plan.added[0]).toMatchObject({ agent: ROLE_WIDE, entries: 301, agents: ['test/old', 'test/b'] });
+    expect(sids(plan.document)).toEqual(['TaskleaseCutoff']);
+    // An agent's earlier cut-off does not cover its untagged entries: they stay named.
+    const old = { ...entry('test/c', 60), untagged: true };
+    const kept = planRevocationPolicy([old], [{ agent: 'test/c', cutoffAt: at(-1), expiresAt: at(3600) }], NOW, 10_240, 3600);
+    expect(JSON.stringify(kept.document)).toContain(old.sourceIdentity);
   });
 
   it('with no budget at all (IAM said LimitExceeded), one role-wide cut-off replaces entries and agent cut-offs', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { escapeIamValue, misplacedPlaceholders, renderSessionPolicy } from '../../src/backends/aws-session-policy.js';
+import { BOUND_CHARS, boundedSessionPolicy, escapeIamValue, misplacedPlaceholders, renderSessionPolicy } from '../../src/backends/aws-session-policy.js';
 import { AwsRoleSchema } from '../../src/config/aws.js';
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/agent-reports';
@@ -49,5 +49,21 @@ describe('session policy templates', () => {
     expect(parsed.success).toBe(false);
     expect(parsed.error!.issues[0]).toMatchObject({ path: ['session_policy'], message: expect.stringContaining('Statement[0].Resource') });
     expect(AwsRoleSchema.safeParse({ role_arn: ROLE_ARN, session_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: 'arn:aws:s3:::r/{{agent}}' }] } }).success).toBe(true);
+  });
+
+  it('appends the lease-end bound to a template (one statement or many), and the config keeps room for it under 2,048 characters', () => {
+    const until = new Date('2030-01-01T12:02:00.750Z');
+    const bound = { Effect: 'Deny', Action: '*', Resource: '*', Condition: { DateGreaterThan: { 'aws:CurrentTime': '2030-01-01T12:02:00Z' } } };
+    const one = { Version: '2012-10-17', Statement: { Effect: 'Allow', Action: 's3:GetObject', Resource: '*' } };
+    expect(boundedSessionPolicy(one, until, false)).toEqual({ Version: '2012-10-17', Statement: [one.Statement, bound] });
+    expect(JSON.stringify(boundedSessionPolicy(one, until, false)).length).toBe(JSON.stringify({ ...one, Statement: [one.Statement] }).length + BOUND_CHARS);
+    // The largest template the config accepts, filled in with 200 characters of ids, still fits with the bound.
+    const room = 2048 - 200 - BOUND_CHARS;
+    const padded = (n: number) => ({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'x'.repeat(n) }] });
+    const base = JSON.stringify(padded(0)).length;
+    expect(AwsRoleSchema.safeParse({ role_arn: ROLE_ARN, session_policy: padded(room - base) }).success).toBe(true);
+    expect(AwsRoleSchema.safeParse({ role_arn: ROLE_ARN, session_policy: padded(room - base + 1) }).success).toBe(false);
+    const filled = { ...padded(room - base + 200) };
+    expect(JSON.stringify(boundedSessionPolicy(filled, until, false)).length).toBeLessThanOrEqual(2048);
   });
 });

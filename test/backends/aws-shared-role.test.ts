@@ -6,6 +6,7 @@
  * reads the policy back.
  */
 import { IAMClient, ListRolePoliciesCommand } from '@aws-sdk/client-iam';
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
@@ -65,8 +66,18 @@ describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
     const bystander = await credential('agent-bystander', bystanderTask, 'shared');
     await expect(listPolicies(bystander.credentials, 'tasklease-shared')).resolves.toBeDefined();
 
+    // A session of the role the broker did not issue (no agent tag): no agent's cut-off may touch it.
+    const sts = (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) => new STSClient({ region: 'us-east-1', endpoint: aws.url, maxAttempts: 1, credentials });
+    const outsider = await sts(aws.credentials).send(new AssumeRoleCommand({ RoleArn: SHARED_ARN, RoleSessionName: 'outsider' }));
+
     const churnTask = await openTask('agent-churn', 'shared');
-    const released: string[] = [];
+    // A session the churning agent chains from one of its own: it keeps the agent tag (transitive), so the cut-off ends it too.
+    const first = await credential('agent-churn', churnTask, 'shared');
+    const chained = await sts({ accessKeyId: first.credentials.AccessKeyId!, secretAccessKey: first.credentials.SecretAccessKey!, sessionToken: first.credentials.SessionToken! }).send(
+      new AssumeRoleCommand({ RoleArn: SHARED_ARN, RoleSessionName: 'chained' }),
+    );
+    await release('agent-churn', first.lease.id);
+    const released: string[] = [first.credentials.AccessKeyId!];
     for (let round = 0; round < 12; round++) {
       for (let i = 0; i < 23; i++) {
         const { lease, credentials } = await credential('agent-churn', churnTask, 'shared');
@@ -79,6 +90,8 @@ describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
 
     // Every released session is refused by IAM, by name or by the churning agent's own cut-off.
     for (const key of released) expect(aws.isDenied(key), key).toBe(true);
+    expect(aws.isDenied(chained.Credentials!.AccessKeyId!)).toBe(true);
+    expect(aws.isDenied(outsider.Credentials!.AccessKeyId!)).toBe(false);
     // The bystander's session was never revoked, and still works.
     expect(aws.isDenied(bystander.credentials.AccessKeyId!)).toBe(false);
     await expect(listPolicies(bystander.credentials, 'tasklease-shared')).resolves.toBeDefined();
@@ -90,7 +103,7 @@ describe.each(DRIVERS)('a shared IAM role on %s', (driver) => {
     expect(policy.Statement.map((s) => s.Sid)).not.toContain('TaskleaseCutoff');
     const agentCutoffs = policy.Statement.filter((s) => s.Sid.startsWith('TaskleaseAgent'));
     expect(agentCutoffs).toHaveLength(1);
-    expect(agentCutoffs[0]!.Condition.StringEqualsIfExists!['aws:PrincipalTag/tasklease:agent-id']).toBe(aws.sessions.get(fresh.credentials.AccessKeyId!)!.tags['tasklease:agent-id']);
+    expect(agentCutoffs[0]!.Condition.StringEquals!['aws:PrincipalTag/tasklease:agent-id']).toBe(aws.sessions.get(fresh.credentials.AccessKeyId!)!.tags['tasklease:agent-id']);
 
     const audit = await t.call('GET', `/v1/audit?action=aws.revocation_cutoff`, { subject: 'admin' });
     expect(audit.json.items.length).toBeGreaterThanOrEqual(1);

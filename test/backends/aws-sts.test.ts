@@ -3,7 +3,7 @@ import { IAMClient, ListRolePoliciesCommand } from '@aws-sdk/client-iam';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import { leases } from '../../src/db/schema.js';
+import { awsRevocations, leases } from '../../src/db/schema.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
 import { dumpTables, expectNoSecrets } from '../support/secrets.js';
@@ -11,6 +11,7 @@ import { HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/brok
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/agents/tasklease-reports';
 const OPEN_ROLE_ARN = 'arn:aws:iam::123456789012:role/tasklease-unrevocable';
+const BOUND_ROLE_ARN = 'arn:aws:iam::123456789012:role/tasklease-bound';
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
 
 describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
@@ -20,7 +21,7 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
   const clock = createManualClock(new Date());
 
   beforeAll(async () => {
-    aws = await startAwsFake({ roles: [{ arn: ROLE_ARN, maxSessionDuration: 7200 }, { arn: OPEN_ROLE_ARN }], clock });
+    aws = await startAwsFake({ roles: [{ arn: ROLE_ARN, maxSessionDuration: 7200 }, { arn: OPEN_ROLE_ARN }, { arn: BOUND_ROLE_ARN }], clock });
     database = await openTestDatabase(driver);
     t = await startTestBroker(database, {
       clock,
@@ -41,11 +42,25 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
             aws: {
               role_arn: ROLE_ARN,
               max_session_duration: 7200,
-              session_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::reports/{{task}}/*' }] },
+              session_policy: {
+                Version: '2012-10-17',
+                Statement: [
+                  { Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::reports/{{task}}/*' },
+                  { Effect: 'Allow', Action: 'iam:ListRolePolicies', Resource: '*' }, // the tests' probe
+                ],
+              },
               tags: { team: 'analytics' },
             },
           },
           { name: 'plain-aws', backend: 'aws-norevoke', ttl: '15m', allow: AGENTS, aws: { role_arn: OPEN_ROLE_ARN } },
+          { name: 'short', backend: 'aws', ttl: '2m', allow: AGENTS, aws: { role_arn: BOUND_ROLE_ARN } },
+          {
+            name: 'managed',
+            backend: 'aws',
+            ttl: '2m',
+            allow: AGENTS,
+            aws: { role_arn: BOUND_ROLE_ARN, policy_arns: ['arn:aws:iam::123456789012:policy/reports-read'] },
+          },
           {
             name: 'per-agent',
             backend: 'aws-norevoke',
@@ -86,10 +101,19 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
     expect(session.sessionName).toBe(`tl-${lease.id}`);
     expect(session.sourceIdentity).toBe(`tl-${lease.id}`);
     expect(session.tags).toMatchObject({ team: 'analytics', 'tasklease:task': task, 'tasklease:lease': lease.id, 'tasklease:agent': 'test/agent-aws' });
-    expect(JSON.parse(session.policy!).Statement[0].Resource).toBe(`arn:aws:s3:::reports/${task}/*`);
-    // A 5-minute lease: STS grants no less than 900 s, and the lease says so.
+    expect(session.transitiveTagKeys).toEqual(['tasklease:agent-id']);
+    const policy = JSON.parse(session.policy!);
+    expect(policy.Statement[0].Resource).toBe(`arn:aws:s3:::reports/${task}/*`);
+    // A 5-minute lease: STS grants no less than 900 s, so the session policy ends the session at the lease's end.
+    expect(session.durationSeconds).toBe(900);
     expect(Date.parse(lease.expires_at) - Date.parse(lease.issued_at)).toBe(300_000);
-    expect(Date.parse(lease.backend_expires_at) - Date.parse(lease.issued_at)).toBeGreaterThanOrEqual(899_000);
+    expect(lease.backend_expires_at).toBe(lease.expires_at);
+    expect(policy.Statement.at(-1)).toEqual({
+      Effect: 'Deny',
+      Action: '*',
+      Resource: '*',
+      Condition: { DateGreaterThan: { 'aws:CurrentTime': lease.expires_at.replace(/\.\d{3}Z$/, 'Z') } },
+    });
     expect(lease).toMatchObject({ credential_ref: credentials.AccessKeyId, revocable: true });
     await expect(sessionClient(credentials).send(new GetCallerIdentityCommand({}))).resolves.toBeDefined();
   });
@@ -112,6 +136,43 @@ describe.each(DRIVERS)('aws-sts backend on %s', (driver) => {
     await t.broker.sweeper.runOnce();
     const after = aws.rolePolicies(ROLE_ARN).get('tasklease-revoked');
     expect(after === undefined || !after.includes(`tl-${lease.id}`)).toBe(true);
+  });
+
+  it('a session dies at AWS when its lease ends, with no broker: a natural expiry writes no deny entry, an early end still does', async () => {
+    const task = await openTask('agent-bound', ['short', 'managed']);
+    const res = await t.call('POST', '/v1/credentials', { subject: 'agent-bound' }, { task, role: 'short' });
+    expect(res.status).toBe(201);
+    const { lease, credentials } = res.json;
+    const session = aws.sessions.get(credentials.AccessKeyId)!;
+    expect(session.durationSeconds).toBe(900); // STS's minimum: 780 s past the 120 s lease
+    expect(lease.backend_expires_at).toBe(lease.expires_at);
+    expect(credentials.Expiration).toBe(lease.expires_at); // what the caller is told, not STS's 900 s
+    // Without a template, the session policy allows what the role allows, until the lease's end.
+    expect(JSON.parse(session.policy!).Statement[0]).toEqual({ Effect: 'Allow', Action: '*', Resource: '*' });
+    await expect(iamAs(credentials).send(new ListRolePoliciesCommand({ RoleName: 'tasklease-bound' }))).resolves.toBeDefined();
+
+    // The broker is gone: nothing revokes, yet AWS refuses the session once the lease has ended.
+    clock.advance(121);
+    await expect(iamAs(credentials).send(new ListRolePoliciesCommand({ RoleName: 'tasklease-bound' }))).rejects.toMatchObject({ name: expect.stringMatching(/AccessDenied/) });
+    expect(clock.now().getTime()).toBeLessThan(session.expiration.getTime()); // STS alone would still honour it
+
+    // The sweeper expires the lease and writes nothing to IAM: the session is already dead there.
+    const mark = aws.calls.length;
+    await t.broker.sweeper.runOnce();
+    const [row] = await database.db.select().from(leases).where(eq(leases.id, lease.id));
+    expect(row).toMatchObject({ status: 'expired' });
+    expect(aws.calls.slice(mark).filter((c) => c.action === 'PutRolePolicy')).toEqual([]);
+    expect(await database.db.select().from(awsRevocations).where(eq(awsRevocations.sourceIdentity, `tl-${lease.id}`))).toEqual([]);
+
+    // With managed session policies only the bound is added (an Allow * beside them would undo their limit); an early end still writes the entry.
+    const managed = await t.call('POST', '/v1/credentials', { subject: 'agent-bound' }, { task, role: 'managed' });
+    expect(JSON.parse(aws.sessions.get(managed.json.credentials.AccessKeyId)!.policy!).Statement).toEqual([
+      { Effect: 'Deny', Action: '*', Resource: '*', Condition: { DateGreaterThan: { 'aws:CurrentTime': managed.json.lease.expires_at.replace(/\.\d{3}Z$/, 'Z') } } },
+    ]);
+    await t.call('POST', `/v1/tasks/${task}/complete`, { subject: 'orchestrator' }, { outcome: 'done' });
+    await t.broker.sweeper.runOnce();
+    expect(aws.rolePolicies(BOUND_ROLE_ARN).get('tasklease-revoked')).toContain(`tl-${managed.json.lease.id}`);
+    expect(aws.isDenied(managed.json.credentials.AccessKeyId)).toBe(true);
   });
 
   it('a subject holding * gets its own prefix in the session policy, not a wildcard over other agents’ (IAM escapes)', async () => {

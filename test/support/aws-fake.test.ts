@@ -269,6 +269,16 @@ describe('aws-fake', () => {
       clock.set(new Date('2030-01-01T00:00:00Z'));
     });
 
+    it('passes transitive tags down a role chain, and refuses passing one again', async () => {
+      const first = await assume({ RoleSessionName: 'tagged', Tags: [{ Key: 'agent', Value: 'a1' }, { Key: 'task', Value: 't1' }], TransitiveTagKeys: ['agent'] });
+      const chained = await assume({ RoleSessionName: 'chained', Tags: [{ Key: 'task', Value: 't2' }] }, sessionCreds(first.Credentials));
+      const session = fake.sessions.get(chained.Credentials!.AccessKeyId!)!;
+      expect(session.tags).toEqual({ agent: 'a1', task: 't2' });
+      expect(session.transitiveTagKeys).toEqual(['agent']);
+      const again = await failure(assume({ RoleSessionName: 'again', Tags: [{ Key: 'agent', Value: 'a2' }] }, sessionCreds(first.Credentials)));
+      expect(again).toMatchObject({ Code: 'InvalidParameterValue', status: 400 });
+    });
+
     it('limits role chaining to one hour', async () => {
       const out = await assume({ RoleSessionName: 'chain-1' });
       const err = await failure(assume({ RoleSessionName: 'chain-2', RoleArn: LONG_ROLE, DurationSeconds: 3601 }, sessionCreds(out.Credentials)));
@@ -392,6 +402,27 @@ describe('aws-fake', () => {
       expect((await failure(iam(sessionCreds(before.Credentials)).send(new ListRolePoliciesCommand({ RoleName: 'tasklease-agent' })))).Code).toBe('AccessDenied');
       await iam(sessionCreds(after.Credentials)).send(new ListRolePoliciesCommand({ RoleName: 'tasklease-agent' }));
       await iam(fake.credentials).send(new DeleteRolePolicyCommand({ RoleName: 'tasklease-agent', PolicyName: 'cutoff' }));
+      clock.set(new Date('2030-01-01T00:00:00Z'));
+    });
+
+    it('a session policy limits every request its session makes: an Allow must match, and a Deny on aws:CurrentTime ends it', async () => {
+      const until = new Date(clock.now().getTime() + 120_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const policy = (allow: object[]) =>
+        JSON.stringify({ Version: '2012-10-17', Statement: [...allow, { Effect: 'Deny', Action: '*', Resource: '*', Condition: { DateGreaterThan: { 'aws:CurrentTime': until } } }] });
+      const open = await assume({ RoleSessionName: 'bounded', Policy: policy([{ Effect: 'Allow', Action: '*', Resource: '*' }]) });
+      const narrow = await assume({ RoleSessionName: 'narrow', Policy: policy([{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }]) });
+      const list = (c: Creds) => iam(c).send(new ListRolePoliciesCommand({ RoleName: 'tasklease-agent' }));
+      await list(sessionCreds(open.Credentials));
+      const refused = await failure(list(sessionCreds(narrow.Credentials)));
+      expect(refused).toMatchObject({ Code: 'AccessDenied', status: 403 });
+      expect(refused.message).toMatch(/because no session policy allows the action$/);
+      clock.advance(120);
+      await list(sessionCreds(open.Credentials)); // DateGreaterThan: at the instant itself, still allowed
+      clock.advance(1);
+      expect((await failure(list(sessionCreds(open.Credentials)))).Code).toBe('AccessDenied');
+      // Nor can it chain into a fresh session (sts:AssumeRole is a request it makes); GetCallerIdentity can't be denied.
+      expect((await failure(assume({ RoleSessionName: 'chained' }, sessionCreds(open.Credentials)))).Code).toBe('AccessDenied');
+      await sts(sessionCreds(open.Credentials)).send(new GetCallerIdentityCommand({}));
       clock.set(new Date('2030-01-01T00:00:00Z'));
     });
 

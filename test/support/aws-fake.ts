@@ -15,14 +15,22 @@
  *   context (String*, Date*, Null operators; others never match). Under
  *   Version 2012-10-17 the escapes `${*}`, `${?}`, `${$}` are literal
  *   characters; any other policy variable is left unresolved (matches
- *   nothing). Session policies are not enforced on requests; tests ask
- *   `sessionPolicyAllows` what they would allow.
+ *   nothing). A session's own session policy is enforced on its requests
+ *   as IAM documents it (an explicit Deny refuses, otherwise an Allow must
+ *   match; its conditions, aws:CurrentTime included, evaluated at the
+ *   fake's clock); tests may also ask `sessionPolicyAllows`. Managed
+ *   session policies (PolicyArns) are not known to the fake: it takes them
+ *   to allow everything, so only the inline policy's Deny limits such a
+ *   session.
  * - GetCallerIdentity is never denied (as in AWS, where it needs no
  *   permission); probe revocation with an IAM call such as ListRolePolicies.
  * - PackedPolicySize is deflate(policy + ARNs + tags) over a 1,024-byte
  *   budget: a stand-in for AWS's unpublished packing, same order of
  *   magnitude (a one-statement policy packs to ~9%).
- * - Error wording for duplicate/`aws:`-prefixed tag keys, >10 PolicyArns and
+ * - Role chaining passes the caller's transitive tags on (still transitive);
+ *   passing one of their keys again is refused (InvalidParameterValue).
+ * - Error wording for duplicate/`aws:`-prefixed tag keys, a re-passed
+ *   transitive tag, >10 PolicyArns and
  *   some policy-grammar errors is modelled on AWS's style, not captured from
  *   it; codes and HTTP statuses follow the service models.
  * - IAM is strongly consistent unless a test asks for `staleReads`.
@@ -90,8 +98,8 @@ export interface AwsFake {
    * Would the session's own session policy (the one AssumeRole was given)
    * allow `action` on `resource`? Resource patterns use IAM's wildcards and,
    * under Version 2012-10-17, its escapes `${*}`, `${?}`, `${$}`. True when the
-   * session has no session policy. Requests to the fake are not checked
-   * against it (see the departures above).
+   * session has no session policy. The fake checks every request a session
+   * makes against it too.
    */
   sessionPolicyAllows(accessKeyId: string, action: string, resource: string, now?: Date): boolean;
   /**
@@ -102,6 +110,8 @@ export interface AwsFake {
   staleReads(times: number): void;
   /** Answer the next `times` (default 1) matching requests with this error instead; action '*' matches any. */
   failNext(service: 'sts' | 'iam', action: string, error: InjectedFailure, times?: number): void;
+  /** Forgets the failures failNext queued and not yet answered. */
+  clearFailures(): void;
   addRole(role: AwsFakeRoleOptions): void;
   close(): Promise<void>;
 }
@@ -241,14 +251,11 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
       if (caller.session && action !== 'GetCallerIdentity') {
         const role = roleOf(caller.session);
         const iamAction = `${service}:${action}`;
-        if (deniedBy(role.policies, caller.session, clock.now(), role.roleId, iamAction) !== undefined) {
-          const resource = service === 'iam' ? roleResourceArn(caller.account, params.RoleName) : (params.RoleArn ?? '*');
-          throw new AwsError(
-            403,
-            'AccessDenied',
-            `User: ${caller.arn} is not authorized to perform: ${iamAction} on resource: ${resource} with an explicit deny in an identity-based policy`,
-          );
-        }
+        const resource = service === 'iam' ? roleResourceArn(caller.account, params.RoleName) : (params.RoleArn ?? '*');
+        const refuse = (why: string) => new AwsError(403, 'AccessDenied', `User: ${caller.arn} is not authorized to perform: ${iamAction} on resource: ${resource} ${why}`);
+        if (deniedBy(role.policies, caller.session, clock.now(), role.roleId, iamAction) !== undefined) throw refuse('with an explicit deny in an identity-based policy');
+        // The session's own session policy (its aws:CurrentTime bound included) limits every request it makes.
+        if (!sessionPolicyAllows(caller.session, clock.now(), role.roleId, iamAction, resource)) throw refuse('because no session policy allows the action');
       }
       answer(200, successXml(service, action, dispatch(service, action, caller, params), requestId));
     } catch (e) {
@@ -288,6 +295,9 @@ export async function startAwsFake(options: AwsFakeOptions = {}): Promise<AwsFak
     failNext(service, action, error, times = 1) {
       if (!Number.isInteger(times) || times < 1) throw new Error(`aws-fake: failNext times must be a positive integer, got ${times}`);
       failures.push({ service, action, error, remaining: times });
+    },
+    clearFailures() {
+      failures.length = 0;
     },
     addRole,
     close() {

@@ -246,7 +246,8 @@ export function deniedBy(documents: Iterable<[string, string]>, session: FakeSes
  * `resource`? No session policy: yes (it then adds no limit). Otherwise a
  * matching Deny refuses, and a matching Allow (Action, Resource with IAM's
  * wildcards and, under Version 2012-10-17, its escapes; conditions as
- * `deniedBy` evaluates them) is needed.
+ * `deniedBy` evaluates them) is needed, or a managed session policy, whose
+ * text the fake does not know.
  */
 export function sessionPolicyAllows(session: FakeSession, now: Date, roleId: string, action: string, resource: string): boolean {
   if (session.policy === undefined) return true;
@@ -262,5 +263,6 @@ export function sessionPolicyAllows(session: FakeSession, now: Date, roleId: str
   };
   const statements = asList(doc.Statement).filter(isObject);
   if (statements.some((s) => s.Effect === 'Deny' && applies(s))) return false;
-  return statements.some((s) => s.Effect === 'Allow' && applies(s));
+  // Session policies' allows are united (inline and managed); the fake does not know a managed policy's text, so it allows.
+  return session.policyArns.length > 0 || statements.some((s) => s.Effect === 'Allow' && applies(s));
 }

@@ -97,6 +97,11 @@ export function assumeRole(world: StsWorld, caller: Caller, params: Record<strin
   for (const k of transitive) {
     if (!seen.has(k.toLowerCase())) throw new AwsError(400, 'ValidationError', `Transitive tag key '${k}' is not one of the session tags passed in the request.`);
   }
+  // Role chaining: the caller's transitive tags pass to the new session (and stay transitive); they cannot be passed again.
+  const inherited = caller.session ? caller.session.transitiveTagKeys.map((k) => [k, caller.session!.tags[k] ?? ''] as [string, string]) : [];
+  for (const [k] of inherited) {
+    if (seen.has(k.toLowerCase())) throw new AwsError(400, 'InvalidParameterValue', `Session tag key '${k}' is a transitive tag of the calling session and cannot be passed again.`);
+  }
 
   const role = world.roles.get(roleArn!);
   const trusted = role !== undefined && (world.trustedAccounts === undefined || world.trustedAccounts.has(role.account));
@@ -131,8 +136,8 @@ export function assumeRole(world: StsWorld, caller: Caller, params: Record<strin
   const session: FakeSession = {
     roleArn: role.arn,
     sessionName: sessionName!,
-    tags: Object.fromEntries(tags),
-    transitiveTagKeys: transitive,
+    tags: Object.fromEntries([...inherited, ...tags]),
+    transitiveTagKeys: [...inherited.map(([k]) => k), ...transitive],
     expiration: new Date(issuedAt.getTime() + duration * 1000),
     issuedAt,
     policyArns,
