@@ -44,7 +44,7 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
   it('detects a tampered row and names it', async () => {
     await resetAuditChain(database.db);
     await auditActivity(t);
-    const [victim] = await database.db.select().from(auditEvents).where(eq(auditEvents.action, 'credential.denied')).limit(1);
+    const [victim] = await database.db.select().from(auditEvents).where(eq(auditEvents.action, 'credential.issued')).limit(1);
     await database.db.execute(sql`update audit_events set reason = 'nothing to see' where seq = ${victim!.seq}`);
     const tampered = await verifyAuditChain(database.db, { pageSize: 7 });
     expect(tampered).toMatchObject({ ok: false, seq: victim!.seq, problem: 'hash_mismatch' });
