@@ -9,6 +9,7 @@ import postgres from 'postgres';
 import { lockDataDir } from './data-dir-lock.js';
 import { postgresLane, transactionLane, type CommitLane } from './lane.js';
 import { pgliteListener, postgresListener, type Listener, type NotifyHandlers } from './notify.js';
+import { rowsOf } from './rows.js';
 import { schema } from './schema.js';
 
 /** The one database type the services see, whichever driver is underneath (also a transaction). */
@@ -37,10 +38,7 @@ export interface DatabaseOptions {
   poolSize?: number;
 }
 
-/** Rows of a raw `db.execute` result: postgres.js returns an array, PGlite an object with `rows`. */
-export function rowsOf<T>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
-}
+export { rowsOf };
 
 export async function execRows<T>(db: Db, query: SQL): Promise<T[]> {
   return rowsOf<T>(await db.execute(query));

@@ -2,7 +2,8 @@ import { is, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { PostgresJsSession } from 'drizzle-orm/postgres-js';
 import type postgres from 'postgres';
-import { rowsOf, type Db } from './client.js';
+import type { Db } from './client.js';
+import { rowsOf } from './rows.js';
 
 // Renders a statement to its text and parameters; it holds nothing of any database's.
 const dialect = new PgDialect();
