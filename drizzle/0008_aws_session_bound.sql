@@ -4,4 +4,4 @@ CREATE TABLE "aws_tagged_since" (
 );
 --> statement-breakpoint
 ALTER TABLE "aws_revocations" ADD COLUMN "untagged" boolean DEFAULT true NOT NULL;--> statement-breakpoint
-CREATE INDEX "leases_ended_live_idx" ON "leases" USING btree ("backend_expires_at") WHERE "leases"."revocable" and "leases"."status" <> 'active';
+CREATE INDEX "leases_ended_live_idx" ON "leases" USING btree ("backend","backend_expires_at") WHERE "leases"."revocable" and "leases"."status" <> 'active';

@@ -192,13 +192,14 @@ export function createAwsStsBackend(deps: AwsStsBackendDeps): Backend {
       const values = { task: taskId, lease: leaseId, agent: actorOf(identity) };
       const leaseEnd = new Date(now.getTime() + ttlSeconds * 1000);
       const rendered = aws.session_policy ? renderSessionPolicy(aws.session_policy, values) : undefined;
+      if (!tagged.has(aws.role_arn)) {
+        // Before the first session of this version: leases issued from now on have the transitive tag.
+        // A database error here is the database's (503), not AWS's: it stays outside the AWS error mapping.
+        await deps.store.markTagged(aws.role_arn, now);
+        tagged.add(aws.role_arn);
+      }
       let out;
       try {
-        if (!tagged.has(aws.role_arn)) {
-          // Before the first session of this version: leases issued from now on have the transitive tag.
-          await deps.store.markTagged(aws.role_arn, now);
-          tagged.add(aws.role_arn);
-        }
         out = await sts.send(
           new AssumeRoleCommand({
             RoleArn: aws.role_arn,

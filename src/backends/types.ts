@@ -22,8 +22,14 @@ export interface MintResult {
   credentials: Record<string, unknown>;
   /** What the lease row keeps to find the credential again (jti, session name, lease id, accessor). */
   ref: string;
-  /** When the backend itself stops honouring the credential. */
+  /** When the backend itself stops honouring the credential as granted (a shorter grant shortens the lease). */
   expiresAt: Date;
+  /**
+   * When the backend stops honouring it at the latest, if its holder can extend it without the broker
+   * (a renewable Vault token's renew-self, up to explicit_max_ttl): the lease's backend_expires_at, and
+   * how long a lease whose revocation is not confirmed counts as held. `expiresAt` when absent.
+   */
+  honouredUntil?: Date;
   /** False when revoke() cannot cut the credential off before `expiresAt` (said plainly on the lease). */
   revocable?: boolean;
 }

@@ -95,8 +95,9 @@ export function createVaultBackend(deps: VaultBackendDeps): Backend {
       return {
         credentials: { type: 'vault', mode: 'token', token: auth.client_token, accessor: auth.accessor, policies: auth.policies, lease_duration: auth.lease_duration, renewable: !!auth.renewable },
         ref: `${ACCESSOR}${auth.accessor}`,
+        expiresAt: new Date(now.getTime() + Number(auth.lease_duration ?? ttlSeconds) * 1000),
         // A renewable token lives as long as its holder keeps renewing it, up to explicit_max_ttl: that is when Vault stops honouring it.
-        expiresAt: new Date(now.getTime() + Math.max(Number(auth.lease_duration ?? ttlSeconds), auth.renewable ? maxTtlSeconds : 0) * 1000),
+        ...(auth.renewable ? { honouredUntil: new Date(now.getTime() + Math.max(Number(auth.lease_duration ?? ttlSeconds), maxTtlSeconds) * 1000) } : {}),
       };
     },
 

@@ -21,14 +21,21 @@ async function serveMetrics(config: Config, fetch: (request: Request) => Respons
   const listen = config.metrics.listen;
   if (!listen) return undefined;
   return new Promise((resolve, reject) => {
+    const starting = (err: NodeJS.ErrnoException) => {
+      log.fatal({ err: err.code, listen: `${listen.host}:${listen.port}` }, 'the metrics listener could not start (set metrics.listen or METRICS_LISTEN, or off)');
+      reject(err);
+    };
     const server = serve({ fetch, port: listen.port, hostname: listen.host }, (info) => {
+      server.off('error', starting);
+      // Once it listens, an error of the listener (EMFILE on accept, ...) is the process's, as it would be on the API's.
+      server.on('error', (err: NodeJS.ErrnoException) => {
+        log.fatal({ err: err.code }, 'the metrics listener failed');
+        log.flush(() => process.exit(1));
+      });
       log.info({ url: `${urlOf(info.address, info.port)}/metrics`, bearer_required: config.metrics.token_sha256 !== undefined }, 'metrics listening');
       resolve(server);
     }) as Server;
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      log.fatal({ err: err.code, listen: `${listen.host}:${listen.port}` }, 'the metrics listener could not start (set metrics.listen or METRICS_LISTEN, or off)');
-      reject(err);
-    });
+    server.once('error', starting);
   });
 }
 

@@ -8,16 +8,17 @@
  * holder that died without releasing it (SIGKILL, a power cut) does not keep
  * the directory locked. The file, created whole by link(2) so no reader sees
  * it half written, names the holder (pid, host, start). On this host a holder
- * is alive while its pid is (process.kill(pid, 0)) and that pid's start time
- * (/proc/<pid>/stat) is the one recorded: a container restarted on the same
- * volume reuses pids (pid 1 is the entrypoint's shell, then the broker), so a
- * live pid alone is not the holder. Where /proc cannot tell, and for a file
- * from another host (a shared volume), a holder is alive while it still
- * touches the file every 10 s. A process exiting releases its lock.
+ * in this pid namespace is alive while its pid is (process.kill(pid, 0)) and,
+ * where /proc says, that pid started when the holder did (a reused pid is not
+ * the holder). A holder on another host or in another pid namespace (a
+ * container on a shared volume, or this container before it restarted: its
+ * pid 1 is not ours) is alive while it still touches the file every 10 s, so
+ * a restarted container waits at most 30 s. A process exiting releases its
+ * lock.
  * Proved by test/db/data-dir-lock.test.ts (two real processes; a SIGKILLed holder).
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -33,6 +34,8 @@ interface Holder {
   process_started: number;
   /** The kernel's start time of the holder's pid (/proc/<pid>/stat, field 22), where there is a /proc. */
   proc_start?: string;
+  /** The holder's pid namespace (/proc/self/ns/pid): pids of another namespace (another container) mean nothing here. */
+  pid_ns?: string;
   since: string;
 }
 
@@ -83,6 +86,15 @@ function procStart(pid: number): string | undefined {
   }
 }
 
+/** This process's pid namespace, where /proc says. */
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
 const touchedWithin = (path: string, ms: number) => {
   const mtime = statSync(path, { throwIfNoEntry: false })?.mtimeMs;
   return mtime !== undefined && Date.now() - mtime < ms;
@@ -90,19 +102,22 @@ const touchedWithin = (path: string, ms: number) => {
 
 /** Whether the lock at `path`, holding `holder`, belongs to a live process; throws if that process is this one. */
 function holderAlive(path: string, holder: Holder | undefined, dir: string): boolean {
-  if (!holder || holder.host !== hostname()) {
-    // Unreadable, or written on another host: alive for as long as its holder keeps touching it.
+  const ns = pidNamespace();
+  if (!holder || holder.host !== hostname() || (holder.pid_ns !== undefined && ns !== undefined && holder.pid_ns !== ns)) {
+    // Unreadable, written on another host, or by a process in another pid namespace (another container on
+    // a shared volume, or this container before a restart): alive for as long as its holder keeps touching it.
     return touchedWithin(path, REMOTE_STALE_MS);
   }
   if (holder.pid === process.pid) {
     if (holder.process_started === performance.timeOrigin) throw new DataDirLockedError(`the PGlite data directory ${dir} is already open in this process`);
-    return false; // an earlier process that had this pid (a container restarted)
+    return false; // an earlier process that had this pid
   }
   if (!pidAlive(holder.pid)) return false;
   const started = procStart(holder.pid);
   // The pid is alive: it is the holder only if it started when the holder did (else a restart reused it).
+  // Where /proc cannot tell (macOS, Windows), a live pid is the holder: a suspended or debugged holder keeps its lock.
   if (started !== undefined && holder.proc_start !== undefined) return started === holder.proc_start;
-  return touchedWithin(path, REMOTE_STALE_MS);
+  return true;
 }
 
 /**
@@ -112,7 +127,7 @@ function holderAlive(path: string, holder: Holder | undefined, dir: string): boo
 export function lockDataDir(directory: string): DataDirLock {
   const dir = resolve(directory);
   const path = join(dir, LOCK_FILE);
-  const me: Holder = { pid: process.pid, host: hostname(), process_started: performance.timeOrigin, proc_start: procStart(process.pid), since: new Date().toISOString() };
+  const me: Holder = { pid: process.pid, host: hostname(), process_started: performance.timeOrigin, proc_start: procStart(process.pid), pid_ns: pidNamespace(), since: new Date().toISOString() };
   const mine = JSON.stringify(me);
   const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}`;
   writeFileSync(temp, mine, { mode: 0o600 });

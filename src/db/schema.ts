@@ -73,7 +73,7 @@ export const leases = pgTable(
     index('leases_status_idx').on(t.status, t.id),
     index('leases_role_idx').on(t.role, t.status),
     // AWS adoption, before every deny-policy write: leases that ended while their session may still work.
-    index('leases_ended_live_idx').on(t.backendExpiresAt).where(sql`${t.revocable} and ${t.status} <> 'active'`),
+    index('leases_ended_live_idx').on(t.backend, t.backendExpiresAt).where(sql`${t.revocable} and ${t.status} <> 'active'`),
   ],
 );
 

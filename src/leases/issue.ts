@@ -177,6 +177,8 @@ export function createIssuer(deps: IssueDeps) {
     try {
       minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds, maxTtlSeconds, now });
     } catch (err) {
+      // A backend that keeps state in the database (AWS revocation) failed on the database: that is a 503, not the backend's.
+      if (isDatabaseUnavailable(err)) throw err;
       const safe = err instanceof BackendError ? err.message : 'backend failed';
       log.warn({ err: safe, backend: backend.name, lease: leaseId }, 'mint failed');
       const code = err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable';
@@ -199,7 +201,7 @@ export function createIssuer(deps: IssueDeps) {
       credentialRef: minted.ref,
       issuedAt: now,
       expiresAt: leaseEnd(now, ttlSeconds, minted.expiresAt),
-      backendExpiresAt: minted.expiresAt,
+      backendExpiresAt: minted.honouredUntil ?? minted.expiresAt,
       revocable: minted.revocable ?? true,
     };
     let recorded: Awaited<ReturnType<LeaseWriter['recordLease']>>;
@@ -218,7 +220,7 @@ export function createIssuer(deps: IssueDeps) {
             backend: backend.name,
             ttl_seconds: ttlSeconds,
             credential_ref: minted.ref,
-            ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${minted.expiresAt.toISOString()}` } : {}),
+            ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${(minted.honouredUntil ?? minted.expiresAt).toISOString()}` } : {}),
             token_sha256: input.identity.tokenSha256,
             ...(redeemed ? { approval: redeemed } : {}),
           },
@@ -229,7 +231,7 @@ export function createIssuer(deps: IssueDeps) {
     } catch (err) {
       // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.
       await backend
-        .revoke({ leaseId, ref: minted.ref, role: row.role, agent: actorOf(input.identity), backendExpiresAt: minted.expiresAt })
+        .revoke({ leaseId, ref: minted.ref, role: row.role, agent: actorOf(input.identity), backendExpiresAt: minted.honouredUntil ?? minted.expiresAt })
         .catch((revokeErr: unknown) =>
           log.error({ lease: leaseId, err: revokeErr instanceof BackendError ? revokeErr.message : 'unknown' }, 'could not revoke an unrecorded credential'),
         );

@@ -72,6 +72,26 @@ describe('lockDataDir (one process)', () => {
     lockDataDir(restarted).release();
   });
 
+  it('judges a holder in another pid namespace (another container on the volume, or this one before a restart) by its heartbeat', () => {
+    const dir = fresh();
+    const path = join(dir, LOCK);
+    // pid 1 is alive here, but this pid 1 is not that namespace's pid 1.
+    writeFileSync(path, holder({ pid: 1, pid_ns: 'pid:[1]' }));
+    expect(() => lockDataDir(dir)).toThrow(/process 1 on host/);
+    const old = new Date(Date.now() - 31_000);
+    utimesSync(path, old, old);
+    lockDataDir(dir).release();
+  });
+
+  it('keeps a live pid whose start time cannot be told (no /proc there) as the holder, however long since its heartbeat', () => {
+    const dir = fresh();
+    const path = join(dir, LOCK);
+    writeFileSync(path, holder({ pid: 1 }));
+    const old = new Date(Date.now() - 3_600_000);
+    utimesSync(path, old, old);
+    expect(() => lockDataDir(dir)).toThrow(/process 1 on host/);
+  });
+
   it('frees the directory when its holder exits without closing (process.exit on a fatal error)', () => {
     const dir = fresh();
     const script = `import { lockDataDir } from ${JSON.stringify(new URL('../../src/db/data-dir-lock.ts', import.meta.url).pathname)}; lockDataDir(${JSON.stringify(dir)}); process.exit(1);`;
