@@ -11,13 +11,13 @@ import { registerDev } from './commands/dev.js';
 
 export const REGISTRARS: readonly Registrar[] = [registerBroker, registerDev, registerAudit, registerAws];
 
-/** The exit codes, one place: README's table and `--help` say the same. */
+/** The exit codes, printed by `--help`; README's table says the same at more length. */
 export const EXIT_CODES = `Exit codes:
-  0  done (serve: stopped cleanly by SIGTERM or SIGINT)
+  0  done (serve: stopped by SIGTERM or SIGINT after draining)
   1  a check failed or the broker refused (audit chain broken, checkpoint refused,
-     credential refused or unreachable, a listener could not start)
-  2  usage error, invalid configuration, or refused to start (data directory in use,
-     dev token outside dev mode)`;
+     credential refused or broker unreachable, metrics listener not opened)
+  2  usage error, invalid configuration, or the command could not start its work
+     (database unreachable or data directory in use, dev token outside dev mode)`;
 
 // Commander's messages come as `error: <what>` with a suggestion on a second line: one line here.
 const oneLine = (message: string) => `tasklease: ${message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`;
