@@ -31,6 +31,8 @@ function groupPath(command: Command): string[] {
 
 export function createProgram(cli: CliContext, registrars: readonly Registrar[] = REGISTRARS): Command {
   const base = new Help();
+  // A group's commands take its place in the program's list (groups add no `help` command of their own).
+  const leaves = (command: Command) => (command.commands.length ? base.visibleCommands(command) : [command]);
   const program = new Command('tasklease')
     .description('Just-in-time, task-bound credentials for AI agents and other workloads.')
     .version(cli.version, '-V, --version', 'print the version')
@@ -46,8 +48,7 @@ export function createProgram(cli: CliContext, registrars: readonly Registrar[] 
     .configureHelp({
       showGlobalOptions: true,
       // The program's help lists every command, `audit verify` as well as `serve`.
-      visibleCommands: (command) =>
-        command.parent ? base.visibleCommands(command) : base.visibleCommands(command).flatMap((c) => (c.commands.length ? base.visibleCommands(c).filter((s) => s.name() !== 'help') : [c])),
+      visibleCommands: (command) => (command.parent ? base.visibleCommands(command) : base.visibleCommands(command).flatMap(leaves)),
       subcommandTerm: (command) => [...groupPath(command), base.subcommandTerm(command)].join(' '),
     })
     .addHelpText(

@@ -43,6 +43,9 @@ describe('tasklease --help', () => {
     const help = await runInProcess(['--help']);
     expect(help.code).toBe(0);
     for (const name of commands) expect(help.stdout, name).toMatch(new RegExp(`^  ${name}\\b.*\\S.*\\S`, 'm'));
+    // One line each, in 80 columns: no description wraps onto a line of its own.
+    const listed = help.stdout.slice(help.stdout.indexOf('Commands:\n')).split('\n\n')[0]!.split('\n').slice(1);
+    expect(listed.filter((line) => !/^  \S/.test(line))).toEqual([]);
     expect(help.stdout).toContain('Exit codes:');
   });
 

@@ -6,6 +6,7 @@ export function registerAws(program: Command, cli: CliContext): void {
   const aws = program.command('aws').description('AWS helpers').helpCommand(false);
   aws
     .command('credential-process')
+    .summary('print AWS credentials for credential_process')
     .description("print a task-bound AWS credential for a profile's credential_process")
     .requiredOption('--task <id>', 'the task the credential is for')
     .requiredOption('--role <name>', 'the AWS role to ask for')

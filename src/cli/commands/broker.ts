@@ -5,6 +5,7 @@ import type { CliContext } from '../command.js';
 export function registerBroker(program: Command, cli: CliContext): void {
   program
     .command('serve', { isDefault: true })
+    .summary('serve the API and sweeper (the default)')
     .description('migrate, then serve the API and run the sweeper (the default; SIGTERM drains, then exits 0)')
     .action(async (_options, command: Command) => {
       const config = await cli.config(command);
@@ -14,6 +15,7 @@ export function registerBroker(program: Command, cli: CliContext): void {
 
   program
     .command('migrate')
+    .summary('apply the database migrations')
     .description('apply the database migrations and exit')
     .action(async (_options, command: Command) => {
       const config = await cli.config(command);
@@ -25,6 +27,7 @@ export function registerBroker(program: Command, cli: CliContext): void {
 
   program
     .command('sweep')
+    .summary('run one sweeper pass')
     .description('run one sweeper pass over every due lease and exit')
     .action(async (_options, command: Command) => {
       const config = await cli.config(command);

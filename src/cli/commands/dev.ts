@@ -6,6 +6,7 @@ export function registerDev(program: Command, cli: CliContext): void {
   const dev = program.command('dev').description('dev mode helpers').helpCommand(false);
   dev
     .command('token')
+    .summary('print a dev identity token (dev mode only)')
     .description('print a dev identity token for <subject> (dev mode only)')
     .argument('<subject>', 'the token\'s subject (e.g. orchestrator, agent-1)')
     .option('--ttl <seconds>', 'lifetime of the token (default: 3600)', parseSeconds)
