@@ -5,14 +5,8 @@ import { describeVerification, verifyAuditChain } from '../audit/verify.js';
 import { brokerKeyStoreOptions, createSigningKeyStore, readPublishedKeys } from '../backends/jwt-keys.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import type { CommandResult } from './command.js';
 import { openConfiguredDatabase } from './context.js';
-
-/** What a command prints and how it exits: the report on stdout, the rest on stderr. */
-export interface CommandResult {
-  code: number;
-  stdout?: string;
-  stderr?: string;
-}
 
 const keysDir = (config: Config) => brokerKeyStoreOptions(config, systemClock).dir;
 
