@@ -133,5 +133,5 @@ export function defaultTokenSource(options: DefaultTokenOptions = {}): TokenSour
     }
     throw noToken(`no identity token: give a token file, set TASKLEASE_TOKEN, mount ${kubernetesPath} or run in GitHub Actions with id-token: write`);
   };
-  return { description: 'the default token chain', token: () => pick().token() };
+  return { description: 'the default token chain', token: async () => pick().token() };
 }
