@@ -1,6 +1,11 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: {
+    // The SDK's own entry, as package.json `exports` names it for this repository (the `tasklease-source` condition).
+    alias: { 'tasklease/client': fileURLToPath(new URL('./src/client/index.ts', import.meta.url)) },
+  },
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
