@@ -4,12 +4,13 @@ import { registerAudit } from './commands/audit.js';
 import { registerAws } from './commands/aws.js';
 import { registerBroker } from './commands/broker.js';
 import { registerDev } from './commands/dev.js';
+import { registerRun } from './commands/run.js';
 
 // The `tasklease` command line: commander parses, prints help and reports usage errors; each
 // command group is one registrar under commands/. Registrars import only commander and types at
 // start-up and load what a command needs in its action, so `dev token` starts without a database.
 
-export const REGISTRARS: readonly Registrar[] = [registerBroker, registerDev, registerAudit, registerAws];
+export const REGISTRARS: readonly Registrar[] = [registerBroker, registerDev, registerAudit, registerAws, registerRun];
 
 /** The exit codes, printed by `--help`; README's table says the same at more length. */
 export const EXIT_CODES = `Exit codes:
