@@ -110,6 +110,33 @@ describe.each(DRIVERS)('tasklease run on %s', (driver) => {
     expect(stderr).not.toContain(seen.mapped);
   });
 
+  it('rewrites the file with the new token when a lease that cannot be renewed is re-issued', async () => {
+    const task = await openTask(['demo']);
+    const out = outFile();
+    // `demo` does not renew: a 2-second lease is replaced before it ends. Its end is timed by the
+    // broker's Date header (the real clock), so the broker's manual clock is brought to the real time.
+    t.clock.set(new Date());
+    const script = `
+const fs = require('fs');
+const first = fs.readFileSync(process.env.DEMO_FILE, 'utf8');
+const started = Date.now();
+const timer = setInterval(() => {
+  const now = fs.readFileSync(process.env.DEMO_FILE, 'utf8');
+  if (now !== first || Date.now() - started > 20000) {
+    fs.writeFileSync(process.argv[1], JSON.stringify({ first, now, mode: fs.statSync(process.env.DEMO_FILE).mode & 0o777 }));
+    process.exit(now !== first ? 0 : 3);
+  }
+}, 50);`;
+    const { code, stderr } = await run(['--task', task, '--role', 'demo', '--ttl', '2', '--file', 'DEMO_FILE=demo', '--', NODE, '-e', script, out]);
+    expect(code, stderr).toBe(0);
+    const seen = JSON.parse(readFileSync(out, 'utf8'));
+    expect(seen.now).toMatch(/^ey/);
+    expect(seen.mode).toBe(0o600);
+    const leases = await leasesOf(task);
+    expect(leases.length).toBeGreaterThanOrEqual(2);
+    expect(leases.map((l) => l.status)).not.toContain('active');
+  }, 30_000);
+
   it('sets TASKLEASE_TOKEN_<ROLE> for a jwt role given no --env or --file', async () => {
     const task = await openTask(['demo']);
     const out = outFile();
