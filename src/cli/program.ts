@@ -18,7 +18,8 @@ export const EXIT_CODES = `Exit codes:
   1  a check failed or the broker refused (audit chain broken, checkpoint refused,
      credential refused or broker unreachable, metrics listener not opened)
   2  usage error, invalid configuration, or the command could not start its work
-     (database unreachable or data directory in use, dev token outside dev mode)`;
+     (database unreachable or data directory in use, dev token outside dev mode)
+  run exits with its command's status (128+n for signal n) once every lease was granted`;
 
 // Commander's messages come as `error: <what>` with a suggestion on a second line: one line here.
 const oneLine = (message: string) => `tasklease: ${message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`;
