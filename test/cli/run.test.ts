@@ -227,4 +227,21 @@ const timer = setInterval(() => {
     }
     expect((await leasesOf(task))[0]!.status).not.toBe('active');
   }, 90_000);
+
+  it('stops waiting for an approval on SIGTERM: exit 143, no child started', async () => {
+    const task = await openTask(['gated']);
+    const out = outFile();
+    const wrapper = spawn(NODE, [BIN, 'run', '--task', task, '--role', 'gated', '--wait-approval', '--', NODE, '-e', recorder(0), out], { cwd: ROOT, env: await env(), stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    wrapper.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => wrapper.on('exit', (code, signal) => resolve({ code, signal })));
+    try {
+      await vi.waitFor(() => expect(stderr).toContain('; waiting'), { timeout: 60_000, interval: 100 });
+      wrapper.kill('SIGTERM');
+      expect(await exited, stderr).toEqual({ code: 143, signal: null });
+    } finally {
+      wrapper.kill('SIGKILL');
+    }
+    expect(existsSync(out)).toBe(false);
+  }, 90_000);
 });

@@ -9,6 +9,8 @@ export interface AcquireOptions extends LeaseHandleOptions {
   url: string;
   /** One line for the user (never a secret). */
   say(line: string): void;
+  /** Ends the wait for an approval (SIGINT or SIGTERM to the wrapper). */
+  signal: AbortSignal;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -19,7 +21,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * unless waitApproval: then the approval is polled until decided and redeemed.
  */
 export async function acquire(client: Client, task: string, role: string, options: AcquireOptions): Promise<LeaseHandle> {
-  const { waitApproval, pollMs, url, say, ...handleOptions } = options;
+  const { waitApproval, pollMs, url, say, signal, ...handleOptions } = options;
   try {
     return await client.credentials(task, role, handleOptions);
   } catch (err) {
@@ -27,6 +29,7 @@ export async function acquire(client: Client, task: string, role: string, option
     const id = err.approval.id;
     say(`role ${role} needs approval ${id}; waiting (approve it with \`tasklease approvals approve ${id}\` or POST ${url.replace(/\/+$/, '')}/v1/approvals/${id}/approve)`);
     for (;;) {
+      signal.throwIfAborted();
       const { approval } = unwrap(await client.api.GET('/v1/approvals/{id}', { params: { path: { id } } }));
       if (approval.status === 'approved') return client.credentials(task, role, { ...handleOptions, approval: id });
       if (approval.status !== 'pending') throw new TaskleaseError(`approval_${approval.status}`, 0, `approval ${id} for role ${role} is ${approval.status}${approval.decision_reason ? `: ${approval.decision_reason}` : ''}`);

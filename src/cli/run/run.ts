@@ -68,8 +68,15 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
   const handles = new Map<string, LeaseHandle>();
   let outputs: ChildOutputs | undefined;
   let aws: AwsEndpoint | undefined;
+  // A signal before the command starts stops the wrapper here, and its leases are still released.
+  const signals = deps.signals ?? process;
+  const interrupted = new AbortController();
+  const interrupt = (signal: NodeJS.Signals) => interrupted.abort(signal);
+  for (const s of FORWARDED) signals.on(s, interrupt);
+  const exitOnSignal = () => 128 + (constants.signals[interrupted.signal.reason as NodeJS.Signals] ?? 0);
   try {
     for (const role of roles) {
+      if (interrupted.signal.aborted) return exitOnSignal();
       try {
         const handle = await acquire(client, task, role, {
           ttlSeconds: options.ttl,
@@ -78,11 +85,13 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
           pollMs: deps.approvalPollMs ?? 2000,
           url,
           say,
+          signal: interrupted.signal,
           onChange: () => outputs?.rewrite(role),
           onError: (err, h) => say(`role ${role}: the lease could not be renewed (${err instanceof TaskleaseError ? err.code : 'error'})${h.renewing ? '; retrying' : `; it ends at ${h.lease.expires_at}`}`),
         });
         handles.set(role, handle);
       } catch (err) {
+        if (interrupted.signal.aborted) return exitOnSignal();
         say(refusal(role, err, url));
         return 1;
       }
@@ -98,8 +107,11 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
       env.AWS_CONTAINER_AUTHORIZATION_TOKEN = aws.token;
     }
     Object.assign(env, outputs.env);
-    return await runChild(command, args, env, deps.signals ?? process, say);
+    if (interrupted.signal.aborted) return exitOnSignal();
+    for (const s of FORWARDED) signals.off(s, interrupt);
+    return await runChild(command, args, env, signals, say);
   } finally {
+    for (const s of FORWARDED) signals.off(s, interrupt);
     const released = await Promise.allSettled([...handles.values()].map((h) => h.release()));
     released.forEach((r, i) => {
       if (r.status === 'rejected') say(`could not release lease ${[...handles.values()][i]!.lease.id}: ${r.reason instanceof TaskleaseError ? r.reason.code : 'error'} (it ends at its expiry)`);
