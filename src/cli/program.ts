@@ -1,15 +1,28 @@
 import { Command, CommanderError, Help } from 'commander';
 import { CliError, type CliContext, type CliIo, type Registrar } from './command.js';
+import { registerApprovals } from './commands/approvals.js';
 import { registerAudit } from './commands/audit.js';
 import { registerAws } from './commands/aws.js';
 import { registerBroker } from './commands/broker.js';
 import { registerDev } from './commands/dev.js';
+import { registerLeases } from './commands/leases.js';
+import { registerPolicy } from './commands/policy.js';
+import { registerTask } from './commands/task.js';
 
 // The `tasklease` command line: commander parses, prints help and reports usage errors; each
 // command group is one registrar under commands/. Registrars import only commander and types at
 // start-up and load what a command needs in its action, so `dev token` starts without a database.
 
-export const REGISTRARS: readonly Registrar[] = [registerBroker, registerDev, registerAudit, registerAws];
+export const REGISTRARS: readonly Registrar[] = [
+  registerBroker,
+  registerDev,
+  registerAudit,
+  registerAws,
+  registerTask,
+  registerLeases,
+  registerApprovals,
+  registerPolicy,
+];
 
 /** The exit codes, printed by `--help`; README's table says the same at more length. */
 export const EXIT_CODES = `Exit codes:
