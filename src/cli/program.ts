@@ -28,9 +28,11 @@ export const REGISTRARS: readonly Registrar[] = [
 export const EXIT_CODES = `Exit codes:
   0  done (serve: stopped by SIGTERM or SIGINT after draining)
   1  a check failed or the broker refused (audit chain broken, checkpoint refused,
-     credential refused or broker unreachable, metrics listener not opened)
+     a remote broker refused, as \`tasklease: <code>: <detail>\`, or was unreachable,
+     metrics listener not opened)
   2  usage error, invalid configuration, or the command could not start its work
-     (database unreachable or data directory in use, dev token outside dev mode)`;
+     (database unreachable or data directory in use, dev token outside dev mode)
+  task run exits with its command's status (126/127: not run; 128+n: signal n)`;
 
 // Commander's messages come as `error: <what>` with a suggestion on a second line: one line here.
 const oneLine = (message: string) => `tasklease: ${message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`;
