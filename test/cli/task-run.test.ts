@@ -2,32 +2,19 @@
 // completed by the command's exit status (which the wrapper propagates), on SIGTERM to the
 // wrapper (forwarded to the command), and before the task's deadline (the command is stopped).
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startTestBroker, type TestBroker } from '../support/broker.js';
+import { describe, expect, it, vi } from 'vitest';
 import { BIN, childEnv, ROOT, within } from '../support/child-broker.js';
-import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
-import { serveBroker } from '../client/support.js';
+import { DRIVERS } from '../support/db.js';
+import { useServedBroker } from '../client/support.js';
 
 const RUN_TIMEOUT_MS = 60_000;
 
 describe.each(DRIVERS)('tasklease task run on %s', (driver) => {
-  let database: TestDatabase;
-  let t: TestBroker;
-  let http: Awaited<ReturnType<typeof serveBroker>>;
-
-  beforeAll(async () => {
-    database = await openTestDatabase(driver);
-    t = await startTestBroker(database);
-    http = await serveBroker(t);
-  });
-  afterAll(async () => {
-    await http?.close();
-    await database?.drop();
-  });
+  const served = useServedBroker(driver);
 
   /** `tasklease task run ... -- node -e <script>`, with its output and its end as they come. */
   async function taskRun(script: string, extra: string[] = [], as = 'orchestrator') {
-    const env = childEnv({ TASKLEASE_URL: http.url, TASKLEASE_TOKEN: await t.tokenFor(as) });
+    const env = childEnv({ TASKLEASE_URL: served.url, TASKLEASE_TOKEN: await served.t.tokenFor(as) });
     const args = ['task', 'run', '--agent', 'agent-1', '--role', 'demo', ...extra, '--', process.execPath, '-e', script];
     const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = { stdout: '', stderr: '' };
@@ -38,14 +25,14 @@ describe.each(DRIVERS)('tasklease task run on %s', (driver) => {
     return { child, out, ended };
   }
 
-  const taskOf = async (id: string) => (await t.call('GET', `/v1/tasks/${id}`, { subject: 'orchestrator' })).json.task as { status: string; outcome: string | null };
+  const taskOf = async (id: string) => (await served.t.call('GET', `/v1/tasks/${id}`, { subject: 'orchestrator' })).json.task as { status: string; outcome: string | null };
   const idFrom = (stderr: string) => /tasklease: task (\S+) open until/.exec(stderr)![1]!;
 
   it('exports TASKLEASE_TASK and TASKLEASE_URL, and completes the task succeeded on exit 0', async () => {
     const run = await taskRun('console.log(process.env.TASKLEASE_TASK + " " + process.env.TASKLEASE_URL)');
     expect(await run.ended(), run.out.stderr).toBe(0);
     const id = idFrom(run.out.stderr);
-    expect(run.out.stdout).toBe(`${id} ${http.url}\n`);
+    expect(run.out.stdout).toBe(`${id} ${served.url}\n`);
     expect(await taskOf(id)).toMatchObject({ status: 'completed', outcome: 'succeeded' });
   });
 
