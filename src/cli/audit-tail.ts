@@ -59,7 +59,7 @@ export async function runAuditTail(cli: CliContext, options: AuditTailOptions): 
     let stop = false;
     void stopped.then(() => (stop = true));
     while (!stop) {
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, (options.interval ?? 2) * 1000).unref())]);
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, (options.interval ?? 2) * 1000))]);
       if (stop) break;
       ({ events, last } = await readFrom(last, Infinity));
       print(events, false);

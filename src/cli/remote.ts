@@ -13,12 +13,12 @@ export interface RemoteOptions {
   json?: boolean;
 }
 
-/** Adds --url, --token-file and --json to `command`. */
-export function remote(command: Command): Command {
-  return command
+/** Adds --url, --token-file and (unless `json` is false) --json to `command`. */
+export function remote(command: Command, json = true): Command {
+  command
     .option('--url <url>', "the broker's URL (default: $TASKLEASE_URL)")
-    .option('--token-file <file>', 'the identity token, re-read on every request (default: $TASKLEASE_TOKEN)')
-    .option('--json', 'print JSON for scripts instead of a table');
+    .option('--token-file <file>', 'the identity token, re-read on every request (default: $TASKLEASE_TOKEN)');
+  return json ? command.option('--json', 'print JSON for scripts instead of a table') : command;
 }
 
 /** The SDK client for `options`: --url or TASKLEASE_URL, --token-file or the default token chain over cli.env. */

@@ -2,11 +2,12 @@
 // tables and --json, a refusal as one line with its code (exit 1), bulk revocation's
 // confirmation. Commands run in process through runProgram, except the bulk revocation's
 // TTY check, which needs a real child process (its stdin is not a terminal).
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { runProgram } from '../../src/cli/program.js';
 import { ADMIN_STATIC_TOKEN, freshId, HARNESS_ROLES } from '../support/broker.js';
-import { childEnv, killAllChildren, runCli } from '../support/child-broker.js';
+import { BIN, childEnv, killAllChildren, ROOT, runCli, within } from '../support/child-broker.js';
 import { DRIVERS } from '../support/db.js';
 import { useServedBroker } from '../client/support.js';
 
@@ -160,6 +161,24 @@ describe.each(DRIVERS)('the admin CLI on %s', (driver) => {
     expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
     expect(events.at(-1)!.action).toBe('task.opened');
   });
+
+  it('audit tail --follow prints new events as they come, and exits 0 on SIGTERM', async () => {
+    await openTask();
+    const env = childEnv({ TASKLEASE_URL: served.url, TASKLEASE_TOKEN: await served.t.tokenFor('admin') });
+    const child = spawn(process.execPath, [BIN, 'audit', 'tail', '--follow', '--interval', '1', '--limit', '1', '--json'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await vi.waitFor(() => expect(stdout.split('\n').filter(Boolean), stderr).toHaveLength(1), { timeout: 60_000, interval: 50 });
+    const task = await openTask();
+    await vi.waitFor(() => expect(stdout, stderr).toContain(`"target":"task:${task}"`), { timeout: 60_000, interval: 50 });
+    const seqs = stdout.trimEnd().split('\n').map((line) => (JSON.parse(line) as { seq: number }).seq);
+    expect(seqs).toEqual([...new Set(seqs)].sort((a, b) => a - b));
+    child.kill('SIGTERM');
+    expect(await within(exited, 30_000, 'audit tail --follow after SIGTERM')).toBe(0);
+  }, 120_000);
 
   it('bulk revoke refuses without --yes off a terminal, and revokes every match with it', async () => {
     const task = await openTask();

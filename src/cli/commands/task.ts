@@ -15,8 +15,8 @@ export interface OpenOptions extends RemoteOptions {
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** Adds the options of a task's opening (`task open`, `task run`). */
-function openOptions(command: Command): Command {
-  return remote(command)
+function openOptions(command: Command, json = true): Command {
+  return remote(command, json)
     .requiredOption('--agent <subject>', "the agent's subject (its identity token's `sub`)")
     .option('--issuer <name>', "the agent's issuer (default: any the role allows)")
     .requiredOption('--role <name>', 'a role the task may use (repeatable)', collect)
@@ -77,7 +77,7 @@ const showTask = (task: Task) =>
 export function registerTask(program: Command, cli: CliContext): void {
   const task = program.command('task').alias('tasks').description("open, run and complete tasks (orchestrators)").helpCommand(false);
 
-  openOptions(task.command('run').summary('run a command inside a task'))
+  openOptions(task.command('run').summary('run a command inside a task'), false)
     .description(
       'open a task, run <command> with TASKLEASE_TASK and TASKLEASE_URL set, and complete the task when it exits ' +
         '(succeeded on exit 0, else failed; also on SIGINT/SIGTERM, and before the deadline, when the command is sent SIGTERM); ' +
