@@ -195,4 +195,30 @@ describe.each(DRIVERS)('the admin CLI on %s', (driver) => {
     expect(done.stdout).toBe('revoking 2 leases\n');
     for (const id of leases) expect(await statusOf(id)).not.toBe('active');
   });
+  it('bulk revoke on a terminal says how many leases match and revokes only once confirmed', async () => {
+    const task = await openTask();
+    const leases = [await issue(task), await issue(task), await issue(task)];
+    const env = childEnv({ TASKLEASE_URL: served.url, TASKLEASE_TOKEN: await served.t.tokenFor('admin') });
+    // util-linux script(1) gives the command a pseudo-terminal; what the test writes to it is typed there.
+    const command = [process.execPath, BIN, 'revoke', '--task', task, '--reason', 'incident 8'].map((a) => `'${a}'`).join(' ');
+    const onTerminal = async (answer: string) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (output += d));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      await vi.waitFor(() => expect(output).toContain('? [y/N]'), { timeout: 60_000, interval: 50 });
+      child.stdin.end(`${answer}\n`);
+      return { code: await within(exited, 30_000, 'revoke on a terminal'), output };
+    };
+
+    const declined = await onTerminal('n');
+    expect(declined.output).toContain('revoke 3 active leases? [y/N]');
+    expect(declined.code).toBe(1);
+    for (const id of leases) expect(await statusOf(id)).toBe('active');
+
+    const confirmed = await onTerminal('y');
+    expect(confirmed.code, confirmed.output).toBe(0);
+    expect(confirmed.output).toContain('revoking 3 leases');
+    for (const id of leases) expect(await statusOf(id)).not.toBe('active');
+  }, 180_000);
 });
