@@ -1,25 +1,41 @@
 import { Command, CommanderError, Help } from 'commander';
 import { CliError, type CliContext, type CliIo, type Registrar } from './command.js';
+import { registerApprovals } from './commands/approvals.js';
 import { registerAudit } from './commands/audit.js';
 import { registerAws } from './commands/aws.js';
 import { registerBroker } from './commands/broker.js';
 import { registerDev } from './commands/dev.js';
 import { registerRun } from './commands/run.js';
+import { registerLeases } from './commands/leases.js';
+import { registerPolicy } from './commands/policy.js';
+import { registerTask } from './commands/task.js';
 
 // The `tasklease` command line: commander parses, prints help and reports usage errors; each
 // command group is one registrar under commands/. Registrars import only commander and types at
 // start-up and load what a command needs in its action, so `dev token` starts without a database.
 
-export const REGISTRARS: readonly Registrar[] = [registerBroker, registerDev, registerAudit, registerAws, registerRun];
+export const REGISTRARS: readonly Registrar[] = [
+  registerBroker,
+  registerDev,
+  registerAudit,
+  registerAws,
+  registerTask,
+  registerLeases,
+  registerApprovals,
+  registerPolicy,
+  registerRun,
+];
 
 /** The exit codes, printed by `--help`; README's table says the same at more length. */
 export const EXIT_CODES = `Exit codes:
   0  done (serve: stopped by SIGTERM or SIGINT after draining)
   1  a check failed or the broker refused (audit chain broken, checkpoint refused,
-     credential refused or broker unreachable, metrics listener not opened)
+     a remote broker refused, as \`tasklease: <code>: <detail>\`, or was unreachable,
+     metrics listener not opened)
   2  usage error, invalid configuration, or the command could not start its work
      (database unreachable or data directory in use, dev token outside dev mode)
-  run exits with its command's status (128+n for signal n) once every lease was granted`;
+  task run and run exit with their command's status (126/127: not run; 128+n: signal n);
+  run only once every lease was granted`;
 
 // Commander's messages come as `error: <what>` with a suggestion on a second line: one line here.
 const oneLine = (message: string) => `tasklease: ${message.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`;

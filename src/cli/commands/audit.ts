@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import type { CliContext } from '../command.js';
+import { parseSeconds, type CliContext } from '../command.js';
+import { remote, type RemoteOptions } from '../remote.js';
 
-/** `audit verify`, `audit checkpoint`: the hash chain, checked and signed where the broker's data is. */
+/** `audit verify`, `audit checkpoint`: the hash chain, checked and signed where the broker's data is; `audit tail` reads a remote broker's trail. */
 export function registerAudit(program: Command, cli: CliContext): void {
   const audit = program.command('audit').description('check and checkpoint the audit hash chain').helpCommand(false);
   audit
@@ -22,5 +23,14 @@ export function registerAudit(program: Command, cli: CliContext): void {
     .action(async (options: { out?: string }, command: Command) => {
       const config = await cli.config(command);
       cli.report(await (await import('../audit.js')).runAuditCheckpoint(config, options));
+    });
+  remote(audit.command('tail').summary("print a remote broker's newest audit events"))
+    .description("print the newest audit events of a remote broker, oldest first (admin); --follow keeps printing new ones until interrupted")
+    .option('--limit <n>', 'how many of the newest events (default: 20)', parseSeconds)
+    .option('--since <time>', 'read from this ISO 8601 time, not from the start of the trail')
+    .option('-f, --follow', 'keep polling for new events (until SIGINT or SIGTERM)')
+    .option('--interval <seconds>', 'how often --follow polls (default: 2)', parseSeconds)
+    .action(async (options: RemoteOptions & { limit?: number; since?: string; follow?: boolean; interval?: number }) => {
+      await (await import('../audit-tail.js')).runAuditTail(cli, options);
     });
 }
