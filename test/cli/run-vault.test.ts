@@ -85,7 +85,7 @@ describe.each(DRIVERS)('tasklease run with Vault roles on %s', (driver) => {
   /** `tasklease run <args>` in this process, its output captured. */
   async function run(args: string[]) {
     let stderr = '';
-    const env = { ...process.env, TASKLEASE_URL: http.url, TASKLEASE_TOKEN: await t.tokenFor('agent-1'), VAULT_ADDR: vault.url };
+    const env: NodeJS.ProcessEnv = { ...process.env, TASKLEASE_URL: http.url, TASKLEASE_TOKEN: await t.tokenFor('agent-1'), VAULT_ADDR: vault.url };
     delete env.VAULT_TOKEN;
     delete env.PGPASSWORD;
     const code = await runProgram(['run', ...args], { version: '0', env, io: { stdout: () => {}, stderr: (s) => (stderr += s) } });
