@@ -4,6 +4,7 @@ import { registerApprovals } from './commands/approvals.js';
 import { registerAudit } from './commands/audit.js';
 import { registerAws } from './commands/aws.js';
 import { registerBroker } from './commands/broker.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerDev } from './commands/dev.js';
 import { registerRun } from './commands/run.js';
 import { registerLeases } from './commands/leases.js';
@@ -24,6 +25,7 @@ export const REGISTRARS: readonly Registrar[] = [
   registerApprovals,
   registerPolicy,
   registerRun,
+  registerCompletion,
 ];
 
 /** The exit codes, printed by `--help`; README's table says the same at more length. */
