@@ -16,7 +16,32 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** How long before the deadline the task is completed: a tenth of its life, at most 30 s. */
 export const deadlineMargin = (lifeMs: number) => Math.min(30_000, lifeMs / 10);
 
+/** What the command must not inherit: the orchestrator's own identity (an agent holding it could open, complete or approve). */
+const WITHHELD = ['TASKLEASE_TOKEN', 'TASKLEASE_TOKEN_FILE'];
+
 export async function runTask(cli: CliContext, options: OpenOptions, argv: string[]): Promise<void> {
+  // Installed before the task is opened, so a signal while it opens still completes it.
+  let interrupted: NodeJS.Signals | undefined;
+  let child: ReturnType<typeof spawn> | undefined;
+  const forward = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    child?.kill(signal);
+  };
+  for (const signal of SIGNALS) process.on(signal, forward);
+  try {
+    await runOpened(cli, options, argv, () => interrupted, (c) => (child = c));
+  } finally {
+    for (const signal of SIGNALS) process.off(signal, forward);
+  }
+}
+
+async function runOpened(
+  cli: CliContext,
+  options: OpenOptions,
+  argv: string[],
+  interruptedBy: () => NodeJS.Signals | undefined,
+  started: (child: ReturnType<typeof spawn>) => void,
+): Promise<void> {
   const client = await connect(cli, options);
   const opened = Date.now();
   const task = await client.tasks.open(await openRequest(options));
@@ -30,23 +55,39 @@ export async function runTask(cli: CliContext, options: OpenOptions, argv: strin
       (err: unknown) => (err instanceof TaskleaseError ? `${err.code}: ${err.detail}` : `client_unreachable: ${err instanceof Error ? err.message : String(err)}`),
     ));
 
+  const early = interruptedBy();
+  if (early) {
+    // Interrupted while the task was opening: nothing is started, and the task does not stay open.
+    const failed = await complete('failed');
+    if (failed) cli.io.stderr(`tasklease: ${failed.replace(/\s*\n\s*/g, ' ')}\n`);
+    cli.report({ code: 128 + (constants.signals[early] ?? 0) });
+    return;
+  }
   const [file, ...args] = argv as [string, ...string[]];
-  const child = spawn(file, args, { stdio: 'inherit', env: { ...cli.env, TASKLEASE_TASK: task.id, TASKLEASE_URL: client.url } });
-  let interrupted = false;
-  const forward = (signal: NodeJS.Signals) => {
-    interrupted = true;
-    child.kill(signal);
-  };
-  for (const signal of SIGNALS) process.on(signal, forward);
+  const env: NodeJS.ProcessEnv = { ...cli.env, TASKLEASE_TASK: task.id, TASKLEASE_URL: client.url };
+  for (const name of WITHHELD) delete env[name];
+  const child = spawn(file, args, { stdio: 'inherit', env });
+  started(child);
 
   // Timed on the broker's own clock: the task's life as it set it, from when this wrapper asked.
   const life = Date.parse(task.deadline) - Date.parse(task.created_at);
   let expired = false;
-  const timer = setTimeout(() => {
-    expired = true;
-    cli.io.stderr(`tasklease: task ${task.id} reaches its deadline: completing it and stopping the command\n`);
-    void complete('failed').then(() => child.kill('SIGTERM'));
-  }, life - deadlineMargin(life) - (Date.now() - opened));
+  const fireAt = opened + life - deadlineMargin(life);
+  let timer: NodeJS.Timeout;
+  // setTimeout holds at most 2^31-1 ms (24.8 days); a longer task re-arms until its time comes.
+  const arm = () => {
+    const left = fireAt - Date.now();
+    if (left > 2 ** 31 - 1) {
+      timer = setTimeout(arm, 2 ** 31 - 1);
+      return;
+    }
+    timer = setTimeout(() => {
+      expired = true;
+      cli.io.stderr(`tasklease: task ${task.id} reaches its deadline: completing it and stopping the command\n`);
+      void complete('failed').then(() => child.kill('SIGTERM'));
+    }, left);
+  };
+  arm();
 
   const status = await new Promise<number>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
@@ -55,10 +96,9 @@ export async function runTask(cli: CliContext, options: OpenOptions, argv: strin
     });
     child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0)));
   });
-  clearTimeout(timer);
-  for (const signal of SIGNALS) process.off(signal, forward);
+  clearTimeout(timer!);
 
-  const failed = await complete(status === 0 && !interrupted && !expired ? 'succeeded' : 'failed');
+  const failed = await complete(status === 0 && !interruptedBy() && !expired ? 'succeeded' : 'failed');
   // The command's status wins; a task left open is still a failure, if the command did not fail.
   if (failed) cli.io.stderr(`tasklease: ${failed.replace(/\s*\n\s*/g, ' ')}\n`);
   cli.report({ code: failed && status === 0 ? 1 : status });

@@ -26,6 +26,7 @@ const fs = require('fs');
 const file = process.env.DEMO_FILE;
 fs.writeFileSync(process.argv[1], JSON.stringify({
   token: process.env.TASKLEASE_TOKEN_DEMO, mapped: process.env.DEMO_JWT, identity: process.env.TASKLEASE_TOKEN ?? null,
+  gha: process.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN ?? null,
   file, fileText: file ? fs.readFileSync(file, 'utf8') : null, mode: file ? fs.statSync(file).mode & 0o777 : null,
 }));
 process.exit(${code});`;
@@ -80,7 +81,8 @@ describe.each(DRIVERS)('tasklease run on %s', (driver) => {
   const openTask = async (roles: string[]) =>
     (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles, ttl_seconds: 3600 })).json.task.id as string;
   const leasesOf = async (task: string) => (await t.call('GET', `/v1/leases?task=${task}`, { subject: 'admin' })).json.items as { id: string; role: string; status: string }[];
-  const env = async () => ({ ...process.env, TASKLEASE_URL: http.url, TASKLEASE_TOKEN: await t.tokenFor('agent-1') });
+  // A GitHub Actions runner's means to mint the agent's identity: the child must not get them.
+  const env = async () => ({ ...process.env, TASKLEASE_URL: http.url, TASKLEASE_TOKEN: await t.tokenFor('agent-1'), ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'gha-request-token' });
 
   /** `tasklease run <args>` in this process, its output captured. */
   async function run(args: string[]) {
@@ -100,8 +102,9 @@ describe.each(DRIVERS)('tasklease run on %s', (driver) => {
     expect(seen.mapped).toMatch(/^ey/);
     expect(seen.fileText).toBe(seen.mapped);
     expect(seen.mode).toBe(0o600);
-    // The child holds the lease's credential, not the agent's identity.
+    // The child holds the lease's credential, not the agent's identity, nor the means to mint it.
     expect(seen.identity).toBeNull();
+    expect(seen.gha).toBeNull();
     expect(existsSync(seen.file)).toBe(false);
     const leases = await leasesOf(task);
     expect(leases).toHaveLength(1);

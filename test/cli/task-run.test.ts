@@ -29,10 +29,11 @@ describe.each(DRIVERS)('tasklease task run on %s', (driver) => {
   const idFrom = (stderr: string) => /tasklease: task (\S+) open until/.exec(stderr)![1]!;
 
   it('exports TASKLEASE_TASK and TASKLEASE_URL, and completes the task succeeded on exit 0', async () => {
-    const run = await taskRun('console.log(process.env.TASKLEASE_TASK + " " + process.env.TASKLEASE_URL)');
+    // The orchestrator's own identity is not the command's: an agent holding it could open, complete or approve.
+    const run = await taskRun('console.log(process.env.TASKLEASE_TASK + " " + process.env.TASKLEASE_URL + " " + (process.env.TASKLEASE_TOKEN ?? "no-token"))');
     expect(await run.ended(), run.out.stderr).toBe(0);
     const id = idFrom(run.out.stderr);
-    expect(run.out.stdout).toBe(`${id} ${served.url}\n`);
+    expect(run.out.stdout).toBe(`${id} ${served.url} no-token\n`);
     expect(await taskOf(id)).toMatchObject({ status: 'completed', outcome: 'succeeded' });
   });
 

@@ -27,7 +27,7 @@ export async function acquire(client: Client, task: string, role: string, option
   } catch (err) {
     if (!(err instanceof ApprovalPendingError) || !waitApproval) throw err;
     const id = err.approval.id;
-    say(`role ${role} needs approval ${id}; waiting (approve it with \`tasklease approvals approve ${id}\` or POST ${url.replace(/\/+$/, '')}/v1/approvals/${id}/approve)`);
+    say(`role ${role} needs approval ${id}; waiting (approve it with \`tasklease approvals approve ${id} --reason REASON\` or POST ${url.replace(/\/+$/, '')}/v1/approvals/${id}/approve)`);
     for (;;) {
       signal.throwIfAborted();
       const { approval } = unwrap(await client.api.GET('/v1/approvals/{id}', { params: { path: { id } } }));

@@ -38,7 +38,13 @@ export async function startAwsEndpoint(handles: ReadonlyMap<string, LeaseHandle>
     if (!timingSafeEqual(digest(given), expected)) return send(res, 403, { message: 'missing or wrong authorization token' });
     if (req.method !== 'GET') return send(res, 405, { message: 'GET only' });
     const match = /^\/role\/([^/?]+)$/.exec((req.url ?? '').split('?')[0]!);
-    const handle = match ? handles.get(decodeURIComponent(match[1]!)) : undefined;
+    let role: string | undefined;
+    try {
+      role = match ? decodeURIComponent(match[1]!) : undefined;
+    } catch {
+      role = undefined; // a malformed escape names no role
+    }
+    const handle = role === undefined ? undefined : handles.get(role);
     if (!handle) return send(res, 404, { message: 'no such role' });
     if (handle.lease.status !== 'active') return send(res, 503, { message: `the lease is ${handle.lease.status}` });
     const c = handle.credentials;

@@ -36,8 +36,23 @@ export interface RunDeps {
   approvalPollMs?: number;
 }
 
-/** Variables of the wrapper the child must not inherit: its identity, and AWS settings that would win over the endpoint. */
-const WITHHELD = ['TASKLEASE_TOKEN', 'TASKLEASE_TOKEN_FILE', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI', 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'];
+/**
+ * Variables of the wrapper the child must not inherit: its identity and the means to mint it (a child
+ * that can ask GitHub for the agent's token can take leases the wrapper never releases)...
+ */
+const WITHHELD = ['TASKLEASE_TOKEN', 'TASKLEASE_TOKEN_FILE', 'ACTIONS_ID_TOKEN_REQUEST_URL', 'ACTIONS_ID_TOKEN_REQUEST_TOKEN'];
+/** ...and, when an AWS role is served, every AWS setting an SDK's default chain would take before the endpoint. */
+const WITHHELD_WITH_AWS = [
+  'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+  'AWS_WEB_IDENTITY_TOKEN_FILE',
+  'AWS_ROLE_ARN',
+  'AWS_ROLE_SESSION_NAME',
+];
 const FORWARDED = ['SIGINT', 'SIGTERM'] as const;
 
 /** What the broker said, in one line; a broker that could not be reached is said so. */
@@ -101,7 +116,7 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
     outputs = prepareChildOutputs(handles, mappings, aws);
 
     const env: NodeJS.ProcessEnv = { ...deps.env };
-    for (const name of WITHHELD) delete env[name];
+    for (const name of [...WITHHELD, ...(aws ? WITHHELD_WITH_AWS : [])]) delete env[name];
     if (aws) {
       env.AWS_CONTAINER_CREDENTIALS_FULL_URI = aws.uri(awsRoles[0]!);
       env.AWS_CONTAINER_AUTHORIZATION_TOKEN = aws.token;
@@ -112,12 +127,20 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
     return await runChild(command, args, env, signals, say);
   } finally {
     for (const s of FORWARDED) signals.off(s, interrupt);
-    const released = await Promise.allSettled([...handles.values()].map((h) => h.release()));
-    released.forEach((r, i) => {
-      if (r.status === 'rejected') say(`could not release lease ${[...handles.values()][i]!.lease.id}: ${r.reason instanceof TaskleaseError ? r.reason.code : 'error'} (it ends at its expiry)`);
-    });
-    outputs?.remove();
-    await aws?.close();
+    // A second Ctrl-C or SIGTERM during the clean-up must not kill the wrapper with leases held and files on disk.
+    const patience = (signal: NodeJS.Signals) => say(`${signal}: releasing the leases first`);
+    for (const s of FORWARDED) signals.on(s, patience);
+    try {
+      // What holds secrets locally goes first; the releases may take a round trip or a retry.
+      outputs?.remove();
+      await aws?.close();
+      const released = await Promise.allSettled([...handles.values()].map((h) => h.release()));
+      released.forEach((r, i) => {
+        if (r.status === 'rejected') say(`could not release lease ${[...handles.values()][i]!.lease.id}: ${r.reason instanceof TaskleaseError ? r.reason.code : 'error'} (it ends at its expiry)`);
+      });
+    } finally {
+      for (const s of FORWARDED) signals.off(s, patience);
+    }
   }
 }
 
