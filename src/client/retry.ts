@@ -3,7 +3,12 @@
  * of the token source for every attempt, so a rotated file is read again),
  * and retries a 503 or 429 with backoff, honouring Retry-After. Any other
  * answer, a 4xx refusal above all, is returned at once: a refusal repeated
- * is the same refusal, audited again. Proven by test/client/retry.test.ts.
+ * is the same refusal, audited again.
+ * It keeps: a non-idempotent request (a POST) is repeated only when the broker
+ * said nothing was done (a 429, or a 503 whose problem code is in
+ * NOTHING_DONE); a 503 `request_timeout` may come while the work still
+ * commits, so repeating a POST could issue a second credential.
+ * Proven by test/client/retry.test.ts.
  */
 export interface RetryOptions {
   /** Attempts in all, the first included (default 4). */
@@ -15,6 +20,29 @@ export interface RetryOptions {
 }
 
 const RETRYABLE = new Set([429, 503]);
+/** RFC 9110's idempotent methods: repeating one does nothing twice. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+/**
+ * The 503 codes (src/errors.ts) after which the broker did nothing a repeat
+ * could double: `issuer_unavailable` (the caller's token was not verified, so
+ * nothing started), `backend_unavailable` (the backend minted nothing),
+ * `database_unavailable` (nothing committed; a credential minted before a
+ * failed commit is revoked by the broker, recorded before released). Not
+ * `request_timeout`, nor a 503 without a problem body: the work may still commit.
+ */
+const NOTHING_DONE = new Set(['issuer_unavailable', 'backend_unavailable', 'database_unavailable']);
+
+/** Whether `response` to `request` may be asked again. */
+async function mayRetry(request: Request, response: Response): Promise<boolean> {
+  if (!RETRYABLE.has(response.status)) return false;
+  if (IDEMPOTENT.has(request.method) || response.status === 429) return true;
+  const problem: unknown = await response
+    .clone()
+    .json()
+    .catch(() => undefined);
+  const code = typeof problem === 'object' && problem !== null ? (problem as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && NOTHING_DONE.has(code);
+}
 
 /** Retry-After in milliseconds (delta-seconds or an HTTP date), or undefined. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
@@ -52,7 +80,7 @@ export function createRetryingFetch(
       const request = new Request(input.clone());
       request.headers.set('authorization', `Bearer ${await token()}`);
       const response = await baseFetch(request);
-      if (!RETRYABLE.has(response.status) || attempt >= attempts) return response;
+      if (attempt >= attempts || !(await mayRetry(request, response))) return response;
       const wait = retryAfterMs(response.headers.get('retry-after')) ?? Math.random() * base * 2 ** (attempt - 1);
       if (wait > max) return response;
       await response.body?.cancel();

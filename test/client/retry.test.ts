@@ -1,5 +1,6 @@
 // The SDK over a tiny local HTTP server: a 503 or 429 is retried (Retry-After
-// honoured) within a bounded number of attempts, a 4xx refusal never is; the
+// honoured) within a bounded number of attempts, a 4xx refusal never is, a POST
+// only when the broker said nothing was done; the
 // token sources (a file re-read per request, the default chain, GitHub Actions OIDC).
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -89,6 +90,41 @@ describe('retries', () => {
       await new Promise<void>((resolve) => server!.close(() => resolve()));
       server = undefined;
     }
+  });
+});
+
+describe('retries of a POST', () => {
+  const open = (client: ReturnType<typeof createClient>) => client.tasks.open({ subject: 'agent-1', ttl_seconds: 600 } as never);
+
+  it('never repeats a POST after a 503 request_timeout or a 503 without a problem: its work may still commit', async () => {
+    for (const answer of [problem(503, 'request_timeout'), { status: 503, body: 'Service Unavailable' }]) {
+      const { url, seen } = await answering([answer]);
+      const client = createClient({ url, token: 'tok', retry: { baseDelayMs: 1 } });
+      const err = await client.credentials('t', 'demo').catch((e: unknown) => e);
+      await expect(open(client)).rejects.toMatchObject({ status: 503 });
+      expect(err).toMatchObject({ status: 503 });
+      expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /v1/credentials', 'POST /v1/tasks']);
+      await new Promise<void>((resolve) => server!.close(() => resolve()));
+      server = undefined;
+    }
+  });
+
+  it('repeats a POST after a 429 or a 503 that says nothing was done', async () => {
+    for (const code of ['rate_limited', 'database_unavailable', 'backend_unavailable', 'issuer_unavailable']) {
+      const { url, seen } = await answering([problem(code === 'rate_limited' ? 429 : 503, code)]);
+      const client = createClient({ url, token: 'tok', retry: { attempts: 3, baseDelayMs: 1 } });
+      await expect(client.credentials('t', 'demo')).rejects.toMatchObject({ code });
+      expect(seen.map((s) => s.method)).toEqual(['POST', 'POST', 'POST']);
+      await new Promise<void>((resolve) => server!.close(() => resolve()));
+      server = undefined;
+    }
+  });
+
+  it('repeats an idempotent request after any 503, request_timeout included', async () => {
+    const { url, seen } = await answering([problem(503, 'request_timeout'), { status: 503, body: 'Service Unavailable' }, { status: 202, body: { lease: LEASE } }]);
+    const client = createClient({ url, token: 'tok', retry: { baseDelayMs: 1 } });
+    await client.leases.release(LEASE.id);
+    expect(seen.map((s) => s.method)).toEqual(['DELETE', 'DELETE', 'DELETE']);
   });
 });
 
