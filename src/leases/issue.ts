@@ -1,6 +1,6 @@
 import type { ApprovalService } from '../approvals/service.js';
 import { requestRef } from '../audit/append.js';
-import { createRefusalAudit, type RefusalAudit } from '../audit/refusals.js';
+import type { RefusalAudit } from '../audit/refusals.js';
 import type { Backend, MintResult } from '../backends/types.js';
 import { BackendError } from '../backends/types.js';
 import type { Clock } from '../clock.js';
@@ -26,8 +26,8 @@ export interface IssueDeps {
   limits: Limits;
   approvals: ApprovalService;
   rateLimiter?: RateLimiter;
-  /** Repeated refusals, audited once per window; one of its own (never drained) when absent. */
-  refusals?: Pick<RefusalAudit, 'refuse'>;
+  /** Repeated refusals, audited once per window (the broker drains it on housekeeping and at shutdown). */
+  refusals: Pick<RefusalAudit, 'refuse'>;
   backends: ReadonlyMap<string, Backend>;
   writer: LeaseWriter;
   /** Open tasks for the decision; the commit reads the status again. */
@@ -96,7 +96,7 @@ function leaseEnd(now: Date, ttlSeconds: number, backendEnd: Date): Date {
  */
 export function createIssuer(deps: IssueDeps) {
   const { db, clock, policy, limits, approvals, backends, writer, taskCache, log } = deps;
-  const refusals = deps.refusals ?? createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
+  const { refusals } = deps;
 
   /** Every refusal is counted by the metric; a repeated one is audited with its window's count, and a rate-limited one waits for no database. */
   async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -11,18 +11,9 @@ import { createLogger } from '../../src/log.js';
 import { createSweeper } from '../../src/sweeper/sweeper.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
 import { dumpTables, expectNoSecrets } from '../support/secrets.js';
-import { HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
-import { startVaultFake, type VaultFake } from '../support/vault-fake.js';
-
-const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
-const BROKER_POLICY = {
-  'database/creds/*': ['read'],
-  'sys/leases/revoke': ['update'],
-  'sys/leases/renew': ['update'],
-  'auth/token/create/agents': ['update'],
-  'auth/token/revoke-accessor': ['update'],
-  'auth/token/renew-accessor': ['update'],
-};
+import type { TestBroker } from '../support/broker.js';
+import type { VaultFake } from '../support/vault-fake.js';
+import { startVaultBroker, VAULT_AGENTS } from '../support/vault-broker.js';
 
 describe.each(DRIVERS)('vault backend on %s', (driver) => {
   let database: TestDatabase;
@@ -32,38 +23,19 @@ describe.each(DRIVERS)('vault backend on %s', (driver) => {
   const dir = mkdtempSync(join(tmpdir(), 'tl-vault-'));
 
   beforeAll(async () => {
-    vault = await startVaultFake({
-      clock,
-      policies: { broker: BROKER_POLICY },
-      dynamicRoles: [{ mount: 'database', role: 'readonly', kind: 'database', defaultTtl: 3600, maxTtl: 7200 }],
-      tokenRoles: [{ name: 'agents', allowedPolicies: ['deploy'], orphan: true }],
-      // As in production: the broker's token outlives the leases it reads (Vault revokes them with it).
-      approle: { roleId: 'broker-role', secretId: 'broker-secret', policies: ['broker'], ttl: 3600, maxTtl: 30 * 86400 },
-    });
-    writeFileSync(join(dir, 'role_id'), 'broker-role');
-    writeFileSync(join(dir, 'secret_id'), 'broker-secret');
     database = await openTestDatabase(driver);
-    t = await startTestBroker(database, {
-      clock,
-      config: {
-        backends: { vault: { type: 'vault', address: vault.url, auth: { method: 'approle', role_id_file: join(dir, 'role_id'), secret_id_file: join(dir, 'secret_id') } } },
-        roles: [
-          ...HARNESS_ROLES,
-          { name: 'orders-db', backend: 'vault', ttl: '15m', max_ttl: '1h', allow: AGENTS, vault: { mode: 'dynamic', path: 'database/creds/readonly' } },
-          { name: 'deploy-token', backend: 'vault', ttl: '10m', max_ttl: '30m', allow: AGENTS, vault: { mode: 'token', token_role: 'agents', policies: ['deploy'] } },
-          ...(['dynamic', 'token'] as const).map((mode) => ({
-            name: `gated-${mode}`,
-            backend: 'vault',
-            ttl: '15m',
-            max_ttl: '1h',
-            allow: AGENTS,
-            requires_approval: true,
-            approvers: [{ issuer: 'test', subject: 'approver-1' }],
-            vault: mode === 'dynamic' ? { mode, path: 'database/creds/readonly' } : { mode, token_role: 'agents', policies: ['deploy'] },
-          })),
-        ],
-      },
-    });
+    ({ vault, t } = await startVaultBroker(database, clock, dir, [
+      ...(['dynamic', 'token'] as const).map((mode) => ({
+        name: `gated-${mode}`,
+        backend: 'vault',
+        ttl: '15m',
+        max_ttl: '1h',
+        allow: VAULT_AGENTS,
+        requires_approval: true,
+        approvers: [{ issuer: 'test', subject: 'approver-1' }],
+        vault: mode === 'dynamic' ? { mode, path: 'database/creds/readonly' } : { mode, token_role: 'agents', policies: ['deploy'] },
+      })),
+    ]));
   });
   afterAll(async () => {
     await database?.drop();

@@ -2,27 +2,19 @@
 // protocol-faithful Vault fake: token mode reaches the child as VAULT_TOKEN (which works against
 // Vault), a dynamic secret's field by --env, and both are revoked in Vault once the child exits.
 // Run on PGlite and on PostgreSQL.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { runProgram } from '../../src/cli/program.js';
-import { HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
+import type { TestBroker } from '../support/broker.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
-import { startVaultFake, type VaultFake } from '../support/vault-fake.js';
+import type { VaultFake } from '../support/vault-fake.js';
+import { startVaultBroker } from '../support/vault-broker.js';
 import { serveBroker } from '../client/support.js';
 
-const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
 const NODE = process.execPath;
-const BROKER_POLICY = {
-  'database/creds/*': ['read'],
-  'sys/leases/revoke': ['update'],
-  'sys/leases/renew': ['update'],
-  'auth/token/create/agents': ['update'],
-  'auth/token/revoke-accessor': ['update'],
-  'auth/token/renew-accessor': ['update'],
-};
 
 /** A child that looks its VAULT_TOKEN up at Vault and records that, and PGPASSWORD, in `out` (argv[1]). */
 const vaultChild = `
@@ -47,27 +39,8 @@ describe.each(DRIVERS)('tasklease run with Vault roles on %s', (driver) => {
   beforeAll(async () => {
     // Real time: the wrapper times renewals by the broker's Date header.
     const clock = createManualClock(new Date());
-    vault = await startVaultFake({
-      clock,
-      policies: { broker: BROKER_POLICY },
-      dynamicRoles: [{ mount: 'database', role: 'readonly', kind: 'database', defaultTtl: 3600, maxTtl: 7200 }],
-      tokenRoles: [{ name: 'agents', allowedPolicies: ['deploy'], orphan: true }],
-      approle: { roleId: 'broker-role', secretId: 'broker-secret', policies: ['broker'], ttl: 3600, maxTtl: 30 * 86400 },
-    });
-    writeFileSync(join(dir, 'role_id'), 'broker-role');
-    writeFileSync(join(dir, 'secret_id'), 'broker-secret');
     database = await openTestDatabase(driver);
-    t = await startTestBroker(database, {
-      clock,
-      config: {
-        backends: { vault: { type: 'vault', address: vault.url, auth: { method: 'approle', role_id_file: join(dir, 'role_id'), secret_id_file: join(dir, 'secret_id') } } },
-        roles: [
-          ...HARNESS_ROLES,
-          { name: 'orders-db', backend: 'vault', ttl: '15m', max_ttl: '1h', allow: AGENTS, vault: { mode: 'dynamic', path: 'database/creds/readonly' } },
-          { name: 'deploy-token', backend: 'vault', ttl: '10m', max_ttl: '30m', allow: AGENTS, vault: { mode: 'token', token_role: 'agents', policies: ['deploy'] } },
-        ],
-      },
-    });
+    ({ vault, t } = await startVaultBroker(database, clock, dir));
     http = await serveBroker(t);
   });
   afterAll(async () => {

@@ -66,6 +66,7 @@ describe('a commit that fails after minting', () => {
       policy: createPolicy([role as never]),
       limits: noLimits,
       approvals: {} as never,
+      refusals: { refuse: async () => {} },
       backends: new Map([['b', backend as never]]),
       writer,
       taskCache: { get: async () => task as never, forget: (id) => forgotten.push(id) },

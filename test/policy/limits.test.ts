@@ -322,6 +322,7 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
         policy: createPolicy(t.config.roles, t.config.policy),
         limits: throwing,
         approvals: t.broker.approvals,
+        refusals: t.broker.refusals,
         backends: t.broker.backends,
         writer: createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: throwing, onRevokeRequested: () => {} }),
         taskCache: createTaskCache({ db: database.db, clock: t.clock }),
