@@ -29,13 +29,14 @@ await db.execute(sql`insert into tasks (id, agent_subject, roles, status, create
 await db.execute(sql`create table bench_plain (id uuid primary key, subject text not null, at timestamptz not null)`);
 
 /** A lease and its audit event as the issuer builds them. */
-function issued(): { row: LeaseRow; event: AuditInput } {
+function issued(): { row: LeaseRow; event: AuditInput; who: { generation: number } } {
   const now = new Date();
   const id = randomUUID();
   const end = new Date(now.getTime() + 600_000);
   const token = 'a'.repeat(64);
   return {
     row: { id, taskId: 'bench-task', role: 'bench', backend: 'jwt', issuer: 'https://issuer.invalid', subject: 'agent-1', tokenSha256: token, status: 'active', credentialRef: id, issuedAt: now, expiresAt: end, backendExpiresAt: end, revocable: true },
+    who: { generation: 0 },
     event: { at: now, actor: 'oidc:issuer.invalid/agent-1', action: 'credential.issued', target: `lease:${id}`, decision: 'allow', details: { task: 'bench-task', role: 'bench', backend: 'jwt', ttl_seconds: 600, credential_ref: id, token_sha256: token }, requestId: id },
   };
 }

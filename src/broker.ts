@@ -18,6 +18,8 @@ import { createRenewer } from './leases/renew.js';
 import { createLeaseService } from './leases/service.js';
 import { createLeaseWriter } from './leases/writer.js';
 import type { Logger } from './log.js';
+import { createAgentRegistry, REGISTRY_CHANNEL } from './agents/registry.js';
+import { createAgentService } from './agents/service.js';
 import { createApprovalService } from './approvals/service.js';
 import { createCheckpoint } from './audit/checkpoint.js';
 import { createRefusalAudit } from './audit/refusals.js';
@@ -83,7 +85,7 @@ export async function createBroker(deps: BrokerDeps) {
     );
   }
 
-  const policy = createPolicy(config.roles, config.policy);
+  const policy = createPolicy(config.roles, config.policy, { requireRegistration: config.agents.require_registration });
   const limits = createLimits(config.policy);
   const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl });
   // Repeated refusals' counts, written through the writer below when their window ends (the sweeper's housekeeping) or on drain.
@@ -121,9 +123,33 @@ export async function createBroker(deps: BrokerDeps) {
       taskCache.handlers.listening(on);
     },
   });
-  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, refusals, backends, writer, taskCache, log, metrics });
+  const registry = createAgentRegistry({ db, clock, log: log.child({ component: 'agents' }), configured: config.agents.register });
+  let registryAnnounced = true;
+  database.listen(REGISTRY_CHANNEL, {
+    message: registry.handlers.message,
+    listening(on, reason) {
+      if (!on && registryAnnounced) log.warn({ reason }, 'agent registry changes are not being announced; the registry is read again every second until they are');
+      if (on && !registryAnnounced) log.info('agent registry changes are announced again');
+      registryAnnounced = on;
+      registry.handlers.listening(on);
+    },
+  });
+  await registry.reload();
+  const agentService = createAgentService({
+    db,
+    clock,
+    registry,
+    knownRole: (name) => policy.role(name) !== undefined,
+    knownIssuer: (name) => config.issuers.some((i) => i.name === name),
+    onRevokeRequested,
+    // Dev mode registers each agent-* subject of the dev issuer, owned by `dev`, on first sight.
+    ...(config.dev
+      ? { autoRegister: { issuer: 'dev', subjectPattern: 'agent-.*', owner: { name: 'dev', contact: 'dev mode', principals: [] }, roles: policy.roleNames() } }
+      : {}),
+  });
+  const issue = createIssuer({ db, clock, policy, limits, approvals, rateLimiter, refusals, backends, writer, taskCache, log, metrics, agents: agentService });
   const leases = createLeaseService({ db, clock, onRevokeRequested });
-  const renew = createRenewer({ db, clock, policy, backends });
+  const renew = createRenewer({ db, clock, policy, backends, agents: agentService });
   const tasks = createTaskService({
     db,
     clock,
@@ -133,6 +159,7 @@ export async function createBroker(deps: BrokerDeps) {
     onRevokeRequested,
     onTaskOpened: (task) => taskCache.remember(task),
     onTaskClosed: (id) => taskCache.forget(id),
+    admit: (agent, roles) => agentService.admitTask(agent, roles, config.agents.require_registration),
   });
   const introspect = createIntrospector({ db, clock, keys, issuer: config.public_url });
 
@@ -177,6 +204,8 @@ export async function createBroker(deps: BrokerDeps) {
     leases,
     tasks,
     introspect,
+    registry,
+    agentService,
     jwks: () => keys.jwks(),
     auditCheckpoint: () => createCheckpoint({ db, keys, issuer: config.public_url, clock }),
     ready,
@@ -187,6 +216,6 @@ export async function createBroker(deps: BrokerDeps) {
   // Served by `tasklease serve` on config.metrics.listen.
   const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, metricsApp, sweeper, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends };
+  return { app, metricsApp, sweeper, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -21,10 +21,15 @@ export const ERROR_STATUS = {
   self_approval: 403,
   policy_error: 403,
   approval_required: 403,
+  agent_suspended: 403,
+  agent_not_registered: 403,
+  not_agent_owner: 403,
   not_found: 404,
   task_not_found: 404,
   lease_not_found: 404,
   approval_not_found: 404,
+  agent_not_found: 404,
+  suspension_not_found: 404,
   method_not_allowed: 405,
   task_exists: 409,
   task_not_open: 409,
@@ -36,6 +41,9 @@ export const ERROR_STATUS = {
   approval_not_pending: 409,
   approval_not_redeemable: 409,
   audit_chain_broken: 409,
+  agent_exists: 409,
+  agent_ambiguous: 409,
+  agent_from_config: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   quota_exceeded: 429,
@@ -46,7 +54,6 @@ export const ERROR_STATUS = {
   backend_unavailable: 503,
   database_unavailable: 503,
   request_timeout: 503,
-
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

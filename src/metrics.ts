@@ -1,4 +1,4 @@
-import { count, inArray } from 'drizzle-orm';
+import { and, count, eq, inArray, isNotNull } from 'drizzle-orm';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Db } from './db/client.js';
 import { leases } from './db/schema.js';
@@ -34,6 +34,29 @@ export function createMetrics(db: Db) {
       for (const status of ['active', 'revoking', 'revoke_failed']) this.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0));
     },
   });
-  return { registry, issued, denied, revocations, awsRevocationCutoffs };
+  // Per agent: the registry bounds the label's values ('-' counts identities no agent matches).
+  const agentIssued = new Counter({ name: 'tasklease_agent_credentials_issued_total', help: 'Credentials issued, by agent', labelNames: ['agent'], registers: [registry] });
+  const agentDenied = new Counter({
+    name: 'tasklease_agent_credentials_denied_total',
+    help: 'Credential requests refused, by agent and code',
+    labelNames: ['agent', 'code'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tasklease_agent_leases_active',
+    help: 'Active leases, by agent',
+    labelNames: ['agent'],
+    registers: [registry],
+    async collect() {
+      const rows = await db
+        .select({ agent: leases.agent, n: count() })
+        .from(leases)
+        .where(and(eq(leases.status, 'active'), isNotNull(leases.agent)))
+        .groupBy(leases.agent);
+      this.reset();
+      for (const row of rows) this.set({ agent: row.agent! }, Number(row.n));
+    },
+  });
+  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

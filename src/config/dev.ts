@@ -58,6 +58,8 @@ export async function devConfig(dataDir: string): Promise<ConfigInput> {
       admins: [{ name: 'admin', issuer: 'dev', subject: 'admin' }],
     },
     backends: { local: { type: 'jwt' } },
+    // Each agent-* subject is registered as an agent of that name, owned by `dev`, when first seen (broker.ts).
+    agents: { require_registration: true },
     roles: [
       { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read demo:write' } },
       { name: 'demo-readonly', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read' } },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { mayOverlap } from '../agents/overlap.js';
 import { ConfigSchema, type Config, type ConfigInput } from './schema.js';
 
 export class ConfigError extends Error {
@@ -77,6 +78,28 @@ function crossCheck(config: Config): string[] {
       if (!roles.has(role)) problems.push(`policy.approvals.rules[${i}].roles[${j}]: unknown role '${role}'`);
     }),
   );
+  problems.push(...checkAgents(config, roles, checkRule));
+  return problems;
+}
+
+/** Agents name known roles and issuers, have unique names, and no identity can match two of them. */
+function checkAgents(config: Config, roles: Set<string>, checkRule: (rule: object, at: string) => void): string[] {
+  const problems: string[] = [];
+  const agents = config.agents.register;
+  agents.forEach((agent, i) => {
+    const at = `agents.register[${i}]`;
+    if (agents.findIndex((a) => a.name === agent.name) !== i) problems.push(`${at}.name: duplicate agent '${agent.name}'`);
+    agent.roles.forEach((role, j) => {
+      if (!roles.has(role)) problems.push(`${at}.roles[${j}]: unknown role '${role}'`);
+    });
+    checkRule(agent.match, `${at}.match`);
+    agent.owner.principals.forEach((rule, j) => checkRule(rule, `${at}.owner.principals[${j}]`));
+    agents.slice(0, i).forEach((other) => {
+      if (mayOverlap(other.match, agent.match)) {
+        problems.push(`${at}.match: an identity could match both '${other.name}' and '${agent.name}'; make the rules narrower (subjects, patterns with different prefixes, or a claim with different values)`);
+      }
+    });
+  });
   return problems;
 }
 

@@ -5,44 +5,12 @@ import { MetricsSchema } from './metrics.js';
 import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
+import { AgentsConfigSchema } from './agents.js';
+import { IdentityRuleSchema, NameSchema as BaseNameSchema } from './identity-rule.js';
 
-export { IssuerSchema };
+export { IssuerSchema, IdentityRuleSchema };
 
-const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)');
-
-function isRegExp(pattern: string): boolean {
-  try {
-    new RegExp(pattern, 'u');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const ClaimValueSchema = z.union([z.string(), z.number(), z.boolean(), z.array(z.string()).min(1)]);
-
-/** Who a rule matches: an issuer (by name) and the subject or claims of its tokens. */
-export const IdentityRuleSchema = z
-  .strictObject({
-    issuer: NameSchema,
-    subject: z.string().min(1).optional(),
-    subject_pattern: z.string().min(1).optional(),
-    /** The token's `aud` must contain this value. */
-    audience: z.string().min(1).optional(),
-    claims: z.record(z.string().min(1), ClaimValueSchema).optional(),
-    /** String claims that must match a pattern (whole value, like subject_pattern). */
-    claim_patterns: z.record(z.string().min(1), z.string().min(1)).optional(),
-  })
-  .refine((r) => !(r.subject && r.subject_pattern), 'set at most one of subject and subject_pattern')
-  .refine((r) => r.subject || r.subject_pattern || r.claims || r.claim_patterns, 'set subject, subject_pattern, claims or claim_patterns')
-  .refine((r) => r.subject_pattern === undefined || isRegExp(r.subject_pattern), {
-    message: 'subject_pattern is not a valid regular expression',
-    path: ['subject_pattern'],
-  })
-  .refine((r) => Object.values(r.claim_patterns ?? {}).every(isRegExp), {
-    message: 'a claim_patterns entry is not a valid regular expression',
-    path: ['claim_patterns'],
-  });
+const NameSchema = BaseNameSchema;
 
 /** Orchestrators may act on the tasks they opened, and on tasks whose labels match their scope. */
 const ScopeSchema = z.strictObject({ labels: z.record(z.string().min(1), z.string()) }).optional();
@@ -140,6 +108,7 @@ export const ConfigSchema = z.strictObject({
   roles: z.array(RoleSchema).default([]),
   tasks: z.strictObject({ max_ttl: DurationSchema.default(86400) }).default({ max_ttl: 86400 }),
   policy: PolicySchema,
+  agents: AgentsConfigSchema,
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
   metrics: MetricsSchema.prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */

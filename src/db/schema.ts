@@ -63,6 +63,9 @@ export const leases = pgTable(
     lastError: text('last_error'),
     claimedBy: text('claimed_by'),
     claimUntil: ts('claim_until'),
+    /** The registered agent the identity was when the lease was issued (null: none matched), and its owner then. */
+    agent: text('agent'),
+    agentOwner: text('agent_owner'),
   },
   (t) => [
     // The sweeper's two claim queries each walk one small partial index.
@@ -72,6 +75,8 @@ export const leases = pgTable(
     index('leases_subject_idx').on(t.subject, t.id),
     index('leases_status_idx').on(t.status, t.id),
     index('leases_role_idx').on(t.role, t.status),
+    // The lease listing by agent, its review (30 days of ids, which are time-ordered UUIDv7) and a suspension.
+    index('leases_agent_idx').on(t.agent, t.id).where(sql`${t.agent} is not null`),
     // AWS adoption, before every deny-policy write: leases that ended while their session may still work.
     index('leases_ended_live_idx').on(t.backend, t.backendExpiresAt).where(sql`${t.revocable} and ${t.status} <> 'active'`),
   ],
@@ -198,8 +203,59 @@ export const awsRevocationCutoffs = pgTable(
   (t) => [primaryKey({ columns: [t.roleArn, t.agent] })],
 );
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince };
+/**
+ * Agents registered through the API (those in the config file live there).
+ * `definition` is the AgentSchema document (match, owner, purpose, ceiling,
+ * labels) as the admin sent it.
+ */
+export const agents = pgTable('agents', {
+  name: text('name').primaryKey(),
+  definition: jsonb('definition').$type<Record<string, unknown>>().notNull(),
+  createdBy: text('created_by').notNull(),
+  createdAt: ts('created_at').notNull(),
+});
+
+/**
+ * Suspensions, current and past: of a registered agent (`agent`), or of the
+ * identities an identity rule matches (`rule`). One is in force until
+ * `resumed_at` is set; at most one per agent at a time.
+ */
+export const agentSuspensions = pgTable(
+  'agent_suspensions',
+  {
+    id: uuid('id').primaryKey(),
+    agent: text('agent'),
+    rule: jsonb('rule').$type<{ issuer: string; subject?: string; subject_pattern?: string }>(),
+    reason: text('reason').notNull(),
+    suspendedBy: text('suspended_by').notNull(),
+    suspendedAt: ts('suspended_at').notNull(),
+    /** How many active leases the suspension revoked. */
+    revoked: integer('revoked').notNull().default(0),
+    resumedBy: text('resumed_by'),
+    resumedAt: ts('resumed_at'),
+    resumeReason: text('resume_reason'),
+  },
+  (t) => [
+    uniqueIndex('agent_suspensions_current_idx').on(t.agent).where(sql`${t.resumedAt} is null and ${t.agent} is not null`),
+    index('agent_suspensions_agent_idx').on(t.agent, t.suspendedAt),
+    index('agent_suspensions_in_force_idx').on(t.suspendedAt).where(sql`${t.resumedAt} is null`),
+  ],
+);
+
+/**
+ * One row: the registry's generation, moved by every change to agents and
+ * suspensions in the transaction that makes it. The commit that records a
+ * lease reads it FOR SHARE and compares it with the generation its decision
+ * was made on (agents/registry.ts), so a change and a lease are ordered.
+ */
+export const registryState = pgTable('registry_state', {
+  id: integer('id').primaryKey(),
+  generation: bigint('generation', { mode: 'number' }).notNull(),
+});
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
 export type Approval = typeof approvals.$inferSelect;
+export type AgentSuspension = typeof agentSuspensions.$inferSelect;

@@ -3,6 +3,8 @@ import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { timeout } from 'hono/timeout';
+import type { AgentRegistry } from '../agents/registry.js';
+import type { AgentService } from '../agents/service.js';
 import type { ApprovalService } from '../approvals/service.js';
 import type { CheckpointResult } from '../audit/checkpoint.js';
 import type { Clock } from '../clock.js';
@@ -23,6 +25,7 @@ import { createErrorHandler, problem } from './problem.js';
 import { requestIds } from './request-id.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAgentRoutes } from './routes/agent.js';
+import { registerAgentRegistryRoutes } from './routes/agents.js';
 import { registerApprovalRoutes } from './routes/approvals.js';
 import { CONTAINER_CREDENTIALS_PATH, registerAwsRoutes } from './routes/aws.js';
 import { registerPolicyRoutes } from './routes/policy.js';
@@ -42,6 +45,8 @@ export interface AppDeps {
   leases: LeaseService;
   tasks: TaskService;
   introspect: Introspector;
+  registry: AgentRegistry;
+  agentService: AgentService;
   jwks: () => Promise<unknown>;
   /** Signs a checkpoint of the audit chain's head (audit/checkpoint.ts). */
   auditCheckpoint: () => Promise<CheckpointResult>;
@@ -111,7 +116,8 @@ export function createApp(deps: AppDeps) {
   registerAdminRoutes(app, deps);
   registerSystemRoutes(app, deps);
   registerApprovalRoutes(app, deps.approvals);
-  registerPolicyRoutes(app, deps);
+  registerAgentRegistryRoutes(app, deps);
+  registerPolicyRoutes(app, { ...deps, agents: deps.agentService });
   registerAwsRoutes(app, deps.issue, (role) => deps.policy.role(role)?.aws !== undefined);
 
   app.doc31('/openapi.json', {

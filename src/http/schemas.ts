@@ -32,6 +32,8 @@ export const LeaseSchema = z
     revocable: z.boolean(),
     revoke_requested_at: z.string().nullable(),
     ended_at: z.string().nullable(),
+    agent: z.string().nullable().openapi({ description: 'The registered agent the lease was issued to (null: no agent matched)' }),
+    agent_owner: z.string().nullable().openapi({ description: "The agent's owner when the lease was issued" }),
   })
   .openapi('Lease');
 

@@ -30,6 +30,8 @@ export function stored(row: LeaseRow): Lease {
     issuedAt: row.issuedAt,
     expiresAt: row.expiresAt,
     backendExpiresAt: row.backendExpiresAt,
+    agent: row.agent ?? null,
+    agentOwner: row.agentOwner ?? null,
   };
 }
 
@@ -46,10 +48,10 @@ export function leaseInsert(rows: LeaseRow[], txid: string): SQL | undefined {
   const json = rows.map(leaseJson);
   return sql`with locker as (select 1 where txid_current()::text = ${txid}),
     ins as (insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, reason, credential_ref,
-        issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at)
+        issued_at, expires_at, backend_expires_at, revocable, revoke_requested_at, next_attempt_at, agent, agent_owner)
       select * from jsonb_to_recordset(${JSON.stringify(json)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text, subject text,
         token_sha256 text, status text, reason text, credential_ref text, issued_at timestamptz, expires_at timestamptz,
-        backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz)
+        backend_expires_at timestamptz, revocable boolean, revoke_requested_at timestamptz, next_attempt_at timestamptz, agent text, agent_owner text)
       where exists (select from locker)
       returning 1)
     select count(*)::int as inserted from ins`;
@@ -74,6 +76,8 @@ export function leaseJson(r: LeaseRow) {
     revocable: r.revocable ?? true,
     revoke_requested_at: iso(r.revokeRequestedAt),
     next_attempt_at: iso(r.nextAttemptAt),
+    agent: r.agent ?? null,
+    agent_owner: r.agentOwner ?? null,
   };
 }
 
@@ -98,6 +102,16 @@ export function tasksForShare(ids: string[]): SQL {
   // set-returning function and hash-joins the whole table; an array comparison is an index scan.
   return sql`select id, status, max_leases from tasks where id = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))) for share`;
 }
+
+/**
+ * The registry's generation, read FOR SHARE: a change to agents or
+ * suspensions (which updates this row) waits for the commit that reads it,
+ * or the commit sees the new generation and decides again.
+ */
+export const REGISTRY_FOR_SHARE = sql`select generation from registry_state where id = 1 for share`;
+
+/** The generation REGISTRY_FOR_SHARE returned. */
+export const generationOf = (rows: unknown[]) => Number((rows as { generation: string | number }[])[0]?.generation ?? 0);
 
 /** The rows tasksForShare returned, by id. */
 export function taskStates(rows: unknown[]): Map<string, TaskState> {

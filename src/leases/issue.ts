@@ -1,3 +1,5 @@
+import { agentDetails } from '../agents/service.js';
+import type { Resolution } from '../agents/registry.js';
 import type { ApprovalService } from '../approvals/service.js';
 import { requestRef } from '../audit/append.js';
 import type { RefusalAudit } from '../audit/refusals.js';
@@ -11,13 +13,13 @@ import { AppError, type ErrorCode } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../log.js';
-import type { Decision, Policy } from '../policy/decide.js';
+import { agentRefusal, outsideCeiling, type Decision, type Policy } from '../policy/decide.js';
 import { refusalExtra, type LimitRefusal, type Limits } from '../policy/limits.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
 import { credentialCeiling } from '../policy/ttl.js';
 import type { Metrics } from '../metrics.js';
 import type { TaskCache } from '../tasks/cache.js';
-import type { LeaseWriter } from './writer.js';
+import type { LeaseWriter, Who } from './writer.js';
 
 export interface IssueDeps {
   db: Db;
@@ -33,7 +35,12 @@ export interface IssueDeps {
   /** Open tasks for the decision; the commit reads the status again. */
   taskCache: Pick<TaskCache, 'get' | 'forget'>;
   log: Logger;
-  metrics?: Pick<Metrics, 'issued' | 'denied'>;
+  metrics?: Pick<Metrics, 'issued' | 'denied' | 'agentIssued' | 'agentDenied'>;
+  /** Who an identity is (agents/service.ts): its decision now, and again at commit if the registry moved. */
+  agents: {
+    resolve(identity: Identity): Promise<Resolution>;
+    resolveAt(identity: Identity, generation: number, through: Db): Promise<Resolution>;
+  };
 }
 
 export interface IssueInput {
@@ -62,6 +69,8 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
   rate_limited: 'too many credential requests; slow down',
   policy_error: 'the request could not be evaluated, so it is refused',
   approval_required: 'this role needs approval: request it with POST /v1/credentials, then redeem it there',
+  agent_suspended: 'this agent is suspended: its owner or an admin can resume it',
+  agent_not_registered: 'this identity is not a registered agent: an admin registers agents (POST /v1/agents)',
 };
 
 /**
@@ -75,8 +84,17 @@ const DENY_MESSAGES: Partial<Record<ErrorCode, string>> = {
  * mint stay one event each: only an agent bound to the task reaches them,
  * and the rate limit bounds how often.
  */
-const AGGREGATED = new Set<ErrorCode>(['rate_limited', 'role_denied', 'task_not_found', 'task_not_open', 'task_expired']);
+const AGGREGATED = new Set<ErrorCode>(['rate_limited', 'role_denied', 'task_not_found', 'task_not_open', 'task_expired', 'agent_suspended', 'agent_not_registered']);
 const refusalKey = (input: IssueInput, code: ErrorCode) => JSON.stringify([actorOf(input.identity), code]);
+
+/** The agent a metric counts under: '-' for an identity no agent matches. */
+const agentLabel = (agent: Resolution | undefined) => (agent?.kind === 'agent' ? agent.agent.name : '-');
+
+/** What a suspended agent is told besides the code: which agent, since when (never the admin's reason). */
+const suspendedExtra = (agent: Resolution | undefined): Record<string, unknown> =>
+  agent && agent.kind !== 'ambiguous' && agent.suspension
+    ? { ...(agent.kind === 'agent' ? { agent: agent.agent.name, owner: agent.agent.owner.name, owner_contact: agent.agent.owner.contact } : {}), suspended_at: agent.suspension.suspendedAt.toISOString() }
+    : {};
 
 /**
  * The lease ends at its TTL, or earlier when the backend granted less (a
@@ -99,8 +117,9 @@ export function createIssuer(deps: IssueDeps) {
   const { refusals } = deps;
 
   /** Every refusal is counted by the metric; a repeated one is audited with its window's count, and a rate-limited one waits for no database. */
-  async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}): Promise<never> {
+  async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}, agent?: Resolution): Promise<never> {
     deps.metrics?.denied.inc({ code });
+    deps.metrics?.agentDenied.inc({ agent: agentLabel(agent), code });
     const event = {
       at: now,
       actor: actorOf(input.identity),
@@ -108,7 +127,7 @@ export function createIssuer(deps: IssueDeps) {
       target: `task:${input.taskId}`,
       decision: 'deny' as const,
       reason,
-      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...extra },
+      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...agentDetails(agent), ...extra },
       ...requestRef(input),
     };
     if (AGGREGATED.has(code)) await refusals.refuse(refusalKey(input, code), event, { wait: code !== 'rate_limited' });
@@ -117,30 +136,42 @@ export function createIssuer(deps: IssueDeps) {
   }
 
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
-  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date }> {
+  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date; agent: Resolution }> {
     let decision: Decision;
     let task;
     let refusal: LimitRefusal | undefined;
+    let agent: Resolution | undefined;
     try {
+      agent = await deps.agents.resolve(input.identity);
       task = await taskCache.get(input.taskId);
-      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now });
+      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent });
       if (decision.allow) refusal = await limits.check(db, { identity: input.identity, task: task!, role: decision.role, now });
     } catch (err) {
       if (isDatabaseUnavailable(err)) throw err;
       log.error({ err: err instanceof Error ? err.name : 'unknown', reqId: input.requestId }, 'policy evaluation failed');
-      return deny(input, 'policy_error', 'policy evaluation failed', now);
+      return deny(input, 'policy_error', 'policy evaluation failed', now, {}, agent);
     }
-    if (!decision.allow) return deny(input, decision.code, decision.reason, now);
-    if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal));
+    if (!decision.allow) return deny(input, decision.code, decision.reason, now, suspendedExtra(agent), agent);
+    if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal), agent);
     // The commit re-checks a constrained request's limits under lock; the others are recorded in one statement.
-    return { decision, constrained: limits.constrained(decision.role, task!), deadline: task!.deadline };
+    return { decision, constrained: limits.constrained(decision.role, task!), deadline: task!.deadline, agent: agent! };
+  }
+
+  /** The commit's second decision, when the registry moved since the first: on the registry the commit locked. */
+  function recheckAgent(identity: Identity, roleName: string): Who['recheck'] {
+    return async (generation, through) => {
+      const fresh = await deps.agents.resolveAt(identity, generation, through);
+      const refusal = agentRefusal(fresh, policy.requireRegistration) ?? outsideCeiling(fresh, roleName);
+      if (refusal) return { refusal: { code: refusal.code, reason: refusal.reason, extra: suspendedExtra(fresh) } };
+      return fresh.kind === 'agent' ? { agent: fresh.agent.name, agentOwner: fresh.agent.owner.name } : { agent: null, agentOwner: null };
+    };
   }
 
   return async function issue(input: IssueInput): Promise<IssueResult> {
     const now = clock.now();
     const limited = deps.rateLimiter?.take(actorOf(input.identity));
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
-    const { decision, constrained, deadline } = await evaluate(input, now);
+    const { decision, constrained, deadline, agent } = await evaluate(input, now);
     let ttlSeconds = decision.ttlSeconds;
     let redeemed: string | undefined;
     let approvedTtl: number | null = null;
@@ -203,6 +234,8 @@ export function createIssuer(deps: IssueDeps) {
       expiresAt: leaseEnd(now, ttlSeconds, minted.expiresAt),
       backendExpiresAt: minted.honouredUntil ?? minted.expiresAt,
       revocable: minted.revocable ?? true,
+      agent: agent.kind === 'agent' ? agent.agent.name : null,
+      agentOwner: agent.kind === 'agent' ? agent.agent.owner.name : null,
     };
     let recorded: Awaited<ReturnType<LeaseWriter['recordLease']>>;
     try {
@@ -222,11 +255,12 @@ export function createIssuer(deps: IssueDeps) {
             credential_ref: minted.ref,
             ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${(minted.honouredUntil ?? minted.expiresAt).toISOString()}` } : {}),
             token_sha256: input.identity.tokenSha256,
+            ...agentDetails(agent),
             ...(redeemed ? { approval: redeemed } : {}),
           },
           ...requestRef(input),
         },
-        { identity: input.identity, role: decision.role, constrained },
+        { identity: input.identity, role: decision.role, constrained, generation: agent.generation, recheck: recheckAgent(input.identity, decision.role.name) },
       );
     } catch (err) {
       // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.
@@ -242,9 +276,11 @@ export function createIssuer(deps: IssueDeps) {
       // The task closed, and this replica's cache had missed it: the next request reads it again.
       if (recorded.refusal.code === 'task_not_open') taskCache.forget(input.taskId);
       deps.metrics?.denied.inc({ code: recorded.refusal.code });
+      deps.metrics?.agentDenied.inc({ agent: recorded.lease.agent ?? agentLabel(agent), code: recorded.refusal.code });
       throw new AppError(recorded.refusal.code, DENY_MESSAGES[recorded.refusal.code] ?? 'refused', recorded.refusal.extra);
     }
     deps.metrics?.issued.inc({ role: row.role, backend: backend.name });
+    deps.metrics?.agentIssued.inc({ agent: recorded.lease.agent ?? '-' });
     return { kind: 'issued', lease: recorded.lease, credentials: minted.credentials };
   };
 }

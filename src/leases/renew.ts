@@ -6,7 +6,8 @@ import type { Db } from '../db/client.js';
 import { approvals, leases, tasks, type Lease } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
-import type { Policy } from '../policy/decide.js';
+import type { Resolution } from '../agents/registry.js';
+import { agentRefusal, type Policy } from '../policy/decide.js';
 import { credentialCeiling } from '../policy/ttl.js';
 
 export interface RenewDeps {
@@ -14,6 +15,7 @@ export interface RenewDeps {
   clock: Clock;
   policy: Policy;
   backends: ReadonlyMap<string, Backend>;
+  agents: { resolve(identity: Identity): Promise<Resolution> };
 }
 
 /**
@@ -24,9 +26,12 @@ export interface RenewDeps {
  * (Vault `sys/leases/renew`). The new end is the earlier of what was asked
  * and what the backend granted; the change is audited with the lease.
  */
-export function createRenewer({ db, clock, policy, backends }: RenewDeps) {
+export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps) {
   return async function renew(identity: Identity, id: string, incrementSeconds: number | undefined, request: RequestRef = {}): Promise<Lease> {
     const now = clock.now();
+    // A suspended agent extends nothing (its suspension moved its leases to revoking, so the update below would find none anyway).
+    const barred = agentRefusal(await agents.resolve(identity), policy.requireRegistration);
+    if (barred) throw new AppError(barred.code, barred.code === 'agent_suspended' ? 'this agent is suspended: its owner or an admin can resume it' : 'this identity may not renew credentials');
     const [row] = await db
       .select({ lease: leases, task: tasks, approvedTtl: approvals.requestedTtl })
       .from(leases)

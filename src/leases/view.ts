@@ -21,6 +21,9 @@ export function leaseView(lease: Lease) {
     revocable: lease.revocable,
     revoke_requested_at: iso(lease.revokeRequestedAt),
     ended_at: iso(lease.endedAt),
+    /** The registered agent the lease was issued to, and its owner then (null: no agent matched). */
+    agent: lease.agent,
+    agent_owner: lease.agentOwner,
   };
 }
 export type LeaseView = ReturnType<typeof leaseView>;

@@ -9,8 +9,8 @@ import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Lease } from '../db/schema.js';
 import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import { refusalExtra, type Limits } from '../policy/limits.js';
-import { inserted, leaseInsert, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
+import { refusalExtra, type Limits, type NeverReleased } from '../policy/limits.js';
+import { generationOf, inserted, leaseInsert, REGISTRY_FOR_SHARE, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
 import { recordIssued, type RecordResult } from './record.js';
 
 const COMMIT_TIMEOUT_MS = 10_000;
@@ -28,14 +28,20 @@ export interface Recorded {
   refusal?: CommitRefusal;
 }
 
-/** The lease's revocation reason for a credential refused at commit. */
-const leaseReason = (refusal: CommitRefusal) => (refusal.code === 'task_not_open' ? 'task_closed' : refusal.code);
+/** The lease's revocation reason for a credential refused at commit: one of NEVER_RELEASED (policy/limits.ts). */
+const leaseReason = (refusal: CommitRefusal): NeverReleased => (refusal.code === 'task_not_open' ? 'task_closed' : (refusal.code as NeverReleased));
 
-/** Who asked; `constrained` when a limit applies to the request (quotas, conflicts, the task's lease limit). */
-interface Who {
+/**
+ * Who asked; `constrained` when a limit applies to the request (quotas, conflicts, the task's lease limit).
+ * `generation` is the agent registry's the decision was made on; when the commit finds another, `recheck`
+ * decides again on the registry at that generation, read through the commit's transaction.
+ */
+export interface Who {
   identity: Identity;
   role: RoleConfig;
   constrained: boolean;
+  generation: number;
+  recheck: (generation: number, through: Db) => Promise<{ refusal: CommitRefusal } | { agent: string | null; agentOwner: string | null }>;
 }
 
 interface LeaseItem {
@@ -105,7 +111,7 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
     const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
     const events = batch.flatMap((p) => (p.kind === 'audit' ? p.events : []));
     const [result] = await sendOne<RecordResult>(db, items.length > 0 ? recordIssued(items, events) : chainAppend(events)!);
-    if (items.length > 0 && result!.closed > 0) return undefined;
+    if (items.length > 0 && (result!.closed > 0 || result!.stale)) return undefined;
     appended([result], items.length + events.length);
     if (items.length > 0 && result!.inserted !== items.length) throw new Error('the commit recorded an unexpected number of leases');
     return new Map(items.map(({ row }) => [row.id!, { lease: stored(row) }]));
@@ -123,16 +129,30 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
       const refused = new Map<string, CommitRefusal>();
       // Task rows now, the chain's head at the end (in chainAppend), as every transaction that appends
       // takes them: one lock order, so a completion (task row, then head) and this batch cannot deadlock.
+      // Then the registry's row: a suspension waits for this commit, or this commit decides again after it.
       const ids = [...new Set(items.map((p) => p.row.taskId))];
-      const locked = ids.length > 0 ? await tx.send([tasksForShare(ids), TXID]) : undefined;
+      const locked = ids.length > 0 ? await tx.send([tasksForShare(ids), REGISTRY_FOR_SHARE, TXID]) : undefined;
       const taskOf = locked ? taskStates(locked[0]!) : new Map<string, TaskState>();
-      const txid = locked ? (locked[1] as { txid: string }[])[0]!.txid : undefined;
+      const generation = locked ? generationOf(locked[1]!) : 0;
+      const txid = locked ? (locked[2] as { txid: string }[])[0]!.txid : undefined;
       const constrained: LeaseItem[] = [];
       const unconstrained: LeaseItem[] = [];
       for (const p of items) {
         const task = taskOf.get(p.row.taskId);
-        if (!task || task.status !== 'open') refused.set(p.row.id!, TASK_CLOSED);
-        else (limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
+        if (!task || task.status !== 'open') {
+          refused.set(p.row.id!, TASK_CLOSED);
+          continue;
+        }
+        if (p.who.generation !== generation) {
+          const again = await p.who.recheck(generation, tx.db);
+          if ('refusal' in again) {
+            refused.set(p.row.id!, again.refusal);
+            continue;
+          }
+          p.row = { ...p.row, ...again };
+          p.event = { ...p.event, details: { ...p.event.details, agent: again.agent, owner: again.agentOwner } };
+        }
+        (limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
       }
       if (constrained.length > 0) {
         const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();

@@ -1,3 +1,4 @@
+import type { Resolution } from '../agents/registry.js';
 import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Task } from '../db/schema.js';
@@ -16,7 +17,30 @@ export type Decision =
   | { allow: false; code: DenyCode; reason: string };
 
 /** Stable reasons a credential request is refused (mapped to HTTP statuses in errors.ts). */
-export type DenyCode = 'task_not_found' | 'task_not_open' | 'task_expired' | 'role_denied';
+export type DenyCode = 'task_not_found' | 'task_not_open' | 'task_expired' | 'role_denied' | AgentDenyCode;
+export type AgentDenyCode = 'agent_suspended' | 'agent_not_registered' | 'role_denied' | 'policy_error';
+
+/**
+ * What the registry says of the caller, before anything else is looked at: a
+ * suspended agent hears so whatever it asks for; an identity that matches two
+ * agents is refused (the registry must stay unambiguous); with registration
+ * required, an identity no agent matches gets nothing.
+ */
+export function agentRefusal(agent: Resolution | undefined, requireRegistration: boolean): { code: AgentDenyCode; reason: string } | undefined {
+  if (agent?.kind !== 'ambiguous' && agent?.suspension) {
+    const s = agent.suspension;
+    return { code: 'agent_suspended', reason: s.agent ? `agent ${s.agent} is suspended: ${s.reason}` : `identity suspended by rule (suspension ${s.id}): ${s.reason}` };
+  }
+  if (agent?.kind === 'ambiguous') return { code: 'policy_error', reason: `the identity matches several agents (${agent.names.join(', ')})` };
+  if (requireRegistration && agent?.kind !== 'agent') return { code: 'agent_not_registered', reason: 'the identity matches no registered agent' };
+  return undefined;
+}
+
+/** The agent's ceiling: the roles it may ever hold. An unregistered identity has none to apply. */
+export function outsideCeiling(agent: Resolution | undefined, roleName: string): { code: 'role_denied'; reason: string } | undefined {
+  if (agent?.kind !== 'agent' || agent.agent.roles.includes(roleName)) return undefined;
+  return { code: 'role_denied', reason: `role ${roleName} is outside agent ${agent.agent.name}'s ceiling` };
+}
 
 export interface CredentialRequest {
   identity: Identity;
@@ -24,6 +48,8 @@ export interface CredentialRequest {
   roleName: string;
   requestedTtl: number | undefined;
   now: Date;
+  /** Who the registry says the identity is (agents/registry.ts); absent, an unregistered identity. */
+  agent?: Resolution;
 }
 
 export interface Policy {
@@ -32,6 +58,8 @@ export interface Policy {
   roleNames(): string[];
   /** May this identity approve requests for this role (besides admins)? */
   isApprover(roleName: string, identity: Identity): boolean;
+  /** With registration required, an identity no agent matches gets no credential. */
+  readonly requireRegistration: boolean;
 }
 
 /** Task labels contain every label the rule names. */
@@ -44,16 +72,19 @@ const labelsMatch = (labels: Record<string, string>, want: Record<string, string
  * agent's task, a role that is not configured) share the public code of a
  * missing one, and keep their real reason for the audit trail.
  */
-export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig): Policy {
+export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, agents: { requireRegistration: boolean } = { requireRegistration: false }): Policy {
   const compiled = new Map<string, { role: RoleConfig; allowed: IdentityMatcher; approvers: IdentityMatcher }>(
     roles.map((role) => [role.name, { role, allowed: compileRules(role.allow), approvers: compileRules(role.approvers) }]),
   );
   const approvalRules = policy?.approvals.rules ?? [];
   return {
+    requireRegistration: agents.requireRegistration,
     role: (name) => compiled.get(name)?.role,
     roleNames: () => [...compiled.keys()],
     isApprover: (roleName, identity) => compiled.get(roleName)?.approvers(identity) ?? false,
-    decide({ identity, task, roleName, requestedTtl, now }) {
+    decide({ identity, task, roleName, requestedTtl, now, agent }) {
+      const barred = agentRefusal(agent, agents.requireRegistration);
+      if (barred) return { allow: false, ...barred };
       if (!task) return { allow: false, code: 'task_not_found', reason: 'no such task' };
       const bound = task.agentSubject === identity.subject && (task.agentIssuer === null || task.agentIssuer === identity.issuer);
       if (!bound) return { allow: false, code: 'task_not_found', reason: 'task is bound to another agent' };
@@ -62,6 +93,8 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig): Policy
       if (!entry) return { allow: false, code: 'role_denied', reason: 'unknown role' };
       if (!task.roles.includes(roleName)) return { allow: false, code: 'role_denied', reason: 'role not allowed by task' };
       if (!entry.allowed(identity)) return { allow: false, code: 'role_denied', reason: "identity not in role's allow rules" };
+      const ceiling = outsideCeiling(agent, roleName);
+      if (ceiling) return { allow: false, ...ceiling };
       const ttlSeconds = clampTtl({
         requested: requestedTtl,
         roleDefault: entry.role.ttl,

@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { tasks } from '../db/schema.js';
+import type { Resolution } from '../agents/registry.js';
 import type { Identity } from '../identity/types.js';
 import type { Policy } from './decide.js';
 import type { Limits } from './limits.js';
@@ -12,6 +13,8 @@ export interface Explanation {
   ttl_seconds?: number;
   required_by?: string;
   conflicts_with?: string;
+  /** The registered agent the identity is. */
+  agent?: string;
 }
 
 /**
@@ -21,18 +24,20 @@ export interface Explanation {
  * real reason (which rule, which limit, which conflicting lease).
  */
 export async function explain(
-  deps: { db: Db; policy: Policy; limits: Limits },
+  deps: { db: Db; policy: Policy; limits: Limits; agents: { resolve(identity: Identity): Promise<Resolution> } },
   input: { identity: Identity; taskId: string; roleName: string; ttlSeconds?: number; now: Date },
 ): Promise<Explanation> {
   const [task] = await deps.db.select().from(tasks).where(eq(tasks.id, input.taskId));
-  const decision = deps.policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now: input.now });
-  if (!decision.allow) return { decision: 'deny', code: decision.code, reason: decision.reason };
+  const agent = await deps.agents.resolve(input.identity);
+  const decision = deps.policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now: input.now, agent });
+  const who = agent.kind === 'agent' ? { agent: agent.agent.name } : {};
+  if (!decision.allow) return { decision: 'deny', code: decision.code, reason: decision.reason, ...who };
   const refusal = await deps.limits.check(deps.db, { identity: input.identity, task: task!, role: decision.role, now: input.now });
   if (refusal) {
-    return { decision: 'deny', code: refusal.code, reason: refusal.reason, ...(refusal.code === 'role_conflict' ? { conflicts_with: refusal.conflictsWith } : {}) };
+    return { decision: 'deny', code: refusal.code, reason: refusal.reason, ...(refusal.code === 'role_conflict' ? { conflicts_with: refusal.conflictsWith } : {}), ...who };
   }
   if (decision.approvalRequiredBy) {
-    return { decision: 'approval_required', reason: 'an approver must decide first', required_by: decision.approvalRequiredBy, ttl_seconds: decision.ttlSeconds };
+    return { decision: 'approval_required', reason: 'an approver must decide first', required_by: decision.approvalRequiredBy, ttl_seconds: decision.ttlSeconds, ...who };
   }
-  return { decision: 'allow', reason: 'all checks passed', ttl_seconds: decision.ttlSeconds };
+  return { decision: 'allow', reason: 'all checks passed', ttl_seconds: decision.ttlSeconds, ...who };
 }

@@ -5,8 +5,21 @@ import type { Db } from '../db/client.js';
 import { leases, type Task } from '../db/schema.js';
 import { actorOf, type Identity } from '../identity/types.js';
 
-/** Lease reasons of credentials refused at commit (see leases/writer.ts): they never reached a caller. */
-export const NEVER_RELEASED = ['task_closed', 'quota_exceeded', 'task_lease_limit', 'role_conflict'];
+/**
+ * Lease reasons of credentials refused at commit (see leases/writer.ts): they never reached a caller.
+ * The writer's `leaseReason` is typed against this list, so a new commit refusal must be added here.
+ */
+export const NEVER_RELEASED = [
+  'task_closed',
+  'quota_exceeded',
+  'task_lease_limit',
+  'role_conflict',
+  'agent_suspended',
+  'agent_not_registered',
+  'role_denied',
+  'policy_error',
+] as const;
+export type NeverReleased = (typeof NEVER_RELEASED)[number];
 
 export type LimitRefusal =
   | { code: 'quota_exceeded'; reason: string; retryAfterSeconds: number }
@@ -61,7 +74,7 @@ export function createLimits(policy: PolicyConfig) {
         gt(leases.backendExpiresAt, now),
         or(inArray(leases.status, ['revoking', 'revoke_failed']), eq(leases.revocable, false)),
         // ...except credentials refused at commit: minted, but never handed to anyone.
-        or(isNull(leases.reason), notInArray(leases.reason, NEVER_RELEASED)),
+        or(isNull(leases.reason), notInArray(leases.reason, [...NEVER_RELEASED])),
       ),
     );
     const byAgent = and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject));

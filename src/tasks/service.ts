@@ -18,6 +18,11 @@ export interface TaskServiceDeps {
   /** Told when a task has been opened, and when one closes (the issuance path's task cache). */
   onTaskOpened?: (task: Task) => void;
   onTaskClosed?: (id: string) => void;
+  /**
+   * Whether a task may be opened for this agent with these roles (agents/service.ts `admitTask`): throws
+   * when it may not; returns the registered agents it names, for the audit trail.
+   */
+  admit?: (agent: { issuer: string; subject: string }, roles: string[]) => Promise<string[]>;
 }
 
 export interface OpenTaskInput {
@@ -90,7 +95,7 @@ function bindIssuer(requested: string | undefined, issuers: string[]): string {
   return issuers[0]!;
 }
 
-export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed }: TaskServiceDeps) {
+export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed, admit }: TaskServiceDeps) {
   /** The task an open conflicted with: the caller's own, so naming it leaks nothing. */
   async function openedBefore(caller: Caller, row: NewTask): Promise<Task> {
     const [existing] = row.externalId === null ? [] : await db.select().from(tasks).where(ownWithExternalId(caller, row.externalId));
@@ -127,6 +132,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         labels: input.labels ?? {},
         maxLeases: input.maxLeases ?? null,
       };
+      const agents = admit ? await admit({ issuer: row.agentIssuer!, subject: row.agentSubject }, row.roles) : [];
       const opened = await db.transaction(async (tx) => {
         const [task] = await tx
           .insert(tasks)
@@ -148,6 +154,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
               labels: task.labels,
               max_leases: task.maxLeases,
               external_id: task.externalId,
+              ...(agents.length > 0 ? { agent: agents.length === 1 ? agents[0] : agents } : {}),
             },
             ...requestRef(caller),
           },

@@ -45,6 +45,7 @@ describe.each(DRIVERS)('issuance racing task completion on %s', (driver) => {
 });
 
 const noLimits = { check: async () => undefined, constrained: () => false, lockKeys: () => [] };
+const unregistered = { generation: 0, kind: 'unregistered' as const };
 
 describe('a commit that fails after minting', () => {
   const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }], approvers: [] };
@@ -71,6 +72,7 @@ describe('a commit that fails after minting', () => {
       writer,
       taskCache: { get: async () => task as never, forget: (id) => forgotten.push(id) },
       log: createLogger('silent'),
+      agents: { resolve: async () => unregistered, resolveAt: async () => unregistered },
     });
     return { issue, revoked };
   }

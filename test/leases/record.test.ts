@@ -29,9 +29,9 @@ describe.each(DRIVERS)('recording issued leases in one statement on %s', (driver
   it('records the leases of open tasks as active, with their events and the other events of the batch, on one chain', async () => {
     const rows = [lease('rec-open'), lease('rec-open')];
     const other: AuditInput = { at: new Date(), actor: 'agent', action: 'credential.denied', target: 'task:rec-open', decision: 'deny', details: { code: 'role_denied' } };
-    const [result] = await sendOne<RecordResult>(database.db, recordIssued(rows.map((row) => ({ row, event: issued(row) })), [other]));
+    const [result] = await sendOne<RecordResult>(database.db, recordIssued(rows.map((row) => ({ row, event: issued(row), who: { generation: 0 } })), [other]));
     appended([result], 3);
-    expect(result).toMatchObject({ closed: 0, inserted: 2 });
+    expect(result).toMatchObject({ closed: 0, stale: false, inserted: 2 });
     for (const row of rows) {
       const [stored] = await database.db.select().from(leases).where(eq(leases.id, row.id!));
       expect(stored).toMatchObject({ status: 'active', reason: null, revokeRequestedAt: null, taskId: 'rec-open' });
@@ -45,16 +45,23 @@ describe.each(DRIVERS)('recording issued leases in one statement on %s', (driver
   it('writes nothing, and says so, when a task of the batch is no longer open', async () => {
     const open = lease('rec-open');
     const closed = lease('rec-closed');
-    const [result] = await sendOne<RecordResult>(database.db, recordIssued([open, closed].map((row) => ({ row, event: issued(row) })), []));
+    const [result] = await sendOne<RecordResult>(database.db, recordIssued([open, closed].map((row) => ({ row, event: issued(row), who: { generation: 0 } })), []));
     expect(result).toMatchObject({ closed: 1, inserted: 0, appended: 0, moved: 0 });
     expect(await execRows(database.db, sql`select id from leases where id in (${open.id}, ${closed.id})`)).toHaveLength(0);
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });
 
+  it('writes nothing, and says so, when a decision was made on another generation of the agent registry', async () => {
+    const row = lease('rec-open');
+    const [result] = await sendOne<RecordResult>(database.db, recordIssued([{ row, event: issued(row), who: { generation: 41 } }], []));
+    expect(result).toMatchObject({ closed: 0, stale: true, inserted: 0, appended: 0 });
+    expect(await execRows(database.db, sql`select id from leases where id = ${row.id}`)).toHaveLength(0);
+  });
+
   it('records nothing when one value is refused by the database', async () => {
     const row = lease('rec-open');
     const bad = { ...issued(row), details: { x: 'a\u0000b' } };
-    await expect(sendOne(database.db, recordIssued([{ row, event: bad }], []))).rejects.toThrow();
+    await expect(sendOne(database.db, recordIssued([{ row, event: bad, who: { generation: 0 } }], []))).rejects.toThrow();
     expect(await execRows(database.db, sql`select id from leases where id = ${row.id}`)).toHaveLength(0);
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });

@@ -327,6 +327,7 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
         writer: createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: throwing, onRevokeRequested: () => {} }),
         taskCache: createTaskCache({ db: database.db, clock: t.clock }),
         log,
+        agents: t.broker.agentService,
       });
       const identity: Identity = { issuer: 'test', subject: 'agent-f1', claims: { sub: 'agent-f1' }, tokenSha256: 'a'.repeat(64), expiresAt: new Date(t.clock.now().getTime() + 3600_000) };
       const mintedBefore = t.fake.mintedIds().length;

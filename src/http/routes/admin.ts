@@ -19,6 +19,7 @@ const ListLeasesQuery = z.object({
   task: TaskIdSchema.optional(),
   subject: SubjectSchema.optional(),
   role: NameParam.optional(),
+  agent: NameParam.optional(),
   cursor: z.string().regex(UUID_RE).optional(),
   limit: Limit,
 });
@@ -30,10 +31,11 @@ const RevocationSchema = z
     task: TaskIdSchema.optional(),
     subject: SubjectSchema.optional(),
     role: NameParam.optional(),
+    agent: NameParam.optional(),
     issued_before: z.iso.datetime({ offset: true }).optional(),
     reason: Reason,
   })
-  .refine((r) => r.task || r.subject || r.role || r.issued_before, 'name at least one of task, subject, role, issued_before')
+  .refine((r) => r.task || r.subject || r.role || r.agent || r.issued_before, 'name at least one of task, subject, role, agent, issued_before')
   .openapi('BulkRevocation');
 
 const AuditQuery = z.object({

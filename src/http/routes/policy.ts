@@ -40,6 +40,7 @@ const evaluateRoute = createRoute({
         ttl_seconds: z.number().int().optional(),
         required_by: z.string().optional(),
         conflicts_with: z.string().optional(),
+        agent: z.string().optional().describe('The registered agent the identity is'),
       }),
       'The decision and why',
     ),
@@ -47,7 +48,7 @@ const evaluateRoute = createRoute({
   },
 });
 
-export function registerPolicyRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; policy: Policy; limits: Limits; clock: Clock }) {
+export function registerPolicyRoutes(app: OpenAPIHono<AppEnv>, deps: { db: Db; policy: Policy; limits: Limits; clock: Clock; agents: Parameters<typeof explain>[0]['agents'] }) {
   app.openapi(evaluateRoute, async (c) => {
     const body = c.req.valid('json');
     const now = deps.clock.now();

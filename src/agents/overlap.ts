@@ -1,0 +1,53 @@
+import type { IdentityRule } from '../config/identity-rule.js';
+import { anchoredPattern } from '../identity/match.js';
+
+/**
+ * Whether one identity could match both rules. Decided where it can be
+ * decided, and otherwise answered "yes": two agents must never claim one
+ * identity, so an overlap this cannot rule out is reported as one, and the
+ * admin writes narrower rules. (At request time an identity that matches two
+ * agents anyway is refused: agents/registry.ts.)
+ *
+ * Disjoint when: the issuers differ; both subjects are exact and differ; an
+ * exact subject does not match the other's pattern; two patterns' literal
+ * prefixes diverge; or a claim both rules pin takes values neither shares.
+ */
+export function mayOverlap(a: IdentityRule, b: IdentityRule): boolean {
+  if (a.issuer !== b.issuer) return false;
+  if (a.subject !== undefined && b.subject !== undefined && a.subject !== b.subject) return false;
+  if (a.subject !== undefined && b.subject_pattern !== undefined && !anchoredPattern(b.subject_pattern).test(a.subject)) return false;
+  if (b.subject !== undefined && a.subject_pattern !== undefined && !anchoredPattern(a.subject_pattern).test(b.subject)) return false;
+  if (a.subject_pattern !== undefined && b.subject_pattern !== undefined) {
+    const [p, q] = [literalPrefix(a.subject_pattern), literalPrefix(b.subject_pattern)];
+    if (!p.startsWith(q) && !q.startsWith(p)) return false;
+  }
+  for (const [key, want] of Object.entries(a.claims ?? {})) {
+    const other = b.claims?.[key];
+    if (other !== undefined && !valuesMeet(want, other)) return false;
+    const pattern = b.claim_patterns?.[key];
+    if (pattern !== undefined && !valuesOf(want).some((v) => typeof v === 'string' && anchoredPattern(pattern).test(v))) return false;
+  }
+  for (const [key, want] of Object.entries(b.claims ?? {})) {
+    const pattern = a.claim_patterns?.[key];
+    if (pattern !== undefined && !valuesOf(want).some((v) => typeof v === 'string' && anchoredPattern(pattern).test(v))) return false;
+  }
+  return true;
+}
+
+type ClaimValue = string | number | boolean | string[];
+const valuesOf = (v: ClaimValue): (string | number | boolean)[] => (Array.isArray(v) ? v : [v]);
+const valuesMeet = (a: ClaimValue, b: ClaimValue) => valuesOf(a).some((x) => valuesOf(b).some((y) => x === y && typeof x === typeof y));
+
+/**
+ * The characters every match of `pattern` starts with: up to the first
+ * character with a meaning, less one if a quantifier follows it. A pattern
+ * with an alternation anywhere has none (`main|develop` starts with either).
+ */
+export function literalPrefix(pattern: string): string {
+  if (pattern.includes('|')) return '';
+  const special = /[\\.[\](){}^$*+?]/u;
+  let end = 0;
+  while (end < pattern.length && !special.test(pattern[end]!)) end++;
+  if (end < pattern.length && /[*?{]/u.test(pattern[end]!)) end = Math.max(0, end - 1);
+  return pattern.slice(0, end);
+}

@@ -1,0 +1,216 @@
+import { eq, isNull } from 'drizzle-orm';
+import { AgentSchema, type AgentConfig } from '../config/agents.js';
+import type { IdentityRule } from '../config/identity-rule.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import type { NotifyHandlers } from '../db/notify.js';
+import { agents, agentSuspensions, registryState, type AgentSuspension } from '../db/schema.js';
+import { anchoredPattern, compileRule, compileRules, type IdentityMatcher } from '../identity/match.js';
+import type { Identity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+
+/** The channel on which the database announces a new registry generation (migration 0009). */
+export const REGISTRY_CHANNEL = 'tasklease_agents';
+
+export interface Agent extends AgentConfig {
+  source: 'config' | 'api';
+  createdBy: string | null;
+  createdAt: Date | null;
+}
+
+/** Who an identity is, as the registry at `generation` says. */
+export type Resolution = { generation: number } & (
+  | { kind: 'agent'; agent: Agent; suspension?: AgentSuspension }
+  | { kind: 'unregistered'; suspension?: AgentSuspension }
+  | { kind: 'ambiguous'; names: string[] }
+);
+
+interface Compiled {
+  agent: Agent;
+  matches: IdentityMatcher;
+  owners: IdentityMatcher;
+  /** Could an identity with this issuer and subject match (its claims unknown)? */
+  couldMatch: (issuer: string, subject: string) => boolean;
+}
+
+interface Snapshot {
+  generation: number;
+  agents: Map<string, Compiled>;
+  /** In force, by agent name. */
+  suspended: Map<string, AgentSuspension>;
+  /** In force, by identity rule. */
+  rules: { suspension: AgentSuspension; matches: IdentityMatcher; couldMatch: (issuer: string, subject: string) => boolean }[];
+  loadedAt: number;
+}
+
+/** A rule without its claims: whether a subject of an issuer could match it. */
+function subjectRule(rule: Pick<IdentityRule, 'issuer' | 'subject' | 'subject_pattern'>) {
+  const pattern = rule.subject_pattern === undefined ? undefined : anchoredPattern(rule.subject_pattern);
+  return (issuer: string, subject: string) =>
+    issuer === rule.issuer && (rule.subject === undefined || rule.subject === subject) && (pattern === undefined || pattern.test(subject));
+}
+
+function compile(agent: Agent): Compiled {
+  return { agent, matches: compileRule(agent.match), owners: compileRules(agent.owner.principals), couldMatch: subjectRule(agent.match) };
+}
+
+export interface RegistryOptions {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  /** The agents of the config file: every replica has the same, and the API cannot change them. */
+  configured: AgentConfig[];
+  /** How long a snapshot is trusted while changes may not be announced. */
+  blindTtlMs?: number;
+}
+
+/**
+ * The agent registry as this replica knows it: the config file's agents,
+ * those admins created through the API, and the suspensions in force, all
+ * tagged with the registry's generation (registry_state). It is reloaded when
+ * the database announces a new generation, and while announcements may be
+ * missed, whenever the snapshot is more than a second old.
+ *
+ * The snapshot serves decisions; it never has the last word. The commit that
+ * records a lease compares the generation the decision was made on with the
+ * database's, under a lock a change must wait for (leases/writer.ts), and
+ * decides again on the new registry when they differ. So a suspension's
+ * answer is never followed by a credential it should have stopped
+ * (test/reliability/agent-suspend.test.ts).
+ */
+export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1000 }: RegistryOptions) {
+  const fromConfig = configured.map((a) => compile({ ...a, source: 'config', createdBy: null, createdAt: null }));
+  let current: Snapshot | undefined;
+  let listening = false;
+  let loading: Promise<Snapshot> | undefined;
+  let again = false;
+
+  /** Generation first: data read after it is at least as new, so a stale tag only ever causes a re-check. */
+  async function read(from: Db): Promise<Snapshot> {
+    const [state] = await from.select().from(registryState).where(eq(registryState.id, 1));
+    const rows = await from.select().from(agents);
+    const suspensions = await from.select().from(agentSuspensions).where(isNull(agentSuspensions.resumedAt));
+    const map = new Map(fromConfig.map((c) => [c.agent.name, c]));
+    for (const row of rows) {
+      if (map.has(row.name)) {
+        log.warn({ agent: row.name }, 'an agent created through the API has the name of one in the config file; the config file wins');
+        continue;
+      }
+      const parsed = AgentSchema.safeParse({ ...row.definition, name: row.name });
+      // Fail closed: an agent that cannot be read matches nothing.
+      if (!parsed.success) log.error({ agent: row.name }, 'a stored agent is not valid; it matches no identity');
+      else map.set(row.name, compile({ ...parsed.data, source: 'api', createdBy: row.createdBy, createdAt: row.createdAt }));
+    }
+    return {
+      generation: Number(state?.generation ?? 0),
+      agents: map,
+      suspended: new Map(suspensions.flatMap((s) => (s.agent ? [[s.agent, s] as const] : []))),
+      rules: suspensions.flatMap((s) => (s.rule ? [{ suspension: s, matches: compileRule(s.rule), couldMatch: subjectRule(s.rule) }] : [])),
+      loadedAt: clock.now().getTime(),
+    };
+  }
+
+  /** One load at a time; a change announced during a load loads again after it. */
+  function reload(): Promise<Snapshot> {
+    if (loading) {
+      again = true;
+      return loading;
+    }
+    loading = read(db)
+      .then((snap) => {
+        if (!current || snap.generation >= current.generation) current = snap;
+        return current;
+      })
+      .finally(() => {
+        loading = undefined;
+        if (again) {
+          again = false;
+          void reload().catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'could not reload the agent registry'));
+        }
+      });
+    return loading;
+  }
+
+  async function snapshot(): Promise<Snapshot> {
+    if (current && (listening || clock.now().getTime() - current.loadedAt < blindTtlMs)) return current;
+    return reload();
+  }
+
+  function resolveIn(snap: Snapshot, identity: Identity): Resolution {
+    const generation = snap.generation;
+    const byRule = snap.rules.find((r) => r.matches(identity))?.suspension;
+    const found = [...snap.agents.values()].filter((c) => c.matches(identity));
+    if (found.length > 1) return { generation, kind: 'ambiguous', names: found.map((c) => c.agent.name).sort() };
+    const only = found[0];
+    if (!only) return { generation, kind: 'unregistered', ...(byRule ? { suspension: byRule } : {}) };
+    const suspension = snap.suspended.get(only.agent.name) ?? byRule;
+    return { generation, kind: 'agent', agent: only.agent, ...(suspension ? { suspension } : {}) };
+  }
+
+  const handlers: NotifyHandlers = {
+    message(payload) {
+      if (!current || Number(payload) > current.generation) void reload().catch(() => {});
+    },
+    listening(on) {
+      listening = on;
+      // Whatever was announced while nobody listened: read it all again.
+      if (on) void reload().catch(() => {});
+    },
+  };
+
+  return {
+    /** The registry as of now (within the announcement delay). */
+    snapshot,
+    reload,
+    async resolve(identity: Identity): Promise<Resolution> {
+      return resolveIn(await snapshot(), identity);
+    },
+    /**
+     * Decides again at the database's `generation` or later, reading the registry
+     * through `through` (the commit's own transaction, which holds the lock).
+     */
+    async resolveAt(identity: Identity, generation: number, through: Db): Promise<Resolution> {
+      // Never the pool here: on PGlite the commit's transaction holds the one connection.
+      let snap = current;
+      if (!snap || snap.generation < generation) {
+        // `through` holds the registry's row FOR SHARE and has changed nothing: what it reads is committed.
+        snap = await read(through);
+        if (!current || snap.generation > current.generation) current = snap;
+      }
+      return resolveIn(snap, identity);
+    },
+    /** Every agent, read through `through` (a transaction that holds the registry's lock to change it); not kept. */
+    async listThrough(through: Db): Promise<Agent[]> {
+      return [...(await read(through)).agents.values()].map((c) => c.agent);
+    },
+    /** Agents an identity of this issuer and subject could be, whatever its claims; and a suspension by rule that applies. */
+    async candidates(issuer: string, subject: string) {
+      const snap = await snapshot();
+      const agentsFound = [...snap.agents.values()].filter((c) => c.couldMatch(issuer, subject)).map((c) => c.agent);
+      return {
+        generation: snap.generation,
+        agents: agentsFound,
+        suspension: (name: string) => snap.suspended.get(name),
+        byRule: snap.rules.find((r) => r.couldMatch(issuer, subject))?.suspension,
+      };
+    },
+    async list(): Promise<Agent[]> {
+      return [...(await snapshot()).agents.values()].map((c) => c.agent).sort((a, b) => (a.name < b.name ? -1 : 1));
+    },
+    async get(name: string): Promise<{ agent: Agent; suspension?: AgentSuspension } | undefined> {
+      const snap = await snapshot();
+      const found = snap.agents.get(name);
+      if (!found) return undefined;
+      const suspension = snap.suspended.get(name);
+      return { agent: found.agent, ...(suspension ? { suspension } : {}) };
+    },
+    /** May this identity act as the agent's owner (suspend, resume, review)? */
+    async isOwner(name: string, identity: Identity | undefined): Promise<boolean> {
+      if (!identity) return false;
+      return (await snapshot()).agents.get(name)?.owners(identity) ?? false;
+    },
+    /** For Database.listen(REGISTRY_CHANNEL, ...). */
+    handlers,
+  };
+}
+export type AgentRegistry = ReturnType<typeof createAgentRegistry>;
