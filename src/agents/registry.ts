@@ -83,7 +83,7 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
   let current: Snapshot | undefined;
   let listening = false;
   let loading: Promise<Snapshot> | undefined;
-  let again = false;
+  let queued: Promise<Snapshot> | undefined;
 
   /** Generation first: data read after it is at least as new, so a stale tag only ever causes a re-check. */
   async function read(from: Db): Promise<Snapshot> {
@@ -110,25 +110,30 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
     };
   }
 
-  /** One load at a time; a change announced during a load loads again after it. */
+  /**
+   * One load at a time. A load already under way may have read the database
+   * before the caller's change committed, so a caller gets the next load,
+   * shared by everyone who asks meanwhile.
+   */
   function reload(): Promise<Snapshot> {
-    if (loading) {
-      again = true;
+    if (!loading) {
+      loading = read(db)
+        .then((snap) => {
+          if (!current || snap.generation >= current.generation) current = snap;
+          return current;
+        })
+        .finally(() => {
+          loading = undefined;
+        });
       return loading;
     }
-    loading = read(db)
-      .then((snap) => {
-        if (!current || snap.generation >= current.generation) current = snap;
-        return current;
-      })
-      .finally(() => {
-        loading = undefined;
-        if (again) {
-          again = false;
-          void reload().catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'could not reload the agent registry'));
-        }
+    queued ??= loading
+      .catch(() => undefined)
+      .then(() => {
+        queued = undefined;
+        return reload();
       });
-    return loading;
+    return queued;
   }
 
   async function snapshot(): Promise<Snapshot> {
