@@ -22,5 +22,9 @@ export function devBanner(config: Config, url: string): string {
   sleep 1; curl -s ${url}/v1/introspect -H "authorization: Bearer $AGENT" --data-urlencode "token=$CRED"
   curl -s ${url}/v1/tasks/$TASK -H "authorization: Bearer $ORCH"
 
+  Stop agent-1 on every replica at once (its leases are revoked, its requests refused):
+
+  ${tl} agents suspend agent-1 --reason "trying it"    # as admin; ${tl} agents resume agent-1 --reason ...
+
 `;
 }

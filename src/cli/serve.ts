@@ -63,12 +63,15 @@ export async function runServe(config: Config, version: string, extra: { backend
       serverOptions: { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2_000 },
     },
     (info) => {
-    const url = urlOf(info.address, info.port);
-    if (config.dev) process.stdout.write(devBanner(config, url));
-    log.info({ url, database: database.kind, dev: config.dev }, 'tasklease listening');
+      const url = urlOf(info.address, info.port);
+      if (config.dev) process.stdout.write(devBanner(config, url));
+      log.info({ url, database: database.kind, dev: config.dev }, 'tasklease listening');
     },
   );
   const http = server as Server;
+  if (!config.agents.require_registration) {
+    log.warn({ agents: config.agents.register.length }, 'agents.require_registration is off: an identity no registered agent matches may get credentials its roles allow');
+  }
   broker.sweeper.start();
   // The backends' permission self-check, once at start-up: missing permissions are logged now and shown by /readyz.
   void broker.checkBackends().then((result) => {

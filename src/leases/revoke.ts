@@ -18,6 +18,9 @@ export interface RevokeRequest {
   precedingEvents?: AuditInput[];
 }
 
+/** The agent and owner a lease's audit events name (none for a lease no agent matched). */
+export const agentOf = (lease: { agent: string | null; agentOwner: string | null }) => (lease.agent ? { agent: lease.agent, owner: lease.agentOwner } : {});
+
 /**
  * Moves matching active leases to `revoking` and audits each, inside the
  * caller's transaction. The sweeper does the backend call; a lease leaves
@@ -35,7 +38,7 @@ export async function markRevoking(tx: Db, request: RevokeRequest): Promise<stri
       lastError: null,
     })
     .where(and(eq(leases.status, 'active'), request.where))
-    .returning({ id: leases.id, taskId: leases.taskId, role: leases.role });
+    .returning({ id: leases.id, taskId: leases.taskId, role: leases.role, agent: leases.agent, agentOwner: leases.agentOwner });
   await appendAudit(tx, [
     ...(request.precedingEvents ?? []),
     ...moved.map((lease) => ({
@@ -45,7 +48,7 @@ export async function markRevoking(tx: Db, request: RevokeRequest): Promise<stri
       target: `lease:${lease.id}`,
       decision: 'allow' as const,
       reason: request.reason,
-      details: { task: lease.taskId, role: lease.role, ...(request.note ? { note: request.note } : {}) },
+      details: { task: lease.taskId, role: lease.role, ...agentOf(lease), ...(request.note ? { note: request.note } : {}) },
       ...requestRef(request),
     })),
   ]);

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { appendAudit, type AuditInput } from '../audit/append.js';
 import { BackendError, type Backend } from '../backends/types.js';
 import type { Clock } from '../clock.js';
+import { agentOf } from '../leases/revoke.js';
 import { mapLimit, TimeoutError, withTimeout } from '../concurrency.js';
 import type { Config } from '../config/schema.js';
 import { execRows, type Db } from '../db/client.js';
@@ -93,6 +94,8 @@ export function createSweeper(deps: SweeperDeps) {
           taskId: leases.taskId,
           revocable: leases.revocable,
           backendExpiresAt: leases.backendExpiresAt,
+          agent: leases.agent,
+          agentOwner: leases.agentOwner,
         });
       await appendAudit(
         tx,
@@ -105,6 +108,7 @@ export function createSweeper(deps: SweeperDeps) {
           reason: l.reason,
           details: {
             task: l.taskId,
+            ...agentOf(l),
             failed_attempts: l.attempts,
             // Said plainly: the backend could not cut this credential off early.
             ...(l.revocable ? {} : { not_revocable: `the credential works until its backend expiry, ${l.backendExpiresAt.toISOString()}` }),
@@ -130,7 +134,7 @@ export function createSweeper(deps: SweeperDeps) {
         const parked = sql`(${permanent} or l.attempts + 1 >= ${config.max_attempts})`;
         const retryAt = new Date(now.getTime() + backoffMs(lease.attempts + 1, 1000, 300_000, random)).toISOString();
         const parkUntil = new Date(now.getTime() + config.failed_retry_interval * 1000).toISOString();
-        const [row] = await execRows<{ old_status: string; status: string; attempts: number; reason: string; task_id: string }>(
+        const [row] = await execRows<{ old_status: string; status: string; attempts: number; reason: string; task_id: string; agent: string | null; agent_owner: string | null }>(
           tx,
           sql`update leases l set
                 attempts = l.attempts + 1,
@@ -142,7 +146,7 @@ export function createSweeper(deps: SweeperDeps) {
                 claim_until = null
               from (select id, status as old_status from leases where id = ${lease.id} and claimed_by = ${deps.id} for update) o
               where l.id = o.id
-              returning o.old_status, l.status, l.attempts, l.reason, l.task_id`,
+              returning o.old_status, l.status, l.attempts, l.reason, l.task_id, l.agent, l.agent_owner`,
         );
         if (row && row.status !== row.old_status) {
           events.push({
@@ -152,7 +156,7 @@ export function createSweeper(deps: SweeperDeps) {
             target: `lease:${lease.id}`,
             decision: 'info',
             reason: row.reason,
-            details: { task: row.task_id, attempts: row.attempts, error },
+            details: { task: row.task_id, ...agentOf({ agent: row.agent, agentOwner: row.agent_owner }), attempts: row.attempts, error },
           });
         }
       }

@@ -165,6 +165,40 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
     expect(lease).toMatchObject({ id: leaseId, status: 'revoked', reason: 'task_completed' });
   });
 
+  it('suspending agent-1 mid-flow revokes its lease and refuses its next request with a clear reason; resume undoes it', async () => {
+    const opened = await call('POST', '/v1/tasks', 'orchestrator', { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600 });
+    const task = ((await opened.json()) as { task: { id: string } }).task.id;
+    const issued = await call('POST', '/v1/credentials', 'agent-1', { task, role: 'demo' });
+    const lease = ((await issued.json()) as { lease: { id: string; agent: string; agent_owner: string } }).lease;
+    // Dev mode registered agent-1 on first sight, owned by `dev`.
+    expect(lease).toMatchObject({ agent: 'agent-1', agent_owner: 'dev' });
+
+    const suspended = await call('POST', '/v1/agents/agent-1/suspend', 'admin', { reason: 'trying the switch' });
+    expect(suspended.status, await suspended.clone().text()).toBe(200);
+    expect(((await suspended.json()) as { revoking: number }).revoking).toBe(1);
+    const refused = await call('POST', '/v1/credentials', 'agent-1', { task, role: 'demo' });
+    expect(refused.status).toBe(403);
+    const problem = (await refused.json()) as { code: string; detail: string; agent: string };
+    expect(problem).toMatchObject({ code: 'agent_suspended', agent: 'agent-1' });
+    expect(problem.detail).toContain('suspended');
+    let status = '';
+    for (let i = 0; i < REVOKE_POLL_MS / 25 && status !== 'revoked'; i++) {
+      const got = await call('GET', `/v1/leases/${lease.id}`, 'admin');
+      const view = (await got.json()) as { lease: { status: string; reason: string } };
+      status = view.lease.status;
+      expect(view.lease.reason).toBe('agent_suspended');
+      if (status !== 'revoked') await sleep(25);
+    }
+    expect(status).toBe('revoked');
+    // agent-2 is another agent: untouched.
+    const other = await call('POST', '/v1/tasks', 'orchestrator', { agent: { subject: 'agent-2' }, roles: ['demo'], ttl_seconds: 600 });
+    const otherTask = ((await other.json()) as { task: { id: string } }).task.id;
+    expect((await call('POST', '/v1/credentials', 'agent-2', { task: otherTask, role: 'demo' })).status).toBe(201);
+
+    expect((await call('POST', '/v1/agents/agent-1/resume', 'admin', { reason: 'done trying' })).status).toBe(200);
+    expect((await call('POST', '/v1/credentials', 'agent-1', { task, role: 'demo' })).status).toBe(201);
+  });
+
   it('serves JWKS, health, readiness and the OpenAPI document', async () => {
     const get = (path: string) => fetch(`${server!.url}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
 

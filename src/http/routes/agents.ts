@@ -114,7 +114,8 @@ const createAgentRoute = createRoute({
   summary: 'Register an agent: its identity rule, owner, purpose and ceiling',
   security: bearer,
   middleware: [requireAdmin] as const,
-  request: jsonBody(AgentSchema.openapi('AgentDefinition')),
+  // Wrapped: a schema built before @hono/zod-openapi loaded has no .openapi().
+  request: jsonBody(z.strictObject(AgentSchema.shape).openapi('AgentDefinition')),
   responses: { 201: json(z.object({ agent: AgentViewSchema }), 'Registered'), ...commonErrors, 409: commonErrors[404] },
 });
 
