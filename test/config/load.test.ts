@@ -319,3 +319,34 @@ describe('parseConfig', () => {
     );
   });
 });
+
+describe('agents in the config', () => {
+  const agent = (name: string, match: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+    name,
+    match: { issuer: 'k8s', ...match },
+    owner: { name: 'team', contact: 'team@example.com' },
+    purpose: 'tests',
+    roles: ['reader'],
+    ...extra,
+  });
+  const withAgents = (register: unknown[]) => base({ agents: { require_registration: true, register } });
+
+  it('loads registered agents, registration off unless asked', () => {
+    const config = parseConfig(withAgents([agent('a', { subject: 'a' }), agent('fleet', { subject_pattern: 'fleet-.*' })]), 'test');
+    expect(config.agents.require_registration).toBe(true);
+    expect(config.agents.register.map((a) => a.name)).toEqual(['a', 'fleet']);
+    expect(parseConfig(base(), 'test').agents).toEqual({ require_registration: false, register: [] });
+  });
+
+  it('refuses two agents one identity could match, naming both', () => {
+    const message = configError(() => parseConfig(withAgents([agent('fleet', { subject_pattern: 'agent-.*' }), agent('one', { subject: 'agent-1' })]), 'test'));
+    expect(message).toContain("agents.register[1].match: an identity could match both 'fleet' and 'one'");
+  });
+
+  it('refuses unknown roles and issuers, duplicate names and a missing owner', () => {
+    expect(configError(() => parseConfig(withAgents([agent('a', { subject: 'a' }, { roles: ['nope'] })]), 'test'))).toContain("agents.register[0].roles[0]: unknown role 'nope'");
+    expect(configError(() => parseConfig(withAgents([agent('a', { subject: 'a', issuer: 'elsewhere' })]), 'test'))).toContain("agents.register[0].match.issuer: unknown issuer 'elsewhere'");
+    expect(configError(() => parseConfig(withAgents([agent('a', { subject: 'a' }), agent('a', { subject: 'b' })]), 'test'))).toContain("duplicate agent 'a'");
+    expect(configError(() => parseConfig(withAgents([{ ...agent('a', { subject: 'a' }), owner: undefined }]), 'test'))).toContain('agents.register[0].owner');
+  });
+});
