@@ -241,7 +241,7 @@ export function createAgentService({ db, clock, registry, knownRole, knownIssuer
     const name = subject.toLowerCase().replace(/[^a-z0-9._-]/g, '-').slice(0, 63);
     if (!autoRegister || !/^[a-z0-9]/.test(name)) return;
     await create(
-      { actor: 'dev' },
+      { actor: 'system:dev-mode' },
       { name, match: { issuer: autoRegister.issuer, subject }, owner: autoRegister.owner, purpose: 'registered by dev mode on first use', roles: autoRegister.roles, labels: {} },
     ).catch((err: unknown) => {
       // Another request registered it first, or a rule already covers it: either way, resolve again.

@@ -24,7 +24,8 @@ export function devBanner(config: Config, url: string): string {
 
   Stop agent-1 on every replica at once (its leases are revoked, its requests refused):
 
-  ${tl} agents suspend agent-1 --reason "trying it"    # as admin; ${tl} agents resume agent-1 --reason ...
+  export TASKLEASE_URL=${url} TASKLEASE_TOKEN=$(${tl} dev token admin)
+  ${tl} agents suspend agent-1 --reason "trying it"; ${tl} agents resume agent-1 --reason "done"
 
 `;
 }
