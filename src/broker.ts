@@ -134,7 +134,8 @@ export async function createBroker(deps: BrokerDeps) {
       registry.handlers.listening(on);
     },
   });
-  await registry.reload();
+  // Read now if the database answers; otherwise on the first decision (the broker starts without its database, /readyz says so).
+  void registry.reload().catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'the agent registry could not be read yet'));
   const agentService = createAgentService({
     db,
     clock,

@@ -202,8 +202,10 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
     async list(): Promise<Agent[]> {
       return [...(await snapshot()).agents.values()].map((c) => c.agent).sort((a, b) => (a.name < b.name ? -1 : 1));
     },
+    /** One agent and its suspension; an agent this replica has not heard of yet is looked for in the database once. */
     async get(name: string): Promise<{ agent: Agent; suspension?: AgentSuspension } | undefined> {
-      const snap = await snapshot();
+      let snap = await snapshot();
+      if (!snap.agents.has(name)) snap = await reload();
       const found = snap.agents.get(name);
       if (!found) return undefined;
       const suspension = snap.suspended.get(name);
