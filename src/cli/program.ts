@@ -1,5 +1,6 @@
 import { Command, CommanderError, Help } from 'commander';
 import { CliError, type CliContext, type CliIo, type Registrar } from './command.js';
+import { registerAgents } from './commands/agents.js';
 import { registerApprovals } from './commands/approvals.js';
 import { registerAudit } from './commands/audit.js';
 import { registerAws } from './commands/aws.js';
@@ -23,6 +24,7 @@ export const REGISTRARS: readonly Registrar[] = [
   registerTask,
   registerLeases,
   registerApprovals,
+  registerAgents,
   registerPolicy,
   registerRun,
   registerCompletion,

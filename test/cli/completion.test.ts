@@ -37,7 +37,7 @@ describe('tasklease completion bash', () => {
     const { code, stdout } = await script('bash');
     expect(code).toBe(0);
     const commands = tree(program);
-    expect(commands.map(([, name]) => name)).toEqual(expect.arrayContaining(['serve', 'run', 'leases', 'completion', 'credential-process', 'verify']));
+    expect(commands.map(([, name]) => name)).toEqual(expect.arrayContaining(['serve', 'run', 'leases', 'agents', 'completion', 'credential-process', 'verify']));
     for (const [group, name] of commands) expect(stdout, `${group} ${name}`).toContain(`'${group}:${name}'`);
     expect(stdout).toContain(`':task' | ':tasks')`);
   });
@@ -54,6 +54,8 @@ describe('tasklease completion bash', () => {
     // An option's value is not taken for a command: `--task leases` leaves run's arguments to the shell.
     expect(complete(bash, 'tasklease run --task leases ')).toEqual([]);
     expect(complete(bash, 'tasklease run --ro')).toEqual(['--role']);
+    expect(complete(bash, 'tasklease agents ')).toEqual(['list', 'show', 'suspend', 'resume', 'suspensions', 'lift']);
+    expect(complete(bash, 'tasklease agents suspend --subject')).toEqual(['--subject', '--subject-pattern']);
   });
 });
 

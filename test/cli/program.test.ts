@@ -39,7 +39,7 @@ describe('tasklease --help', () => {
   it('lists every command with its description, each on its own line', async () => {
     const program = createProgram({ version: VERSION, env, io: { stdout: () => {}, stderr: () => {} }, config: async () => Promise.reject(new Error('unused')), report: () => {} });
     const commands = leafCommands(program);
-    expect(commands).toEqual(expect.arrayContaining(['serve', 'migrate', 'sweep', 'dev token', 'audit verify', 'audit checkpoint', 'aws credential-process']));
+    expect(commands).toEqual(expect.arrayContaining(['serve', 'migrate', 'sweep', 'dev token', 'audit verify', 'audit checkpoint', 'aws credential-process', 'agents list', 'agents suspend']));
     const help = await runInProcess(['--help']);
     expect(help.code).toBe(0);
     for (const name of commands) expect(help.stdout, name).toMatch(new RegExp(`^  ${name}\\b.*\\S.*\\S`, 'm'));

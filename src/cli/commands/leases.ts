@@ -25,6 +25,7 @@ const showLease = (lease: components['schemas']['Lease'] & Partial<AdminLease>) 
     ['role', lease.role],
     ['backend', lease.backend],
     ['identity', `${lease.issuer}/${lease.subject}`],
+    ['agent', lease.agent ? `${lease.agent} (owner ${lease.agent_owner})` : null],
     ['issued', lease.issued_at],
     ['expires', lease.expires_at],
     ['backend expires', lease.backend_expires_at],
@@ -67,13 +68,14 @@ export function registerLeases(program: Command, cli: CliContext): void {
     .option('--task <id>', "only this task's leases")
     .option('--subject <subject>', "only this agent subject's leases")
     .option('--role <name>', 'only leases of this role')
+    .option('--agent <name>', "only this registered agent's leases")
     .option('--limit <n>', 'at most this many (default: 100)', parseSeconds)
-    .action((options: RemoteOptions & { status?: string; task?: string; subject?: string; role?: string; limit?: number }) =>
+    .action((options: RemoteOptions & { status?: string; task?: string; subject?: string; role?: string; agent?: string; limit?: number }) =>
       remoteCall(async () => {
         const client = await connect(cli, options);
         const { unwrap } = await import('../../client/index.js');
         const limit = options.limit ?? 100;
-        const query = { status: options.status as AdminLease['status'] | undefined, task: options.task, subject: options.subject, role: options.role };
+        const query = { status: options.status as AdminLease['status'] | undefined, task: options.task, subject: options.subject, role: options.role, agent: options.agent };
         const items = await allPages(
           async (cursor) => unwrap(await client.api.GET('/v1/leases', { params: { query: { ...query, cursor, limit: Math.min(limit, 500) } } })),
           limit,

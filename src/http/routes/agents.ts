@@ -38,6 +38,10 @@ const SuspensionSchema = z
   })
   .openapi('Suspension');
 
+// A union, not SuspensionSchema.nullable(): the nullable wrapper keeps the component's name, so the
+// document made `Suspension` itself nullable and the SDK typed every suspension as possibly null.
+const NullableSuspension = z.union([SuspensionSchema, z.null()]);
+
 const AgentViewSchema = z
   .object({
     name: z.string(),
@@ -49,7 +53,7 @@ const AgentViewSchema = z
     labels: z.record(z.string(), z.string()),
     created_by: z.string().nullable(),
     created_at: z.string().nullable(),
-    suspension: SuspensionSchema.nullable().describe('The suspension in force, if any'),
+    suspension: NullableSuspension.describe('The suspension in force, if any'),
     held: z.array(z.object({ role: z.string(), count: z.number().int() })).optional().describe(`Roles held in the last ${REVIEW_DAYS} days`),
     unused_roles: z.array(z.string()).optional().describe(`Roles of the ceiling not held in the last ${REVIEW_DAYS} days`),
   })
@@ -114,7 +118,8 @@ const createAgentRoute = createRoute({
   summary: 'Register an agent: its identity rule, owner, purpose and ceiling',
   security: bearer,
   middleware: [requireAdmin] as const,
-  // Wrapped: a schema built before @hono/zod-openapi loaded has no .openapi().
+  // A fresh object over the config's shape: zod copies .openapi onto a schema when it is made, and
+  // AgentSchema is made before @hono/zod-openapi extends zod wherever the config loads first (serve).
   request: jsonBody(z.strictObject(AgentSchema.shape).openapi('AgentDefinition')),
   responses: { 201: json(z.object({ agent: AgentViewSchema }), 'Registered'), ...commonErrors, 409: commonErrors[404] },
 });
@@ -157,7 +162,7 @@ const resumeRoute = createRoute({
   summary: 'End an agent\'s suspension',
   ...adminOrOwner,
   request: { params: AgentNameParams, ...jsonBody(Reason) },
-  responses: { 200: json(z.object({ suspension: SuspensionSchema.nullable() }), 'Resumed (null: it was not suspended)'), ...commonErrors },
+  responses: { 200: json(z.object({ suspension: NullableSuspension }), 'Resumed (null: it was not suspended)'), ...commonErrors },
 });
 
 const rulesRoute = createRoute({
