@@ -61,6 +61,16 @@ describe.each(DRIVERS)('tasklease agents, on %s', (driver) => {
     ]);
   });
 
+  it('revoke --agent: every active lease of one agent, and no other', async () => {
+    const mine = await issue('agent-fleet-9', await open('agent-fleet-9'));
+    const other = await issue('agent-1', await open('agent-1'));
+    const revoked = await cli(['revoke', '--agent', 'fleet', '--reason', 'rotating the fleet', '--yes']);
+    expect(revoked.code, revoked.shown).toBe(0);
+    expect(revoked.stdout).toMatch(/^revoking [1-9]\d* leases?$/m);
+    expect(['revoking', 'revoked']).toContain(await statusOf(mine));
+    expect(await statusOf(other)).toBe('active');
+  });
+
   it('agents list --unused-roles: only the agents whose ceiling is wider than their use, with what they held and left unused', async () => {
     await issue('agent-1', await open('agent-1'));
     await issue('agent-fleet-1', await open('agent-fleet-1'));

@@ -45,6 +45,7 @@ interface Selector {
   task?: string;
   subject?: string;
   role?: string;
+  agent?: string;
   issuedBefore?: string;
 }
 
@@ -111,27 +112,28 @@ export function registerLeases(program: Command, cli: CliContext): void {
     .option('--task <id>', "the task's leases")
     .option('--subject <subject>', "the agent subject's leases")
     .option('--role <name>', "the role's leases")
+    .option('--agent <name>', "the registered agent's leases")
     .option('--issued-before <time>', 'leases issued at or before this ISO 8601 time', parseInstant)
     .requiredOption('--reason <text>', 'why, for the audit trail')
     .option('-y, --yes', 'do not ask (required when stdin is not a terminal)')
     .action((options: RemoteOptions & Selector & { reason: string; yes?: boolean }) =>
       remoteCall(async () => {
-        if (!options.task && !options.subject && !options.role && !options.issuedBefore) {
-          throw new CliError('name at least one of --task, --subject, --role, --issued-before');
+        if (!options.task && !options.subject && !options.role && !options.agent && !options.issuedBefore) {
+          throw new CliError('name at least one of --task, --subject, --role, --agent, --issued-before');
         }
         const client = await connect(cli, options);
         const { unwrap } = await import('../../client/index.js');
         if (!options.yes) {
           if (!process.stdin.isTTY) throw new CliError('bulk revocation asks for confirmation: pass --yes when stdin is not a terminal');
           // An estimate for the question only: the broker decides what matches, and its answer is printed after.
-          const query = { status: 'active' as const, task: options.task, subject: options.subject, role: options.role, limit: 500 };
+          const query = { status: 'active' as const, task: options.task, subject: options.subject, role: options.role, agent: options.agent, limit: 500 };
           const active = await allPages(async (cursor) => unwrap(await client.api.GET('/v1/leases', { params: { query: { ...query, cursor } } })));
           const before = options.issuedBefore ? Date.parse(options.issuedBefore) : Infinity;
           const matching = active.filter((l) => Date.parse(l.issued_at) <= before).length;
           if (matching === 0) return cli.report({ code: 0, stderr: 'no active lease matches' });
           if (!(await confirm(`revoke ${matching} active lease${matching === 1 ? '' : 's'}? [y/N] `))) throw new CliError('not confirmed: nothing revoked', 1);
         }
-        const body = { task: options.task, subject: options.subject, role: options.role, issued_before: options.issuedBefore, reason: options.reason };
+        const body = { task: options.task, subject: options.subject, role: options.role, agent: options.agent, issued_before: options.issuedBefore, reason: options.reason };
         const result = unwrap(await client.api.POST('/v1/revocations', { body }));
         show(cli, options, result, (r) => `revoking ${r.revoking} lease${r.revoking === 1 ? '' : 's'}`);
       }),
