@@ -14,6 +14,10 @@
  * - agents cannot open or complete tasks (not_orchestrator), use admin routes
  *   (not_admin) or decide approvals;
  * - orchestrators cannot use admin routes, nor see another orchestrator's task;
+ * - an agent's review, suspension and resumption are for admins and its
+ *   owners: anyone else is told not_agent_owner whatever the name, so the
+ *   answer does not say whether the agent exists; the rest of the registry is
+ *   for admins only;
  * - admins may do what admin and orchestrator routes allow; a static admin
  *   token cannot ask for credentials (not_agent);
  * - every 4xx is application/problem+json with a `code`;
@@ -36,6 +40,12 @@ interface Ids {
   approval: string;
   /** The jwt credential of `lease`. */
   credential: string;
+  /** A registered agent: agent-1 (from the config, ceiling demo and gated), or a throwaway one. */
+  agent: string;
+  /** A suspension by rule in force, of `subject`. */
+  suspension: string;
+  /** A subject no fixture's identity has, for suspension rules that must disturb nothing. */
+  subject: string;
 }
 
 interface Expected {
@@ -75,6 +85,20 @@ const ROLES = [
   { name: 'special', backend: 'local', allow: [{ issuer: 'test', subject: 'agent-special' }] },
   { name: 'gated', backend: 'local', allow: agentRoles, requires_approval: true },
 ];
+
+/** Who an agent's owner is (owner.principals): `owner-1` owns `owned`, nobody but the admins owns the others. */
+const owner = (name: string, principal?: string) => ({ name, contact: `${name}@example.com`, principals: principal ? [{ issuer: 'test', subject: principal }] : [] });
+/**
+ * agent-1 is registered with a ceiling that holds the fixtures' roles (demo, gated) and not flaky; registration is not
+ * required, so agent-2 and agent-special need no entry. `owned` exists for the owner's rows.
+ */
+const AGENTS = {
+  require_registration: false,
+  register: [
+    { name: 'agent-1', match: { issuer: 'test', subject: 'agent-1' }, owner: owner('team-1'), purpose: 'the matrix fixtures', roles: ['demo', 'gated'] },
+    { name: 'owned', match: { issuer: 'test', subject: 'agent-owned' }, owner: owner('team-o', 'owner-1'), purpose: "the owner's rows", roles: ['demo'] },
+  ],
+};
 
 const s = (status: number, code?: string): Expected => ({ status, ...(code ? { code } : {}) });
 const UNAUTHENTICATED = { 'no token': s(401, 'token_missing'), 'expired token': s(401, 'token_expired'), 'garbage token': s(401) } as const;
@@ -120,6 +144,41 @@ async function adminGet(t: TestBroker, path: string) {
   return res.json;
 }
 const leaseStatus = async (t: TestBroker, id: string) => (await adminGet(t, `/v1/leases/${id}`)).lease.status;
+
+/** A throwaway agent registered through the API, for a throwaway subject, owned by `by` if given. */
+async function createAgent(t: TestBroker, by?: string): Promise<string> {
+  const name = freshId('matrix-agent');
+  const res = await t.call('POST', '/v1/agents', { bearer: ADMIN_STATIC_TOKEN }, agentBody(name, by));
+  expect(res.status, res.text).toBe(201);
+  return name;
+}
+const agentBody = (name: string, by?: string) => ({ name, match: { issuer: 'test', subject: `agent-${name}` }, owner: owner('team-m', by), purpose: 'authorization matrix', roles: ['demo'] });
+
+async function suspendAgent(t: TestBroker, name: string): Promise<void> {
+  const res = await t.call('POST', `/v1/agents/${name}/suspend`, { bearer: ADMIN_STATIC_TOKEN }, { reason: 'authorization matrix' });
+  expect(res.status, res.text).toBe(200);
+}
+
+/** A suspension by rule of a subject nobody uses, so it stops no fixture. */
+async function suspendRule(t: TestBroker): Promise<{ suspension: string; subject: string }> {
+  const subject = freshId('agent-ruled');
+  const res = await t.call('POST', '/v1/suspensions', { bearer: ADMIN_STATIC_TOKEN }, { match: { issuer: 'test', subject }, reason: 'authorization matrix' });
+  expect(res.status, res.text).toBe(201);
+  return { suspension: res.json.suspension.id, subject };
+}
+const agentSuspension = async (t: TestBroker, name: string) => (await adminGet(t, `/v1/agents/${name}`)).agent.suspension;
+const rulesInForce = async (t: TestBroker) => (await adminGet(t, '/v1/suspensions')).items as { id: string; rule: { subject?: string } }[];
+
+/** Refused on show, suspend and resume alike, whether the agent exists or not. */
+const ADMIN_OR_OWNER = (ok: number): Record<Caller, Expected> => ({
+  ...UNAUTHENTICATED,
+  'agent-1': s(403, 'not_agent_owner'),
+  'agent-2': s(403, 'not_agent_owner'),
+  orchestrator: s(403, 'not_agent_owner'),
+  'orchestrator-2': s(403, 'not_agent_owner'),
+  admin: s(ok),
+  'static admin': s(ok),
+});
 
 const taskWithLease = async (t: TestBroker) => {
   const task = await openTask(t, ['demo']);
@@ -402,6 +461,92 @@ const ROUTES: Route[] = [
       },
     }),
   ),
+
+  // the agent registry
+  {
+    method: 'GET',
+    path: '/v1/agents',
+    request: () => ({ path: '/v1/agents' }),
+    check: (_caller, body) => expect(body.items.map((a: { name: string }) => a.name)).toEqual(expect.arrayContaining(['agent-1', 'owned'])),
+    expect: ADMIN_ONLY(200),
+  },
+  {
+    method: 'POST',
+    path: '/v1/agents',
+    fresh: async () => ({ agent: freshId('matrix-new') }),
+    request: (ids) => ({ path: '/v1/agents', body: agentBody(ids.agent) }),
+    intact: async (t, ids) => expect((await t.call('GET', `/v1/agents/${ids.agent}`, { bearer: ADMIN_STATIC_TOKEN })).json.code).toBe('agent_not_found'),
+    check: (_caller, body, ids) => expect(body.agent).toMatchObject({ name: ids.agent, source: 'api', roles: ['demo'] }),
+    expect: ADMIN_ONLY(201),
+  },
+  {
+    method: 'GET',
+    path: '/v1/agents/{name}',
+    resource: true,
+    request: (ids) => ({ path: `/v1/agents/${ids.agent}` }),
+    check: (_caller, body, ids) => expect(body.agent).toMatchObject({ name: ids.agent, roles: ['demo', 'gated'], suspension: null }),
+    expect: ADMIN_OR_OWNER(200),
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/agents/{name}',
+    resource: true,
+    fresh: async (t) => ({ agent: await createAgent(t) }),
+    request: (ids) => ({ path: `/v1/agents/${ids.agent}` }),
+    intact: async (t, ids) => expect((await adminGet(t, `/v1/agents/${ids.agent}`)).agent.name).toBe(ids.agent),
+    check: (_caller, body, ids) => expect(body.deleted).toBe(ids.agent),
+    expect: ADMIN_ONLY(200),
+  },
+  {
+    method: 'POST',
+    path: '/v1/agents/{name}/suspend',
+    resource: true,
+    fresh: async (t) => ({ agent: await createAgent(t) }),
+    request: (ids) => ({ path: `/v1/agents/${ids.agent}/suspend`, body: { reason: 'authorization matrix' } }),
+    intact: async (t, ids) => expect(await agentSuspension(t, ids.agent)).toBeNull(),
+    check: (_caller, body, ids) => expect(body.suspension).toMatchObject({ agent: ids.agent, resumed_at: null }),
+    expect: ADMIN_OR_OWNER(200),
+  },
+  {
+    method: 'POST',
+    path: '/v1/agents/{name}/resume',
+    resource: true,
+    fresh: async (t) => {
+      const agent = await createAgent(t);
+      await suspendAgent(t, agent);
+      return { agent };
+    },
+    request: (ids) => ({ path: `/v1/agents/${ids.agent}/resume`, body: { reason: 'authorization matrix' } }),
+    intact: async (t, ids) => expect(await agentSuspension(t, ids.agent)).toMatchObject({ agent: ids.agent, resumed_at: null }),
+    check: (_caller, body, ids) => expect(body.suspension).toMatchObject({ agent: ids.agent, resume_reason: 'authorization matrix' }),
+    expect: ADMIN_OR_OWNER(200),
+  },
+  {
+    method: 'GET',
+    path: '/v1/suspensions',
+    request: () => ({ path: '/v1/suspensions' }),
+    check: (_caller, body, ids) => expect(body.items.map((x: { id: string }) => x.id)).toContain(ids.suspension),
+    expect: ADMIN_ONLY(200),
+  },
+  {
+    method: 'POST',
+    path: '/v1/suspensions',
+    fresh: async () => ({ subject: freshId('agent-ruled') }),
+    request: (ids) => ({ path: '/v1/suspensions', body: { match: { issuer: 'test', subject: ids.subject }, reason: 'authorization matrix' } }),
+    intact: async (t, ids) => expect((await rulesInForce(t)).filter((x) => x.rule.subject === ids.subject)).toEqual([]),
+    check: (_caller, body, ids) => expect(body.suspension).toMatchObject({ agent: null, rule: { issuer: 'test', subject: ids.subject } }),
+    expect: ADMIN_ONLY(201),
+  },
+  {
+    method: 'POST',
+    path: '/v1/suspensions/{id}/lift',
+    resource: true,
+    fresh: suspendRule,
+    request: (ids) => ({ path: `/v1/suspensions/${ids.suspension}/lift`, body: { reason: 'authorization matrix' } }),
+    intact: async (t, ids) => expect((await rulesInForce(t)).map((x) => x.id)).toContain(ids.suspension),
+    check: (_caller, body, ids) => expect(body.suspension).toMatchObject({ id: ids.suspension, resume_reason: 'authorization matrix' }),
+    expect: ADMIN_ONLY(200),
+  },
 ];
 
 const routeKey = (r: { method: string; path: string }) => `${r.method.toUpperCase()} ${r.path}`;
@@ -413,7 +558,9 @@ describe('authorization matrix (postgres)', () => {
   let documented: string[];
   const bearers = {} as Record<Caller, { subject?: string; bearer?: string }>;
 
-  useTestBroker('postgres', (_db, broker) => (t = broker), { config: { roles: ROLES, metrics: { listen: 'off', token_sha256: 'f'.repeat(64) } } });
+  useTestBroker('postgres', (_db, broker) => (t = broker), {
+    config: { roles: ROLES, agents: AGENTS, metrics: { listen: 'off', token_sha256: 'f'.repeat(64) } },
+  });
 
   beforeAll(async () => {
     const expired = await t.issuer.sign('admin', {}, new Date(t.clock.now().getTime() - 2 * 3600_000));
@@ -431,7 +578,7 @@ describe('authorization matrix (postgres)', () => {
     });
     const task = await openTask(t, undefined, SHARED_EXTERNAL_ID);
     const { lease, credential } = await issueLease(t, task);
-    shared = { task, lease, credential, approval: await requestApproval(t, task) };
+    shared = { task, lease, credential, approval: await requestApproval(t, task), agent: 'agent-1', ...(await suspendRule(t)) };
 
     const doc = await t.call('GET', '/openapi.json', {});
     expect(doc.status).toBe(200);
@@ -498,11 +645,109 @@ describe('authorization matrix (postgres)', () => {
     if (want.status >= 400) {
       // A refusal for someone else's resource must read exactly like one for a resource that does not exist.
       if (route.resource && !want.own) {
-        const ghost = route.request({ task: freshId('ghost'), lease: randomUUID(), approval: randomUUID(), credential: 'ghost' });
+        const ghost = route.request({
+          task: freshId('ghost'),
+          lease: randomUUID(),
+          approval: randomUUID(),
+          credential: 'ghost',
+          agent: freshId('ghost'),
+          suspension: randomUUID(),
+          subject: freshId('ghost'),
+        });
         const other = await t.call(route.method, ghost.path, bearers[caller], ghost.body, ghost.contentType);
         expect({ status: other.status, code: other.json?.code }, 'same answer for a missing resource').toEqual({ status: res.status, code: res.json?.code });
       }
       if (route.intact) await route.intact(t, ids);
     }
+  });
+
+  describe("an agent's owner (owner.principals)", () => {
+    const OWNER = { subject: 'owner-1' };
+
+    it('may review, suspend and resume its own agent, and its suspension stops the agent', async () => {
+      const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-owned' }, roles: ['demo'], ttl_seconds: 600 })).json.task.id;
+      const lease = (await t.call('POST', '/v1/credentials', { subject: 'agent-owned' }, { task, role: 'demo' })).json.lease.id;
+
+      const review = await t.call('GET', '/v1/agents/owned', OWNER);
+      expect(review.status, review.text).toBe(200);
+      expect(review.json.agent).toMatchObject({ name: 'owned', owner: { name: 'team-o' }, suspension: null });
+
+      const suspended = await t.call('POST', '/v1/agents/owned/suspend', OWNER, { reason: 'paused by its owner' });
+      expect(suspended.status, suspended.text).toBe(200);
+      expect(suspended.json).toMatchObject({ revoking: 1, suspension: { agent: 'owned', suspended_by: 'test/owner-1' } });
+      expect(['revoking', 'revoked']).toContain(await leaseStatus(t, lease));
+      expect((await t.call('POST', '/v1/credentials', { subject: 'agent-owned' }, { task, role: 'demo' })).json.code).toBe('agent_suspended');
+
+      const resumed = await t.call('POST', '/v1/agents/owned/resume', OWNER, { reason: 'back to work' });
+      expect(resumed.status, resumed.text).toBe(200);
+      expect(resumed.json.suspension).toMatchObject({ resumed_by: 'test/owner-1', resume_reason: 'back to work' });
+      expect((await t.call('POST', '/v1/credentials', { subject: 'agent-owned' }, { task, role: 'demo' })).status).toBe(201);
+    });
+
+    it("is told not_agent_owner for any other agent, existing or not, and not_admin on the rest of the registry", async () => {
+      const unowned = await createAgent(t);
+      const ownedByAnother = await createAgent(t, 'owner-2');
+      for (const name of ['agent-1', unowned, ownedByAnother, freshId('ghost')]) {
+        for (const [method, path, body] of [
+          ['GET', `/v1/agents/${name}`, undefined],
+          ['POST', `/v1/agents/${name}/suspend`, { reason: 'not mine' }],
+          ['POST', `/v1/agents/${name}/resume`, { reason: 'not mine' }],
+        ] as const) {
+          const res = await t.call(method, path, OWNER, body);
+          expect({ status: res.status, code: res.json?.code }, `${method} ${path}`).toEqual({ status: 403, code: 'not_agent_owner' });
+        }
+      }
+      for (const name of ['agent-1', unowned, ownedByAnother]) expect(await agentSuspension(t, name), name).toBeNull();
+
+      const rule = await suspendRule(t);
+      for (const [method, path, body] of [
+        ['GET', '/v1/agents', undefined],
+        ['POST', '/v1/agents', agentBody(freshId('by-owner'))],
+        ['DELETE', `/v1/agents/${unowned}`, undefined],
+        ['DELETE', '/v1/agents/owned', undefined],
+        ['GET', '/v1/suspensions', undefined],
+        ['POST', '/v1/suspensions', { match: { issuer: 'test', subject: 'agent-owned' }, reason: 'by its owner' }],
+        ['POST', `/v1/suspensions/${rule.suspension}/lift`, { reason: 'by an owner' }],
+      ] as const) {
+        const res = await t.call(method, path, OWNER, body);
+        expect({ status: res.status, code: res.json?.code }, `${method} ${path}`).toEqual({ status: 403, code: 'not_admin' });
+      }
+      expect((await adminGet(t, `/v1/agents/${unowned}`)).agent.name).toBe(unowned);
+      expect((await rulesInForce(t)).map((x) => x.id)).toContain(rule.suspension);
+      expect((await rulesInForce(t)).filter((x) => x.rule.subject === 'agent-owned')).toEqual([]);
+    });
+  });
+
+  describe("the agent's ceiling", () => {
+    it('refuses a task that names a role outside the ceiling (403 role_denied), and opens one inside it', async () => {
+      for (const roles of [['demo', 'flaky'], ['flaky'], ['special']]) {
+        const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles, ttl_seconds: 600 });
+        expect({ status: res.status, code: res.json?.code }, roles.join(',')).toEqual({ status: 403, code: 'role_denied' });
+        expect(res.json.roles).toEqual(roles.filter((r) => r !== 'demo'));
+      }
+      const inside = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-1' }, roles: ['demo', 'gated'], ttl_seconds: 600 });
+      expect(inside.status, inside.text).toBe(201);
+    });
+
+    it('refuses a credential for a role outside the ceiling though the task lists it (403 role_denied), and issues one inside it (201)', async () => {
+      // Opened before the agent was registered (registration is not required here), so the task lists a role its ceiling lacks.
+      const name = freshId('ceiling');
+      const subject = `agent-${name}`;
+      const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject }, roles: ['demo', 'flaky'], ttl_seconds: 600 });
+      expect(opened.status, opened.text).toBe(201);
+      const task = opened.json.task.id;
+      const registered = await t.call('POST', '/v1/agents', { subject: 'admin' }, { ...agentBody(name), match: { issuer: 'test', subject } });
+      expect(registered.status, registered.text).toBe(201);
+
+      const outside = await t.call('POST', '/v1/credentials', { subject }, { task, role: 'flaky' });
+      expect({ status: outside.status, code: outside.json?.code }).toEqual({ status: 403, code: 'role_denied' });
+      expect(outside.headers.get('content-type')).toContain('application/problem+json');
+      const denied = (await adminGet(t, `/v1/audit?target=task:${task}&action=credential.denied`)).items;
+      expect(denied.map((e: { reason: string }) => e.reason)).toEqual([`role flaky is outside agent ${name}'s ceiling`]);
+
+      const inside = await t.call('POST', '/v1/credentials', { subject }, { task, role: 'demo' });
+      expect(inside.status, inside.text).toBe(201);
+      expect(inside.json.lease).toMatchObject({ role: 'demo', agent: name, agent_owner: 'team-m' });
+    });
   });
 });

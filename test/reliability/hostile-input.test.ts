@@ -10,13 +10,19 @@
  *   matching `status`), and echoes no secret: neither the bearer token sent
  *   nor any token or credential the test has seen;
  * - the app keeps answering /healthz;
- * - a rejected request changes no row: a 4xx leaves tasks, leases and
- *   approvals exactly as they were (counts and contents) and adds audit rows
- *   only of the actions audited by design (`credential.denied`,
- *   `admin.revoke`, `policy.evaluated`); a 400, 401, 413 or 415 adds none;
+ * - a rejected request changes no row: a 4xx leaves tasks, leases,
+ *   approvals, agents, suspensions and the registry's generation exactly as
+ *   they were (counts and contents) and adds audit rows only of the actions
+ *   audited by design (`credential.denied`, `admin.revoke`,
+ *   `policy.evaluated`); a 400, 401, 413 or 415 adds none;
  * - a /v1 request without valid credentials is refused (401, or 413 for a
  *   body over the limit, which is checked first) and nothing succeeds
  *   without credentials except the public routes.
+ *
+ * The agent registry's routes get, besides, a fixed table of hostile bodies
+ * and names, each answered with the one status and code it pins; and an
+ * agent's ceiling is held against role names that differ from its roles in
+ * case, whitespace or look-alike letters, and against roles outside it.
  *
  * Then the real HTTP layer, served like `tasklease serve` serves it: a client
  * sending its headers slower than the header timeout is cut off, so is a
@@ -43,7 +49,7 @@ import { openTestDatabase, type TestDatabase } from '../support/db.js';
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD'] as const;
 type Method = (typeof METHODS)[number];
 
-const PRINCIPALS = ['agent-1', 'agent-2', 'agent-special', 'orchestrator', 'orchestrator-2', 'admin', 'static-admin'] as const;
+const PRINCIPALS = ['agent-1', 'agent-2', 'agent-special', 'agent-ceiling', 'orchestrator', 'orchestrator-2', 'admin', 'static-admin'] as const;
 type Who = (typeof PRINCIPALS)[number];
 
 type Auth =
@@ -264,14 +270,26 @@ const timestamp = fc.oneof(
 );
 
 interface Fixtures {
+  /** The last is agent-ceiling's: it lists roles outside that agent's ceiling (opened before it was registered). */
   tasks: string[];
   leases: string[];
   approvals: string[];
   /** A jwt credential issued to agent-1, for introspection. */
   credential: string;
+  /** Agents a path may name: `target` (from the config, owned by orchestrator-2) and `ceiling` (through the API). */
+  agents: string[];
+  /** A suspension by rule of a subject nobody uses. */
+  suspensions: string[];
 }
 
-const ROLE_NAMES = ['demo', 'flaky', 'special', 'gated', 'reports', 'reports-gated', 'nope'];
+/** Role names that look like `demo` (agent-ceiling's whole ceiling) and are not it: case, whitespace, other scripts, invisible marks. */
+const LOOK_ALIKES = ['Demo', 'DEMO', ' demo', 'demo ', 'demo\t', 'de mo', 'd\u0435mo', '\u0501emo', '\uff44\uff45\uff4d\uff4f', 'demo\u200b', '\u200ddemo', 'de\u0301mo', 'demo\u0000', 'demo\ud800', ''];
+/** Roles outside agent-ceiling's ceiling: configured ones, and one that is not. */
+const OUTSIDE_CEILING = ['flaky', 'gated', 'special', 'reports', 'reports-gated', 'nope'];
+
+const ROLE_NAMES = ['demo', 'flaky', 'special', 'gated', 'reports', 'reports-gated', 'nope', 'Demo', ' demo', 'd\u0435mo'];
+/** Subjects the registry's generated bodies may name: none is a fixture's, so a generated agent or suspension disturbs no other request. */
+const SPARE_SUBJECTS = ['agent-spare-1', 'agent-spare-2'];
 
 /** Well-formed bodies (usually valid) per route, before mutation. */
 function bodySamples(f: Fixtures): Record<string, fc.Arbitrary<unknown>> {
@@ -286,7 +304,7 @@ function bodySamples(f: Fixtures): Record<string, fc.Arbitrary<unknown>> {
     'POST /v1/tasks': fc.record(
       {
         external_id: fc.stringMatching(/^hostile-[a-z0-9]{1,12}$/),
-        agent: fc.record({ issuer: fc.constant('test'), subject: fc.constantFrom('agent-1', 'agent-2', 'agent-x') }, { requiredKeys: ['subject'] }),
+        agent: fc.record({ issuer: fc.constant('test'), subject: fc.constantFrom('agent-1', 'agent-2', 'agent-x', 'agent-ceiling') }, { requiredKeys: ['subject'] }),
         roles: fc.array(role, { minLength: 1, maxLength: 3 }),
         ttl_seconds: fc.integer({ min: 1, max: 86_400 }),
         labels: fc.dictionary(fc.stringMatching(/^[a-z]{1,8}$/), fc.string({ minLength: 1, maxLength: 8 }), { maxKeys: 3 }),
@@ -321,6 +339,34 @@ function bodySamples(f: Fixtures): Record<string, fc.Arbitrary<unknown>> {
       },
       { requiredKeys: ['identity', 'task', 'role'] },
     ),
+    'POST /v1/agents': fc.record(
+      {
+        name: fc.constantFrom('spare-1', 'spare-2', 'target', 'Spare', 'a'.repeat(64)),
+        match: fc.oneof(
+          fc.record({ issuer: fc.constantFrom('test', 'other'), subject: fc.constantFrom(...SPARE_SUBJECTS, 'agent-target') }),
+          fc.record({ issuer: fc.constant('test'), subject_pattern: fc.constantFrom('agent-spare-.*', '(', '[', '*', 'a{2,1}', '\\', '(?<x') }),
+        ),
+        owner: fc.record(
+          { name: fc.constantFrom('team-h', ''), contact: fc.constant('team-h@example.com'), principals: fc.constantFrom([], [{ issuer: 'test', subject: 'orchestrator-2' }], [{ issuer: 'nope', subject: 'x' }]) },
+          { requiredKeys: ['name', 'contact'] },
+        ),
+        purpose: reason,
+        roles: fc.array(role, { minLength: 1, maxLength: 3 }),
+        labels: fc.dictionary(fc.stringMatching(/^[a-z]{1,8}$/), fc.string({ minLength: 1, maxLength: 8 }), { maxKeys: 3 }),
+      },
+      { requiredKeys: ['name', 'match', 'owner', 'purpose', 'roles'] },
+    ),
+    'POST /v1/agents/{name}/suspend': fc.record({ reason }),
+    'POST /v1/agents/{name}/resume': fc.record({ reason }),
+    'POST /v1/suspensions': fc.record({
+      match: fc.oneof(
+        fc.record({ issuer: fc.constantFrom('test', 'other'), subject: fc.constantFrom(...SPARE_SUBJECTS) }),
+        fc.record({ issuer: fc.constant('test'), subject_pattern: fc.constantFrom('agent-spare-.*', '(', '[', '*', 'a{2,1}', '\\', '(?<x') }),
+        fc.record({ issuer: fc.constant('test'), claims: fc.constant({ x: 'y' }) }),
+      ),
+      reason,
+    }),
+    'POST /v1/suspensions/{id}/lift': fc.record({ reason }),
     'POST /v1/introspect': fc.record(
       {
         token: fc.oneof(fc.constant(f.credential), fc.string({ minLength: 1, maxLength: 40 })),
@@ -362,6 +408,7 @@ function querySampleArbs(f: Fixtures): Record<string, fc.Arbitrary<Partial<Recor
       { requiredKeys: [] },
     ),
     'GET /v1/approvals': fc.record({ status: fc.constantFrom('pending', 'approved', 'denied'), cursor, limit }, { requiredKeys: [] }),
+    'GET /v1/agents': fc.record({ unused_roles: fc.constantFrom('true', 'false', 'TRUE', '1', '') }, { requiredKeys: [] }),
   };
 }
 
@@ -419,7 +466,7 @@ async function readRoutes(t: TestBroker): Promise<Route[]> {
 function intendedFor(route: Route): Who[] {
   const who = new Set<Who>();
   for (const tag of route.tags) {
-    if (tag === 'agent') who.add('agent-1').add('agent-2');
+    if (tag === 'agent') who.add('agent-1').add('agent-2').add('agent-ceiling');
     if (tag === 'orchestrator') who.add('orchestrator').add('orchestrator-2');
     if (tag === 'admin') who.add('admin').add('static-admin');
     if (tag === 'approver') who.add('admin').add('orchestrator');
@@ -558,13 +605,16 @@ function reqArb(routes: Route[], f: Fixtures, focus = false): fc.Arbitrary<Req> 
   const fixtureId = fc.constantFrom(...f.tasks, ...f.leases, ...f.approvals);
   const hostileSegment = fc.oneof(
     fc.constantFrom('..', '.', '%00', '%2e%2e%2f', '%2e%2e', '%2F', '%', '%zz', '%ff', '%c0%af', '..%2f..%2fetc%2fpasswd', '', ' ', 'null', '0', '-1', '{id}', ';', '*', '😀', '\u202e', '\\..\\', '%u0000'),
+    // Names that look like a registered agent's and are not it.
+    fc.constantFrom('TARGET', 'target%00', 'target%20', '%20target', 't\u0430rget', 'target\u200b', 'tar%2Fget', 'a'.repeat(64), '%ed%a0%80'),
     fc.constantFrom('a'.repeat(65), 'a'.repeat(129), 'a'.repeat(10_000), `${'../'.repeat(20)}healthz`),
     fc.string({ unit: 'binary', maxLength: 40 }),
     fc.string({ unit: 'grapheme', maxLength: 40 }),
   );
   /** A path parameter after `segment` (`leases`, `tasks`, `approvals`), and whether to percent-encode it. */
   const param = (segment: string) => {
-    const own = segment === 'leases' ? f.leases : segment === 'tasks' ? f.tasks : segment === 'approvals' ? f.approvals : [];
+    const own =
+      segment === 'leases' ? f.leases : segment === 'tasks' ? f.tasks : segment === 'approvals' ? f.approvals : segment === 'agents' ? f.agents : segment === 'suspensions' ? f.suspensions : [];
     return fc.tuple(
       fc.oneof(
         { weight: own.length ? 6 : 0, arbitrary: fc.constantFrom(...own, 'none') },
@@ -676,6 +726,9 @@ describe('hostile input on postgres', () => {
 
   const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
   const ROLE_ARN = 'arn:aws:iam::123456789012:role/tasklease-hostile';
+  const OWNER = { name: 'team-h', contact: 'team-h@example.com', principals: [{ issuer: 'test', subject: 'orchestrator-2' }] };
+  /** agent-ceiling's task: it lists roles outside that agent's ceiling, having been opened before the agent was registered. */
+  let ceilingTask: string;
 
   beforeAll(async () => {
     const clock = createManualClock(new Date());
@@ -692,6 +745,11 @@ describe('hostile input on postgres', () => {
           { name: 'reports', backend: 'aws', ttl: '15m', max_ttl: '1h', allow: AGENTS, aws: { role_arn: ROLE_ARN } },
           { name: 'reports-gated', backend: 'aws', ttl: '15m', max_ttl: '1h', allow: AGENTS, aws: { role_arn: ROLE_ARN }, requires_approval: true },
         ],
+        // Registration not required: the fixtures' agent-1 and agent-2 stay unregistered. `target` is there to be named in paths.
+        agents: {
+          require_registration: false,
+          register: [{ name: 'target', match: { issuer: 'test', subject: 'agent-target' }, owner: OWNER, purpose: 'named by hostile paths', roles: ['demo'] }],
+        },
       },
     });
     for (const who of PRINCIPALS) if (who !== 'static-admin') secrets.add(await t.tokenFor(who));
@@ -719,7 +777,12 @@ describe('hostile input on postgres', () => {
       const body = await ok(await t.call('POST', '/v1/credentials', { subject: agent }, { task: tasks[i], role }), 202);
       approvals.push(body.approval.id);
     }
-    fixtures = { tasks, leases, approvals, credential };
+    // agent-ceiling: its task is opened while it is unregistered, then it is registered with the ceiling [demo].
+    ceilingTask = (await ok(await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-ceiling' }, roles: ['demo', ...OUTSIDE_CEILING.slice(0, 5)], ttl_seconds: 86_400 }), 201)).task.id;
+    tasks.push(ceilingTask);
+    await ok(await t.call('POST', '/v1/agents', { subject: 'admin' }, { name: 'ceiling', match: { issuer: 'test', subject: 'agent-ceiling' }, owner: OWNER, purpose: 'held to its ceiling', roles: ['demo'] }), 201);
+    const rule = await ok(await t.call('POST', '/v1/suspensions', { subject: 'admin' }, { match: { issuer: 'test', subject: 'agent-ruled' }, reason: 'a fixture' }), 201);
+    fixtures = { tasks, leases, approvals, credential, agents: ['target', 'ceiling'], suspensions: [rule.suspension.id] };
     routes = await readRoutes(t);
   });
 
@@ -735,6 +798,11 @@ describe('hostile input on postgres', () => {
     leases_md5: string;
     approvals: number;
     approvals_md5: string;
+    agents: number;
+    agents_md5: string;
+    suspensions: number;
+    suspensions_md5: string;
+    registry_generation: string;
     audit_seq: string;
   }
   const snapshot = async (): Promise<Snapshot> =>
@@ -748,6 +816,11 @@ describe('hostile input on postgres', () => {
           (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from leases x) as leases_md5,
           (select count(*)::int from approvals) as approvals,
           (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from approvals x) as approvals_md5,
+          (select count(*)::int from agents) as agents,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.name), '')) from agents x) as agents_md5,
+          (select count(*)::int from agent_suspensions) as suspensions,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from agent_suspensions x) as suspensions_md5,
+          (select generation::text from registry_state) as registry_generation,
           (select coalesce(max(seq), 0)::text from audit_events) as audit_seq`,
       )
     )[0]!;
@@ -796,6 +869,11 @@ describe('hostile input on postgres', () => {
 
   /** Sends one generated request and checks every invariant on its answer. */
   async function exercise(req: Req): Promise<void> {
+    await send(req);
+  }
+
+  /** `exercise`, returning the answer's status and problem code (undefined when the request could not be sent). */
+  async function send(req: Req): Promise<{ status: number; code: unknown } | undefined> {
     const { header, sent, valid } = await authorization(req.auth);
     const headers = new Headers();
     let request: Request;
@@ -809,7 +887,7 @@ describe('hostile input on postgres', () => {
     } catch {
       // Not expressible as an HTTP request (the client refuses it): nothing reaches the server.
       bump(statuses, 'unsendable');
-      return;
+      return undefined;
     }
     const url = new URL(request.url);
     const before = await snapshot();
@@ -855,7 +933,7 @@ describe('hostile input on postgres', () => {
       const after = await snapshot();
       const { audit_seq: seqBefore, ...rowsBefore } = before;
       const { audit_seq: _seqAfter, ...rowsAfter } = after;
-      expect(rowsAfter, `tasks/leases/approvals changed by a rejected request: ${where}`).toEqual(rowsBefore);
+      expect(rowsAfter, `tasks/leases/approvals/agents/suspensions changed by a rejected request: ${where}`).toEqual(rowsBefore);
       const added = (await execRows<{ action: string }>(database.db, sql`select action from audit_events where seq > ${Number(seqBefore)} order by seq`)).map((r) => r.action);
       if (NO_ROW_STATUSES.has(res.status)) expect(added, `audit rows added by a ${res.status}: ${where}`).toEqual([]);
       else expect(added.filter((a) => !ALLOWED_4XX_AUDIT.has(a)), `unexpected audit rows added by a ${res.status}: ${where}`).toEqual([]);
@@ -870,6 +948,13 @@ describe('hostile input on postgres', () => {
     // The app is still up.
     const health = await t.broker.app.request('/healthz');
     expect(health.status, `healthz after ${where}`).toBe(200);
+    let code: unknown;
+    try {
+      code = (JSON.parse(text) as { code?: unknown }).code;
+    } catch {
+      code = undefined;
+    }
+    return { status: res.status, code };
   }
 
   function report(title: string) {
@@ -889,8 +974,267 @@ describe('hostile input on postgres', () => {
   it('reads every route from /openapi.json', () => {
     const paths = new Set(routes.filter((r) => !r.public).map((r) => `${r.method} ${r.path}`));
     // The ones the body generators know; a new route gets the generic generator, so this only guards the reading.
-    for (const known of ['POST /v1/credentials', 'POST /v1/tasks', 'GET /v1/leases/{id}', 'POST /v1/introspect', 'GET /v1/aws/container-credentials', 'POST /v1/policy/evaluate']) expect(paths).toContain(known);
+    for (const known of ['POST /v1/credentials', 'POST /v1/tasks', 'GET /v1/leases/{id}', 'POST /v1/introspect', 'GET /v1/aws/container-credentials', 'POST /v1/policy/evaluate', 'POST /v1/agents', 'POST /v1/suspensions']) expect(paths).toContain(known);
     expect(paths.size).toBeGreaterThanOrEqual(18);
+  });
+
+  // -------------------------------------------------------------------------
+  // The agent registry and the ceiling: fixed tables, each answer pinned.
+
+  const VALIDATION: [number, string] = [400, 'validation_failed'];
+  const UNREADABLE: [number, string] = [400, 'bad_request'];
+  /** Role and issuer names as the routes accept them (src/http/schemas.ts NameParam): anything else is malformed. */
+  const wellFormedName = (r: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(r);
+
+  /** Sends `body` (a string as is, anything else as JSON) as `who`, and pins the answer's status and code. */
+  async function pinned(method: Method, route: string, target: string, body: unknown, want: [number, string], who: Who = 'admin') {
+    const text = body === undefined ? null : typeof body === 'string' ? body : toJson(body);
+    const got = await send({
+      route,
+      method,
+      target,
+      auth: { kind: 'valid', who, scheme: 'Bearer ', trail: '' },
+      contentType: text === null ? null : 'application/json',
+      requestId: null,
+      headers: [],
+      body: text === null ? null : { kind: 'text', text },
+    });
+    const shown = text === null ? '' : ` ${text.length > 120 ? `${text.slice(0, 120)}…` : text}`;
+    expect.soft({ status: got?.status, code: got?.code }, `${who}: ${method} ${target.slice(0, 120)}${shown}`).toEqual({ status: want[0], code: want[1] });
+    return got;
+  }
+
+  it('the agent registry answers hostile bodies and names with a pinned 4xx, and registers or suspends nothing', async () => {
+    const before = await snapshot();
+    const definition = (patch: Record<string, unknown> = {}) => ({
+      name: 'hostile',
+      match: { issuer: 'test', subject: 'agent-hostile' },
+      owner: { name: 'team-h', contact: 'team-h@example.com' },
+      purpose: 'hostile input',
+      roles: ['demo'],
+      ...patch,
+    });
+    const matching = (match: Record<string, unknown>) => definition({ match: { issuer: 'test', ...match } });
+    const owned = (owner: Record<string, unknown>) => definition({ owner: { name: 'team-h', contact: 'team-h@example.com', ...owner } });
+    const agents: [unknown, [number, string]][] = [
+      // Malformed JSON, and JSON of the wrong shape.
+      ['{', UNREADABLE],
+      ['{"name":"hostile",}', UNREADABLE],
+      [`${toJson(definition())}}`, UNREADABLE],
+      ['[]', VALIDATION],
+      ['null', VALIDATION],
+      ['"hostile"', VALIDATION],
+      [`{"__proto__":{"roles":["flaky"]},${toJson(definition()).slice(1)}`, VALIDATION],
+      // Wrong types.
+      [definition({ name: 1 }), VALIDATION],
+      [definition({ name: null }), VALIDATION],
+      [definition({ match: 'agent-hostile' }), VALIDATION],
+      [definition({ match: [] }), VALIDATION],
+      [definition({ owner: 'team-h' }), VALIDATION],
+      [owned({ principals: {} }), VALIDATION],
+      [definition({ purpose: 5 }), VALIDATION],
+      [definition({ roles: 'demo' }), VALIDATION],
+      [definition({ roles: [1] }), VALIDATION],
+      [definition({ roles: [['demo']] }), VALIDATION],
+      [definition({ roles: [] }), VALIDATION],
+      [definition({ labels: ['a'] }), VALIDATION],
+      [definition({ labels: { a: 1 } }), VALIDATION],
+      [matching({ subject: 1 }), VALIDATION],
+      [matching({ claims: { x: { y: 1 } } }), VALIDATION],
+      [definition({ admin: true }), VALIDATION],
+      [matching({ subject: 'agent-hostile', admin: true }), VALIDATION],
+      // Huge strings and lists.
+      [definition({ name: 'a'.repeat(20_000) }), VALIDATION],
+      [definition({ purpose: 'a'.repeat(20_000) }), VALIDATION],
+      [owned({ name: 'a'.repeat(129) }), VALIDATION],
+      [owned({ contact: 'a'.repeat(257) }), VALIDATION],
+      [definition({ labels: { a: 'a'.repeat(257) } }), VALIDATION],
+      [definition({ roles: Array.from({ length: 257 }, () => 'demo') }), VALIDATION],
+      [matching({ subject: 'a'.repeat(20_000) }), VALIDATION],
+      [matching({ subject_pattern: `agent-${'a'.repeat(20_000)}` }), VALIDATION],
+      [owned({ principals: [{ issuer: 'test', subject: 'a'.repeat(20_000) }] }), VALIDATION],
+      // Control and invisible characters.
+      [definition({ name: 'hostile\u0000' }), VALIDATION],
+      [definition({ purpose: 'a\u0000b' }), VALIDATION],
+      [definition({ purpose: 'line\r\nbreak' }), VALIDATION],
+      [owned({ name: '\u0085' }), VALIDATION],
+      [definition({ labels: { a: 'x\u0000' } }), VALIDATION],
+      [definition({ labels: { a: 'x\u0007' } }), VALIDATION],
+      [matching({ subject: 'agent-\u0000' }), VALIDATION],
+      [matching({ subject: 'agent-\u202ehostile' }), VALIDATION],
+      [matching({ subject: 'agent-host\u200bile' }), VALIDATION],
+      [matching({ subject_pattern: 'agent-\u0000.*' }), VALIDATION],
+      [matching({ claims: { x: 'a\u0000' } }), VALIDATION],
+      [matching({ subject: 'agent-hostile', claims: { 'x\u0000': 'a' } }), VALIDATION],
+      [owned({ principals: [{ issuer: 'test', subject: 'owner\u0000' }] }), VALIDATION],
+      // Lone surrogates.
+      [definition({ name: 'hostile\ud800' }), VALIDATION],
+      [definition({ purpose: '\ud800' }), VALIDATION],
+      [definition({ labels: { a: '\udc00' } }), VALIDATION],
+      [definition({ labels: { '\ud800': 'a' } }), VALIDATION],
+      [matching({ subject: 'agent-\ud800' }), VALIDATION],
+      [matching({ subject_pattern: 'agent-\ud800' }), VALIDATION],
+      [matching({ claims: { x: '\udfff' } }), VALIDATION],
+      [matching({ subject: 'agent-hostile', claims: { '\ud800': 'a' } }), VALIDATION],
+      [owned({ principals: [{ issuer: 'test', subject: '\ud800' }] }), VALIDATION],
+      // Names: over-long, odd characters, look-alikes.
+      ...['a'.repeat(64), 'Hostile', 'host ile', ' hostile', '-hostile', 'hostile/x', '../hostile', '\uff48ostile', 'h\u043estile', ''].map((name): [unknown, [number, string]] => [definition({ name }), VALIDATION]),
+      // Patterns that are not valid regular expressions.
+      ...['(', '[', '*', 'a{2,1}', '\\', '(?<x', 'a)'].map((p): [unknown, [number, string]] => [matching({ subject_pattern: p }), VALIDATION]),
+      [matching({ subject: 'agent-hostile', claim_patterns: { x: '(' } }), VALIDATION],
+      // Rules of the wrong shape, or naming what is not configured.
+      [matching({}), VALIDATION],
+      [matching({ subject: 'agent-hostile', subject_pattern: 'agent-.*' }), VALIDATION],
+      [definition({ match: { issuer: 'nope', subject: 'agent-hostile' } }), VALIDATION],
+      [definition({ match: { issuer: 'Test', subject: 'agent-hostile' } }), VALIDATION],
+      [owned({ principals: [{ issuer: 'nope', subject: 'owner' }] }), VALIDATION],
+      // A ceiling of role names that are not the configured ones.
+      ...LOOK_ALIKES.map((role): [unknown, [number, string]] => [definition({ roles: [role] }), VALIDATION]),
+      [definition({ roles: ['nope'] }), [400, 'unknown_role']],
+      [definition({ roles: ['demo', 'nope'] }), [400, 'unknown_role']],
+      // Taken names, and identities another agent already claims.
+      [definition({ name: 'target' }), [409, 'agent_exists']],
+      [definition({ name: 'ceiling' }), [409, 'agent_exists']],
+      [matching({ subject: 'agent-target' }), [409, 'agent_ambiguous']],
+      [matching({ subject: 'agent-ceiling' }), [409, 'agent_ambiguous']],
+      [matching({ subject_pattern: 'agent-.*' }), [409, 'agent_ambiguous']],
+      [matching({ subject_pattern: '.*' }), [409, 'agent_ambiguous']],
+    ];
+    for (const [body, want] of agents) await pinned('POST', '/v1/agents', '/v1/agents', body, want);
+    for (const query of ['unused_roles=yes', 'unused_roles=', 'unused_roles=%00', 'unused_roles=TRUE']) await pinned('GET', '/v1/agents', `/v1/agents?${query}`, undefined, VALIDATION);
+
+    // Names in paths: too long is malformed; anything else that is not an agent's name is not found (by an admin), or not
+    // the caller's (by anyone else, the target's owner included), whatever it looks like.
+    const odd = ['TARGET', 'Target', 'target%00', 'target%20', '%20target', 't%D0%B0rget', 'target%E2%80%8B', 'tar%2Fget', '%2e%2e%2ftarget', '%ff', '%ed%a0%80', '%F0%9F%98%80', 'a'.repeat(64), '*', 'target;'];
+    const reason = { reason: 'hostile input' };
+    for (const [method, suffix, body] of [
+      ['GET', '', undefined],
+      ['POST', '/suspend', reason],
+      ['POST', '/resume', reason],
+      ['DELETE', '', undefined],
+    ] as const) {
+      const route = `/v1/agents/{name}${suffix}`;
+      for (const name of odd) {
+        await pinned(method, route, `/v1/agents/${name}${suffix}`, body, [404, 'agent_not_found']);
+        if (method !== 'DELETE') for (const who of ['agent-1', 'orchestrator-2'] as const) await pinned(method, route, `/v1/agents/${name}${suffix}`, body, [403, 'not_agent_owner'], who);
+        else await pinned(method, route, `/v1/agents/${name}${suffix}`, body, [403, 'not_admin'], 'orchestrator-2');
+      }
+      for (const name of ['a'.repeat(65), 'a'.repeat(10_000)]) await pinned(method, route, `/v1/agents/${name}${suffix}`, body, VALIDATION);
+    }
+    await pinned('DELETE', '/v1/agents/{name}', '/v1/agents/target', undefined, [409, 'agent_from_config']);
+
+    // Suspend and resume bodies, against an agent that exists.
+    const reasons: [unknown, [number, string]][] = [
+      ['{', UNREADABLE],
+      ['{"reason":"x",}', UNREADABLE],
+      ['{"reason":"x"', UNREADABLE],
+      ['[]', VALIDATION],
+      ['null', VALIDATION],
+      [{}, VALIDATION],
+      [{ reason: '' }, VALIDATION],
+      [{ reason: 1 }, VALIDATION],
+      [{ reason: ['x'] }, VALIDATION],
+      [{ reason: null }, VALIDATION],
+      [{ reason: 'a'.repeat(501) }, VALIDATION],
+      [{ reason: 'a'.repeat(20_000) }, VALIDATION],
+      [{ reason: 'x\u0000' }, VALIDATION],
+      [{ reason: 'line\nbreak' }, VALIDATION],
+      [{ reason: '\ud800' }, VALIDATION],
+      [{ reason: 'x\udfffy' }, VALIDATION],
+      [{ reason: 'x', admin: true }, VALIDATION],
+      [{ reason: 'x', until: '2100-01-01T00:00:00Z' }, VALIDATION],
+    ];
+    for (const action of ['suspend', 'resume']) {
+      for (const [body, want] of reasons) {
+        await pinned('POST', `/v1/agents/{name}/${action}`, `/v1/agents/target/${action}`, body, want);
+        await pinned('POST', `/v1/agents/{name}/${action}`, `/v1/agents/target/${action}`, body, want, 'orchestrator-2');
+      }
+    }
+
+    // Suspensions by rule.
+    const rule = (match: unknown, extra: Record<string, unknown> = {}) => ({ match, reason: 'hostile input', ...extra });
+    const rules: [unknown, [number, string]][] = [
+      ['{', UNREADABLE],
+      ['{"match":{"issuer":"test","subject":"agent-hostile"},"reason":"x",}', UNREADABLE],
+      ['[]', VALIDATION],
+      [{}, VALIDATION],
+      [rule('agent-hostile'), VALIDATION],
+      [rule([]), VALIDATION],
+      [rule({}), VALIDATION],
+      [rule({ issuer: 'test' }), VALIDATION],
+      [rule({ issuer: 'nope', subject: 'agent-hostile' }), VALIDATION],
+      [rule({ issuer: 'TEST', subject: 'agent-hostile' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile', subject_pattern: 'agent-.*' }), VALIDATION],
+      [rule({ issuer: 'test', claims: { x: 'y' } }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile', audience: 'x' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile', claim_patterns: { x: '.*' } }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile', admin: true }), VALIDATION],
+      [rule({ issuer: 'test', subject: 1 }), VALIDATION],
+      [rule({ issuer: 'test', subject: '' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'a'.repeat(20_000) }), VALIDATION],
+      [rule({ issuer: 'test', subject_pattern: `agent-${'a'.repeat(20_000)}` }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-\u0000' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-\u202ehostile' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-\ud800' }), VALIDATION],
+      [rule({ issuer: 'test', subject_pattern: 'agent-\ud800' }), VALIDATION],
+      [rule({ issuer: 'test', subject_pattern: 'agent-\u0000' }), VALIDATION],
+      ...['(', '[', '*', 'a{2,1}', '\\', '(?<x', 'a)'].map((p): [unknown, [number, string]] => [rule({ issuer: 'test', subject_pattern: p }), VALIDATION]),
+      [{ match: { issuer: 'test', subject: 'agent-hostile' } }, VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile' }, { reason: '\u0000' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile' }, { reason: '\ud800' }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile' }, { reason: 'a'.repeat(501) }), VALIDATION],
+      [rule({ issuer: 'test', subject: 'agent-hostile' }, { agent: 'target' }), VALIDATION],
+    ];
+    for (const [body, want] of rules) await pinned('POST', '/v1/suspensions', '/v1/suspensions', body, want);
+
+    // Lifting: ids that are not a suspension's, and hostile bodies for one that is.
+    const [held] = fixtures.suspensions as [string];
+    for (const id of ['x', '00000000-0000-4000-8000-000000000000', held.toUpperCase(), `${held}%00`, '%ff', '%ed%a0%80', '*', 'a'.repeat(64)]) {
+      await pinned('POST', '/v1/suspensions/{id}/lift', `/v1/suspensions/${id}/lift`, reason, [404, 'suspension_not_found']);
+    }
+    for (const id of ['a'.repeat(65), 'a'.repeat(10_000)]) await pinned('POST', '/v1/suspensions/{id}/lift', `/v1/suspensions/${id}/lift`, reason, VALIDATION);
+    for (const [body, want] of reasons) await pinned('POST', '/v1/suspensions/{id}/lift', `/v1/suspensions/${held}/lift`, body, want);
+    await pinned('POST', '/v1/suspensions/{id}/lift', `/v1/suspensions/${held}/lift`, reason, [403, 'not_admin'], 'orchestrator-2');
+
+    // Every refusal above was checked to change nothing; and taken together, nothing was registered, suspended or lifted.
+    const { audit_seq: _a, ...rowsBefore } = before;
+    const { audit_seq: _b, ...rowsAfter } = await snapshot();
+    expect(rowsAfter).toEqual(rowsBefore);
+    const listed = await t.call('GET', '/v1/agents', { subject: 'admin' });
+    expect(listed.json.items.map((a: { name: string }) => a.name)).toEqual(['ceiling', 'target']);
+    expect(listed.json.items.every((a: { suspension: unknown }) => a.suspension === null)).toBe(true);
+    expect((await t.call('GET', '/v1/suspensions', { subject: 'admin' })).json.items.map((x: { id: string }) => x.id)).toEqual([held]);
+  }, 60_000);
+
+  it("holds an agent to its ceiling: role names that differ in case, whitespace or letters, and roles outside it, are refused", async () => {
+    const leasesBefore = (await snapshot()).leases;
+    const refusal = (role: string): [number, string] => (wellFormedName(role) ? [403, 'role_denied'] : VALIDATION);
+    // Credential requests on a task that lists the roles outside the ceiling (it was opened before the agent was registered).
+    // It is the ceiling that refuses them, not the task: the audit trail says so. (Repeats of one identity's refusal are
+    // audited once a window, src/audit/refusals.ts: the first is the one to read.)
+    await pinned('POST', '/v1/credentials', '/v1/credentials', { task: ceilingTask, role: 'flaky' }, [403, 'role_denied'], 'agent-ceiling');
+    const denied = await t.call('GET', `/v1/audit?target=${enc(`task:${ceilingTask}`)}&action=credential.denied`, { subject: 'admin' });
+    expect(denied.json.items.map((e: { reason: string }) => e.reason)).toEqual(["role flaky is outside agent ceiling's ceiling"]);
+    for (const role of [...LOOK_ALIKES, ...OUTSIDE_CEILING]) {
+      await pinned('POST', '/v1/credentials', '/v1/credentials', { task: ceilingTask, role }, refusal(role), 'agent-ceiling');
+      await pinned('GET', '/v1/aws/container-credentials', `/v1/aws/container-credentials?task=${ceilingTask}&role=${enc(role)}`, undefined, refusal(role), 'agent-ceiling');
+    }
+    expect((await snapshot()).leases).toBe(leasesBefore);
+
+    // Tasks: none may be opened for it with a role outside its ceiling, however the name is spelled.
+    // A well-formed name that is no configured role (`Demo`, `nope`) is unknown_role, which the task's route checks first.
+    const configured = new Set(['demo', ...OUTSIDE_CEILING.filter((r) => r !== 'nope')]);
+    for (const roles of [...OUTSIDE_CEILING.map((r) => [r]), ['demo', 'flaky'], ...LOOK_ALIKES.map((r) => [r]), ...LOOK_ALIKES.map((r) => ['demo', r])]) {
+      const want: [number, string] = !roles.every(wellFormedName) ? VALIDATION : !roles.every((r) => configured.has(r)) ? [400, 'unknown_role'] : [403, 'role_denied'];
+      await pinned('POST', '/v1/tasks', '/v1/tasks', { agent: { issuer: 'test', subject: 'agent-ceiling' }, roles, ttl_seconds: 600 }, want, 'orchestrator');
+    }
+
+    // And the one role inside it is granted, on the same task and on a new one.
+    const granted = await t.call('POST', '/v1/credentials', { subject: 'agent-ceiling' }, { task: ceilingTask, role: 'demo' });
+    expect(granted.status, granted.text).toBe(201);
+    expect(granted.json.lease).toMatchObject({ agent: 'ceiling', role: 'demo' });
+    secrets.add(granted.json.credentials.token);
+    expect((await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-ceiling' }, roles: ['demo'], ttl_seconds: 600 })).status).toBe(201);
   });
 
   it('well-formed requests from their intended callers keep the same invariants', async () => {
@@ -933,6 +1277,18 @@ describe('hostile input on postgres', () => {
       ['GET', '/v1/approvals', '/v1/approvals?status=pending', bearer('orchestrator'), null],
       // What an unmodified AWS SDK does for a role that needs approval.
       ['GET', '/v1/aws/container-credentials', `/v1/aws/container-credentials?task=${t3}&role=reports-gated`, { kind: 'raw', who: 'agent-2' }, null],
+      // The registry: `target`'s owner is orchestrator-2; nobody owns `ceiling`, not even the agent itself.
+      ['GET', '/v1/agents', '/v1/agents?unused_roles=true', bearer('admin'), null],
+      ['GET', '/v1/agents/{name}', '/v1/agents/target', bearer('orchestrator-2'), null],
+      ['GET', '/v1/agents/{name}', '/v1/agents/ceiling', bearer('orchestrator-2'), null],
+      ['POST', '/v1/agents/{name}/suspend', '/v1/agents/target/suspend', bearer('orchestrator-2'), json({ reason: 'paused by its owner' })],
+      ['POST', '/v1/agents/{name}/resume', '/v1/agents/target/resume', bearer('orchestrator-2'), json({ reason: 'resumed by its owner' })],
+      ['POST', '/v1/agents/{name}/suspend', '/v1/agents/ceiling/suspend', bearer('agent-ceiling'), json({ reason: 'itself' })],
+      ['DELETE', '/v1/agents/{name}', '/v1/agents/target', bearer('admin'), null],
+      ['POST', '/v1/agents', '/v1/agents', bearer('admin'), json({ name: 'spare-1', match: { issuer: 'test', subject: SPARE_SUBJECTS[0] }, owner: { name: 'team-h', contact: 'team-h@example.com' }, purpose: 'a spare', roles: ['demo'] })],
+      ['POST', '/v1/suspensions', '/v1/suspensions', bearer('admin'), json({ match: { issuer: 'test', subject: SPARE_SUBJECTS[1] }, reason: 'a spare' })],
+      ['POST', '/v1/suspensions/{id}/lift', '/v1/suspensions/00000000-0000-4000-8000-000000000000/lift', bearer('admin'), json({ reason: 'nothing there' })],
+      ['GET', '/v1/suspensions', '/v1/suspensions', bearer('static-admin'), null],
     ];
     try {
       for (const [method, route, target, auth, body] of cases) {

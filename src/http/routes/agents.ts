@@ -3,8 +3,7 @@ import type { Agent, AgentRegistry } from '../../agents/registry.js';
 import { agentsUse, reviewAgent, REVIEW_DAYS } from '../../agents/review.js';
 import type { AgentService } from '../../agents/service.js';
 import type { Clock } from '../../clock.js';
-import { AgentSchema } from '../../config/agents.js';
-import { IdentityRuleSchema } from '../../config/identity-rule.js';
+import { AgentRuleSchema, AgentSchema } from '../../config/agents.js';
 import type { Db } from '../../db/client.js';
 import type { AgentSuspension } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
@@ -19,7 +18,7 @@ const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const AgentNameParams = z.object({ name: z.string().max(64).openapi({ param: { name: 'name', in: 'path' } }) });
 const Reason = z.strictObject({ reason: safeText(500) });
 
-const SuspensionRuleSchema = IdentityRuleSchema.refine((r) => !r.claims && !r.claim_patterns && !r.audience && (r.subject || r.subject_pattern), {
+const SuspensionRuleSchema = AgentRuleSchema.refine((r) => !r.claims && !r.claim_patterns && !r.audience && (r.subject || r.subject_pattern), {
   message: 'a suspension rule names an issuer and a subject or subject_pattern only',
 });
 
