@@ -9,6 +9,7 @@ import { withTimeout } from './concurrency.js';
 import type { Config } from './config/schema.js';
 import { ping, type Database } from './db/client.js';
 import { migrationsCurrent } from './db/migrate.js';
+import type { NotifyHandlers } from './db/notify.js';
 import { createApp } from './http/app.js';
 import { createAuthenticator } from './identity/principals.js';
 import { createTokenVerifier } from './identity/verifier.js';
@@ -111,29 +112,22 @@ export async function createBroker(deps: BrokerDeps) {
   const authenticator = createAuthenticator(verifier, config.principals);
   const writer = createLeaseWriter({ db, lanes: [database.lane(), database.lane()], limits, onRevokeRequested });
   const taskCache = createTaskCache({ db, clock });
-  // Closed with the database.
-  let announced = true;
-  database.listen(TASK_CLOSED_CHANNEL, {
-    message: taskCache.handlers.message,
-    listening(on, reason) {
-      // Said once per loss and once on recovery, not on every retry.
-      if (!on && announced) log.warn({ reason }, 'task closures are not being announced; open tasks are cached for 1 s until they are');
-      if (on && !announced) log.info('task closures are announced again');
-      announced = on;
-      taskCache.handlers.listening(on);
-    },
-  });
+  /** Listens on `channel` (closed with the database); a loss is logged once, and so is the recovery, not every retry. */
+  const listen = (channel: string, handlers: NotifyHandlers, what: string, meanwhile: string) => {
+    let announced = true;
+    database.listen(channel, {
+      message: handlers.message,
+      listening(on, reason) {
+        if (!on && announced) log.warn({ reason }, `${what} are not being announced; ${meanwhile} until they are`);
+        if (on && !announced) log.info(`${what} are announced again`);
+        announced = on;
+        handlers.listening(on);
+      },
+    });
+  };
+  listen(TASK_CLOSED_CHANNEL, taskCache.handlers, 'task closures', 'open tasks are cached for 1 s');
   const registry = createAgentRegistry({ db, clock, log: log.child({ component: 'agents' }), configured: config.agents.register });
-  let registryAnnounced = true;
-  database.listen(REGISTRY_CHANNEL, {
-    message: registry.handlers.message,
-    listening(on, reason) {
-      if (!on && registryAnnounced) log.warn({ reason }, 'agent registry changes are not being announced; the registry is read again every second until they are');
-      if (on && !registryAnnounced) log.info('agent registry changes are announced again');
-      registryAnnounced = on;
-      registry.handlers.listening(on);
-    },
-  });
+  listen(REGISTRY_CHANNEL, registry.handlers, 'agent registry changes', 'the registry is read again every second');
   // Read now if the database answers; otherwise on the first decision (the broker starts without its database, /readyz says so).
   void registry.reload().catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'the agent registry could not be read yet'));
   const agentService = createAgentService({
