@@ -6,7 +6,8 @@
  *
  * BENCH_SECONDS (10) per load run, BENCH_STEADY_SECONDS (300) for the RSS
  * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_FLOOD_CONNECTIONS
- * (16, scenario 7's flooding identity), BENCH_ONLY=1,3 to pick.
+ * (16, scenario 7's flooding identity), BENCH_SUSPEND_LEASES (scenario 8's
+ * rounds: 1000,2000,4000,8000,16000), BENCH_ONLY=1,3 to pick.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshD
 import { floodScenario } from './flood.js';
 import { openAgentTasks, revocationProbe } from './flows.js';
 import { scaleScenario, sweeperScenario } from './state.js';
+import { suspendScenario } from './suspend.js';
 import { fmtLoad, wrk, type Req } from './wrk.js';
 
 const env = process.env;
@@ -162,5 +164,8 @@ if (wants('6')) {
 if (wants('7')) {
   const floodConnections = Number(env.BENCH_FLOOD_CONNECTIONS ?? 16);
   for (const line of await floodScenario({ dir, issuer, agents: AGENTS, connections: CONNS, floodConnections, seconds: SECONDS })) say(line);
+}
+if (wants('8')) {
+  for (const line of await suspendScenario({ dir, issuer, connections: CONNS, seconds: SECONDS, leases: (env.BENCH_SUSPEND_LEASES ?? '1000,2000,4000,8000,16000').split(',').map(Number) })) say(line);
 }
 process.exit(0);

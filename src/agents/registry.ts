@@ -33,7 +33,8 @@ interface Compiled {
   couldMatch: (issuer: string, subject: string) => boolean;
 }
 
-interface Snapshot {
+/** Exported because the broker's type names it (`tsc -p tsconfig.build.json` emits declarations). */
+export interface Snapshot {
   generation: number;
   agents: Map<string, Compiled>;
   /** In force, by agent name. */
