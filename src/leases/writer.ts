@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { appended, chainAppend, type AuditInput } from '../audit/append.js';
+import { appended, chainAppend, MAX_EVENTS_PER_APPEND, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Db } from '../db/client.js';
 import type { CommitLane } from '../db/lane.js';
@@ -220,9 +220,22 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
     if (refusedAny) onRevokeRequested();
   }
 
+  /** The next batch: at most `maxBatch` leases and events together, so one commit's chain append stays linear (audit/append.ts). */
+  function nextBatch(): Pending[] {
+    let weight = 0;
+    let take = 0;
+    while (take < queue.length) {
+      const p = queue[take]!;
+      weight += p.kind === 'lease' ? 1 : p.events.length;
+      if (take > 0 && weight > maxBatch) break;
+      take++;
+    }
+    return queue.splice(0, take);
+  }
+
   function pump(): void {
     while (free.length > 0 && queue.length > 0) {
-      const batch = queue.splice(0, maxBatch);
+      const batch = nextBatch();
       const lane = free.pop()!;
       void flush(batch, lane).finally(() => {
         free.push(lane);
@@ -248,9 +261,14 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
     recordLease(row: LeaseRow, event: AuditInput, who: Who): Promise<Recorded> {
       return new Promise((resolve, reject) => enqueue({ kind: 'lease', row, event, who, resolve, reject }));
     },
-    /** Commits audit events that record a decision with no state change (a denial). */
-    audit(events: AuditInput[]): Promise<void> {
-      return new Promise((resolve, reject) => enqueue({ kind: 'audit', events, resolve, reject }));
+    /** Commits audit events that record a decision with no state change (a denial); many go in several commits. */
+    async audit(events: AuditInput[]): Promise<void> {
+      const chunks: Promise<void>[] = [];
+      for (let i = 0; i < events.length; i += MAX_EVENTS_PER_APPEND) {
+        const chunk = events.slice(i, i + MAX_EVENTS_PER_APPEND);
+        chunks.push(new Promise((resolve, reject) => enqueue({ kind: 'audit', events: chunk, resolve, reject })));
+      }
+      await Promise.all(chunks);
     },
   };
 }

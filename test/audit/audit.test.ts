@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { desc, eq, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
+import { appendAudit, MAX_EVENTS_PER_APPEND } from '../../src/audit/append.js';
 import { verifyAuditChain } from '../../src/audit/verify.js';
+import { createLeaseWriter } from '../../src/leases/writer.js';
+import { createLimits } from '../../src/policy/limits.js';
 import { auditEvents } from '../../src/db/schema.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
 import { auditActivity, resetAuditChain } from '../support/audit.js';
@@ -23,6 +26,22 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
     }
     const page = await t.call('GET', `/v1/audit?target=task:${task}`, { subject: 'admin' });
     expect(page.json.items.map((e: { action: string }) => e.action)).toEqual(['task.opened', 'credential.denied', 'task.completed']);
+  });
+
+  it('appends more events than one statement takes, in chunks, in order, as one chain', async () => {
+    const at = new Date();
+    const events = Array.from({ length: MAX_EVENTS_PER_APPEND * 2 + 7 }, (_, i) => ({ at, actor: 'test', action: 'test.bulk', target: `bulk:${i}`, details: { i } }));
+    await database.db.transaction((tx) => appendAudit(tx, events));
+    const rows = await database.db.select({ target: auditEvents.target }).from(auditEvents).where(eq(auditEvents.action, 'test.bulk')).orderBy(auditEvents.seq);
+    expect(rows.map((r) => r.target)).toEqual(events.map((e) => e.target));
+    expect((await verifyAuditChain(database.db)).ok).toBe(true);
+    // The issuance writer's denials too (a refusal window's counts at once): several commits, which two lanes may order either way.
+    const writer = createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: createLimits(t.config.policy), onRevokeRequested: () => {} });
+    const denials = events.map((e) => ({ ...e, action: 'test.bulk-writer' }));
+    await writer.audit(denials);
+    const written = await database.db.select({ target: auditEvents.target }).from(auditEvents).where(eq(auditEvents.action, 'test.bulk-writer')).orderBy(auditEvents.seq);
+    expect(written.map((r) => r.target).sort()).toEqual(denials.map((e) => e.target).sort());
+    expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });
 
   it('pages through the trail with a cursor', async () => {
