@@ -66,6 +66,11 @@ export function writeConfig(dir: string, name: string, opts: { port: number; dat
       { name: 'bench', backend: 'local', ttl: '15m', max_ttl: '1h', allow, jwt: { audience: 'bench-api', scope: 'bench:read' } },
       { name: 'slow', backend: 'slow', ttl: '15m', max_ttl: '1h', allow },
     ],
+    // As production runs: registration required, the bench's agents one registered fleet (every decision resolves it).
+    agents: {
+      require_registration: true,
+      register: [{ name: 'bench-fleet', match: allow[0], owner: { name: 'bench', contact: 'bench@example.com' }, purpose: 'the benchmark load', roles: ['bench', 'slow'] }],
+    },
     ...(opts.sweeper ? { sweeper: opts.sweeper } : {}),
     ...(opts.policy ? { policy: opts.policy } : {}),
   };
