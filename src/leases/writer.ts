@@ -73,8 +73,13 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
  * conflicts take advisory locks on their agent, task (and role), always after
  * the task rows and before the chain's head (one order, no deadlock), and are
  * re-checked one by one, each seeing the leases committed before it and those
- * inserted ahead of it in the batch. A credential refused here (the task
- * closed, or a concurrent request took the last slot) is still recorded, as
+ * inserted ahead of it in the batch. Every commit also reads the agent
+ * registry's generation FOR SHARE, after the task rows: a request decided on
+ * another generation (a suspension, a narrowed ceiling) is decided again
+ * there, on the registry read through the transaction
+ * (test/agents/registry.test.ts, test/reliability/agent-suspend.test.ts).
+ * A credential refused here (the task closed, a concurrent request took the
+ * last slot, the agent was suspended) is still recorded, as
  * `revoking` with a denial in the audit trail, so the sweeper revokes it
  * durably and every credential that ever existed has a row.
  */

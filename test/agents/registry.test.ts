@@ -175,6 +175,16 @@ describe.each(DRIVERS)('the agent registry, on %s', (driver) => {
     expect(all).toEqual(expect.arrayContaining(['agent-1', 'fleet']));
   });
 
+  it('counts per agent: issued, refused by code, and active leases', async () => {
+    const task = (await open('agent-fleet-10', ['demo'])).json.task.id;
+    expect((await ask('agent-fleet-10', task)).status).toBe(201);
+    expect((await ask('agent-stray-2', task)).json.code).toBe('agent_not_registered');
+    const text = await t.broker.metrics.registry.metrics();
+    expect(text).toMatch(/^tasklease_agent_credentials_issued_total\{agent="fleet"\} [1-9]/m);
+    expect(text).toMatch(/^tasklease_agent_credentials_denied_total\{agent="-",code="agent_not_registered"\} [1-9]/m);
+    expect(text).toMatch(/^tasklease_agent_leases_active\{agent="fleet"\} [1-9]/m);
+  });
+
   it('decides again in the commit when the registry moved after the decision: a suspension it had not seen refuses the credential', async () => {
     const task = (await open('agent-fleet-8', ['demo'])).json.task.id;
     const identity: Identity = { issuer: 'test', subject: 'agent-fleet-8', claims: { sub: 'agent-fleet-8' }, tokenSha256: 'b'.repeat(64), expiresAt: new Date(t.clock.now().getTime() + 3600_000) };
