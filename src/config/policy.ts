@@ -4,13 +4,22 @@ import { DurationSchema } from './duration.js';
 const RoleName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/);
 const Labels = z.record(z.string().min(1).max(63), z.string().max(256));
 
-/** Label rules that make a role's requests need approval, e.g. every role on `environment: production` tasks. */
-export const ApprovalRuleSchema = z.strictObject({
-  name: z.string().min(1).max(63),
-  labels: Labels.refine((l) => Object.keys(l).length > 0, 'name at least one label'),
-  /** Only these roles; all roles when absent. */
-  roles: z.array(RoleName).min(1).optional(),
-});
+/**
+ * Label rules that make a role's requests need approval, e.g. every role on
+ * `environment: production` tasks, or every request of agents labelled
+ * `data_class: restricted` (the registered agent's labels, docs/agents.md).
+ */
+export const ApprovalRuleSchema = z
+  .strictObject({
+    name: z.string().min(1).max(63),
+    /** The task's labels contain these. */
+    labels: Labels.default({}),
+    /** The requesting agent's labels contain these (an identity no agent matches has none). */
+    agent_labels: Labels.default({}),
+    /** Only these roles; all roles when absent. */
+    roles: z.array(RoleName).min(1).optional(),
+  })
+  .refine((r) => Object.keys(r.labels).length + Object.keys(r.agent_labels).length > 0, 'name at least one label or agent label');
 
 /** Roles that are harmless apart and harmful together: one scope may not hold all of them at once. */
 export const ConflictSchema = z.strictObject({

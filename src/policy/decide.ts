@@ -103,7 +103,10 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, agents:
         now,
       });
       if (ttlSeconds < 1) return { allow: false, code: 'task_expired', reason: 'task deadline has passed' };
-      const rule = approvalRules.find((r) => (!r.roles || r.roles.includes(roleName)) && labelsMatch(task.labels ?? {}, r.labels));
+      const agentLabels = agent?.kind === 'agent' ? agent.agent.labels : {};
+      const rule = approvalRules.find(
+        (r) => (!r.roles || r.roles.includes(roleName)) && labelsMatch(task.labels ?? {}, r.labels) && labelsMatch(agentLabels, r.agent_labels),
+      );
       const approvalRequiredBy = entry.role.requires_approval ? `role:${roleName}` : rule ? `rule:${rule.name}` : undefined;
       return { allow: true, role: entry.role, ttlSeconds, ...(approvalRequiredBy ? { approvalRequiredBy } : {}) };
     },

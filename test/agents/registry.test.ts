@@ -18,14 +18,16 @@ export const AGENT_CONFIG = {
   require_registration: true,
   register: [
     { name: 'agent-1', match: { issuer: 'test', subject: 'agent-1' }, owner: owner('team-a', 'owner-a'), purpose: 'reports', roles: ['demo'] },
-    { name: 'fleet', match: { issuer: 'test', subject_pattern: 'agent-fleet-.*' }, owner: owner('team-f'), purpose: 'batch work', roles: ['demo', 'flaky'] },
+    { name: 'fleet', match: { issuer: 'test', subject_pattern: 'agent-fleet-.*' }, owner: owner('team-f'), purpose: 'batch work', roles: ['demo', 'flaky'], labels: { data_class: 'restricted' } },
   ],
 };
+/** Policy reads the agent's labels: a restricted agent's flaky credentials need an approver. */
+const POLICY = { approvals: { rules: [{ name: 'restricted-agents', agent_labels: { data_class: 'restricted' }, roles: ['flaky'] }] } };
 
 describe.each(DRIVERS)('the agent registry, on %s', (driver) => {
   let database!: TestDatabase;
   let t!: TestBroker;
-  useTestBroker(driver, (d, b) => ((database = d), (t = b)), { config: { agents: AGENT_CONFIG, roles: HARNESS_ROLES } });
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)), { config: { agents: AGENT_CONFIG, roles: HARNESS_ROLES, policy: POLICY } });
 
   const open = (subject: string, roles: string[]) => t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject }, roles, ttl_seconds: 600 });
   const ask = (subject: string, task: string, role = 'demo') => t.call('POST', '/v1/credentials', { subject }, { task, role });
@@ -173,6 +175,17 @@ describe.each(DRIVERS)('the agent registry, on %s', (driver) => {
     expect(wider.find((a: { name: string }) => a.name === 'agent-1')).toBeUndefined();
     const all = (await t.call('GET', '/v1/agents', { subject: 'admin' })).json.items.map((a: { name: string }) => a.name);
     expect(all).toEqual(expect.arrayContaining(['agent-1', 'fleet']));
+  });
+
+  it("lets policy read the agent's labels: an approval rule on agent labels gates that agent's requests only", async () => {
+    const task = (await open('agent-fleet-11', ['demo', 'flaky'])).json.task.id;
+    const gated = await ask('agent-fleet-11', task, 'flaky');
+    expect(gated.status, gated.text).toBe(202);
+    expect(gated.json.approval.required_by).toBe('rule:restricted-agents');
+    expect((await ask('agent-fleet-11', task, 'demo')).status).toBe(201);
+    // The dry run says the same, and names the agent.
+    const explained = await t.call('POST', '/v1/policy/evaluate', { subject: 'admin' }, { identity: { issuer: 'test', subject: 'agent-fleet-11' }, task, role: 'flaky' });
+    expect(explained.json).toMatchObject({ decision: 'approval_required', required_by: 'rule:restricted-agents', agent: 'fleet' });
   });
 
   it('counts per agent: issued, refused by code, and active leases', async () => {
