@@ -189,7 +189,9 @@ describe('SIGTERM with requests in flight', () => {
     const task = `shutdown-${Date.now().toString(36)}-missing`;
     for (let i = 0; i < 25; i++) {
       const res = await http('POST', `${broker.url}/v1/credentials`, { token: tokens['intruder-sigterm'], body: { task, role: 'demo' } });
-      expect(res.status, res.text).toBe(404);
+      // Dev mode requires registration, and an intruder is no agent: refused before its made-up task is looked up.
+      expect(res.status, res.text).toBe(403);
+      expect(res.json.code).toBe('agent_not_registered');
     }
     // The first refusal names the task; the window's count names the identity, whatever task each repeat named.
     const denied = () => pg.sql<{ details: { code: string; count?: number } }[]>`select details from audit_events where actor = 'dev/intruder-sigterm' and action = 'credential.denied' order by seq`;
@@ -197,8 +199,8 @@ describe('SIGTERM with requests in flight', () => {
     expect(broker.child.kill('SIGTERM')).toBe(true);
     expect(await within(broker.exited, EXIT_MS, 'the broker exiting after SIGTERM')).toEqual({ code: 0, signal: null });
     expect((await denied()).map((r) => [r.details.code, r.details.count])).toEqual([
-      ['task_not_found', undefined],
-      ['task_not_found', 24],
+      ['agent_not_registered', undefined],
+      ['agent_not_registered', 24],
     ]);
     const verify = await runCli(['audit', 'verify'], env);
     expect(verify.code, verify.stdout).toBe(0);
