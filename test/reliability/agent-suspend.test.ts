@@ -12,7 +12,10 @@
 //   agent-y never notices. Resumed, agent-x gets credentials again.
 import { Agent } from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
-import { devTokens, http, runCli, sleep, startBroker, within, useChildBrokers, type Broker } from '../support/child-broker.js';
+import { devTokens, http, runCli, sleep, startBroker, until, within, useChildBrokers, type Broker } from '../support/child-broker.js';
+
+/** `until`, checking every 100 ms: the load moves fast. */
+const poll = (ms: number, check: () => Promise<boolean>) => until(ms, check, 100);
 
 const X_LOOPS = 24;
 const Y_LOOPS = 4;
@@ -37,15 +40,6 @@ describe('suspending an agent on two replicas under issuance load', () => {
   const pool = new Agent({ keepAlive: true, maxSockets: 64 });
   afterAll(() => pool.destroy());
 
-  /** Polls `check` until it returns true or `ms` pass; returns whether it did. */
-  async function until(ms: number, check: () => Promise<boolean>): Promise<boolean> {
-    const started = performance.now();
-    for (;;) {
-      if (await check()) return true;
-      if (performance.now() - started > ms) return false;
-      await sleep(100);
-    }
-  }
 
   it('commits no credential of the agent after its suspension, on either replica, and leaves the others alone', { timeout: 60_000 }, async () => {
     const { pg, env } = child;
@@ -95,13 +89,13 @@ describe('suspending an agent on two replicas under issuance load', () => {
     let suspendAnswered!: number;
     const count = (f: (s: Sent) => boolean) => sent.filter(f).length;
     try {
-      await until(30_000, async () => count((s) => s.subject === 'agent-x' && s.status === 201) >= ISSUED_BEFORE);
+      await poll(30_000, async () => count((s) => s.subject === 'agent-x' && s.status === 201) >= ISSUED_BEFORE);
       const suspendSent = performance.now();
       suspended = await http('POST', `${a.url}/v1/agents/agent-x/suspend`, { token: tokens.admin, body: { reason: 'reliability test' } });
       suspendAnswered = performance.now();
       console.log(`[agent-suspend] suspend answered ${suspended.status} in ${(suspendAnswered - suspendSent).toFixed(1)} ms, ${suspended.json?.revoking} leases moved to revoking`);
       const after = (s: Sent) => s.sentAt > suspendAnswered;
-      await until(30_000, async () =>
+      await poll(30_000, async () =>
         (['A', 'B'] as const).every((r) => count((s) => s.subject === 'agent-x' && s.replica === r && after(s)) >= AFTER_PER_REPLICA) &&
         count((s) => s.subject === 'agent-y' && s.status === 201 && after(s)) >= Y_AFTER,
       );
@@ -151,7 +145,7 @@ describe('suspending an agent on two replicas under issuance load', () => {
     // Every lease of agent-x ends revoked for the suspension (the sweepers, nudged); none stays active.
     const unfinished = async () =>
       (await pg.sql<{ n: number }[]>`select count(*)::int as n from leases where agent = 'agent-x' and status <> 'revoked'`)[0]!.n;
-    expect(await until(30_000, async () => (await unfinished()) === 0), 'agent-x leases left unrevoked').toBe(true);
+    expect(await poll(30_000, async () => (await unfinished()) === 0), 'agent-x leases left unrevoked').toBe(true);
     const leases = await pg.sql<{ id: string; status: string; reason: string | null }[]>`select id::text, status, reason from leases where agent = 'agent-x'`;
     expect(leases.length).toBe(issued.length + refused.length);
     expect(leases.filter((l) => l.status !== 'revoked' || l.reason !== 'agent_suspended').map((l) => `${l.id} ${l.status} ${l.reason}`)).toEqual([]);
@@ -164,7 +158,7 @@ describe('suspending an agent on two replicas under issuance load', () => {
     const viaA = await renew(a);
     expect(`${viaA.status} ${viaA.json?.code}`).toBe('403 agent_suspended');
     const seenViaB: string[] = [];
-    await until(10_000, async () => {
+    await poll(10_000, async () => {
       const res = await renew(b);
       seenViaB.push(`${res.status} ${res.json?.code}`);
       return res.status === 403;
@@ -178,7 +172,7 @@ describe('suspending an agent on two replicas under issuance load', () => {
     const first = await ask('agent-x', 'B', false);
     expect(first && statusOf(first)).toBe('201');
     const seenViaA: string[] = [];
-    await until(10_000, async () => {
+    await poll(10_000, async () => {
       const res = await ask('agent-x', 'A', false);
       seenViaA.push(res ? statusOf(res) : 'error');
       return res?.status === 201;

@@ -15,6 +15,7 @@ import {
   runCli,
   sleep,
   startBroker,
+  until,
   within,
   type Broker,
   useChildBrokers,
@@ -37,15 +38,6 @@ describe('three replicas, one killed while sweeping', () => {
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   afterAll(() => agent.destroy());
 
-  /** Polls `check` until it returns true or `ms` pass; returns whether it did. */
-  async function until(ms: number, check: () => Promise<boolean>): Promise<boolean> {
-    const started = performance.now();
-    for (;;) {
-      if (await check()) return true;
-      if (performance.now() - started > ms) return false;
-      await sleep(200);
-    }
-  }
 
   it('revokes every lease of a completed task exactly once, taking over the dead replica\u2019s claims', { timeout: 240_000 }, async () => {
     const { pg, env } = child;

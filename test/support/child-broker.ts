@@ -19,6 +19,16 @@ export const EXIT_TIMEOUT_MS = 10_000;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Polls `check` every `everyMs` until it returns true or `ms` pass; returns whether it did. */
+export async function until(ms: number, check: () => Promise<boolean>, everyMs = 200): Promise<boolean> {
+  const started = performance.now();
+  for (;;) {
+    if (await check()) return true;
+    if (performance.now() - started > ms) return false;
+    await sleep(everyMs);
+  }
+}
+
 /** Resolves with `promise`, or rejects once `ms` pass. */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
