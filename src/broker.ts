@@ -102,6 +102,7 @@ export async function createBroker(deps: BrokerDeps) {
     housekeeping: async () => {
       await approvals.expire();
       await refusals.flushDue();
+      await agentService.revokeLeftovers();
       for (const backend of backends.values()) await backend.housekeeping?.(clock.now());
     },
   });
@@ -133,6 +134,7 @@ export async function createBroker(deps: BrokerDeps) {
   const agentService = createAgentService({
     db,
     clock,
+    log: log.child({ component: 'agents' }),
     registry,
     knownRole: (name) => policy.role(name) !== undefined,
     knownIssuer: (name) => config.issuers.some((i) => i.name === name),

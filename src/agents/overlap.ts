@@ -1,3 +1,4 @@
+import type { AgentConfig } from '../config/agents.js';
 import type { IdentityRule } from '../config/identity-rule.js';
 import { anchoredPattern } from '../identity/match.js';
 
@@ -45,9 +46,25 @@ const valuesMeet = (a: ClaimValue, b: ClaimValue) => valuesOf(a).some((x) => val
  */
 export function literalPrefix(pattern: string): string {
   if (pattern.includes('|')) return '';
+  // By code point: a quantifier after an astral character quantifies all of it, not its low surrogate.
+  const chars = Array.from(pattern);
   const special = /[\\.[\](){}^$*+?]/u;
   let end = 0;
-  while (end < pattern.length && !special.test(pattern[end]!)) end++;
-  if (end < pattern.length && /[*?{]/u.test(pattern[end]!)) end = Math.max(0, end - 1);
-  return pattern.slice(0, end);
+  while (end < chars.length && !special.test(chars[end]!)) end++;
+  if (end < chars.length && /[*?{]/u.test(chars[end]!)) end = Math.max(0, end - 1);
+  return chars.slice(0, end).join('');
+}
+
+/**
+ * Problems with an agent's rules against the others': two agents one
+ * identity could match, or an owner who could be an agent (an agent must
+ * never be able to resume itself, or another). Shared by the config's check
+ * and the API's.
+ */
+export function agentRuleProblems(agent: Pick<AgentConfig, 'name' | 'match' | 'owner'>, others: Pick<AgentConfig, 'name' | 'match'>[]): { overlapping: string[]; ownerIsAgent: string[] } {
+  const rest = others.filter((o) => o.name !== agent.name);
+  return {
+    overlapping: rest.filter((o) => mayOverlap(o.match, agent.match)).map((o) => o.name),
+    ownerIsAgent: [agent, ...rest].filter((o) => agent.owner.principals.some((p) => mayOverlap(p, o.match))).map((o) => o.name),
+  };
 }

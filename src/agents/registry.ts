@@ -1,6 +1,6 @@
 import { eq, isNull } from 'drizzle-orm';
 import { AgentSchema, type AgentConfig } from '../config/agents.js';
-import type { IdentityRule } from '../config/identity-rule.js';
+import { IdentityRuleSchema, type IdentityRule } from '../config/identity-rule.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import type { NotifyHandlers } from '../db/notify.js';
@@ -18,15 +18,21 @@ export interface Agent extends AgentConfig {
   createdAt: Date | null;
 }
 
-/** Who an identity is, as the registry at `generation` says. */
+/**
+ * Who an identity is, as the registry at `generation` says. `refused`: the
+ * identity matches two agents, or an agent whose stored definition cannot be
+ * read (fail closed; `why` says which).
+ */
 export type Resolution = { generation: number } & (
   | { kind: 'agent'; agent: Agent; suspension?: AgentSuspension }
   | { kind: 'unregistered'; suspension?: AgentSuspension }
-  | { kind: 'ambiguous'; names: string[] }
+  | { kind: 'refused'; names: string[]; why: string }
 );
 
 interface Compiled {
   agent: Agent;
+  /** The stored definition no longer parses: whoever its rule matches is refused. */
+  unreadable?: boolean;
   matches: IdentityMatcher;
   owners: IdentityMatcher;
   /** Could an identity with this issuer and subject match (its claims unknown)? */
@@ -86,9 +92,15 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
   let loading: Promise<Snapshot> | undefined;
   let queued: Promise<Snapshot> | undefined;
 
-  /** Generation first: data read after it is at least as new, so a stale tag only ever causes a re-check. */
+  /**
+   * Generation first: data read after it is at least as new, so a stale tag
+   * only ever causes a re-check. The generation is a version, compared for
+   * equality only (a restored database may hold an older one).
+   */
   async function read(from: Db): Promise<Snapshot> {
     const [state] = await from.select().from(registryState).where(eq(registryState.id, 1));
+    // Without its row, nothing orders a change and a commit: refuse to decide (migration 0009 inserts it).
+    if (!state) throw new Error('registry_state has no row: the agent registry cannot be read');
     const rows = await from.select().from(agents);
     const suspensions = await from.select().from(agentSuspensions).where(isNull(agentSuspensions.resumedAt));
     const map = new Map(fromConfig.map((c) => [c.agent.name, c]));
@@ -98,12 +110,20 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
         continue;
       }
       const parsed = AgentSchema.safeParse({ ...row.definition, name: row.name });
-      // Fail closed: an agent that cannot be read matches nothing.
-      if (!parsed.success) log.error({ agent: row.name }, 'a stored agent is not valid; it matches no identity');
-      else map.set(row.name, compile({ ...parsed.data, source: 'api', createdBy: row.createdBy, createdAt: row.createdAt }));
+      if (parsed.success) {
+        map.set(row.name, compile({ ...parsed.data, source: 'api', createdBy: row.createdBy, createdAt: row.createdAt }));
+        continue;
+      }
+      // Fail closed: an agent that cannot be read refuses whoever its rule still matches (a rule that cannot be read either matches nobody).
+      const match = IdentityRuleSchema.safeParse((row.definition as { match?: unknown }).match);
+      log.error({ agent: row.name }, 'a stored agent is not valid: the identities its rule matches are refused until it is fixed');
+      if (match.success) {
+        const stub = { name: row.name, match: match.data, owner: { name: '?', contact: '?', principals: [] }, purpose: '?', roles: [], labels: {} };
+        map.set(row.name, { ...compile({ ...stub, source: 'api', createdBy: row.createdBy, createdAt: row.createdAt }), unreadable: true });
+      }
     }
     return {
-      generation: Number(state?.generation ?? 0),
+      generation: Number(state.generation),
       agents: map,
       suspended: new Map(suspensions.flatMap((s) => (s.agent ? [[s.agent, s] as const] : []))),
       rules: suspensions.flatMap((s) => (s.rule ? [{ suspension: s, matches: compileRule(s.rule), couldMatch: subjectRule(s.rule) }] : [])),
@@ -120,8 +140,9 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
     if (!loading) {
       loading = read(db)
         .then((snap) => {
-          if (!current || snap.generation >= current.generation) current = snap;
-          return current;
+          // Read after every load before it began: the newest there is.
+          current = snap;
+          return snap;
         })
         .finally(() => {
           loading = undefined;
@@ -146,7 +167,8 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
     const generation = snap.generation;
     const byRule = snap.rules.find((r) => r.matches(identity))?.suspension;
     const found = [...snap.agents.values()].filter((c) => c.matches(identity));
-    if (found.length > 1) return { generation, kind: 'ambiguous', names: found.map((c) => c.agent.name).sort() };
+    if (found.length > 1) return { generation, kind: 'refused', names: found.map((c) => c.agent.name).sort(), why: 'the identity matches several agents' };
+    if (found[0]?.unreadable) return { generation, kind: 'refused', names: [found[0].agent.name], why: "the agent's stored definition cannot be read" };
     const only = found[0];
     if (!only) return { generation, kind: 'unregistered', ...(byRule ? { suspension: byRule } : {}) };
     const suspension = snap.suspended.get(only.agent.name) ?? byRule;
@@ -155,7 +177,7 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
 
   const handlers: NotifyHandlers = {
     message(payload) {
-      if (!current || Number(payload) > current.generation) void reload().catch(() => {});
+      if (!current || Number(payload) !== current.generation) void reload().catch(() => {});
     },
     listening(on) {
       listening = on;
@@ -178,10 +200,10 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
     async resolveAt(identity: Identity, generation: number, through: Db): Promise<Resolution> {
       // Never the pool here: on PGlite the commit's transaction holds the one connection.
       let snap = current;
-      if (!snap || snap.generation < generation) {
+      if (!snap || snap.generation !== generation) {
         // `through` holds the registry's row FOR SHARE and has changed nothing: what it reads is committed.
         snap = await read(through);
-        if (!current || snap.generation > current.generation) current = snap;
+        current = snap;
       }
       return resolveIn(snap, identity);
     },

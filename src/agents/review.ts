@@ -1,7 +1,8 @@
-import { and, count, desc, eq, gte, isNotNull, max } from 'drizzle-orm';
+import { and, count, desc, eq, gte, isNotNull, isNull, max, notInArray, or } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { agentSuspensions, leases, type AgentSuspension, type Lease } from '../db/schema.js';
 import { idFloor } from '../ids.js';
+import { NEVER_RELEASED } from '../policy/limits.js';
 import type { Agent } from './registry.js';
 
 /** How far back the review looks at what an agent held. */
@@ -15,6 +16,8 @@ export interface AgentUse {
 }
 
 const since = (now: Date) => idFloor(new Date(now.getTime() - REVIEW_DAYS * 86_400_000));
+/** Held: a credential the agent received (one refused at commit never reached it). */
+const received = or(isNull(leases.reason), notInArray(leases.reason, [...NEVER_RELEASED]));
 
 const useOf = (agent: Agent, held: { role: string; count: number }[]): AgentUse => ({
   held: held.sort((a, b) => b.count - a.count || (a.role < b.role ? -1 : 1)),
@@ -30,7 +33,7 @@ export async function agentsUse(db: Db, agents: Agent[], now: Date): Promise<Map
   const rows = await db
     .select({ agent: leases.agent, role: leases.role, n: count() })
     .from(leases)
-    .where(and(isNotNull(leases.agent), gte(leases.id, since(now))))
+    .where(and(isNotNull(leases.agent), gte(leases.id, since(now)), received))
     .groupBy(leases.agent, leases.role);
   return new Map(
     agents.map((a) => [a.name, useOf(a, rows.filter((r) => r.agent === a.name).map((r) => ({ role: r.role, count: Number(r.n) })))]),
@@ -52,9 +55,9 @@ export async function reviewAgent(db: Db, agent: Agent, now: Date): Promise<Agen
   const held = await db
     .select({ role: leases.role, n: count() })
     .from(leases)
-    .where(and(mine, gte(leases.id, since(now))))
+    .where(and(mine, gte(leases.id, since(now)), received))
     .groupBy(leases.role);
-  const [last] = await db.select({ at: max(leases.issuedAt) }).from(leases).where(mine);
+  const [last] = await db.select({ at: max(leases.issuedAt) }).from(leases).where(and(mine, received));
   const activeWhere = and(mine, eq(leases.status, 'active'));
   const [activeCount] = await db.select({ n: count() }).from(leases).where(activeWhere);
   const active = await db.select().from(leases).where(activeWhere).orderBy(desc(leases.id)).limit(100);

@@ -34,7 +34,9 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
   }
 
   return {
-    async request(input: { identity: Identity; taskId: string; role: string; ttlSeconds?: number; requiredBy: string } & RequestRef): Promise<Approval> {
+    async request(
+      input: { identity: Identity; taskId: string; role: string; ttlSeconds?: number; requiredBy: string; agent?: { agent?: string; owner?: string } } & RequestRef,
+    ): Promise<Approval> {
       const now = clock.now();
       return db.transaction(async (tx) => {
         const [approval] = await tx
@@ -61,7 +63,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
             target: `approval:${approval!.id}`,
             decision: 'info',
             reason: input.requiredBy,
-            details: { task: input.taskId, role: input.role, token_sha256: input.identity.tokenSha256 },
+            details: { task: input.taskId, role: input.role, ...input.agent, token_sha256: input.identity.tokenSha256 },
             ...requestRef(input),
           },
         ]);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { mayOverlap } from '../agents/overlap.js';
+import { agentRuleProblems } from '../agents/overlap.js';
 import { ConfigSchema, type Config, type ConfigInput } from './schema.js';
 
 export class ConfigError extends Error {
@@ -94,11 +94,14 @@ function checkAgents(config: Config, roles: Set<string>, checkRule: (rule: objec
     });
     checkRule(agent.match, `${at}.match`);
     agent.owner.principals.forEach((rule, j) => checkRule(rule, `${at}.owner.principals[${j}]`));
-    agents.slice(0, i).forEach((other) => {
-      if (mayOverlap(other.match, agent.match)) {
-        problems.push(`${at}.match: an identity could match both '${other.name}' and '${agent.name}'; make the rules narrower (subjects, patterns with different prefixes, or a claim with different values)`);
-      }
-    });
+    const { overlapping } = agentRuleProblems(agent, agents.slice(0, i));
+    const { ownerIsAgent } = agentRuleProblems(agent, agents);
+    for (const other of overlapping) {
+      problems.push(`${at}.match: an identity could match both '${other}' and '${agent.name}'; make the rules narrower (subjects, patterns with different prefixes, or a claim with different values)`);
+    }
+    if (ownerIsAgent.length > 0) {
+      problems.push(`${at}.owner.principals: an owner could be the identity of agent ${ownerIsAgent.map((n) => `'${n}'`).join(', ')}; an agent must not be able to resume itself or another`);
+    }
   });
   return problems;
 }
@@ -142,5 +145,7 @@ export function loadConfigFile(file: string, env: Env): Config {
   if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) {
     throw new ConfigError(`${file}: the top level must be a mapping`);
   }
+  // Dev mode (its dev issuer, its agents registered on sight) is what `npm start` without a file runs, never a file's setting.
+  if (doc !== null && 'dev' in doc) throw new ConfigError(`${file}: dev: is set by dev mode only (run without --config); remove it`);
   return parseConfig(doc, file, env);
 }

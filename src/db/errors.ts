@@ -37,3 +37,8 @@ export class TransactionLost extends Error {
     super('the database connection was lost mid-transaction; nothing was written');
   }
 }
+
+/** SQLSTATE 40P01: PostgreSQL broke a lock cycle by aborting this transaction; running it again is safe. */
+export function isDeadlock(err: unknown): boolean {
+  return errorCodes(err).includes('40P01');
+}

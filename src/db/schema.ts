@@ -228,6 +228,8 @@ export const agentSuspensions = pgTable(
     rule: jsonb('rule').$type<{ issuer: string; subject?: string; subject_pattern?: string }>(),
     reason: text('reason').notNull(),
     suspendedBy: text('suspended_by').notNull(),
+    /** An admin suspended it (or joined an owner's suspension): only an admin may resume it. */
+    suspendedByAdmin: boolean('suspended_by_admin').notNull().default(false),
     suspendedAt: ts('suspended_at').notNull(),
     /** How many active leases the suspension revoked. */
     revoked: integer('revoked').notNull().default(0),

@@ -117,7 +117,8 @@ export function createApp(deps: AppDeps) {
   registerSystemRoutes(app, deps);
   registerApprovalRoutes(app, deps.approvals);
   registerAgentRegistryRoutes(app, deps);
-  registerPolicyRoutes(app, { ...deps, agents: deps.agentService });
+  // The dry run registers nobody (dev mode's registration on first sight is the service's): the registry's own view.
+  registerPolicyRoutes(app, { ...deps, agents: deps.registry });
   registerAwsRoutes(app, deps.issue, (role) => deps.policy.role(role)?.aws !== undefined);
 
   app.doc31('/openapi.json', {

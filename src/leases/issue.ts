@@ -92,7 +92,7 @@ const agentLabel = (agent: Resolution | undefined) => (agent?.kind === 'agent' ?
 
 /** What a suspended agent is told besides the code: which agent, since when (never the admin's reason). */
 const suspendedExtra = (agent: Resolution | undefined): Record<string, unknown> =>
-  agent && agent.kind !== 'ambiguous' && agent.suspension
+  agent && agent.kind !== 'refused' && agent.suspension
     ? { ...(agent.kind === 'agent' ? { agent: agent.agent.name, owner: agent.agent.owner.name, owner_contact: agent.agent.owner.contact } : {}), suspended_at: agent.suspension.suspendedAt.toISOString() }
     : {};
 
@@ -188,6 +188,7 @@ export function createIssuer(deps: IssueDeps) {
           role: input.roleName,
           ttlSeconds: decision.ttlSeconds, // what the approver sees, and the most redemption may get
           requiredBy: decision.approvalRequiredBy,
+          agent: agentDetails(agent),
           ...requestRef(input),
         });
         return { kind: 'approval', approval };
@@ -215,7 +216,7 @@ export function createIssuer(deps: IssueDeps) {
       const code = err instanceof BackendError && !err.retryable ? 'backend_error' : 'backend_unavailable';
       const backendCode = err instanceof BackendError ? err.code : 'unknown';
       await writer
-        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, backend_code: backendCode, role: input.roleName }, ...requestRef(input) }])
+        .audit([{ at: now, actor: actorOf(input.identity), action: 'credential.denied', target: `task:${input.taskId}`, decision: 'deny', reason: `mint failed: ${safe}`, details: { code, backend_code: backendCode, role: input.roleName, ...agentDetails(agent) }, ...requestRef(input) }])
         .catch(() => {});
       throw new AppError(code, `the ${backend.type} backend could not issue a credential: ${safe}`, { backend_code: backendCode });
     }

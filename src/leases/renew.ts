@@ -7,7 +7,8 @@ import { approvals, leases, tasks, type Lease } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
 import type { Resolution } from '../agents/registry.js';
-import { agentRefusal, type Policy } from '../policy/decide.js';
+import { agentOf } from './revoke.js';
+import { agentRefusal, outsideCeiling, type Policy } from '../policy/decide.js';
 import { credentialCeiling } from '../policy/ttl.js';
 
 export interface RenewDeps {
@@ -30,7 +31,8 @@ export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps
   return async function renew(identity: Identity, id: string, incrementSeconds: number | undefined, request: RequestRef = {}): Promise<Lease> {
     const now = clock.now();
     // A suspended agent extends nothing (its suspension moved its leases to revoking, so the update below would find none anyway).
-    const barred = agentRefusal(await agents.resolve(identity), policy.requireRegistration);
+    const agent = await agents.resolve(identity);
+    const barred = agentRefusal(agent, policy.requireRegistration);
     if (barred) throw new AppError(barred.code, barred.code === 'agent_suspended' ? 'this agent is suspended: its owner or an admin can resume it' : 'this identity may not renew credentials');
     const [row] = await db
       .select({ lease: leases, task: tasks, approvedTtl: approvals.requestedTtl })
@@ -42,6 +44,8 @@ export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps
     if (!row) throw new AppError('lease_not_found', 'no such lease');
     const { lease, task, approvedTtl } = row;
     if (lease.status !== 'active' || lease.expiresAt <= now || task.status !== 'open') throw new AppError('lease_not_active', 'only an active lease of an open task can be renewed');
+    // A ceiling narrowed since the lease was issued: it is not extended (it ends at its expiry).
+    if (outsideCeiling(agent, lease.role)) throw new AppError('role_denied', "this role is outside the agent's ceiling now: the lease is not extended");
     const role = policy.role(lease.role);
     const backend = backends.get(lease.backend);
     if (!role || !backend?.renew) throw new AppError('not_renewable', 'credentials of this role cannot be renewed');
@@ -73,7 +77,7 @@ export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps
           action: 'lease.renewed',
           target: `lease:${id}`,
           decision: 'allow',
-          details: { task: lease.taskId, from: lease.expiresAt.toISOString(), to: newEnd.toISOString(), backend_expires_at: granted.toISOString() },
+          details: { task: lease.taskId, ...agentOf(lease), from: lease.expiresAt.toISOString(), to: newEnd.toISOString(), backend_expires_at: granted.toISOString() },
           ...requestRef(request),
         },
       ]);

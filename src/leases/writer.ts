@@ -29,7 +29,12 @@ export interface Recorded {
 }
 
 /** The lease's revocation reason for a credential refused at commit: one of NEVER_RELEASED (policy/limits.ts). */
-const leaseReason = (refusal: CommitRefusal): NeverReleased => (refusal.code === 'task_not_open' ? 'task_closed' : (refusal.code as NeverReleased));
+function leaseReason(refusal: CommitRefusal): NeverReleased {
+  if (refusal.code === 'task_not_open') return 'task_closed';
+  if (refusal.code === 'quota_exceeded' || refusal.code === 'task_lease_limit' || refusal.code === 'role_conflict') return refusal.code;
+  // The registry's second decision (a suspension, a narrowed ceiling): the audit event has its code.
+  return 'registry_changed';
+}
 
 /**
  * Who asked; `constrained` when a limit applies to the request (quotas, conflicts, the task's lease limit).

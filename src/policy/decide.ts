@@ -18,7 +18,7 @@ export type Decision =
 
 /** Stable reasons a credential request is refused (mapped to HTTP statuses in errors.ts). */
 export type DenyCode = 'task_not_found' | 'task_not_open' | 'task_expired' | 'role_denied' | AgentDenyCode;
-export type AgentDenyCode = 'agent_suspended' | 'agent_not_registered' | 'role_denied' | 'policy_error';
+export type AgentDenyCode = 'agent_suspended' | 'agent_not_registered' | 'policy_error';
 
 /**
  * What the registry says of the caller, before anything else is looked at: a
@@ -27,11 +27,11 @@ export type AgentDenyCode = 'agent_suspended' | 'agent_not_registered' | 'role_d
  * required, an identity no agent matches gets nothing.
  */
 export function agentRefusal(agent: Resolution | undefined, requireRegistration: boolean): { code: AgentDenyCode; reason: string } | undefined {
-  if (agent?.kind !== 'ambiguous' && agent?.suspension) {
+  if (agent?.kind !== 'refused' && agent?.suspension) {
     const s = agent.suspension;
     return { code: 'agent_suspended', reason: s.agent ? `agent ${s.agent} is suspended: ${s.reason}` : `identity suspended by rule (suspension ${s.id}): ${s.reason}` };
   }
-  if (agent?.kind === 'ambiguous') return { code: 'policy_error', reason: `the identity matches several agents (${agent.names.join(', ')})` };
+  if (agent?.kind === 'refused') return { code: 'policy_error', reason: `${agent.why} (${agent.names.join(', ')})` };
   if (requireRegistration && agent?.kind !== 'agent') return { code: 'agent_not_registered', reason: 'the identity matches no registered agent' };
   return undefined;
 }

@@ -8,17 +8,11 @@ import { actorOf, type Identity } from '../identity/types.js';
 /**
  * Lease reasons of credentials refused at commit (see leases/writer.ts): they never reached a caller.
  * The writer's `leaseReason` is typed against this list, so a new commit refusal must be added here.
+ * No lease a caller did receive may ever carry one of these reasons (a suspension revokes with
+ * `agent_suspended`; a credential the registry refused at commit is `registry_changed`), or it would
+ * stop counting as held while it may still work.
  */
-export const NEVER_RELEASED = [
-  'task_closed',
-  'quota_exceeded',
-  'task_lease_limit',
-  'role_conflict',
-  'agent_suspended',
-  'agent_not_registered',
-  'role_denied',
-  'policy_error',
-] as const;
+export const NEVER_RELEASED = ['task_closed', 'quota_exceeded', 'task_lease_limit', 'role_conflict', 'registry_changed'] as const;
 export type NeverReleased = (typeof NEVER_RELEASED)[number];
 
 export type LimitRefusal =

@@ -20,9 +20,9 @@ export interface TaskServiceDeps {
   onTaskClosed?: (id: string) => void;
   /**
    * Whether a task may be opened for this agent with these roles (agents/service.ts `admitTask`): throws
-   * when it may not; returns the registered agents it names, for the audit trail.
+   * when it may not; returns the registered agents (and owners) it could be, for the audit trail.
    */
-  admit?: (agent: { issuer: string; subject: string }, roles: string[]) => Promise<string[]>;
+  admit?: (agent: { issuer: string; subject: string }, roles: string[]) => Promise<{ agent: string; owner: string }[]>;
 }
 
 export interface OpenTaskInput {
@@ -154,7 +154,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
               labels: task.labels,
               max_leases: task.maxLeases,
               external_id: task.externalId,
-              ...(agents.length > 0 ? { agent: agents.length === 1 ? agents[0] : agents } : {}),
+              ...(agents.length === 1 ? agents[0] : agents.length > 1 ? { agent: agents.map((a) => a.agent), owner: agents.map((a) => a.owner) } : {}),
             },
             ...requestRef(caller),
           },

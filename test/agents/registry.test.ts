@@ -224,7 +224,8 @@ describe.each(DRIVERS)('the agent registry, on %s', (driver) => {
     expect(outcome).toBe('agent_suspended');
     const rows = await database.db.select().from(leases).where(eq(leases.taskId, task));
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ status: 'revoking', reason: 'agent_suspended' });
+    // Never released: its own reason, so it never counts as held (policy/limits.ts NEVER_RELEASED); the audit has the code.
+    expect(rows[0]).toMatchObject({ status: 'revoking', reason: 'registry_changed' });
     const suspensions = await database.db.select().from(agentSuspensions).where(eq(agentSuspensions.agent, 'fleet'));
     expect(suspensions.some((s) => s.resumedAt === null)).toBe(true);
     await t.call('POST', '/v1/agents/fleet/resume', { subject: 'admin' }, { reason: 'done' });

@@ -350,3 +350,9 @@ describe('agents in the config', () => {
     expect(configError(() => parseConfig(withAgents([{ ...agent('a', { subject: 'a' }), owner: undefined }]), 'test'))).toContain('agents.register[0].owner');
   });
 });
+
+describe('dev mode is not a config file setting', () => {
+  it('refuses dev: in a file (it would enable the dev issuer and register agents on sight)', () => {
+    expect(configError(() => loadConfigFile(yamlFile('dev: true\n'), {}))).toContain('dev: is set by dev mode only');
+  });
+});
