@@ -9,6 +9,9 @@ import type { RegistryChange } from './change.js';
 import { revokeHeld, type HolderRule } from './held.js';
 import type { AgentRegistry } from './registry.js';
 
+/** How long a suspension's own call is left to revoke what the agent holds before housekeeping looks. */
+const LEFT_TO_ITS_CALL_MS = 60_000;
+
 export interface Suspender extends RequestRef {
   actor: string;
   /** An admin (not only an owner): an admin's suspension is lifted by an admin only. */
@@ -131,12 +134,16 @@ export function createSuspensions(deps: { db: Db; clock: Clock; registry: AgentR
 
     /**
      * Housekeeping: a lease of a suspended agent still active (a suspension
-     * whose revocation was cut short by a crash) is revoked now.
+     * whose revocation was cut short by a crash) is revoked now. A suspension
+     * younger than a minute is left to its own call, which is still revoking
+     * (two revokers would queue on the same rows, and split the count).
      */
     async revokeLeftovers(): Promise<number> {
       const snap = await registry.snapshot();
+      const settled = clock.now().getTime() - LEFT_TO_ITS_CALL_MS;
       let moved = 0;
       for (const suspension of snap.suspended.values()) {
+        if (suspension.suspendedAt.getTime() > settled) continue;
         const [left] = await db.select({ id: leases.id }).from(leases).where(and(eq(leases.agent, suspension.agent!), eq(leases.status, 'active'))).limit(1);
         if (left) moved += await revokeAll(suspension, { actor: 'system:sweeper', admin: true }, undefined);
       }

@@ -132,3 +132,45 @@ describe('a suspension waiting for the registry is not starved by issuance commi
     }
   });
 });
+
+describe.each(DRIVERS)('a suspension of an agent holding many leases, on %s', (driver) => {
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker(driver, (d, b) => ((database = d), (t = b)), { config: { agents: AGENTS, roles: HARNESS_ROLES } });
+
+  it('revokes every one of them, across batches, and counts them', async () => {
+    const task = (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: 'agent-owned' }, roles: ['demo'], ttl_seconds: 600 })).json.task.id as string;
+    const now = t.clock.now();
+    const end = new Date(now.getTime() + 600_000);
+    const rows = Array.from({ length: 1234 }, (_, i) => ({
+      id: `01000000-0000-7000-8000-${String(i).padStart(12, '0')}`,
+      taskId: task,
+      role: 'demo',
+      backend: 'local',
+      issuer: 'test',
+      subject: 'agent-owned',
+      tokenSha256: 'c'.repeat(64),
+      status: 'active' as const,
+      credentialRef: `bulk-${i}`,
+      issuedAt: now,
+      expiresAt: end,
+      backendExpiresAt: end,
+      agent: i % 3 === 0 ? null : 'owned',
+      agentOwner: i % 3 === 0 ? null : 'team-o',
+    }));
+    for (let i = 0; i < rows.length; i += 200) await database.db.insert(leases).values(rows.slice(i, i + 200));
+    const suspended = await t.call('POST', '/v1/agents/owned/suspend', { subject: 'admin' }, { reason: 'bulk' });
+    expect(suspended.json.revoking).toBe(1234);
+    expect(suspended.json.suspension.revoked).toBe(1234);
+    const left = await database.db.select().from(leases).where(sql`${leases.taskId} = ${task} and ${leases.status} = 'active'`);
+    expect(left).toHaveLength(0);
+
+    // A suspension whose call was cut short (a crash between batches): housekeeping finishes it, once the call had its minute.
+    const straggler = { ...rows[1]!, id: '01000000-0000-7000-8000-999999999999', credentialRef: 'straggler' };
+    await database.db.insert(leases).values(straggler);
+    expect(await t.broker.agentService.revokeLeftovers()).toBe(0);
+    t.clock.advance(61);
+    expect(await t.broker.agentService.revokeLeftovers()).toBe(1);
+    expect((await database.db.select().from(leases).where(eq(leases.id, straggler.id)))[0]).toMatchObject({ status: 'revoking', reason: 'agent_suspended' });
+  });
+});
