@@ -136,6 +136,7 @@ export async function createBroker(deps: BrokerDeps) {
     clock,
     log: log.child({ component: 'agents' }),
     registry,
+    horizonMs: config.tasks.max_ttl * 1000,
     knownRole: (name) => policy.role(name) !== undefined,
     knownIssuer: (name) => config.issuers.some((i) => i.name === name),
     onRevokeRequested,

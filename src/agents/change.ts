@@ -14,8 +14,8 @@ import type { AgentRegistry } from './registry.js';
  * FOR SHARE a moment, cannot keep a suspension waiting: commits that come
  * after it wait for it. The version is random, compared for equality only, so
  * a database restored to an older state never repeats one a replica holds.
- * A deadlock (lease rows taken in another order by a completion or the
- * sweeper) runs the transaction again.
+ * A deadlock (PostgreSQL aborting this transaction to break a lock cycle)
+ * runs it again: it rolled back whole, audit events included.
  */
 export function createRegistryChange({ db, clock, registry, log }: { db: Db; clock: Clock; registry: AgentRegistry; log: Logger }) {
   return async function change<T>(fn: (tx: Db, now: Date) => Promise<T>): Promise<T> {

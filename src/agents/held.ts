@@ -27,8 +27,9 @@ const BATCH = 500;
 
 /**
  * Moves the active leases a suspension stops to `revoking`, a batch per
- * transaction, each batch's rows locked in id order (FOR UPDATE) before they
- * move, and the suspension's count moved with them. It runs after the
+ * transaction: the suspension's row first (a batch stops once it has been
+ * lifted), then the batch's leases in id order (FOR UPDATE), then they move,
+ * and the suspension's count with them. It runs after the
  * suspension has committed: from then on no credential of the held set can
  * be committed (leases/writer.ts), so every one still active is found here.
  * Batches keep the audit chain's head, which every issuance waits for, held
@@ -54,24 +55,36 @@ export async function revokeHeld(db: Db, clock: Clock, held: Held, suspensionId:
     for (;;) {
       const page = await batchOnce(async () =>
         db.transaction(async (tx) => {
-          const rows = await tx
+          // Candidates unlocked: a pattern's non-matching leases of the issuer are read, never locked.
+          const candidates = await tx
             .select({ id: leases.id, subject: leases.subject })
             .from(leases)
             .where(and(eq(leases.status, 'active'), selector, gt(leases.id, after)))
             .orderBy(asc(leases.id))
-            .limit(BATCH)
+            .limit(BATCH);
+          const page = { count: 0, last: candidates.at(-1)?.id, full: candidates.length === BATCH, ended: false };
+          // Still in force? Its row, locked first: a resume waits for this batch, or this batch sees it and stops
+          // (never revoking what the agent was issued after it).
+          const inForce = await tx
+            .select({ id: agentSuspensions.id })
+            .from(agentSuspensions)
+            .where(and(eq(agentSuspensions.id, suspensionId), isNull(agentSuspensions.resumedAt)))
             .for('update');
-          const ids = rows.filter((r) => !test || test.test(r.subject)).map((r) => r.id);
-          if (ids.length > 0) {
-            const now = clock.now();
-            await tx.update(agentSuspensions).set({ revoked: sql`${agentSuspensions.revoked} + ${ids.length}` }).where(eq(agentSuspensions.id, suspensionId));
-            const where = sql`${leases.id} = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid))`;
-            await markRevoking(tx, { where, reason: 'agent_suspended', actor: by.actor, now, ...requestRef(by), note: `suspension ${suspensionId}` });
-          }
-          return { count: ids.length, last: rows.at(-1)?.id, full: rows.length === BATCH };
+          if (inForce.length === 0) return { ...page, ended: true };
+          const ids = candidates.filter((r) => !test || test.test(r.subject)).map((r) => r.id);
+          if (ids.length === 0) return page;
+          const byIds = sql`${leases.id} = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid))`;
+          // Then the leases, in id order (one order for every batch), still active.
+          const locked = await tx.select({ id: leases.id }).from(leases).where(and(byIds, eq(leases.status, 'active'))).orderBy(asc(leases.id)).for('update');
+          if (locked.length === 0) return page;
+          await tx.update(agentSuspensions).set({ revoked: sql`${agentSuspensions.revoked} + ${locked.length}` }).where(eq(agentSuspensions.id, suspensionId));
+          const lockedIds = sql`${leases.id} = any(array(select jsonb_array_elements_text(${JSON.stringify(locked.map((l) => l.id))}::jsonb)::uuid))`;
+          const moved = await markRevoking(tx, { where: lockedIds, reason: 'agent_suspended', actor: by.actor, now: clock.now(), ...requestRef(by), note: `suspension ${suspensionId}` });
+          return { ...page, count: moved.length };
         }),
       );
       moved += page.count;
+      if (page.ended) return moved;
       if (!page.full || !page.last) break;
       after = page.last;
     }

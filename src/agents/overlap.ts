@@ -61,10 +61,14 @@ export function literalPrefix(pattern: string): string {
  * never be able to resume itself, or another). Shared by the config's check
  * and the API's.
  */
-export function agentRuleProblems(agent: Pick<AgentConfig, 'name' | 'match' | 'owner'>, others: Pick<AgentConfig, 'name' | 'match'>[]): { overlapping: string[]; ownerIsAgent: string[] } {
+export function agentRuleProblems(agent: Pick<AgentConfig, 'name' | 'match' | 'owner'>, others: Pick<AgentConfig, 'name' | 'match' | 'owner'>[]): { overlapping: string[]; ownerIsAgent: string[] } {
   const rest = others.filter((o) => o.name !== agent.name);
   return {
     overlapping: rest.filter((o) => mayOverlap(o.match, agent.match)).map((o) => o.name),
-    ownerIsAgent: [agent, ...rest].filter((o) => agent.owner.principals.some((p) => mayOverlap(p, o.match))).map((o) => o.name),
+    // Both ways: this agent's owners could be an agent, or another agent's owners could be this agent.
+    ownerIsAgent: [
+      ...[agent, ...rest].filter((o) => agent.owner.principals.some((p) => mayOverlap(p, o.match))).map((o) => o.name),
+      ...rest.filter((o) => o.owner.principals.some((p) => mayOverlap(p, agent.match))).map((o) => o.name),
+    ],
   };
 }

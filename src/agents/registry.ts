@@ -48,6 +48,8 @@ export interface Snapshot {
   /** In force, by identity rule. */
   rules: { suspension: AgentSuspension; matches: IdentityMatcher; couldMatch: (issuer: string, subject: string) => boolean }[];
   loadedAt: number;
+  /** When its read began, in this replica's order of reads: a snapshot replaces only an older one. */
+  stamp: number;
 }
 
 /** A rule without its claims: whether a subject of an issuer could match it. */
@@ -88,6 +90,12 @@ export interface RegistryOptions {
 export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1000 }: RegistryOptions) {
   const fromConfig = configured.map((a) => compile({ ...a, source: 'config', createdBy: null, createdAt: null }));
   let current: Snapshot | undefined;
+  let reads = 0;
+  /** Keeps `snap` unless a read that began later is already in place (versions are random: only read order says newer). */
+  const install = (snap: Snapshot): Snapshot => {
+    if (!current || snap.stamp > current.stamp) current = snap;
+    return current;
+  };
   let listening = false;
   let loading: Promise<Snapshot> | undefined;
   let queued: Promise<Snapshot> | undefined;
@@ -98,6 +106,7 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
    * equality only (a restored database may hold an older one).
    */
   async function read(from: Db): Promise<Snapshot> {
+    const stamp = ++reads;
     const [state] = await from.select().from(registryState).where(eq(registryState.id, 1));
     // Without its row, nothing orders a change and a commit: refuse to decide (migration 0009 inserts it).
     if (!state) throw new Error('registry_state has no row: the agent registry cannot be read');
@@ -128,6 +137,7 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
       suspended: new Map(suspensions.flatMap((s) => (s.agent ? [[s.agent, s] as const] : []))),
       rules: suspensions.flatMap((s) => (s.rule ? [{ suspension: s, matches: compileRule(s.rule), couldMatch: subjectRule(s.rule) }] : [])),
       loadedAt: clock.now().getTime(),
+      stamp,
     };
   }
 
@@ -139,11 +149,7 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
   function reload(): Promise<Snapshot> {
     if (!loading) {
       loading = read(db)
-        .then((snap) => {
-          // Read after every load before it began: the newest there is.
-          current = snap;
-          return snap;
-        })
+        .then(install)
         .finally(() => {
           loading = undefined;
         });
@@ -203,7 +209,7 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
       if (!snap || snap.generation !== generation) {
         // `through` holds the registry's row FOR SHARE and has changed nothing: what it reads is committed.
         snap = await read(through);
-        current = snap;
+        install(snap);
       }
       return resolveIn(snap, identity);
     },

@@ -29,6 +29,8 @@ export interface AgentServiceDeps {
   onRevokeRequested: () => void;
   /** Dev mode only: identities of this issuer whose subject matches are registered as agents on first sight. */
   autoRegister?: { issuer: string; subjectPattern: string; owner: AgentConfig['owner']; roles: string[] };
+  /** How long any lease can live (`tasks.max_ttl`, ms). */
+  horizonMs: number;
 }
 
 /** Who an event names as the agent and its owner. */
@@ -44,9 +46,9 @@ export const agentDetails = (agent: Resolution | undefined) =>
  * audit chain's head; an issuance commit takes task rows, the registry's row
  * FOR SHARE, the head.
  */
-export function createAgentService({ db, clock, log, registry, knownRole, knownIssuer, onRevokeRequested, autoRegister }: AgentServiceDeps) {
+export function createAgentService({ db, clock, log, registry, knownRole, knownIssuer, onRevokeRequested, autoRegister, horizonMs }: AgentServiceDeps) {
   const change = createRegistryChange({ db, clock, registry, log });
-  const suspensions = createSuspensions({ db, clock, registry, change, knownIssuer, onRevokeRequested });
+  const suspensions = createSuspensions({ db, clock, registry, change, knownIssuer, onRevokeRequested, horizonMs });
 
   function checkNames(input: AgentInput) {
     const unknownRoles = input.roles.filter((r) => !knownRole(r));

@@ -2,7 +2,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { agentSuspensions, leases, type AgentSuspension } from '../db/schema.js';
+import { agentSuspensions, type AgentSuspension } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
 import type { RegistryChange } from './change.js';
@@ -27,7 +27,18 @@ export interface Suspender extends RequestRef {
  * sweeper's housekeeping (`revokeLeftovers`).
  * Proved by test/reliability/agent-suspend.test.ts and test/agents/registry.test.ts.
  */
-export function createSuspensions(deps: { db: Db; clock: Clock; registry: AgentRegistry; change: RegistryChange; knownIssuer: (name: string) => boolean; onRevokeRequested: () => void }) {
+export interface SuspensionDeps {
+  db: Db;
+  clock: Clock;
+  registry: AgentRegistry;
+  change: RegistryChange;
+  knownIssuer: (name: string) => boolean;
+  onRevokeRequested: () => void;
+  /** How long any lease can live (`tasks.max_ttl`): past that, a suspension has nothing left to revoke. */
+  horizonMs: number;
+}
+
+export function createSuspensions(deps: SuspensionDeps) {
   const { db, clock, registry, change, knownIssuer, onRevokeRequested } = deps;
 
   async function agentOrThrow(name: string) {
@@ -140,13 +151,16 @@ export function createSuspensions(deps: { db: Db; clock: Clock; registry: AgentR
      */
     async revokeLeftovers(): Promise<number> {
       const snap = await registry.snapshot();
-      const settled = clock.now().getTime() - LEFT_TO_ITS_CALL_MS;
+      const now = clock.now().getTime();
+      // Settled (its call had its minute), and young enough that a lease issued before it may still live.
+      const due = (s: AgentSuspension) => s.suspendedAt.getTime() <= now - LEFT_TO_ITS_CALL_MS && s.suspendedAt.getTime() > now - deps.horizonMs;
+      const by = { actor: 'system:sweeper', admin: true };
       let moved = 0;
       for (const suspension of snap.suspended.values()) {
-        if (suspension.suspendedAt.getTime() > settled) continue;
-        const [left] = await db.select({ id: leases.id }).from(leases).where(and(eq(leases.agent, suspension.agent!), eq(leases.status, 'active'))).limit(1);
-        if (left) moved += await revokeAll(suspension, { actor: 'system:sweeper', admin: true }, undefined);
+        const agent = snap.agents.get(suspension.agent!)?.agent;
+        if (due(suspension)) moved += await revokeAll(suspension, by, agent ? holderOf(agent.match) : undefined);
       }
+      for (const { suspension } of snap.rules) if (due(suspension)) moved += await revokeAll(suspension, by, suspension.rule!);
       return moved;
     },
   };

@@ -7,9 +7,9 @@ import { sendOne } from '../db/send.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Lease } from '../db/schema.js';
-import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import { refusalExtra, type Limits, type NeverReleased } from '../policy/limits.js';
+import type { AgentDenyCode } from '../policy/decide.js';
+import { refusalExtra, type LimitRefusal, type Limits, type NeverReleased } from '../policy/limits.js';
 import { generationOf, inserted, leaseInsert, REGISTRY_FOR_SHARE, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
 import { recordIssued, type RecordResult } from './record.js';
 
@@ -18,7 +18,7 @@ const TXID = sql`select txid_current()::text as txid`;
 
 /** Why a minted credential was refused at commit; its lease is recorded as `revoking`. */
 export interface CommitRefusal {
-  code: ErrorCode;
+  code: CommitRefusalCode;
   reason: string;
   extra: Record<string, unknown>;
 }
@@ -28,13 +28,25 @@ export interface Recorded {
   refusal?: CommitRefusal;
 }
 
-/** The lease's revocation reason for a credential refused at commit: one of NEVER_RELEASED (policy/limits.ts). */
-function leaseReason(refusal: CommitRefusal): NeverReleased {
-  if (refusal.code === 'task_not_open') return 'task_closed';
-  if (refusal.code === 'quota_exceeded' || refusal.code === 'task_lease_limit' || refusal.code === 'role_conflict') return refusal.code;
-  // The registry's second decision (a suspension, a narrowed ceiling): the audit event has its code.
-  return 'registry_changed';
-}
+/** The codes a credential can be refused with at commit: the task closed, a limit, or the registry's second decision. */
+export type CommitRefusalCode = 'task_not_open' | LimitRefusal['code'] | AgentDenyCode | 'role_denied';
+
+/**
+ * The lease's revocation reason for each code a credential is refused with at commit: one of NEVER_RELEASED
+ * (policy/limits.ts), so it never counts as held. A new code does not compile until it is given one.
+ */
+const LEASE_REASON: Record<CommitRefusalCode, NeverReleased> = {
+  task_not_open: 'task_closed',
+  quota_exceeded: 'quota_exceeded',
+  task_lease_limit: 'task_lease_limit',
+  role_conflict: 'role_conflict',
+  // The registry's second decision (a suspension, a narrowed ceiling): the audit event has the code.
+  agent_suspended: 'registry_changed',
+  agent_not_registered: 'registry_changed',
+  policy_error: 'registry_changed',
+  role_denied: 'registry_changed',
+};
+const leaseReason = (refusal: CommitRefusal): NeverReleased => LEASE_REASON[refusal.code];
 
 /**
  * Who asked; `constrained` when a limit applies to the request (quotas, conflicts, the task's lease limit).

@@ -6,6 +6,7 @@ import { parseConfig, ConfigError } from '../../src/config/load.js';
 import { HARNESS_ROLES, type TestBroker, useTestBroker } from '../support/broker.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
 import { until } from '../support/child-broker.js';
+import { revokeHeld } from '../../src/agents/held.js';
 
 const owner = (name: string, principal?: string) => ({ name, contact: `${name}@example.com`, principals: principal ? [{ issuer: 'test', subject: principal }] : [] });
 /** Registration not required: identities may hold leases before an agent is registered for them. */
@@ -52,6 +53,9 @@ describe.each(DRIVERS)('suspensions, on %s', (driver) => {
     expect(selfOwned.json).toMatchObject({ code: 'validation_failed', agents: ['self'] });
     const ownsOther = await t.call('POST', '/v1/agents', { subject: 'admin' }, { name: 'other', ...definition('agent-other', { owner: owner('team', 'agent-owned') }) });
     expect(ownsOther.json).toMatchObject({ code: 'validation_failed', agents: ['owned'] });
+    // The other way round: an agent whose identity is already another agent's owner.
+    const isAnOwner = await t.call('POST', '/v1/agents', { subject: 'admin' }, { name: 'owner-as-agent', ...definition('owner-o') });
+    expect(isAnOwner.json).toMatchObject({ code: 'validation_failed', agents: ['owned'] });
     const config = () =>
       parseConfig(
         {
@@ -165,12 +169,28 @@ describe.each(DRIVERS)('a suspension of an agent holding many leases, on %s', (d
     const left = await database.db.select().from(leases).where(sql`${leases.taskId} = ${task} and ${leases.status} = 'active'`);
     expect(left).toHaveLength(0);
 
-    // A suspension whose call was cut short (a crash between batches): housekeeping finishes it, once the call had its minute.
-    const straggler = { ...rows[1]!, id: '01000000-0000-7000-8000-999999999999', credentialRef: 'straggler' };
-    await database.db.insert(leases).values(straggler);
+    // Suspensions whose calls were cut short (a crash between batches): housekeeping finishes them, once each call had its
+    // minute: the agent's leases, those its identity held before registration, and a rule's.
+    const rule = await t.call('POST', '/v1/suspensions', { subject: 'admin' }, { match: { issuer: 'test', subject: 'agent-ruled' }, reason: 'rule' });
+    expect(rule.status).toBe(201);
+    const stragglers = [
+      { ...rows[1]!, id: '01000000-0000-7000-8000-999999999991', credentialRef: 'straggler-1' },
+      { ...rows[0]!, id: '01000000-0000-7000-8000-999999999992', credentialRef: 'straggler-2', agent: null, agentOwner: null },
+      { ...rows[0]!, id: '01000000-0000-7000-8000-999999999993', credentialRef: 'straggler-3', subject: 'agent-ruled', agent: null, agentOwner: null },
+    ];
+    await database.db.insert(leases).values(stragglers);
     expect(await t.broker.agentService.revokeLeftovers()).toBe(0);
     t.clock.advance(61);
-    expect(await t.broker.agentService.revokeLeftovers()).toBe(1);
-    expect((await database.db.select().from(leases).where(eq(leases.id, straggler.id)))[0]).toMatchObject({ status: 'revoking', reason: 'agent_suspended' });
+    expect(await t.broker.agentService.revokeLeftovers()).toBe(3);
+    for (const straggler of stragglers) {
+      expect((await database.db.select().from(leases).where(eq(leases.id, straggler.id)))[0]).toMatchObject({ status: 'revoking', reason: 'agent_suspended' });
+    }
+
+    // A suspension lifted while its revocation runs stops it: what the agent holds after the resume is not revoked.
+    await t.call('POST', '/v1/agents/owned/resume', { subject: 'admin' }, { reason: 'done' });
+    const after = { ...rows[1]!, id: '01000000-0000-7000-8000-999999999994', credentialRef: 'after-resume' };
+    await database.db.insert(leases).values(after);
+    expect(await revokeHeld(database.db, t.clock, { agent: 'owned' }, suspended.json.suspension.id, { actor: 'test' })).toBe(0);
+    expect((await database.db.select().from(leases).where(eq(leases.id, after.id)))[0]!.status).toBe('active');
   });
 });
