@@ -29,6 +29,10 @@ export type Resolution = { generation: number } & (
   | { kind: 'refused'; names: string[]; why: string }
 );
 
+/** Who an event names as the agent and its owner. */
+export const agentDetails = (agent: Resolution | undefined) =>
+  agent?.kind === 'agent' ? { agent: agent.agent.name, owner: agent.agent.owner.name } : {};
+
 interface Compiled {
   agent: Agent;
   /** The stored definition no longer parses: whoever its rule matches is refused. */

@@ -33,10 +33,6 @@ export interface AgentServiceDeps {
   horizonMs: number;
 }
 
-/** Who an event names as the agent and its owner. */
-export const agentDetails = (agent: Resolution | undefined) =>
-  agent?.kind === 'agent' ? { agent: agent.agent.name, owner: agent.agent.owner.name } : {};
-
 /**
  * The registry's write side: agents created and deleted through the API,
  * suspensions (agents/suspend.ts), and the questions a decision asks (who is

@@ -1,5 +1,4 @@
-import { agentDetails } from '../agents/service.js';
-import type { Resolution } from '../agents/registry.js';
+import { agentDetails, type Resolution } from '../agents/registry.js';
 import type { ApprovalService } from '../approvals/service.js';
 import { requestRef } from '../audit/append.js';
 import type { RefusalAudit } from '../audit/refusals.js';
