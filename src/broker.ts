@@ -26,6 +26,8 @@ import { createCheckpoint } from './audit/checkpoint.js';
 import { createRefusalAudit } from './audit/refusals.js';
 import { createMetricsApp } from './http/metrics.js';
 import { createMetrics } from './metrics.js';
+import { createNotifier } from './notify/notifier.js';
+import { createApprovalOutbox } from './notify/outbox.js';
 import { createPolicy } from './policy/decide.js';
 import { createLimits } from './policy/limits.js';
 import { createRateLimiter } from './policy/rate-limit.js';
@@ -88,7 +90,18 @@ export async function createBroker(deps: BrokerDeps) {
 
   const policy = createPolicy(config.roles, config.policy, { requireRegistration: config.agents.require_registration });
   const limits = createLimits(config.policy);
-  const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl });
+  const notifier = createNotifier({
+    db,
+    clock,
+    config: config.notifications,
+    publicUrl: config.public_url,
+    log: log.child({ component: 'notifier' }),
+    id: deps.instanceId,
+    metrics,
+  });
+  // Each new approval request gets an outbox row per webhook, in its own transaction; this replica delivers it at once.
+  const outbox = createApprovalOutbox({ clock, destinations: () => config.notifications.webhooks.map((w) => w.name), onAppended: () => notifier.nudge() });
+  const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl, outbox });
   // Repeated refusals' counts, written through the writer below when their window ends (the sweeper's housekeeping) or on drain.
   const refusals = createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
   const sweeper = createSweeper({
@@ -214,6 +227,6 @@ export async function createBroker(deps: BrokerDeps) {
   // Served by `tasklease serve` on config.metrics.listen.
   const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, metricsApp, sweeper, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService };
+  return { app, metricsApp, sweeper, notifier, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -1,7 +1,7 @@
 import { and, count, eq, inArray, isNotNull } from 'drizzle-orm';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Db } from './db/client.js';
-import { leases } from './db/schema.js';
+import { leases, outbox } from './db/schema.js';
 
 /**
  * Prometheus metrics, one registry per broker (no global state). Lease
@@ -57,6 +57,29 @@ export function createMetrics(db: Db) {
       for (const row of rows) this.set({ agent: row.agent! }, Number(row.n));
     },
   });
-  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied };
+  // Notifications (src/notify/), by the webhook's configured name (never its URL).
+  const notificationsDelivered = new Counter({ name: 'tasklease_notifications_delivered_total', help: 'Notifications delivered, by destination', labelNames: ['destination'], registers: [registry] });
+  const notificationFailures = new Counter({
+    name: 'tasklease_notification_failures_total',
+    help: 'Notification delivery attempts that failed, by destination',
+    labelNames: ['destination'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tasklease_notifications_undelivered',
+    help: "Notifications in the outbox not yet delivered, by destination and status ('failed' gave up fast retries: the alerting one)",
+    labelNames: ['destination', 'status'],
+    registers: [registry],
+    async collect() {
+      const rows = await db
+        .select({ destination: outbox.destination, status: outbox.status, n: count() })
+        .from(outbox)
+        .where(inArray(outbox.status, ['pending', 'failed']))
+        .groupBy(outbox.destination, outbox.status);
+      this.reset();
+      for (const row of rows) this.set({ destination: row.destination, status: row.status }, Number(row.n));
+    },
+  });
+  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied, notificationsDelivered, notificationFailures };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

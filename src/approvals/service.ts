@@ -9,11 +9,22 @@ import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Policy } from '../policy/decide.js';
 
+/**
+ * Where a new request is announced (src/notify/): `append` writes its outbox
+ * rows in the request's own transaction, so the request and its notifications
+ * commit together or not at all; `appended` is told once they have committed.
+ */
+export interface ApprovalOutbox {
+  append(tx: Db, approval: Approval): Promise<void>;
+  appended(): void;
+}
+
 export interface ApprovalDeps {
   db: Db;
   clock: Clock;
   policy: Policy;
   ttlSeconds: number;
+  outbox?: ApprovalOutbox;
 }
 
 const requesterIs = (identity: Identity) => and(eq(approvals.issuer, identity.issuer), eq(approvals.subject, identity.subject));
@@ -25,7 +36,7 @@ const requesterIs = (identity: Identity) => and(eq(approvals.issuer, identity.is
  * once. Pending and approved requests expire. Every step is audited in the
  * transaction that makes it.
  */
-export function createApprovalService({ db, clock, policy, ttlSeconds }: ApprovalDeps) {
+export function createApprovalService({ db, clock, policy, ttlSeconds, outbox }: ApprovalDeps) {
   /** Roles this principal may approve for; undefined means all (an admin). */
   function approvableRoles(principal: Principal, roles: string[]): string[] | undefined {
     if (principal.admin) return undefined;
@@ -38,7 +49,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
       input: { identity: Identity; taskId: string; role: string; ttlSeconds?: number; requiredBy: string; agent?: { agent?: string; owner?: string } } & RequestRef,
     ): Promise<Approval> {
       const now = clock.now();
-      return db.transaction(async (tx) => {
+      const requested = await db.transaction(async (tx) => {
         const [approval] = await tx
           .insert(approvals)
           .values({
@@ -55,6 +66,8 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
             expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
           })
           .returning();
+        // Before the audit append, which stays last: it takes the chain's head, the lock every appender queues on.
+        await outbox?.append(tx, approval!);
         await appendAudit(tx, [
           {
             at: now,
@@ -69,6 +82,8 @@ export function createApprovalService({ db, clock, policy, ttlSeconds }: Approva
         ]);
         return approval!;
       });
+      outbox?.appended();
+      return requested;
     },
 
     /** The requester sees its own approvals; approvers see those of roles they approve; anyone else gets 404. */

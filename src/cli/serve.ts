@@ -73,6 +73,7 @@ export async function runServe(config: Config, version: string, extra: { backend
     log.warn({ agents: config.agents.register.length }, 'agents.require_registration is off: an identity no registered agent matches may get credentials its roles allow');
   }
   broker.sweeper.start();
+  broker.notifier.start();
   // The backends' permission self-check, once at start-up: missing permissions are logged now and shown by /readyz.
   void broker.checkBackends().then((result) => {
     for (const [name, check] of Object.entries(result)) if (!check.ok) log.warn({ backend: name, missing: check.missing }, 'backend permissions missing');
@@ -86,7 +87,7 @@ export async function runServe(config: Config, version: string, extra: { backend
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     http.closeIdleConnections();
     metricsServer?.close();
-    await Promise.all([closed, broker.sweeper.stop()]);
+    await Promise.all([closed, broker.sweeper.stop(), broker.notifier.stop()]);
     // The counts of repeated refusals live in memory until written: write them before the database closes.
     await withTimeout(broker.refusals.drain(), 5000, 'timed out').catch(() => log.warn('repeated refusals not audited before exit'));
     await database.close();

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
 import { MetricsSchema } from './metrics.js';
+import { NotificationsSchema } from './notifications.js';
 import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
@@ -111,6 +112,8 @@ export const ConfigSchema = z.strictObject({
   agents: AgentsConfigSchema,
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
   metrics: MetricsSchema.prefault({}),
+  /** Who hears of what needs a person (new approval requests): docs/notifications.md. */
+  notifications: NotificationsSchema.prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));

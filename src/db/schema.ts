@@ -255,9 +255,44 @@ export const registryState = pgTable('registry_state', {
   generation: bigint('generation', { mode: 'number' }).notNull(),
 });
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState };
+export const OUTBOX_STATUSES = ['pending', 'delivered', 'failed'] as const;
+export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
+
+/**
+ * Notifications waiting to leave (DESIGN.md promise 9): one row per message
+ * and destination, written in the transaction of the change it reports and
+ * delivered at least once by src/notify/. `payload` holds the facts only (no
+ * secret, no token, no destination URL): the body is rendered and signed at
+ * delivery from the destination's current config. `failed` rows gave up
+ * their fast retries and are retried slowly, like revoke_failed leases.
+ */
+export const outbox = pgTable(
+  'outbox',
+  {
+    id: uuid('id').primaryKey(),
+    kind: text('kind').notNull(),
+    /** The notifier's name in the config (`notifications.webhooks[].name`), never its URL. */
+    destination: text('destination').notNull(),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    status: text('status').$type<OutboxStatus>().notNull().default('pending'),
+    createdAt: ts('created_at').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: ts('next_attempt_at').notNull(),
+    deliveredAt: ts('delivered_at'),
+    lastError: text('last_error'),
+    claimedBy: text('claimed_by'),
+    claimUntil: ts('claim_until'),
+  },
+  (t) => [
+    // The delivery worker's claim walks this small partial index; delivered rows leave it.
+    index('outbox_due_idx').on(t.nextAttemptAt).where(sql`${t.status} in ('pending', 'failed')`),
+  ],
+);
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
 export type Approval = typeof approvals.$inferSelect;
 export type AgentSuspension = typeof agentSuspensions.$inferSelect;
+export type OutboxRow = typeof outbox.$inferSelect;

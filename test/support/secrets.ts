@@ -6,7 +6,7 @@ import type { TestDatabase } from './db.js';
 /** Every row of every table the broker writes, as JSON text. */
 export async function dumpTables(database: TestDatabase): Promise<string[]> {
   const out: string[] = [];
-  for (const table of ['tasks', 'leases', 'approvals', 'audit_events']) {
+  for (const table of ['tasks', 'leases', 'approvals', 'audit_events', 'outbox']) {
     const rows = rowsOf<Record<string, unknown>>(await database.db.execute(sql.raw(`select * from ${table}`)));
     for (const row of rows) out.push(JSON.stringify(row));
   }
