@@ -6,6 +6,7 @@ import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
 import { AgentsConfigSchema } from './agents.js';
+import { ConsoleSchema } from './console.js';
 import { IdentityRuleSchema, NameSchema as BaseNameSchema } from './identity-rule.js';
 
 export { IssuerSchema, IdentityRuleSchema };
@@ -111,6 +112,7 @@ export const ConfigSchema = z.strictObject({
   agents: AgentsConfigSchema,
   sweeper: SweeperSchema.default(SweeperSchema.parse({})),
   metrics: MetricsSchema.prefault({}),
+  console: ConsoleSchema.prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));
