@@ -11,6 +11,10 @@ import { ping, type Database } from './db/client.js';
 import { migrationsCurrent } from './db/migrate.js';
 import type { NotifyHandlers } from './db/notify.js';
 import { createApp } from './http/app.js';
+import { createConsole } from './console/app.js';
+import { devSuggestions, DEV_LOGIN_ISSUER } from './console/dev-login.js';
+import { createSessionStore } from './console/sessions.js';
+import { signDevToken } from './config/dev.js';
 import { createAuthenticator } from './identity/principals.js';
 import { createTokenVerifier } from './identity/verifier.js';
 import { createIntrospector } from './leases/introspect.js';
@@ -116,6 +120,7 @@ export async function createBroker(deps: BrokerDeps) {
       await approvals.expire();
       await refusals.flushDue();
       await agentService.revokeLeftovers();
+      await consoleSessions.prune();
       for (const backend of backends.values()) await backend.housekeeping?.(clock.now());
     },
   });
@@ -202,6 +207,23 @@ export async function createBroker(deps: BrokerDeps) {
     };
   }
 
+  const consoleSessions = createSessionStore({ db, clock, idleSeconds: config.console.idle_timeout, absoluteSeconds: config.console.absolute_timeout });
+  const consoleApp = createConsole({
+    db,
+    clock,
+    log: log.child({ component: 'console' }),
+    approvals,
+    policy,
+    authenticator,
+    sessions: consoleSessions,
+    publicUrl: config.public_url,
+    absoluteSeconds: config.console.absolute_timeout,
+    // Dev mode only: a person signs in as a subject of the dev issuer (console.oidc is not built yet).
+    ...(config.dev
+      ? { devLogin: { issuer: DEV_LOGIN_ISSUER, sign: (subject: string) => signDevToken(config.data_dir, subject, 60), suggestions: devSuggestions(config) } }
+      : {}),
+  });
+
   const app = createApp({
     db,
     approvals,
@@ -223,10 +245,11 @@ export async function createBroker(deps: BrokerDeps) {
     metrics: () => metrics.registry.metrics(),
     metricsTokenSha256: config.metrics.token_sha256,
     version: deps.version ?? '0.0.0',
+    console: consoleApp,
   });
   // Served by `tasklease serve` on config.metrics.listen.
   const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, metricsApp, sweeper, notifier, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService };
+  return { app, metricsApp, sweeper, notifier, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService, consoleSessions };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -7,6 +7,7 @@ import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
 import { AgentsConfigSchema } from './agents.js';
+import { ConsoleSchema } from './console.js';
 import { IdentityRuleSchema, NameSchema as BaseNameSchema } from './identity-rule.js';
 
 export { IssuerSchema, IdentityRuleSchema };
@@ -114,6 +115,7 @@ export const ConfigSchema = z.strictObject({
   metrics: MetricsSchema.prefault({}),
   /** Who hears of what needs a person (new approval requests): docs/notifications.md. */
   notifications: NotificationsSchema.prefault({}),
+  console: ConsoleSchema.prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));

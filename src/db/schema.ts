@@ -289,10 +289,33 @@ export const outbox = pgTable(
   ],
 );
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox };
+/**
+ * Console sessions (src/console/sessions.ts). The id is the SHA-256 of the
+ * session token the cookie carries: the token itself is never stored. A row
+ * gone (logout, pruning) or revoked ends the session on every replica.
+ */
+export const consoleSessions = pgTable(
+  'console_sessions',
+  {
+    id: text('id').primaryKey(),
+    issuer: text('issuer').notNull(),
+    subject: text('subject').notNull(),
+    actor: text('actor').notNull(),
+    createdAt: ts('created_at').notNull(),
+    /** The person's last action; an idle session ends idle_timeout after it. */
+    lastSeenAt: ts('last_seen_at').notNull(),
+    /** The absolute end: created_at + absolute_timeout. */
+    expiresAt: ts('expires_at').notNull(),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [index('console_sessions_expires_idx').on(t.expiresAt), index('console_sessions_actor_idx').on(t.actor)],
+);
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox, consoleSessions };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;
 export type Approval = typeof approvals.$inferSelect;
 export type AgentSuspension = typeof agentSuspensions.$inferSelect;
 export type OutboxRow = typeof outbox.$inferSelect;
+export type ConsoleSession = typeof consoleSessions.$inferSelect;

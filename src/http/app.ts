@@ -1,5 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { MiddlewareHandler } from 'hono';
+import type { Hono, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { timeout } from 'hono/timeout';
@@ -56,6 +56,8 @@ export interface AppDeps {
   /** SHA-256 of the scrape token: /metrics is served on this app only behind it. */
   metricsTokenSha256?: string;
   version: string;
+  /** The console's pages (src/console/app.tsx), served at /console: cookie sessions, not Bearer tokens. */
+  console?: Hono<any>;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -120,6 +122,9 @@ export function createApp(deps: AppDeps) {
   // The dry run registers nobody (dev mode's registration on first sight is the service's): the registry's own view.
   registerPolicyRoutes(app, { ...deps, agents: deps.registry });
   registerAwsRoutes(app, deps.issue, (role) => deps.policy.role(role)?.aws !== undefined);
+
+  // Not in the OpenAPI document: HTML for people; the authorization matrix checks these routes apart.
+  if (deps.console) app.route('/console', deps.console);
 
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -42,6 +42,8 @@ const looksLikeJwt = (token: string) => /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-
 
 export interface Authenticator {
   authenticate(bearer: string): Promise<Principal>;
+  /** The principal of an identity verified elsewhere (a console session): matched exactly as a bearer's would be. */
+  principalOf(identity: Identity): Principal;
 }
 
 export function createAuthenticator(
@@ -49,7 +51,18 @@ export function createAuthenticator(
   config: { admins: PrincipalConfig[]; orchestrators: PrincipalConfig[] },
 ): Authenticator {
   const compiled = compile(config);
+  function principalOf(identity: Identity): Principal {
+    const orchestrators = compiled.orchestrator.filter((o) => o.match(identity));
+    return {
+      actor: actorOf(identity),
+      identity,
+      admin: compiled.admin.some((a) => a.match(identity)),
+      orchestrator: orchestrators.length > 0,
+      scopes: orchestrators.flatMap((o) => (o.scope ? [o.scope] : [])),
+    };
+  }
   return {
+    principalOf,
     async authenticate(bearer) {
       if (!looksLikeJwt(bearer)) {
         // Compare against every configured hash, in constant time each, so timing says nothing.
@@ -63,15 +76,7 @@ export function createAuthenticator(
           scopes: found.flatMap((e) => (e.kind === 'orchestrator' && e.scope ? [e.scope] : [])),
         };
       }
-      const identity = await verifier.verify(bearer);
-      const orchestrators = compiled.orchestrator.filter((o) => o.match(identity));
-      return {
-        actor: actorOf(identity),
-        identity,
-        admin: compiled.admin.some((a) => a.match(identity)),
-        orchestrator: orchestrators.length > 0,
-        scopes: orchestrators.flatMap((o) => (o.scope ? [o.scope] : [])),
-      };
+      return principalOf(await verifier.verify(bearer));
     },
   };
 }

@@ -1,0 +1,248 @@
+// The pragmas make every loader (tsx outside this repository, vitest, tsc) compile JSX for hono/jsx.
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import { readFileSync } from 'node:fs';
+import { Hono, type Context } from 'hono';
+import { createMiddleware } from 'hono/factory';
+import { streamSSE } from 'hono/streaming';
+import type { ApprovalService } from '../approvals/service.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/client.js';
+import type { ConsoleSession } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { requestOf, type AppEnv } from '../http/env.js';
+import { safeText } from '../http/schemas.js';
+import type { Authenticator, Principal } from '../identity/principals.js';
+import { AuthError } from '../identity/types.js';
+import { UUID_RE } from '../ids.js';
+import type { Logger } from '../log.js';
+import type { Policy } from '../policy/decide.js';
+import { describePrincipal } from './dev-login.js';
+import { approvalsFingerprint } from './live.js';
+import { ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from './pages/approvals.js';
+import { MessagePage, type Viewer } from './pages/layout.js';
+import { DevLoginPage, NotConfiguredPage } from './pages/login.js';
+import { taskSummaries } from './queries.js';
+import { clearSessionCookie, consoleHeaders, readSessionCookie, sameOrigin, setSessionCookie } from './security.js';
+import { csrfTokenOf, csrfValid, type SessionStore } from './sessions.js';
+
+export interface ConsoleDeps {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  approvals: ApprovalService;
+  policy: Policy;
+  authenticator: Authenticator;
+  sessions: SessionStore;
+  publicUrl: string;
+  absoluteSeconds: number;
+  /** Dev mode's login: signs a dev-issuer token for a subject, which the authenticator then reads as any API token. Absent: no login is configured. */
+  devLogin?: { issuer: string; sign(subject: string): Promise<string>; suggestions: { subject: string; what: string }[] };
+  /** How often a live page's stream looks for changes. */
+  pollMs?: number;
+}
+
+type ConsoleEnv = {
+  Variables: AppEnv['Variables'] & { session: ConsoleSession; sessionToken: string; person: Principal; form: Record<string, string | File | (string | File)[]> };
+};
+
+/** Live pages per replica, and how long one stream lasts before the browser reconnects: both bounded. */
+const MAX_STREAMS = 200;
+const STREAM_MS = 10 * 60_000;
+
+const ASSETS: Record<string, string> = { 'console.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8', 'favicon.svg': 'image/svg+xml' };
+const SubjectSchema = safeText(200);
+const ReasonSchema = safeText(500);
+
+/**
+ * The console at /console: server-rendered pages over the same services as
+ * the REST routes. Cookie sessions (sessions.ts) stand in for the Bearer
+ * token; the person's identity goes through the authenticator's principal
+ * matching, so the console and the API agree on who may do what.
+ */
+export function createConsole(deps: ConsoleDeps) {
+  const { sessions, policy } = deps;
+  const dev = deps.devLogin !== undefined;
+  const pollMs = deps.pollMs ?? 1000;
+  const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8') }]));
+  let streams = 0;
+
+  const app = new Hono<ConsoleEnv>();
+  app.use('*', consoleHeaders);
+
+  const toLogin = (c: Context) => c.redirect('/console/login', c.req.method === 'GET' ? 302 : 303);
+  const refused = (c: Context, why: string) =>
+    c.html(
+      <MessagePage title="Refused" dev={dev}>
+        <p class="error">{why}</p>
+        <p>
+          <a href="/console/approvals">Back to the console</a>
+        </p>
+      </MessagePage>,
+      403,
+    );
+  const personOf = (session: ConsoleSession) =>
+    deps.authenticator.principalOf({ issuer: session.issuer, subject: session.subject, claims: {}, tokenSha256: session.id, expiresAt: session.expiresAt });
+
+  /**
+   * Every page and action needs a live session; without one the answer is the login page. An action
+   * (POST) must also come from this origin and carry the session's CSRF token. A live stream is not a
+   * person's action, so it does not extend an idle session.
+   */
+  const requireSession = (kind: 'page' | 'action' | 'stream') =>
+    createMiddleware<ConsoleEnv>(async (c, next) => {
+      const token = readSessionCookie(dev, c);
+      const session = token && dev ? await sessions.find(token) : undefined;
+      if (!token || !session) return toLogin(c);
+      if (kind === 'action') {
+        if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This action came from another site.');
+        const form = await c.req.parseBody();
+        if (!csrfValid(token, form.csrf)) return refused(c, 'This form is out of date or did not come from the console (missing or wrong CSRF token). Reload the page and try again.');
+        c.set('form', form);
+      }
+      if (kind !== 'stream') await sessions.touch(session);
+      c.set('session', session);
+      c.set('sessionToken', token);
+      c.set('person', personOf(session));
+      await next();
+    });
+
+  const viewerOf = (c: Context<ConsoleEnv>): Viewer => ({
+    actor: c.get('person').actor,
+    what: describePrincipal(c.get('person'), policy),
+    csrf: csrfTokenOf(c.get('sessionToken')),
+  });
+
+  app.get('/assets/:file', (c) => {
+    const asset = assets.get(c.req.param('file'));
+    if (!asset) return c.text('no such asset', 404);
+    return c.body(asset.body, 200, { 'Content-Type': asset.type });
+  });
+
+  app.get('/', (c) => c.redirect('/console/approvals', 302));
+
+  app.get('/login', (c) => {
+    if (!deps.devLogin) return c.html(<NotConfiguredPage />, 501);
+    return c.html(<DevLoginPage suggestions={deps.devLogin.suggestions} />);
+  });
+
+  app.post('/login', async (c) => {
+    const devLogin = deps.devLogin;
+    if (!devLogin) return c.html(<NotConfiguredPage />, 501);
+    if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This sign-in came from another site.');
+    const form = await c.req.parseBody();
+    const chosen = typeof form.subject === 'string' && form.subject !== '' ? form.subject : form.other;
+    const subject = SubjectSchema.safeParse(chosen);
+    const again = (error: string) => c.html(<DevLoginPage suggestions={devLogin.suggestions} error={error} />, 400);
+    if (!subject.success) return again('Choose a subject, or type one (up to 200 characters).');
+    let person: Principal;
+    try {
+      person = await deps.authenticator.authenticate(await devLogin.sign(subject.data));
+    } catch (err) {
+      if (err instanceof AuthError) return again('The dev issuer could not sign in this subject.');
+      throw err;
+    }
+    if (!describePrincipal(person, policy)) return again(`${devLogin.issuer}/${subject.data} is not an admin, an orchestrator or an approver of any role: the console has nothing for it.`);
+    const { token } = await sessions.create({ issuer: devLogin.issuer, subject: subject.data }, { ...requestOf(c), via: 'dev login' });
+    setSessionCookie(dev, c, token, deps.absoluteSeconds);
+    return c.redirect('/console/approvals', 303);
+  });
+
+  app.post('/logout', requireSession('action'), async (c) => {
+    await sessions.end(c.get('session'), requestOf(c));
+    clearSessionCookie(dev, c);
+    return c.redirect('/console/login', 303);
+  });
+
+  app.get('/approvals', requireSession('page'), async (c) => {
+    const status = (STATUS_FILTERS as readonly string[]).includes(c.req.query('status') ?? '') ? (c.req.query('status') as StatusFilter) : 'pending';
+    const cursor = c.req.query('cursor');
+    const notice = c.req.query('notice');
+    const page = await deps.approvals.list(c.get('person'), status === 'all' ? undefined : status, cursor && UUID_RE.test(cursor) ? cursor : undefined, 50);
+    const tasks = await taskSummaries(deps.db, page.items.map((a) => a.taskId));
+    const items = page.items.map((approval) => ({ approval, task: tasks.get(approval.taskId), role: policy.role(approval.role) }));
+    return c.html(
+      <ApprovalsPage
+        dev={dev}
+        viewer={viewerOf(c)}
+        status={status}
+        items={items}
+        next={page.nextCursor}
+        now={deps.clock.now()}
+        notice={notice && notice in NOTICES ? (notice as Notice) : undefined}
+      />,
+    );
+  });
+
+  app.post('/approvals/:id/decide', requireSession('action'), async (c) => {
+    const id = c.req.param('id');
+    const form = c.get('form');
+    const verdict = form.verdict === 'approve' || form.verdict === 'deny' ? form.verdict : undefined;
+    const reason = ReasonSchema.safeParse(form.reason);
+    const back = (notice: Notice) => c.redirect(`/console/approvals?notice=${notice}`, 303);
+    if (!UUID_RE.test(id)) return back('approval_not_found');
+    if (!verdict || !reason.success) return back('reason_required');
+    try {
+      await deps.approvals.decide(c.get('person'), id, verdict, reason.data, requestOf(c));
+    } catch (err) {
+      if (err instanceof AppError && err.code in NOTICES) return back(err.code as Notice);
+      throw err;
+    }
+    return back(verdict === 'approve' ? 'approved' : 'denied');
+  });
+
+  app.get('/approvals/events', requireSession('stream'), async (c) => {
+    if (streams >= MAX_STREAMS) return c.text('too many live pages on this replica; reload later', 503);
+    const person = c.get('person');
+    const identity = person.identity;
+    // Only the roles this person may decide: a change elsewhere is none of its business.
+    const roles = person.admin ? undefined : identity ? policy.roleNames().filter((r) => policy.isApprover(r, identity)) : [];
+    const token = c.get('sessionToken');
+    streams += 1;
+    return streamSSE(
+      c,
+      async (stream) => {
+        // Real time bounds the connection, whatever the broker's clock says.
+        const started = performance.now();
+        try {
+          let last = await approvalsFingerprint(deps.db, roles);
+          await stream.writeSSE({ event: 'ready', data: 'ok', retry: 3000 });
+          for (let tick = 1; !stream.aborted && performance.now() - started < STREAM_MS; tick++) {
+            await stream.sleep(pollMs);
+            if (stream.aborted) break;
+            // Logout on any replica, or a timeout, ends the stream within a tick.
+            if (!(await sessions.find(token))) {
+              await stream.writeSSE({ event: 'ended', data: 'session ended' });
+              break;
+            }
+            const now = await approvalsFingerprint(deps.db, roles);
+            if (now !== last) {
+              last = now;
+              await stream.writeSSE({ event: 'changed', data: 'approvals' });
+            } else if (tick % 15 === 0) {
+              await stream.write(': keep-alive\n\n');
+            }
+          }
+        } finally {
+          streams -= 1;
+        }
+      },
+      async (err) => {
+        // A database outage ends the stream; the browser reconnects after `retry`.
+        deps.log.warn({ err: err.name }, 'a console live stream ended on an error');
+      },
+    );
+  });
+
+  app.onError((err, c) => {
+    deps.log.error({ reqId: c.get('requestId'), err: { name: err.name, stack: err.stack } }, 'console error');
+    return c.html(
+      <MessagePage title="Something went wrong" dev={dev}>
+        <p class="error">The console could not answer. The request id {c.get('requestId') ?? ''} identifies the error in the broker's logs.</p>
+      </MessagePage>,
+      500,
+    );
+  });
+
+  return app;
+}

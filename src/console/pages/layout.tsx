@@ -1,0 +1,62 @@
+// The pragmas make every loader (tsx outside this repository, vitest, tsc) compile JSX for hono/jsx.
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import type { Child } from 'hono/jsx';
+
+export interface Viewer {
+  actor: string;
+  /** What the person is, as the principals say: admin, orchestrator, approver of ... */
+  what: string;
+  csrf: string;
+}
+
+/** Every console page: the dev-mode banner, the navigation, who is signed in, and the logout form. */
+export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; active?: 'approvals'; children: Child }) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>{props.title} · tasklease console</title>
+        <link rel="stylesheet" href="/console/assets/console.css" />
+        <link rel="icon" href="/console/assets/favicon.svg" />
+        <script src="/console/assets/console.js" defer></script>
+      </head>
+      <body>
+        {props.dev ? (
+          <div class="dev-banner" role="note">
+            DEV MODE: anyone who can reach this port can sign in as anyone. Never expose it.
+          </div>
+        ) : null}
+        <header>
+          <span class="brand">tasklease</span>
+          {props.viewer ? (
+            <nav>
+              <a href="/console/approvals" class={props.active === 'approvals' ? 'active' : undefined}>
+                Approvals
+              </a>
+            </nav>
+          ) : null}
+          {props.viewer ? (
+            <form method="post" action="/console/logout" class="whoami">
+              <span title={props.viewer.what}>{props.viewer.actor}</span>
+              <input type="hidden" name="csrf" value={props.viewer.csrf} />
+              <button type="submit">Log out</button>
+            </form>
+          ) : null}
+        </header>
+        <main>{props.children}</main>
+      </body>
+    </html>
+  );
+}
+
+/** A short page with a heading and a message: refusals, the not-configured page. */
+export function MessagePage(props: { title: string; dev: boolean; children: Child }) {
+  return (
+    <Layout title={props.title} dev={props.dev}>
+      <h1>{props.title}</h1>
+      {props.children}
+    </Layout>
+  );
+}
