@@ -30,7 +30,8 @@ function unused(name: string): never {
 
 /** The document /openapi.json serves, from an app whose services are never called. */
 export async function openApiDocument(): Promise<object> {
-  const deps = new Proxy({ clock: systemClock, log: createLogger('silent'), version: '0.0.0' } as Partial<AppDeps>, {
+  // No console: its pages are not in the document (cookie sessions, not the API).
+  const deps = new Proxy({ clock: systemClock, log: createLogger('silent'), version: '0.0.0', console: undefined } as Partial<AppDeps>, {
     get: (target, key: string) => (key in target ? target[key as keyof AppDeps] : () => unused(key)),
   }) as AppDeps;
   const res = await createApp(deps).request('/openapi.json');
