@@ -14,6 +14,7 @@ import { createApp } from './http/app.js';
 import { createConsole } from './console/app.js';
 import { devSuggestions, DEV_LOGIN_ISSUER } from './console/dev-login.js';
 import { createSessionStore } from './console/sessions.js';
+import { createOidcLogin } from './console/oidc.js';
 import { signDevToken } from './config/dev.js';
 import { createAuthenticator } from './identity/principals.js';
 import { createTokenVerifier } from './identity/verifier.js';
@@ -121,6 +122,7 @@ export async function createBroker(deps: BrokerDeps) {
       await refusals.flushDue();
       await agentService.revokeLeftovers();
       await consoleSessions.prune();
+      await consoleOidc?.prune();
       for (const backend of backends.values()) await backend.housekeeping?.(clock.now());
     },
   });
@@ -208,6 +210,8 @@ export async function createBroker(deps: BrokerDeps) {
   }
 
   const consoleSessions = createSessionStore({ db, clock, idleSeconds: config.console.idle_timeout, absoluteSeconds: config.console.absolute_timeout });
+  const oidcConfig = config.console.oidc;
+  const consoleOidc = oidcConfig ? createOidcLogin({ db, clock, config: oidcConfig, redirectUri: `${config.public_url}/console/callback` }) : undefined;
   const consoleApp = createConsole({
     db,
     clock,
@@ -218,7 +222,8 @@ export async function createBroker(deps: BrokerDeps) {
     sessions: consoleSessions,
     publicUrl: config.public_url,
     absoluteSeconds: config.console.absolute_timeout,
-    // Dev mode only: a person signs in as a subject of the dev issuer (console.oidc is not built yet).
+    ...(oidcConfig && consoleOidc ? { oidc: { issuer: oidcConfig.issuer_name, login: consoleOidc } } : {}),
+    // Dev mode only: a person signs in as a subject of the dev issuer (it takes the place of console.oidc).
     ...(config.dev
       ? { devLogin: { issuer: DEV_LOGIN_ISSUER, sign: (subject: string) => signDevToken(config.data_dir, subject, 60), suggestions: devSuggestions(config) } }
       : {}),

@@ -2,14 +2,35 @@ import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 
 /**
+ * Login for people: OpenID Connect, authorization code flow with PKCE. The
+ * person's identity is `issuer_name` (an entry of `issuers`, whose URL must be
+ * this `issuer`) and the ID token's `sub`, matched against the principals and
+ * the roles' approvers exactly as an API token of that issuer would be.
+ */
+export const ConsoleOidcSchema = z.strictObject({
+  /** The provider's issuer URL: discovery reads `<issuer>/.well-known/openid-configuration`; the ID token's `iss` must equal it. */
+  issuer: z.string().url(),
+  client_id: z.string().min(1),
+  /** A confidential client authenticates with client_secret_basic; without a secret, a public client (PKCE only). Use `${ENV}`. */
+  client_secret: z.string().min(1).optional(),
+  scopes: z
+    .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes'))
+    .default(['openid'])
+    .refine((s) => s.includes('openid'), 'scopes must include openid'),
+  /** The entry of `issuers` people's identities belong to. */
+  issuer_name: z.string().min(1),
+});
+
+/**
  * The console's sessions. A session ends after `idle_timeout` without a
  * person's action (live updates do not count), and `absolute_timeout` after
- * login whatever happens. Login for people (`console.oidc`) is not built yet:
- * only dev mode's dev login exists.
+ * login whatever happens. Outside dev mode people sign in through `oidc`.
  */
 export const ConsoleSchema = z
   .strictObject({
     idle_timeout: DurationSchema.default(30 * 60),
     absolute_timeout: DurationSchema.default(12 * 3600),
+    oidc: ConsoleOidcSchema.optional(),
   })
   .refine((c) => c.idle_timeout >= 60 && c.idle_timeout <= c.absolute_timeout, 'idle_timeout must be at least 1m and at most absolute_timeout');
+export type ConsoleOidcConfig = z.output<typeof ConsoleOidcSchema>;

@@ -78,6 +78,13 @@ function crossCheck(config: Config): string[] {
       if (!roles.has(role)) problems.push(`policy.approvals.rules[${i}].roles[${j}]: unknown role '${role}'`);
     }),
   );
+  const oidc = config.console.oidc;
+  if (oidc) {
+    // The console's people and the API's callers share one identity model: the provider must be a configured issuer.
+    const named = config.issuers.find((i) => i.name === oidc.issuer_name);
+    if (!named) problems.push(`console.oidc.issuer_name: unknown issuer '${oidc.issuer_name}'`);
+    else if (named.issuer !== oidc.issuer) problems.push(`console.oidc.issuer: must equal the URL of issuer '${oidc.issuer_name}' (${named.issuer})`);
+  }
   problems.push(...checkAgents(config, roles, checkRule));
   return problems;
 }

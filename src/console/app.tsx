@@ -14,6 +14,7 @@ import { requestOf, type AppEnv } from '../http/env.js';
 import { safeText } from '../http/schemas.js';
 import type { Authenticator, Principal } from '../identity/principals.js';
 import { AuthError } from '../identity/types.js';
+import type { JWTPayload } from 'jose';
 import { UUID_RE } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Policy } from '../policy/decide.js';
@@ -21,9 +22,10 @@ import { describePrincipal } from './dev-login.js';
 import { approvalsFingerprint } from './live.js';
 import { ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from './pages/approvals.js';
 import { MessagePage, type Viewer } from './pages/layout.js';
-import { DevLoginPage, NotConfiguredPage } from './pages/login.js';
+import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderUnavailablePage } from './pages/login.js';
+import { LoginRefused, ProviderUnavailable, type OidcLogin } from './oidc.js';
 import { taskSummaries } from './queries.js';
-import { clearSessionCookie, consoleHeaders, readSessionCookie, sameOrigin, setSessionCookie } from './security.js';
+import { clearLoginCookie, clearSessionCookie, consoleHeaders, readLoginCookie, readSessionCookie, sameOrigin, setLoginCookie, setSessionCookie } from './security.js';
 import { csrfTokenOf, csrfValid, type SessionStore } from './sessions.js';
 
 export interface ConsoleDeps {
@@ -38,6 +40,8 @@ export interface ConsoleDeps {
   absoluteSeconds: number;
   /** Dev mode's login: signs a dev-issuer token for a subject, which the authenticator then reads as any API token. Absent: no login is configured. */
   devLogin?: { issuer: string; sign(subject: string): Promise<string>; suggestions: { subject: string; what: string }[] };
+  /** OpenID Connect login for people (console.oidc): `issuer` is the name of the entry of `issuers` their identities belong to. */
+  oidc?: { issuer: string; login: OidcLogin };
   /** How often a live page's stream looks for changes. */
   pollMs?: number;
 }
@@ -63,6 +67,10 @@ const ReasonSchema = safeText(500);
 export function createConsole(deps: ConsoleDeps) {
   const { sessions, policy } = deps;
   const dev = deps.devLogin !== undefined;
+  const oidc = deps.oidc;
+  // Cookies without Secure only where the browser talks plain HTTP to this machine: dev mode, or a loopback http public_url (a local try-out).
+  const publicUrl = new URL(deps.publicUrl);
+  const plain = dev || (publicUrl.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(publicUrl.hostname));
   const pollMs = deps.pollMs ?? 1000;
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8') }]));
   let streams = 0;
@@ -82,7 +90,7 @@ export function createConsole(deps: ConsoleDeps) {
       403,
     );
   const personOf = (session: ConsoleSession) =>
-    deps.authenticator.principalOf({ issuer: session.issuer, subject: session.subject, claims: {}, tokenSha256: session.id, expiresAt: session.expiresAt });
+    deps.authenticator.principalOf({ issuer: session.issuer, subject: session.subject, claims: session.claims, tokenSha256: session.id, expiresAt: session.expiresAt });
 
   /**
    * Every page and action needs a live session; without one the answer is the login page. An action
@@ -91,8 +99,9 @@ export function createConsole(deps: ConsoleDeps) {
    */
   const requireSession = (kind: 'page' | 'action' | 'stream') =>
     createMiddleware<ConsoleEnv>(async (c, next) => {
-      const token = readSessionCookie(dev, c);
-      const session = token && dev ? await sessions.find(token) : undefined;
+      const token = readSessionCookie(plain, c);
+      // Without a login configured no session can exist: a row left from another configuration opens nothing.
+      const session = token && (dev || oidc) ? await sessions.find(token) : undefined;
       if (!token || !session) return toLogin(c);
       if (kind === 'action') {
         if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This action came from another site.');
@@ -121,9 +130,53 @@ export function createConsole(deps: ConsoleDeps) {
 
   app.get('/', (c) => c.redirect('/console/approvals', 302));
 
-  app.get('/login', (c) => {
-    if (!deps.devLogin) return c.html(<NotConfiguredPage />, 501);
-    return c.html(<DevLoginPage suggestions={deps.devLogin.suggestions} />);
+  app.get('/login', async (c) => {
+    if (deps.devLogin) return c.html(<DevLoginPage suggestions={deps.devLogin.suggestions} />);
+    if (!oidc) return c.html(<NotConfiguredPage />, 501);
+    try {
+      const { token, url } = await oidc.login.begin();
+      setLoginCookie(plain, c, token);
+      return c.redirect(url, 302);
+    } catch (err) {
+      if (err instanceof ProviderUnavailable) return unavailable(c, err);
+      throw err;
+    }
+  });
+
+  const unavailable = (c: Context, err: Error) => {
+    deps.log.warn({ reqId: c.get('requestId'), err: err.message }, 'the console could not reach the identity provider');
+    return c.html(<ProviderUnavailablePage />, 502);
+  };
+
+  /**
+   * The provider sends the browser back here with a code (or an error). The login cookie's row goes
+   * whatever the outcome; the person gets a session only when the ID token verifies and the identity is
+   * something to the console. Neither the code nor any token is logged or kept.
+   */
+  app.get('/callback', async (c) => {
+    if (!oidc) return c.html(<NotConfiguredPage />, 501);
+    const token = readLoginCookie(plain, c);
+    clearLoginCookie(plain, c);
+    let found: { subject: string; claims: Record<string, unknown> };
+    try {
+      found = await oidc.login.finish(token, new URL(c.req.url));
+    } catch (err) {
+      if (err instanceof LoginRefused) {
+        deps.log.info({ reqId: c.get('requestId'), reason: err.reason }, 'a console login was refused');
+        return c.html(<LoginRefusedPage reason={err.reason} />, 400);
+      }
+      if (err instanceof ProviderUnavailable) return unavailable(c, err);
+      throw err;
+    }
+    const now = deps.clock.now();
+    const person = deps.authenticator.principalOf({ issuer: oidc.issuer, subject: found.subject, claims: found.claims as JWTPayload, tokenSha256: '', expiresAt: now });
+    if (!describePrincipal(person, policy)) {
+      deps.log.info({ reqId: c.get('requestId'), actor: person.actor }, 'a console login matched no principal');
+      return c.html(<NotPrincipalPage actor={person.actor} />, 403);
+    }
+    const { token: session } = await sessions.create({ issuer: oidc.issuer, subject: found.subject, claims: found.claims }, { ...requestOf(c), via: 'oidc' });
+    setSessionCookie(plain, c, session, deps.absoluteSeconds);
+    return c.redirect('/console/approvals', 302);
   });
 
   app.post('/login', async (c) => {
@@ -144,13 +197,15 @@ export function createConsole(deps: ConsoleDeps) {
     }
     if (!describePrincipal(person, policy)) return again(`${devLogin.issuer}/${subject.data} is not an admin, an orchestrator or an approver of any role: the console has nothing for it.`);
     const { token } = await sessions.create({ issuer: devLogin.issuer, subject: subject.data }, { ...requestOf(c), via: 'dev login' });
-    setSessionCookie(dev, c, token, deps.absoluteSeconds);
+    setSessionCookie(plain, c, token, deps.absoluteSeconds);
     return c.redirect('/console/approvals', 303);
   });
 
   app.post('/logout', requireSession('action'), async (c) => {
     await sessions.end(c.get('session'), requestOf(c));
-    clearSessionCookie(dev, c);
+    clearSessionCookie(plain, c);
+    // After an OIDC login the provider's own session lives on: /console/login would sign the person straight back in.
+    if (!dev && oidc) return c.html(<SignedOutPage />);
     return c.redirect('/console/login', 303);
   });
 

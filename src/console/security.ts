@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
+import { LOGIN_SECONDS } from './oidc.js';
 
 /**
  * What every console response carries: no script but the console's own
@@ -25,10 +26,11 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 /**
  * The session cookie: Secure with the __Host- prefix (no Domain, Path=/, so
  * no sibling host can set or read it), except in dev mode on a loopback
- * address, where the browser talks plain HTTP to 127.0.0.1.
+ * address, where the browser talks plain HTTP to 127.0.0.1. `plain` is dev
+ * mode, or a public_url of http on a loopback host (app.tsx).
  */
-export function cookieName(dev: boolean, c: Context): { name: string; secure: boolean } {
-  const secure = !(dev && LOOPBACK.has(new URL(c.req.url).hostname));
+export function cookieName(plain: boolean, c: Context): { name: string; secure: boolean } {
+  const secure = !(plain && LOOPBACK.has(new URL(c.req.url).hostname));
   return secure ? { name: '__Host-tasklease_console', secure } : { name: 'tasklease_console', secure };
 }
 
@@ -39,6 +41,26 @@ export function readSessionCookie(dev: boolean, c: Context): string | undefined 
 export function setSessionCookie(dev: boolean, c: Context, token: string, maxAgeSeconds: number): void {
   const { name, secure } = cookieName(dev, c);
   setCookie(c, name, token, { httpOnly: true, secure, sameSite: 'Lax', path: '/', maxAge: maxAgeSeconds });
+}
+
+/** The login under way (oidc.ts): its own short-lived cookie, sent back on the provider's top-level redirect (SameSite=Lax). */
+function loginCookieName(plain: boolean, c: Context): { name: string; secure: boolean } {
+  const { secure } = cookieName(plain, c);
+  return secure ? { name: '__Host-tasklease_console_login', secure } : { name: 'tasklease_console_login', secure };
+}
+
+export function readLoginCookie(plain: boolean, c: Context): string | undefined {
+  return getCookie(c, loginCookieName(plain, c).name);
+}
+
+export function setLoginCookie(plain: boolean, c: Context, token: string): void {
+  const { name, secure } = loginCookieName(plain, c);
+  setCookie(c, name, token, { httpOnly: true, secure, sameSite: 'Lax', path: '/', maxAge: LOGIN_SECONDS });
+}
+
+export function clearLoginCookie(plain: boolean, c: Context): void {
+  const { name, secure } = loginCookieName(plain, c);
+  deleteCookie(c, name, { path: '/', secure, httpOnly: true, sameSite: 'Lax' });
 }
 
 export function clearSessionCookie(dev: boolean, c: Context): void {

@@ -40,14 +40,14 @@ export function createSessionStore({ db, clock, idleSeconds, absoluteSeconds }: 
   const idleCutoff = (now: Date) => new Date(now.getTime() - idleSeconds * 1000);
 
   return {
-    async create(person: { issuer: string; subject: string }, request: RequestRef & { via: string }): Promise<{ token: string; session: ConsoleSession }> {
+    async create(person: { issuer: string; subject: string; claims?: Record<string, unknown> }, request: RequestRef & { via: string }): Promise<{ token: string; session: ConsoleSession }> {
       const token = randomBytes(32).toString('base64url');
       const now = clock.now();
       const actor = actorOf(person);
       const session = await db.transaction(async (tx) => {
         const [row] = await tx
           .insert(consoleSessions)
-          .values({ id: sha256Hex(token), issuer: person.issuer, subject: person.subject, actor, createdAt: now, lastSeenAt: now, expiresAt: new Date(now.getTime() + absoluteSeconds * 1000) })
+          .values({ id: sha256Hex(token), issuer: person.issuer, subject: person.subject, actor, claims: person.claims ?? {}, createdAt: now, lastSeenAt: now, expiresAt: new Date(now.getTime() + absoluteSeconds * 1000) })
           .returning();
         await appendAudit(tx, [{ at: now, actor, action: 'console.login', target: `console:${actor}`, decision: 'allow', details: { via: request.via }, ...requestRef(request) }]);
         return row!;

@@ -301,6 +301,8 @@ export const consoleSessions = pgTable(
     issuer: text('issuer').notNull(),
     subject: text('subject').notNull(),
     actor: text('actor').notNull(),
+    /** The ID token's claims at login (OIDC login; empty for the dev login), so claim rules match as they did then. */
+    claims: jsonb('claims').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: ts('created_at').notNull(),
     /** The person's last action; an idle session ends idle_timeout after it. */
     lastSeenAt: ts('last_seen_at').notNull(),
@@ -311,7 +313,23 @@ export const consoleSessions = pgTable(
   (t) => [index('console_sessions_expires_idx').on(t.expiresAt), index('console_sessions_actor_idx').on(t.actor)],
 );
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox, consoleSessions };
+/**
+ * OIDC logins under way (src/console/oidc.ts): the id is the SHA-256 of the
+ * random token in the browser's short-lived login cookie. The state, nonce
+ * and PKCE verifier are derived from that token, never stored; the row makes
+ * the login single-use (the callback deletes it) and bounds its life.
+ */
+export const consoleLogins = pgTable(
+  'console_logins',
+  {
+    id: text('id').primaryKey(),
+    createdAt: ts('created_at').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+  },
+  (t) => [index('console_logins_expires_idx').on(t.expiresAt)],
+);
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox, consoleSessions, consoleLogins };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;

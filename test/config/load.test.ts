@@ -356,3 +356,31 @@ describe('dev mode is not a config file setting', () => {
     expect(configError(() => loadConfigFile(yamlFile('dev: true\n'), {}))).toContain('dev: is set by dev mode only');
   });
 });
+
+describe('console.oidc', () => {
+  const corp = { name: 'corp', issuer: 'https://login.example.com' };
+  const oidc = (extra: Record<string, unknown> = {}) => ({ issuer: 'https://login.example.com', client_id: 'tasklease', issuer_name: 'corp', ...extra });
+
+  it('accepts a provider that is a configured issuer, with openid as the default scope and the secret from ${ENV}', () => {
+    const file = yamlFile(
+      'issuers:\n  - { name: corp, issuer: "https://login.example.com" }\nconsole:\n  oidc:\n    issuer: https://login.example.com\n    client_id: tasklease\n    client_secret: ${CONSOLE_SECRET}\n    issuer_name: corp\n',
+    );
+    const config = loadConfigFile(file, { CONSOLE_SECRET: 's3cret' });
+    expect(config.console.oidc).toEqual({ issuer: 'https://login.example.com', client_id: 'tasklease', client_secret: 's3cret', scopes: ['openid'], issuer_name: 'corp' });
+  });
+
+  it('refuses an issuer_name that names no issuer, and a URL that is not that issuer\'s', () => {
+    expect(configError(() => parseConfig(base({ console: { oidc: oidc({ issuer_name: 'nope' }) } }), 'inline'))).toBe("inline: console.oidc.issuer_name: unknown issuer 'nope'");
+    const other = configError(() => parseConfig(base({ issuers: [issuer, corp], console: { oidc: oidc({ issuer: 'https://elsewhere.example.com' }) } }), 'inline'));
+    expect(other).toBe("inline: console.oidc.issuer: must equal the URL of issuer 'corp' (https://login.example.com)");
+  });
+
+  it('refuses scopes without openid, a bad scope, a missing client_id and unknown keys', () => {
+    const input = (o: Record<string, unknown>) => base({ issuers: [issuer, corp], console: { oidc: o } });
+    expect(configError(() => parseConfig(input(oidc({ scopes: ['email'] })), 'inline'))).toContain('console.oidc.scopes: scopes must include openid');
+    expect(configError(() => parseConfig(input(oidc({ scopes: ['openid', 'a b'] })), 'inline'))).toContain('console.oidc.scopes[1]');
+    expect(configError(() => parseConfig(input(oidc({ client_id: undefined })), 'inline'))).toContain('console.oidc.client_id');
+    expect(configError(() => parseConfig(input(oidc({ redirect_uri: 'x' })), 'inline'))).toContain('console.oidc');
+    expect(parseConfig(input(oidc({ scopes: ['openid', 'email', 'groups'] })), 'inline').console.oidc?.scopes).toEqual(['openid', 'email', 'groups']);
+  });
+});

@@ -554,13 +554,14 @@ const ROUTES: Route[] = [
  * a Bearer token, so they are neither in /openapi.json nor in ROUTES. They are listed here and checked apart,
  * for every caller above: without a console session every page, action and live stream redirects to the login
  * page, whatever bearer is sent; the assets answer anyone; this broker is not in dev mode and has no
- * `console.oidc`, so the login page says the console needs one (501). What a session may do is tested in
- * test/console/.
+ * `console.oidc`, so the login page and the OIDC callback say the console needs one (501). What a session may
+ * do, and the OIDC login itself, are tested in test/console/.
  */
 const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; status: number; location?: string }[] = [
   { method: 'GET', path: '/console', request: '/console', status: 302, location: '/console/approvals' },
   { method: 'GET', path: '/console/login', request: '/console/login', status: 501 },
   { method: 'POST', path: '/console/login', request: '/console/login', status: 501 },
+  { method: 'GET', path: '/console/callback', request: '/console/callback?code=x&state=y', status: 501 },
   { method: 'POST', path: '/console/logout', request: '/console/logout', status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/approvals', request: '/console/approvals', status: 302, location: '/console/login' },
   { method: 'GET', path: '/console/approvals/events', request: '/console/approvals/events', status: 302, location: '/console/login' },

@@ -1,6 +1,7 @@
 // The pragmas make every loader (tsx outside this repository, vitest, tsc) compile JSX for hono/jsx.
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
+import type { LoginRefusal } from '../oidc.js';
 import { Layout, MessagePage } from './layout.js';
 
 /** Dev mode's login: pick a subject of the dev issuer; the principals decide what it may do, as for the API. */
@@ -39,14 +40,72 @@ export function DevLoginPage(props: { suggestions: { subject: string; what: stri
   );
 }
 
-/** Outside dev mode, until OIDC login is built. */
+/** Outside dev mode without console.oidc: nobody can sign in. */
 export function NotConfiguredPage() {
   return (
     <MessagePage title="The console needs an identity provider" dev={false}>
       <p>
-        The console signs people in through your organisation's OpenID Connect provider, configured as <code>console.oidc</code>. That login
-        is not built yet in this version, so the console is available only in dev mode (<code>npm start</code> without a config file). The API
-        and the CLI work as usual.
+        The console signs people in through your organisation's OpenID Connect provider, configured as <code>console.oidc</code> (see
+        docs/console.md). This broker has none, so nobody can sign in. The API and the CLI work as usual.
+      </p>
+    </MessagePage>
+  );
+}
+
+const REFUSALS: Record<LoginRefusal, string> = {
+  no_login: 'This sign-in is unknown, already used or too old (10 minutes). Sign in again from the start.',
+  wrong_state: 'This answer from the identity provider does not belong to the sign-in this browser started. Sign in again from the start.',
+  access_denied: 'The identity provider did not let you sign in (access denied).',
+  provider_error: 'The identity provider answered with an error instead of signing you in.',
+  invalid_token_response: 'The identity provider did not confirm who you are (the code was refused or the ID token did not verify).',
+};
+
+/** A callback that signs nobody in: a fixed sentence per reason, never text from the request. */
+export function LoginRefusedPage(props: { reason: LoginRefusal }) {
+  return (
+    <MessagePage title="Sign-in failed" dev={false}>
+      <p class="error" role="alert">
+        {REFUSALS[props.reason]}
+      </p>
+      <p>
+        <a href="/console/login">Sign in again</a>
+      </p>
+    </MessagePage>
+  );
+}
+
+/** A person the provider knows, but who is no admin, orchestrator or approver here. */
+export function NotPrincipalPage(props: { actor: string }) {
+  return (
+    <MessagePage title="Not allowed" dev={false}>
+      <p class="error" role="alert">
+        You signed in as <code>{props.actor}</code>, which is not an admin, an orchestrator or an approver of any role of this broker: the
+        console has nothing for you. Ask its operators to add you to <code>principals</code> or to a role's <code>approvers</code>.
+      </p>
+    </MessagePage>
+  );
+}
+
+export function ProviderUnavailablePage() {
+  return (
+    <MessagePage title="Identity provider unavailable" dev={false}>
+      <p class="error" role="alert">
+        The console could not reach the identity provider. Try again in a moment; the broker's logs say more.
+      </p>
+    </MessagePage>
+  );
+}
+
+/** After logout with OIDC login: the console's session is gone; the provider's is the provider's business. */
+export function SignedOutPage() {
+  return (
+    <MessagePage title="Signed out" dev={false}>
+      <p>
+        You are signed out of the console. You may still be signed in at your identity provider, so signing in again may not ask for your
+        password.
+      </p>
+      <p>
+        <a href="/console/login">Sign in again</a>
       </p>
     </MessagePage>
   );
