@@ -84,6 +84,15 @@ function leaseQueryOf(c: Context): LeaseQuery {
   };
 }
 
+/** A form body, or undefined when it cannot be parsed (a multipart body without its boundary throws). */
+async function readForm(c: Context) {
+  try {
+    return await c.req.parseBody();
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The console at /console: server-rendered pages over the same services as
  * the REST routes. Cookie sessions (sessions.ts) stand in for the Bearer
@@ -126,7 +135,8 @@ export function createConsole(deps: ConsoleDeps) {
       if (!token || !session) return toLogin(c);
       if (kind === 'action') {
         if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This action came from another site.');
-        const form = await c.req.parseBody();
+        const form = await readForm(c);
+        if (!form) return refused(c, 'This form could not be read (a malformed body). Reload the page and try again.');
         if (!csrfValid(token, form.csrf)) return refused(c, 'This form is out of date or did not come from the console (missing or wrong CSRF token). Reload the page and try again.');
         c.set('form', form);
       }
@@ -182,7 +192,7 @@ export function createConsole(deps: ConsoleDeps) {
     const devLogin = deps.devLogin;
     if (!devLogin) return c.html(<NotConfiguredPage />, 501);
     if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This sign-in came from another site.');
-    const form = await c.req.parseBody();
+    const form = (await readForm(c)) ?? {};
     const chosen = typeof form.subject === 'string' && form.subject !== '' ? form.subject : form.other;
     const subject = SubjectSchema.safeParse(chosen);
     const again = (error: string) => c.html(<DevLoginPage suggestions={devLogin.suggestions} error={error} />, 400);
@@ -233,7 +243,8 @@ export function createConsole(deps: ConsoleDeps) {
     const reason = ReasonSchema.safeParse(form.reason);
     const detail = form.back === 'detail' && UUID_RE.test(id);
     const back = (notice: Notice) => c.redirect(detail ? `/console/approvals/${id}?notice=${notice}` : `/console/approvals?notice=${notice}`, 303);
-    if (!UUID_RE.test(id)) return back('approval_not_found');
+    // A path that cannot name a request is a 404 page; a well-formed id the person may not decide is a notice.
+    if (!UUID_RE.test(id)) return notFound(c, 'No such request among those you may see.', '/console/approvals');
     if (!verdict || !reason.success) return back('reason_required');
     try {
       await deps.approvals.decide(c.get('person'), id, verdict, reason.data, requestOf(c));
