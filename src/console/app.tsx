@@ -5,10 +5,14 @@ import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import { streamSSE } from 'hono/streaming';
+import type { AgentRegistry } from '../agents/registry.js';
+import { agentsUse, reviewAgent } from '../agents/review.js';
+import type { AgentService } from '../agents/service.js';
 import type { ApprovalService } from '../approvals/service.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import type { ConsoleSession } from '../db/schema.js';
+import { LEASE_STATUSES, type ConsoleSession } from '../db/schema.js';
+import type { LeaseService } from '../leases/service.js';
 import { AppError } from '../errors.js';
 import { requestOf, type AppEnv } from '../http/env.js';
 import { safeText } from '../http/schemas.js';
@@ -20,11 +24,13 @@ import type { Logger } from '../log.js';
 import type { Policy } from '../policy/decide.js';
 import { describePrincipal } from './dev-login.js';
 import { approvalsFingerprint } from './live.js';
-import { ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from './pages/approvals.js';
+import { AGENT_NOTICES, AgentPage, AgentsPage, type AgentNotice } from './pages/agents.js';
+import { ApprovalPage, ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from './pages/approvals.js';
 import { MessagePage, type Viewer } from './pages/layout.js';
 import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderUnavailablePage } from './pages/login.js';
+import { LEASE_NOTICES, LeasesPage, leaseQueryString, type LeaseNotice, type LeaseQuery } from './pages/leases.js';
 import { LoginRefused, ProviderUnavailable, type OidcLogin } from './oidc.js';
-import { taskSummaries } from './queries.js';
+import { activeLeaseCounts, taskSummaries } from './queries.js';
 import { clearLoginCookie, clearSessionCookie, consoleHeaders, readLoginCookie, readSessionCookie, sameOrigin, setLoginCookie, setSessionCookie } from './security.js';
 import { csrfTokenOf, csrfValid, type SessionStore } from './sessions.js';
 
@@ -33,6 +39,9 @@ export interface ConsoleDeps {
   clock: Clock;
   log: Logger;
   approvals: ApprovalService;
+  registry: AgentRegistry;
+  agentService: AgentService;
+  leases: LeaseService;
   policy: Policy;
   authenticator: Authenticator;
   sessions: SessionStore;
@@ -57,6 +66,36 @@ const STREAM_MS = 10 * 60_000;
 const ASSETS: Record<string, string> = { 'console.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8', 'favicon.svg': 'image/svg+xml' };
 const SubjectSchema = safeText(200);
 const ReasonSchema = safeText(500);
+/** Agent and role names as the config spells them; anything else names nothing. */
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const FilterText = safeText(200);
+
+/** The leases page's filters from a query string: a value that could match nothing is dropped, never an error page. */
+function leaseQueryOf(c: Context): LeaseQuery {
+  const text = (name: string) => {
+    const parsed = FilterText.safeParse(c.req.query(name));
+    return parsed.success && parsed.data !== '' ? parsed.data : undefined;
+  };
+  const status = c.req.query('status');
+  const role = text('role');
+  const agent = text('agent');
+  return {
+    ...((LEASE_STATUSES as readonly string[]).includes(status ?? '') ? { status: status as LeaseQuery['status'] } : {}),
+    ...(text('task') ? { task: text('task') } : {}),
+    ...(text('subject') ? { subject: text('subject') } : {}),
+    ...(role && NAME_RE.test(role) ? { role } : {}),
+    ...(agent && NAME_RE.test(agent) ? { agent } : {}),
+  };
+}
+
+/** A form body, or undefined when it cannot be parsed (a multipart body without its boundary throws). */
+async function readForm(c: Context) {
+  try {
+    return await c.req.parseBody();
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * The console at /console: server-rendered pages over the same services as
@@ -105,7 +144,8 @@ export function createConsole(deps: ConsoleDeps) {
       if (!token || !session) return toLogin(c);
       if (kind === 'action') {
         if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This action came from another site.');
-        const form = await c.req.parseBody();
+        const form = await readForm(c);
+        if (!form) return refused(c, 'This form could not be read (a malformed body). Reload the page and try again.');
         if (!csrfValid(token, form.csrf)) return refused(c, 'This form is out of date or did not come from the console (missing or wrong CSRF token). Reload the page and try again.');
         c.set('form', form);
       }
@@ -120,7 +160,29 @@ export function createConsole(deps: ConsoleDeps) {
     actor: c.get('person').actor,
     what: describePrincipal(c.get('person'), policy),
     csrf: csrfTokenOf(c.get('sessionToken')),
+    admin: c.get('person').admin,
   });
+  /** The caller as the services take it, as the API's callerOf builds it. */
+  const callerOf = (c: Context<ConsoleEnv>) => ({ actor: c.get('person').actor, admin: c.get('person').admin, ...requestOf(c) });
+  const notFound = (c: Context<ConsoleEnv>, what: string, back: string) =>
+    c.html(
+      <MessagePage title="Not found" dev={dev} viewer={viewerOf(c)}>
+        <p class="error">{what}</p>
+        <p>
+          <a href={back}>Back</a>
+        </p>
+      </MessagePage>,
+      404,
+    );
+  const adminsOnly = (c: Context<ConsoleEnv>) =>
+    c.html(
+      <MessagePage title="Admins only" dev={dev} viewer={viewerOf(c)}>
+        <p class="error">The leases page is for admins.</p>
+      </MessagePage>,
+      403,
+    );
+  /** An admin, or one of the agent's owners as its owner principals say: who may suspend and resume it. */
+  const mayAct = async (c: Context<ConsoleEnv>, name: string) => c.get('person').admin || (await deps.registry.isOwner(name, c.get('person').identity));
 
   app.get('/assets/:file', (c) => {
     const asset = assets.get(c.req.param('file'));
@@ -183,7 +245,7 @@ export function createConsole(deps: ConsoleDeps) {
     const devLogin = deps.devLogin;
     if (!devLogin) return c.html(<NotConfiguredPage />, 501);
     if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This sign-in came from another site.');
-    const form = await c.req.parseBody();
+    const form = (await readForm(c)) ?? {};
     const chosen = typeof form.subject === 'string' && form.subject !== '' ? form.subject : form.other;
     const subject = SubjectSchema.safeParse(chosen);
     const again = (error: string) => c.html(<DevLoginPage suggestions={devLogin.suggestions} error={error} />, 400);
@@ -234,8 +296,10 @@ export function createConsole(deps: ConsoleDeps) {
     const form = c.get('form');
     const verdict = form.verdict === 'approve' || form.verdict === 'deny' ? form.verdict : undefined;
     const reason = ReasonSchema.safeParse(form.reason);
-    const back = (notice: Notice) => c.redirect(`/console/approvals?notice=${notice}`, 303);
-    if (!UUID_RE.test(id)) return back('approval_not_found');
+    const detail = form.back === 'detail' && UUID_RE.test(id);
+    const back = (notice: Notice) => c.redirect(detail ? `/console/approvals/${id}?notice=${notice}` : `/console/approvals?notice=${notice}`, 303);
+    // A path that cannot name a request is a 404 page; a well-formed id the person may not decide is a notice.
+    if (!UUID_RE.test(id)) return notFound(c, 'No such request among those you may see.', '/console/approvals');
     if (!verdict || !reason.success) return back('reason_required');
     try {
       await deps.approvals.decide(c.get('person'), id, verdict, reason.data, requestOf(c));
@@ -287,6 +351,122 @@ export function createConsole(deps: ConsoleDeps) {
         deps.log.warn({ err: err.name }, 'a console live stream ended on an error');
       },
     );
+  });
+
+  // After /approvals/events, which this pattern would also match.
+  app.get('/approvals/:id', requireSession('page'), async (c) => {
+    const id = c.req.param('id');
+    const missing = () => notFound(c, 'No such request among those you may see.', '/console/approvals');
+    if (!UUID_RE.test(id)) return missing();
+    let approval;
+    try {
+      approval = await deps.approvals.get(c.get('person'), id);
+    } catch (err) {
+      // One the person may not see reads exactly like one that does not exist.
+      if (err instanceof AppError && err.code === 'approval_not_found') return missing();
+      throw err;
+    }
+    const tasks = await taskSummaries(deps.db, [approval.taskId]);
+    const notice = c.req.query('notice');
+    return c.html(
+      <ApprovalPage
+        dev={dev}
+        viewer={viewerOf(c)}
+        item={{ approval, task: tasks.get(approval.taskId), role: policy.role(approval.role) }}
+        now={deps.clock.now()}
+        notice={notice && notice in NOTICES ? (notice as Notice) : undefined}
+      />,
+    );
+  });
+
+  app.get('/agents', requireSession('page'), async (c) => {
+    const now = deps.clock.now();
+    const agents = await deps.registry.list();
+    const [states, use, active] = await Promise.all([Promise.all(agents.map((a) => deps.registry.get(a.name))), agentsUse(deps.db, agents, now), activeLeaseCounts(deps.db)]);
+    const rows = await Promise.all(
+      agents.map(async (agent, i) => ({ agent, suspension: states[i]?.suspension, use: use.get(agent.name), active: active.get(agent.name) ?? 0, canAct: await mayAct(c, agent.name) })),
+    );
+    return c.html(<AgentsPage dev={dev} viewer={viewerOf(c)} rows={rows} now={now} />);
+  });
+
+  app.get('/agents/:name', requireSession('page'), async (c) => {
+    const name = c.req.param('name');
+    const found = NAME_RE.test(name) ? await deps.registry.get(name) : undefined;
+    if (!found) return notFound(c, 'No such agent.', '/console/agents');
+    const now = deps.clock.now();
+    const review = await reviewAgent(deps.db, found.agent, now);
+    const notice = c.req.query('notice');
+    return c.html(
+      <AgentPage
+        dev={dev}
+        viewer={viewerOf(c)}
+        agent={found.agent}
+        suspension={found.suspension}
+        review={review}
+        canAct={await mayAct(c, name)}
+        now={now}
+        notice={notice && notice in AGENT_NOTICES ? (notice as AgentNotice) : undefined}
+      />,
+    );
+  });
+
+  for (const action of ['suspend', 'resume'] as const) {
+    app.post(`/agents/:name/${action}`, requireSession('action'), async (c) => {
+      const name = c.req.param('name');
+      const reason = ReasonSchema.safeParse(c.get('form').reason);
+      if (!NAME_RE.test(name) || !(await deps.registry.get(name))) return notFound(c, 'No such agent.', '/console/agents');
+      const back = (notice: AgentNotice) => c.redirect(`/console/agents/${name}?notice=${notice}`, 303);
+      if (!(await mayAct(c, name))) return back('not_agent_owner');
+      if (!reason.success) return back('reason_required');
+      try {
+        if (action === 'suspend') await deps.agentService.suspend(callerOf(c), name, reason.data);
+        else await deps.agentService.resume(callerOf(c), name, reason.data);
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'agent_not_found') return notFound(c, 'No such agent.', '/console/agents');
+        if (err instanceof AppError && err.code in AGENT_NOTICES) return back(err.code as AgentNotice);
+        throw err;
+      }
+      return back(action === 'suspend' ? 'suspended' : 'resumed');
+    });
+  }
+
+  app.get('/leases', requireSession('page'), async (c) => {
+    if (!c.get('person').admin) return adminsOnly(c);
+    const query = leaseQueryOf(c);
+    const cursor = c.req.query('cursor');
+    const notice = c.req.query('notice');
+    const page = await deps.leases.list(query, cursor && UUID_RE.test(cursor) ? cursor : undefined, 50);
+    // Credentials the broker could not revoke may still work: they lead the page whatever the filter.
+    const failed = (await deps.leases.list({ status: 'revoke_failed' }, undefined, 100)).items;
+    return c.html(
+      <LeasesPage
+        dev={dev}
+        viewer={viewerOf(c)}
+        query={query}
+        leases={page.items}
+        failed={failed}
+        next={page.nextCursor}
+        now={deps.clock.now()}
+        notice={notice && notice in LEASE_NOTICES ? (notice as LeaseNotice) : undefined}
+      />,
+    );
+  });
+
+  app.post('/leases/:id/revoke', requireSession('action'), async (c) => {
+    if (!c.get('person').admin) return adminsOnly(c);
+    const id = c.req.param('id');
+    const reason = ReasonSchema.safeParse(c.get('form').reason);
+    const back = (notice: LeaseNotice) => c.redirect(`/console/leases${leaseQueryString(leaseQueryOf(c), { notice })}`, 303);
+    const missing = () => notFound(c, 'No such lease.', '/console/leases');
+    if (!UUID_RE.test(id)) return missing();
+    if (!reason.success) return back('reason_required');
+    try {
+      await deps.leases.adminRevoke(id, callerOf(c), reason.data);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'lease_not_found') return missing();
+      throw err;
+    }
+    return back('revoking');
   });
 
   app.onError((err, c) => {

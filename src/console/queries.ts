@@ -1,6 +1,6 @@
-import { inArray } from 'drizzle-orm';
+import { and, count, eq, inArray, isNotNull } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { tasks } from '../db/schema.js';
+import { leases, tasks } from '../db/schema.js';
 
 /** The tasks approvals name, for display only (labels, external id): a read, never a decision. */
 export async function taskSummaries(db: Db, ids: string[]) {
@@ -10,4 +10,14 @@ export async function taskSummaries(db: Db, ids: string[]) {
     .from(tasks)
     .where(inArray(tasks.id, [...new Set(ids)]));
   return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** How many active leases each agent holds now, for the agents page: a read, never a decision. */
+export async function activeLeaseCounts(db: Db): Promise<Map<string, number>> {
+  const rows = await db
+    .select({ agent: leases.agent, n: count() })
+    .from(leases)
+    .where(and(eq(leases.status, 'active'), isNotNull(leases.agent)))
+    .groupBy(leases.agent);
+  return new Map(rows.map((r) => [r.agent!, Number(r.n)]));
 }

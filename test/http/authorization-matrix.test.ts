@@ -566,6 +566,13 @@ const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; s
   { method: 'GET', path: '/console/approvals', request: '/console/approvals', status: 302, location: '/console/login' },
   { method: 'GET', path: '/console/approvals/events', request: '/console/approvals/events', status: 302, location: '/console/login' },
   { method: 'POST', path: '/console/approvals/{id}/decide', request: `/console/approvals/${randomUUID()}/decide`, status: 303, location: '/console/login' },
+  { method: 'GET', path: '/console/approvals/{id}', request: `/console/approvals/${randomUUID()}`, status: 302, location: '/console/login' },
+  { method: 'GET', path: '/console/agents', request: '/console/agents', status: 302, location: '/console/login' },
+  { method: 'GET', path: '/console/agents/{name}', request: '/console/agents/agent-1', status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/agents/{name}/suspend', request: '/console/agents/agent-1/suspend', status: 303, location: '/console/login' },
+  { method: 'POST', path: '/console/agents/{name}/resume', request: '/console/agents/agent-1/resume', status: 303, location: '/console/login' },
+  { method: 'GET', path: '/console/leases', request: '/console/leases?status=active', status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/leases/{id}/revoke', request: `/console/leases/${randomUUID()}/revoke`, status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/assets/{file}', request: '/console/assets/console.css', status: 200 },
 ];
 const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');

@@ -28,6 +28,12 @@
  * sending its headers slower than the header timeout is cut off, so is a
  * client trickling its body past the request timeout, and a 70 KiB body is
  * 413 problem+json with or without a Content-Length.
+ *
+ * Last, the console (HTML for people, not in /openapi.json), on a broker in
+ * dev mode with signed-in people: its actions get malformed form bodies,
+ * missing, forged and borrowed CSRF tokens, cross-site headers, and odd
+ * path parameters (`:id`, `:name`), fixed and generated. None gets a 5xx or
+ * changes a row; a forged action is 403, an odd path parameter 404.
  */
 import { once } from 'node:events';
 import { request as httpRequest, type Server } from 'node:http';
@@ -42,6 +48,7 @@ import { execRows } from '../../src/db/client.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { ADMIN_STATIC_TOKEN, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
+import { consoleClient, devConsoleConfig } from '../console/support.js';
 
 // ---------------------------------------------------------------------------
 // The request model: plain data, so a shrunk counterexample reads as a request.
@@ -1490,4 +1497,155 @@ describe('hostile input on postgres', () => {
       await server.close();
     }
   }, 30_000);
+});
+
+describe('the console under hostile input (postgres)', () => {
+  let database: TestDatabase;
+  let t: TestBroker;
+  let admin: ReturnType<typeof consoleClient> & { token: string };
+  let approver: ReturnType<typeof consoleClient> & { token: string };
+  let fixture: { lease: string; approval: string };
+
+  beforeAll(async () => {
+    database = await openTestDatabase('postgres');
+    const owner = { name: 'team-a', contact: 'a@example.com', principals: [{ issuer: 'dev', subject: 'approver-a' }] };
+    t = await startTestBroker(database, {
+      config: await devConsoleConfig({
+        agents: { require_registration: false, register: [{ name: 'worker', match: { issuer: 'test', subject: 'agent-worker' }, owner, purpose: 'hostile console', roles: ['demo', 'gated'] }] },
+      }),
+    });
+    const task = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { issuer: 'test', subject: 'agent-worker' }, roles: ['demo', 'gated'], ttl_seconds: 3600 });
+    const lease = await t.call('POST', '/v1/credentials', { subject: 'agent-worker' }, { task: task.json.task.id, role: 'demo' });
+    const approval = await t.call('POST', '/v1/credentials', { subject: 'agent-worker' }, { task: task.json.task.id, role: 'gated' });
+    expect([task.status, lease.status, approval.status]).toEqual([201, 201, 202]);
+    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id };
+    const signIn = async (subject: string) => {
+      const c = consoleClient(t);
+      await c.login(subject);
+      return Object.assign(c, { token: await c.csrf() });
+    };
+    admin = await signIn('admin');
+    approver = await signIn('approver-a');
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  const snapshot = async () =>
+    (
+      await execRows<Record<string, string>>(
+        database.db,
+        sql`select
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from tasks x) as tasks,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from leases x) as leases,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from approvals x) as approvals,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.name), '')) from agents x) as agents,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from agent_suspensions x) as suspensions,
+          (select count(*)::text from console_sessions where revoked_at is null) as sessions,
+          (select generation::text from registry_state) as registry_generation,
+          (select count(*)::text from audit_events where action <> 'admin.revoke') as audit`,
+      )
+    )[0]!;
+
+  /** Every console action, with a path parameter to put in it and the fields its form takes. */
+  const ACTIONS = [
+    { path: (p: string) => `/console/approvals/${p}/decide`, form: () => ({ verdict: 'approve', reason: 'hostile' }), real: () => fixture.approval },
+    { path: (p: string) => `/console/agents/${p}/suspend`, form: () => ({ reason: 'hostile' }), real: () => 'worker' },
+    { path: (p: string) => `/console/agents/${p}/resume`, form: () => ({ reason: 'hostile' }), real: () => 'worker' },
+    { path: (p: string) => `/console/leases/${p}/revoke`, form: () => ({ reason: 'hostile' }), real: () => fixture.lease },
+  ];
+  const ODD_PARAMS = ['..', '%2e%2e', 'WORKER', 'worker%00', '%00', 'worker%0d%0aSet-Cookie:x=1', '-worker', 'a'.repeat(64), '%F0%9F%92%A5', '00000000-0000-0000-0000-00000000000g', `${'0'.repeat(36)}`, '%E0%A4%A', "'%20or%201=1--"];
+
+  async function send(who: typeof admin, method: string, path: string, body: string | Uint8Array<ArrayBuffer> | undefined, headers: Record<string, string>) {
+    const res = await t.broker.app.request(`http://localhost${path}`, {
+      method,
+      headers: { cookie: who.cookie!, ...headers },
+      body,
+      redirect: 'manual',
+    });
+    return { status: res.status, location: res.headers.get('location'), text: await res.text() };
+  }
+  const same = { origin: 'http://localhost', 'sec-fetch-site': 'same-origin' };
+  const urlencoded = { ...same, 'content-type': 'application/x-www-form-urlencoded' };
+
+  it('refuses forged, missing and borrowed CSRF tokens, cross-site requests and malformed bodies on every action: 403, never a 5xx, nothing changed', async () => {
+    const before = await snapshot();
+    const forged = 'ab'.repeat(32);
+    for (const action of ACTIONS) {
+      const path = action.path(action.real());
+      const form = (extra: Record<string, string>) => new URLSearchParams({ ...action.form(), ...extra }).toString();
+      const cases: [string, string | Uint8Array<ArrayBuffer> | undefined, Record<string, string>][] = [
+        ['no csrf', form({}), urlencoded],
+        ['forged csrf', form({ csrf: forged }), urlencoded],
+        ['empty csrf', form({ csrf: '' }), urlencoded],
+        ["another session's csrf", form({ csrf: approver.token }), urlencoded],
+        ['csrf twice', `${form({ csrf: admin.token })}&csrf=${forged}`, urlencoded],
+        ['cross-site', form({ csrf: admin.token }), { ...urlencoded, 'sec-fetch-site': 'cross-site' }],
+        ['foreign origin', form({ csrf: admin.token }), { ...urlencoded, origin: 'https://evil.example' }],
+        ['opaque origin without fetch metadata', form({ csrf: admin.token }), { 'content-type': 'application/x-www-form-urlencoded', origin: 'null' }],
+        ['json body', JSON.stringify({ ...action.form(), csrf: forged }), { ...same, 'content-type': 'application/json' }],
+        ['no content-type', form({ csrf: forged }), same],
+        ['bad percent-encoding', `csrf=%zz&reason=%E0%A4%A&verdict=%`, urlencoded],
+        ['binary', new Uint8Array([0, 255, 254, 10, 13, 37, 0]), urlencoded],
+        ['multipart without boundary', '--x\r\nContent-Disposition: form-data; name="csrf"\r\n\r\nq\r\n--x--', { ...same, 'content-type': 'multipart/form-data' }],
+        ['multipart, bad boundary', 'garbage', { ...same, 'content-type': 'multipart/form-data; boundary=zzz' }],
+        ['csrf in the query only', form({}), urlencoded],
+      ];
+      for (const [name, body, headers] of cases) {
+        const target = name === 'csrf in the query only' ? `${path}?csrf=${admin.token}` : path;
+        const res = await send(admin, 'POST', target, body, headers);
+        expect(res.status, `${name} on ${path}: ${res.text.slice(0, 300)}`).toBe(403);
+      }
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('answers odd path parameters with a 404 page, with and without a valid form, never a 5xx, nothing changed', async () => {
+    const before = await snapshot();
+    for (const action of ACTIONS) {
+      for (const param of ODD_PARAMS) {
+        const path = action.path(param);
+        const res = await send(admin, 'POST', path, new URLSearchParams({ ...action.form(), csrf: admin.token }).toString(), urlencoded);
+        expect(res.status, `${path}: ${res.text.slice(0, 300)}`).toBeGreaterThanOrEqual(400);
+        expect(res.status, path).toBeLessThan(500);
+      }
+    }
+    for (const param of ODD_PARAMS) {
+      for (const path of [`/console/approvals/${param}`, `/console/agents/${param}`]) {
+        const res = await send(approver, 'GET', path, undefined, {});
+        expect(res.status, path).toBeGreaterThanOrEqual(400);
+        expect(res.status, path).toBeLessThan(500);
+      }
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('generated forms and path parameters: no 5xx, and a 4xx changes nothing', async () => {
+    const anyText = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.constantFrom('', '%', '%00', '\u0000', 'a'.repeat(600)));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          action: fc.nat({ max: ACTIONS.length - 1 }),
+          param: fc.oneof(fc.constantFrom(...ODD_PARAMS), fc.string({ minLength: 1, maxLength: 30 }).map(encodeURIComponent), fc.constant('real')),
+          csrf: fc.oneof(fc.constant('valid'), fc.constant('none'), fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 }), anyText),
+          fields: fc.dictionary(fc.constantFrom('reason', 'verdict', 'back', 'csrf', 'subject', 'x'), anyText, { maxKeys: 4 }),
+          raw: fc.option(fc.string({ unit: 'binary', maxLength: 80 }), { nil: undefined }),
+        }),
+        async ({ action, param, csrf, fields, raw }) => {
+          const a = ACTIONS[action]!;
+          const path = a.path(param === 'real' ? a.real() : param);
+          const form = new URLSearchParams(fields);
+          if (csrf === 'valid') form.set('csrf', admin.token);
+          else if (csrf !== 'none') form.set('csrf', csrf);
+          // A valid token with a real path could act (a real suspension): only forged tokens reach the real targets.
+          if (param === 'real' && csrf === 'valid') form.set('csrf', 'f'.repeat(64));
+          const before = await snapshot();
+          const res = await send(admin, 'POST', path, raw ?? form.toString(), urlencoded);
+          expect(res.status, `${path} ${form}`).toBeLessThan(500);
+          if (res.status >= 400) expect(await snapshot(), `${res.status} on ${path}`).toEqual(before);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  }, 120_000);
 });

@@ -34,7 +34,7 @@ export function relative(at: Date, now: Date): string {
   return s >= 0 ? `in ${text}` : `${text} ago`;
 }
 
-const Time = (props: { at: Date; now: Date }) => <time datetime={props.at.toISOString()} title={props.at.toISOString()}>{relative(props.at, props.now)}</time>;
+export const Time = (props: { at: Date; now: Date }) => <time datetime={props.at.toISOString()} title={props.at.toISOString()}>{relative(props.at, props.now)}</time>;
 
 /** What the role grants, in one line: its backend and what the credential will carry. */
 function Grants(props: { role?: RoleConfig }) {
@@ -62,12 +62,16 @@ function Labels(props: { labels: Record<string, string> }) {
   );
 }
 
-function Item(props: { item: ApprovalItem; now: Date; csrf: string }) {
+/** One request; `back` is where the decide form returns ('detail': this request's own page). */
+export function Item(props: { item: ApprovalItem; now: Date; csrf: string; back?: 'detail' }) {
   const { approval: a, task, role } = props.item;
   const ttl = a.requestedTtl ?? role?.ttl;
   return (
     <li class={`approval status-${a.status}`} id={`approval-${a.id}`} data-id={a.id}>
       <div class="head">
+        <a class="permalink" href={`/console/approvals/${a.id}`} title="This request's own page">
+          #
+        </a>{' '}
         <strong class="who">
           {a.issuer}/{a.subject}
         </strong>{' '}
@@ -117,6 +121,7 @@ function Item(props: { item: ApprovalItem; now: Date; csrf: string }) {
       {a.status === 'pending' ? (
         <form method="post" action={`/console/approvals/${a.id}/decide`} class="decide">
           <input type="hidden" name="csrf" value={props.csrf} />
+          {props.back ? <input type="hidden" name="back" value={props.back} /> : null}
           <input name="reason" required maxlength={500} placeholder="Reason (recorded in the audit trail)" aria-label="Reason" autocomplete="off" />
           <button type="submit" name="verdict" value="approve" class="approve">
             Approve
@@ -169,6 +174,27 @@ export function ApprovalsPage(props: { dev: boolean; viewer: Viewer; status: Sta
           </a>
         ) : null}
       </section>
+    </Layout>
+  );
+}
+
+/** One request's own page: where the webhook notifier's link lands, with the same decide form. */
+export function ApprovalPage(props: { dev: boolean; viewer: Viewer; item: ApprovalItem; now: Date; notice?: Notice }) {
+  const notice = props.notice ? NOTICES[props.notice] : undefined;
+  return (
+    <Layout title="Approval" dev={props.dev} viewer={props.viewer} active="approvals">
+      <h1>Request {props.item.approval.id}</h1>
+      <p>
+        <a href="/console/approvals">All requests</a>
+      </p>
+      {notice ? (
+        <p class={notice.kind === 'ok' ? 'notice' : 'error'} role={notice.kind === 'ok' ? 'status' : 'alert'}>
+          {notice.text}
+        </p>
+      ) : null}
+      <ol class="approvals">
+        <Item item={props.item} now={props.now} csrf={props.viewer.csrf} back="detail" />
+      </ol>
     </Layout>
   );
 }

@@ -8,10 +8,14 @@ export interface Viewer {
   /** What the person is, as the principals say: admin, orchestrator, approver of ... */
   what: string;
   csrf: string;
+  /** An admin: the Leases page and every agent's switches are its. */
+  admin: boolean;
 }
 
+export type Section = 'approvals' | 'agents' | 'leases';
+
 /** Every console page: the dev-mode banner, the navigation, who is signed in, and the logout form. */
-export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; active?: 'approvals'; children: Child }) {
+export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; active?: Section; children: Child }) {
   return (
     <html lang="en">
       <head>
@@ -35,6 +39,14 @@ export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; ac
               <a href="/console/approvals" class={props.active === 'approvals' ? 'active' : undefined}>
                 Approvals
               </a>
+              <a href="/console/agents" class={props.active === 'agents' ? 'active' : undefined}>
+                Agents
+              </a>
+              {props.viewer.admin ? (
+                <a href="/console/leases" class={props.active === 'leases' ? 'active' : undefined}>
+                  Leases
+                </a>
+              ) : null}
             </nav>
           ) : null}
           {props.viewer ? (
@@ -52,9 +64,9 @@ export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; ac
 }
 
 /** A short page with a heading and a message: refusals, the not-configured page. */
-export function MessagePage(props: { title: string; dev: boolean; children: Child }) {
+export function MessagePage(props: { title: string; dev: boolean; viewer?: Viewer; children: Child }) {
   return (
-    <Layout title={props.title} dev={props.dev}>
+    <Layout title={props.title} dev={props.dev} viewer={props.viewer}>
       <h1>{props.title}</h1>
       {props.children}
     </Layout>

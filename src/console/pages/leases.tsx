@@ -1,0 +1,152 @@
+// The pragmas make every loader (tsx outside this repository, vitest, tsc) compile JSX for hono/jsx.
+/** @jsxRuntime automatic */
+/** @jsxImportSource hono/jsx */
+import { LEASE_STATUSES, type Lease } from '../../db/schema.js';
+import { Time } from './approvals.js';
+import { Layout, type Viewer } from './layout.js';
+
+export const LEASE_NOTICES = {
+  revoking: { kind: 'ok', text: 'Revocation requested: the sweeper is revoking the credential at its backend.' },
+  reason_required: { kind: 'error', text: 'Give a reason (up to 500 characters, no control characters) for the revocation.' },
+} as const;
+export type LeaseNotice = keyof typeof LEASE_NOTICES;
+
+/** The filters the page accepts, already checked; the form shows them back. */
+export interface LeaseQuery {
+  status?: (typeof LEASE_STATUSES)[number];
+  task?: string;
+  subject?: string;
+  role?: string;
+  agent?: string;
+}
+
+/** The query string of a filter (and a cursor): for links and the revoke form's return. */
+export function leaseQueryString(q: LeaseQuery, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams(Object.entries({ ...q, ...extra }).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
+  const s = params.toString();
+  return s ? `?${s}` : '';
+}
+
+/** Leases as a table; with `csrf`, each active one gets a revoke form (admins only). */
+export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; query?: LeaseQuery }) {
+  if (props.leases.length === 0) return <p class="empty">No leases.</p>;
+  return (
+    <table class="grid leases">
+      <thead>
+        <tr>
+          <th>Lease</th>
+          <th>Status</th>
+          <th>Role</th>
+          <th>Holder</th>
+          <th>Task</th>
+          <th>Issued</th>
+          <th>Expires</th>
+          {props.csrf ? <th>Revoke</th> : null}
+        </tr>
+      </thead>
+      <tbody>
+        {props.leases.map((l) => (
+          <tr id={`lease-${l.id}`} data-id={l.id} class={`status-${l.status}`}>
+            <td>
+              <code>{l.id}</code>
+            </td>
+            <td>
+              <span class={`badge ${l.status}`}>{l.status}</span>
+              {l.reason ? <span class="muted"> ({l.reason})</span> : null}
+              {l.status === 'revoke_failed' || l.status === 'revoking' ? (
+                <div class="attempts">
+                  {l.attempts} attempts{l.lastError ? `: ${l.lastError}` : ''}
+                </div>
+              ) : null}
+            </td>
+            <td>{l.role}</td>
+            <td>
+              {l.issuer}/{l.subject}
+              {l.agent ? <span class="muted"> (agent {l.agent})</span> : null}
+            </td>
+            <td>
+              <code>{l.taskId}</code>
+            </td>
+            <td>
+              <Time at={l.issuedAt} now={props.now} />
+            </td>
+            <td>
+              <Time at={l.expiresAt} now={props.now} />
+            </td>
+            {props.csrf ? (
+              <td>
+                {l.status === 'active' ? (
+                  <form method="post" action={`/console/leases/${l.id}/revoke${leaseQueryString(props.query ?? {})}`} class="decide">
+                    <input type="hidden" name="csrf" value={props.csrf} />
+                    <input name="reason" required maxlength={500} placeholder="Reason" aria-label="Reason" autocomplete="off" />
+                    <button type="submit" class="deny">
+                      Revoke
+                    </button>
+                  </form>
+                ) : null}
+              </td>
+            ) : null}
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function LeasesPage(props: { dev: boolean; viewer: Viewer; query: LeaseQuery; leases: Lease[]; failed: Lease[]; next: string | null; now: Date; notice?: LeaseNotice }) {
+  const q = props.query;
+  const notice = props.notice ? LEASE_NOTICES[props.notice] : undefined;
+  return (
+    <Layout title="Leases" dev={props.dev} viewer={props.viewer} active="leases">
+      <h1>Leases</h1>
+      {notice ? (
+        <p class={notice.kind === 'ok' ? 'notice' : 'error'} role={notice.kind === 'ok' ? 'status' : 'alert'}>
+          {notice.text}
+        </p>
+      ) : null}
+      {props.failed.length > 0 ? (
+        <section id="revoke-failed" class="error" role="alert">
+          <h2>Revocation failed ({props.failed.length === 100 ? '100 or more' : props.failed.length})</h2>
+          <p>The broker could not revoke these credentials at their backend: they may still work. The sweeper retries them slowly.</p>
+          <LeaseTable leases={props.failed} now={props.now} />
+        </section>
+      ) : null}
+      <form method="get" action="/console/leases" class="filter">
+        <label>
+          Status{' '}
+          <select name="status">
+            <option value="" selected={!q.status}>
+              any
+            </option>
+            {LEASE_STATUSES.map((s) => (
+              <option value={s} selected={s === q.status}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>{' '}
+        <label>
+          Task <input name="task" value={q.task ?? ''} maxlength={200} autocomplete="off" />
+        </label>{' '}
+        <label>
+          Subject <input name="subject" value={q.subject ?? ''} maxlength={200} autocomplete="off" />
+        </label>{' '}
+        <label>
+          Role <input name="role" value={q.role ?? ''} maxlength={63} autocomplete="off" />
+        </label>{' '}
+        <label>
+          Agent <input name="agent" value={q.agent ?? ''} maxlength={63} autocomplete="off" />
+        </label>{' '}
+        <button type="submit">Filter</button>
+      </form>
+      <section id="lease-list">
+        <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.csrf} query={q} />
+        {props.next ? (
+          <a class="older" href={`/console/leases${leaseQueryString(q, { cursor: props.next })}`}>
+            Older leases
+          </a>
+        ) : null}
+      </section>
+    </Layout>
+  );
+}
