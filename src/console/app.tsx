@@ -379,9 +379,12 @@ export function createConsole(deps: ConsoleDeps) {
     );
   });
 
+  // Who sees what, as the API decides it: GET /v1/agents is for admins, GET /v1/agents/{name} for admins and the
+  // agent's owners. Here an owner's list holds the agents it owns.
   app.get('/agents', requireSession('page'), async (c) => {
     const now = deps.clock.now();
-    const agents = await deps.registry.list();
+    const all = await deps.registry.list();
+    const agents = c.get('person').admin ? all : (await Promise.all(all.map(async (a) => ((await mayAct(c, a.name)) ? [a] : [])))).flat();
     const [states, use, active] = await Promise.all([Promise.all(agents.map((a) => deps.registry.get(a.name))), agentsUse(deps.db, agents, now), activeLeaseCounts(deps.db)]);
     const rows = await Promise.all(
       agents.map(async (agent, i) => ({ agent, suspension: states[i]?.suspension, use: use.get(agent.name), active: active.get(agent.name) ?? 0, canAct: await mayAct(c, agent.name) })),
@@ -391,7 +394,8 @@ export function createConsole(deps: ConsoleDeps) {
 
   app.get('/agents/:name', requireSession('page'), async (c) => {
     const name = c.req.param('name');
-    const found = NAME_RE.test(name) ? await deps.registry.get(name) : undefined;
+    // Not an admin nor its owner: the same page whether the agent exists or not.
+    const found = NAME_RE.test(name) && (await mayAct(c, name)) ? await deps.registry.get(name) : undefined;
     if (!found) return notFound(c, 'No such agent.', '/console/agents');
     const now = deps.clock.now();
     const review = await reviewAgent(deps.db, found.agent, now);
