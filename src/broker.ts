@@ -220,6 +220,7 @@ export async function createBroker(deps: BrokerDeps) {
     registry,
     agentService,
     leases,
+    tasks,
     policy,
     authenticator,
     sessions: consoleSessions,

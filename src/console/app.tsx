@@ -13,9 +13,10 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { LEASE_STATUSES, type ConsoleSession } from '../db/schema.js';
 import type { LeaseService } from '../leases/service.js';
+import type { TaskService } from '../tasks/service.js';
 import { AppError } from '../errors.js';
 import { requestOf, type AppEnv } from '../http/env.js';
-import { safeText } from '../http/schemas.js';
+import { safeText, TaskIdSchema } from '../http/schemas.js';
 import type { Authenticator, Principal } from '../identity/principals.js';
 import { AuthError } from '../identity/types.js';
 import type { JWTPayload } from 'jose';
@@ -28,9 +29,10 @@ import { AGENT_NOTICES, AgentPage, AgentsPage, type AgentNotice } from './pages/
 import { ApprovalPage, ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from './pages/approvals.js';
 import { MessagePage, type Viewer } from './pages/layout.js';
 import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderUnavailablePage } from './pages/login.js';
-import { LEASE_NOTICES, LeasesPage, leaseQueryString, type LeaseNotice, type LeaseQuery } from './pages/leases.js';
+import { BULK_FIELDS, BulkRevokePage, LEASE_NOTICES, LeasesPage, leaseQueryString, type BulkFilter, type LeaseNotice, type LeaseQuery } from './pages/leases.js';
+import { TASK_FILTERS, TASK_NOTICES, TaskPage, TasksPage, type TaskFilter, type TaskNotice } from './pages/tasks.js';
 import { LoginRefused, ProviderUnavailable, type OidcLogin } from './oidc.js';
-import { activeLeaseCounts, taskSummaries } from './queries.js';
+import { activeLeaseCounts, leaseCountsByTask, taskSummaries } from './queries.js';
 import { clearLoginCookie, clearSessionCookie, consoleHeaders, readLoginCookie, readSessionCookie, sameOrigin, setLoginCookie, setSessionCookie } from './security.js';
 import { csrfTokenOf, csrfValid, type SessionStore } from './sessions.js';
 
@@ -42,6 +44,7 @@ export interface ConsoleDeps {
   registry: AgentRegistry;
   agentService: AgentService;
   leases: LeaseService;
+  tasks: TaskService;
   policy: Policy;
   authenticator: Authenticator;
   sessions: SessionStore;
@@ -66,21 +69,26 @@ const STREAM_MS = 10 * 60_000;
 const ASSETS: Record<string, string> = { 'console.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8', 'favicon.svg': 'image/svg+xml' };
 const SubjectSchema = safeText(200);
 const ReasonSchema = safeText(500);
+/** A task's outcome as POST /v1/tasks/{id}/complete takes it. */
+const OutcomeSchema = safeText(64);
 /** Agent and role names as the config spells them; anything else names nothing. */
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const FilterText = safeText(200);
 
 /** The leases page's filters from a query string: a value that could match nothing is dropped, never an error page. */
 function leaseQueryOf(c: Context): LeaseQuery {
+  return leaseQueryFrom((name) => c.req.query(name));
+}
+function leaseQueryFrom(read: (name: string) => unknown): LeaseQuery {
   const text = (name: string) => {
-    const parsed = FilterText.safeParse(c.req.query(name));
+    const parsed = FilterText.safeParse(read(name));
     return parsed.success && parsed.data !== '' ? parsed.data : undefined;
   };
-  const status = c.req.query('status');
+  const status = read('status');
   const role = text('role');
   const agent = text('agent');
   return {
-    ...((LEASE_STATUSES as readonly string[]).includes(status ?? '') ? { status: status as LeaseQuery['status'] } : {}),
+    ...(typeof status === 'string' && (LEASE_STATUSES as readonly string[]).includes(status) ? { status: status as LeaseQuery['status'] } : {}),
     ...(text('task') ? { task: text('task') } : {}),
     ...(text('subject') ? { subject: text('subject') } : {}),
     ...(role && NAME_RE.test(role) ? { role } : {}),
@@ -161,9 +169,10 @@ export function createConsole(deps: ConsoleDeps) {
     what: describePrincipal(c.get('person'), policy),
     csrf: csrfTokenOf(c.get('sessionToken')),
     admin: c.get('person').admin,
+    orchestrator: c.get('person').orchestrator,
   });
   /** The caller as the services take it, as the API's callerOf builds it. */
-  const callerOf = (c: Context<ConsoleEnv>) => ({ actor: c.get('person').actor, admin: c.get('person').admin, ...requestOf(c) });
+  const callerOf = (c: Context<ConsoleEnv>) => ({ actor: c.get('person').actor, admin: c.get('person').admin, scopes: c.get('person').scopes, ...requestOf(c) });
   const notFound = (c: Context<ConsoleEnv>, what: string, back: string) =>
     c.html(
       <MessagePage title="Not found" dev={dev} viewer={viewerOf(c)}>
@@ -452,6 +461,7 @@ export function createConsole(deps: ConsoleDeps) {
         next={page.nextCursor}
         now={deps.clock.now()}
         notice={notice && notice in LEASE_NOTICES ? (notice as LeaseNotice) : undefined}
+        revoked={/^\d{1,9}$/.test(c.req.query('revoked') ?? '') ? Number(c.req.query('revoked')) : undefined}
       />,
     );
   });
@@ -471,6 +481,100 @@ export function createConsole(deps: ConsoleDeps) {
       throw err;
     }
     return back('revoking');
+  });
+
+  /** Bulk revocation's filter (subject, role, task, agent), from the confirmation's query or the confirmed form. */
+  const bulkFilterOf = (read: (name: string) => unknown): BulkFilter => {
+    const q = leaseQueryFrom(read);
+    return Object.fromEntries(BULK_FIELDS.flatMap((k) => (q[k] !== undefined ? [[k, q[k]]] : [])));
+  };
+  const isEmpty = (f: BulkFilter) => BULK_FIELDS.every((k) => f[k] === undefined);
+
+  // The confirmation: a read, so a GET; it counts what leases.bulkRevoke would move now.
+  app.get('/leases/bulk-revoke', requireSession('page'), async (c) => {
+    if (!c.get('person').admin) return adminsOnly(c);
+    const filter = bulkFilterOf((name) => c.req.query(name));
+    const empty = isEmpty(filter);
+    const [count, sample] = empty ? [0, []] : await Promise.all([deps.leases.countActive(filter), deps.leases.list({ ...filter, status: 'active' }, undefined, 20).then((p) => p.items)]);
+    return c.html(<BulkRevokePage dev={dev} viewer={viewerOf(c)} filter={filter} count={count} sample={sample} now={deps.clock.now()} />, empty ? 400 : 200);
+  });
+
+  app.post('/leases/bulk-revoke', requireSession('action'), async (c) => {
+    if (!c.get('person').admin) return adminsOnly(c);
+    const form = c.get('form');
+    const filter = bulkFilterOf((name) => form[name]);
+    const reason = ReasonSchema.safeParse(form.reason);
+    // Never everything at once: an empty filter is refused here rather than revoking every lease.
+    if (isEmpty(filter)) return c.redirect(`/console/leases?notice=bulk_filter_required`, 303);
+    if (!reason.success) return c.redirect(`/console/leases/bulk-revoke${leaseQueryString(filter)}`, 303);
+    const revoked = await deps.leases.bulkRevoke(filter, callerOf(c), reason.data);
+    return c.redirect(`/console/leases${leaseQueryString({ ...filter, status: 'revoking' }, { notice: 'bulk_revoking', revoked: String(revoked) })}`, 303);
+  });
+
+  // Who sees what, as the API decides it: GET /v1/tasks/{id} is for orchestrators and admins, and shows an
+  // orchestrator the tasks it opened and those whose labels match its scopes (tasks.get with the caller).
+  const orchestratorsOnly = (c: Context<ConsoleEnv>) =>
+    c.html(
+      <MessagePage title="Orchestrators and admins only" dev={dev} viewer={viewerOf(c)}>
+        <p class="error">The tasks pages are for orchestrators and admins.</p>
+      </MessagePage>,
+      403,
+    );
+  const mayTask = (c: Context<ConsoleEnv>) => c.get('person').admin || c.get('person').orchestrator;
+
+  app.get('/tasks', requireSession('page'), async (c) => {
+    if (!mayTask(c)) return orchestratorsOnly(c);
+    const filter = (TASK_FILTERS as readonly string[]).includes(c.req.query('status') ?? '') ? (c.req.query('status') as TaskFilter) : 'all';
+    const cursor = TaskIdSchema.safeParse(c.req.query('cursor'));
+    const page = await deps.tasks.list(callerOf(c), filter === 'all' ? undefined : filter, cursor.success ? cursor.data : undefined, 50);
+    const counts = await leaseCountsByTask(deps.db, page.items.map((t) => t.id));
+    const rows = page.items.map((task) => ({ task, leases: counts.get(task.id) ?? { active: 0, total: 0 } }));
+    return c.html(<TasksPage dev={dev} viewer={viewerOf(c)} filter={filter} rows={rows} next={page.nextCursor} now={deps.clock.now()} />);
+  });
+
+  /** The task as the caller may see it, or undefined: another's task reads exactly like a missing one. */
+  const visibleTask = async (c: Context<ConsoleEnv>, id: string) => {
+    if (!TaskIdSchema.safeParse(id).success) return undefined;
+    try {
+      return await deps.tasks.get(callerOf(c), id);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'task_not_found') return undefined;
+      throw err;
+    }
+  };
+
+  app.get('/tasks/:id', requireSession('page'), async (c) => {
+    if (!mayTask(c)) return orchestratorsOnly(c);
+    const found = await visibleTask(c, c.req.param('id'));
+    if (!found) return notFound(c, 'No such task among those you may see.', '/console/tasks');
+    const notice = c.req.query('notice');
+    return c.html(
+      <TaskPage
+        dev={dev}
+        viewer={viewerOf(c)}
+        task={found.task}
+        leases={found.leases}
+        now={deps.clock.now()}
+        notice={notice && notice in TASK_NOTICES ? (notice as TaskNotice) : undefined}
+      />,
+    );
+  });
+
+  app.post('/tasks/:id/complete', requireSession('action'), async (c) => {
+    if (!mayTask(c)) return orchestratorsOnly(c);
+    const id = c.req.param('id');
+    const missing = () => notFound(c, 'No such task among those you may see.', '/console/tasks');
+    if (!TaskIdSchema.safeParse(id).success) return missing();
+    const outcome = OutcomeSchema.safeParse(c.get('form').outcome);
+    const back = (notice: TaskNotice) => c.redirect(`/console/tasks/${encodeURIComponent(id)}?notice=${notice}`, 303);
+    if (!outcome.success) return (await visibleTask(c, id)) ? back('outcome_required') : missing();
+    try {
+      await deps.tasks.complete(callerOf(c), id, outcome.data);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'task_not_found') return missing();
+      throw err;
+    }
+    return back('completed');
   });
 
   app.onError((err, c) => {

@@ -21,3 +21,21 @@ export async function activeLeaseCounts(db: Db): Promise<Map<string, number>> {
     .groupBy(leases.agent);
   return new Map(rows.map((r) => [r.agent!, Number(r.n)]));
 }
+
+/** Each task's leases by status, for the tasks list: a read, never a decision. */
+export async function leaseCountsByTask(db: Db, ids: string[]): Promise<Map<string, { active: number; total: number }>> {
+  const out = new Map<string, { active: number; total: number }>();
+  if (ids.length === 0) return out;
+  const rows = await db
+    .select({ task: leases.taskId, status: leases.status, n: count() })
+    .from(leases)
+    .where(inArray(leases.taskId, [...new Set(ids)]))
+    .groupBy(leases.taskId, leases.status);
+  for (const r of rows) {
+    const c = out.get(r.task) ?? { active: 0, total: 0 };
+    c.total += Number(r.n);
+    if (r.status === 'active') c.active += Number(r.n);
+    out.set(r.task, c);
+  }
+  return out;
+}

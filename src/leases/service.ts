@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, lte, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, lt, lte, type SQL } from 'drizzle-orm';
 import { requestRef, type AuditInput } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -109,6 +109,12 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
       );
       if (moved.length > 0) onRevokeRequested();
       return moved.length;
+    },
+
+    /** How many active leases `bulkRevoke` with this filter would move now: what a confirmation shows. */
+    async countActive(filter: LeaseFilter): Promise<number> {
+      const [row] = await db.select({ n: count() }).from(leases).where(and(eq(leases.status, 'active'), filterWhere(filter)));
+      return Number(row?.n ?? 0);
     },
 
     /** Newest first; `cursor` is the last id of the previous page (ids are UUIDv7, so sortable). */

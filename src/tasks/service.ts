@@ -1,8 +1,8 @@
-import { and, eq, or, sql } from 'drizzle-orm';
+import { and, desc, eq, lt, or, sql } from 'drizzle-orm';
 import { appendAudit, requestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { leases, tasks, type Lease, type Task } from '../db/schema.js';
+import { leases, tasks, type Lease, type Task, type TaskStatus } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
 import { markRevoking } from '../leases/revoke.js';
@@ -49,13 +49,9 @@ export interface Caller {
  * of their scopes; admins see all. The ownership predicate is part of the
  * WHERE clause, so a task that is not yours is simply not found.
  */
-const visibleTo = (caller: Caller, id: string) =>
-  caller.admin
-    ? eq(tasks.id, id)
-    : and(
-        eq(tasks.id, id),
-        or(eq(tasks.createdBy, caller.actor), ...(caller.scopes ?? []).map((labels) => sql`${tasks.labels} @> ${JSON.stringify(labels)}::jsonb`)),
-      );
+const visible = (caller: Caller) =>
+  caller.admin ? undefined : or(eq(tasks.createdBy, caller.actor), ...(caller.scopes ?? []).map((labels) => sql`${tasks.labels} @> ${JSON.stringify(labels)}::jsonb`));
+const visibleTo = (caller: Caller, id: string) => and(eq(tasks.id, id), visible(caller));
 
 /** External ids name tasks among their opener's own only, whoever asks (admins included). */
 const ownWithExternalId = (caller: Caller, externalId: string) => and(eq(tasks.createdBy, caller.actor), eq(tasks.externalId, externalId));
@@ -175,6 +171,29 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
       const [task] = await db.select().from(tasks).where(visibleTo(caller, id));
       if (!task) throw new AppError('task_not_found', 'no such task');
       return { task, leases: await db.select().from(leases).where(eq(leases.taskId, id)).orderBy(leases.id) };
+    },
+
+    /**
+     * The tasks the caller may see (as `get` decides), newest first. `cursor` is the last id of the previous
+     * page; ids from before UUIDv7 do not sort by time, so the order is (created_at, id).
+     */
+    async list(caller: Caller, status: TaskStatus | undefined, cursor: string | undefined, limit: number): Promise<{ items: Task[]; nextCursor: string | null }> {
+      const [after] = cursor ? await db.select({ createdAt: tasks.createdAt, id: tasks.id }).from(tasks).where(visibleTo(caller, cursor)) : [];
+      if (cursor && !after) return { items: [], nextCursor: null };
+      const rows = await db
+        .select()
+        .from(tasks)
+        .where(
+          and(
+            visible(caller),
+            status ? eq(tasks.status, status) : undefined,
+            after ? or(lt(tasks.createdAt, after.createdAt), and(eq(tasks.createdAt, after.createdAt), lt(tasks.id, after.id))) : undefined,
+          ),
+        )
+        .orderBy(desc(tasks.createdAt), desc(tasks.id))
+        .limit(limit + 1);
+      const page = rows.slice(0, limit);
+      return { items: page, nextCursor: rows.length > limit ? page.at(-1)!.id : null };
     },
 
     /**

@@ -573,6 +573,11 @@ const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; s
   { method: 'POST', path: '/console/agents/{name}/resume', request: '/console/agents/agent-1/resume', status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/leases', request: '/console/leases?status=active', status: 302, location: '/console/login' },
   { method: 'POST', path: '/console/leases/{id}/revoke', request: `/console/leases/${randomUUID()}/revoke`, status: 303, location: '/console/login' },
+  { method: 'GET', path: '/console/leases/bulk-revoke', request: '/console/leases/bulk-revoke?subject=agent-1', status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/leases/bulk-revoke', request: '/console/leases/bulk-revoke', status: 303, location: '/console/login' },
+  { method: 'GET', path: '/console/tasks', request: '/console/tasks', status: 302, location: '/console/login' },
+  { method: 'GET', path: '/console/tasks/{id}', request: `/console/tasks/${randomUUID()}`, status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/tasks/{id}/complete', request: `/console/tasks/${randomUUID()}/complete`, status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/assets/{file}', request: '/console/assets/console.css', status: 200 },
 ];
 const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');

@@ -1504,7 +1504,7 @@ describe('the console under hostile input (postgres)', () => {
   let t: TestBroker;
   let admin: ReturnType<typeof consoleClient> & { token: string };
   let approver: ReturnType<typeof consoleClient> & { token: string };
-  let fixture: { lease: string; approval: string };
+  let fixture: { lease: string; approval: string; task: string };
 
   beforeAll(async () => {
     database = await openTestDatabase('postgres');
@@ -1518,7 +1518,7 @@ describe('the console under hostile input (postgres)', () => {
     const lease = await t.call('POST', '/v1/credentials', { subject: 'agent-worker' }, { task: task.json.task.id, role: 'demo' });
     const approval = await t.call('POST', '/v1/credentials', { subject: 'agent-worker' }, { task: task.json.task.id, role: 'gated' });
     expect([task.status, lease.status, approval.status]).toEqual([201, 201, 202]);
-    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id };
+    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id, task: task.json.task.id };
     const signIn = async (subject: string) => {
       const c = consoleClient(t);
       await c.login(subject);
@@ -1553,7 +1553,10 @@ describe('the console under hostile input (postgres)', () => {
     { path: (p: string) => `/console/agents/${p}/suspend`, form: () => ({ reason: 'hostile' }), real: () => 'worker' },
     { path: (p: string) => `/console/agents/${p}/resume`, form: () => ({ reason: 'hostile' }), real: () => 'worker' },
     { path: (p: string) => `/console/leases/${p}/revoke`, form: () => ({ reason: 'hostile' }), real: () => fixture.lease },
+    { path: (p: string) => `/console/tasks/${p}/complete`, form: () => ({ outcome: 'hostile' }), real: () => fixture.task },
   ];
+  /** Actions without a path parameter: only the CSRF cases apply (a valid form there would act). */
+  const PLAIN_ACTIONS = [{ path: () => '/console/leases/bulk-revoke', form: () => ({ reason: 'hostile', subject: 'agent-worker' }), real: () => '' }];
   const ODD_PARAMS = ['..', '%2e%2e', 'WORKER', 'worker%00', '%00', 'worker%0d%0aSet-Cookie:x=1', '-worker', 'a'.repeat(64), '%F0%9F%92%A5', '00000000-0000-0000-0000-00000000000g', `${'0'.repeat(36)}`, '%E0%A4%A', "'%20or%201=1--"];
 
   async function send(who: typeof admin, method: string, path: string, body: string | Uint8Array<ArrayBuffer> | undefined, headers: Record<string, string>) {
@@ -1571,7 +1574,7 @@ describe('the console under hostile input (postgres)', () => {
   it('refuses forged, missing and borrowed CSRF tokens, cross-site requests and malformed bodies on every action: 403, never a 5xx, nothing changed', async () => {
     const before = await snapshot();
     const forged = 'ab'.repeat(32);
-    for (const action of ACTIONS) {
+    for (const action of [...ACTIONS, ...PLAIN_ACTIONS]) {
       const path = action.path(action.real());
       const form = (extra: Record<string, string>) => new URLSearchParams({ ...action.form(), ...extra }).toString();
       const cases: [string, string | Uint8Array<ArrayBuffer> | undefined, Record<string, string>][] = [
@@ -1611,11 +1614,16 @@ describe('the console under hostile input (postgres)', () => {
       }
     }
     for (const param of ODD_PARAMS) {
-      for (const path of [`/console/approvals/${param}`, `/console/agents/${param}`]) {
+      for (const path of [`/console/approvals/${param}`, `/console/agents/${param}`, `/console/tasks/${param}`]) {
         const res = await send(approver, 'GET', path, undefined, {});
         expect(res.status, path).toBeGreaterThanOrEqual(400);
         expect(res.status, path).toBeLessThan(500);
       }
+      // An admin reaches the task lookup itself (an approver is refused before it); bulk revoke's confirmation counts, never acts.
+      const task = await send(admin, 'GET', `/console/tasks/${param}`, undefined, {});
+      expect([task.status >= 400, task.status < 500], param).toEqual([true, true]);
+      const bulk = await send(admin, 'GET', `/console/leases/bulk-revoke?subject=${param}&task=${param}`, undefined, {});
+      expect(bulk.status, param).toBeLessThan(500);
     }
     expect(await snapshot()).toEqual(before);
   });

@@ -48,7 +48,7 @@ function Grants(props: { role?: RoleConfig }) {
   return <span>{parts.join(' · ')}</span>;
 }
 
-function Labels(props: { labels: Record<string, string> }) {
+export function Labels(props: { labels: Record<string, string> }) {
   const entries = Object.entries(props.labels);
   if (entries.length === 0) return <span class="muted">no labels</span>;
   return (

@@ -10,9 +10,11 @@ export interface Viewer {
   csrf: string;
   /** An admin: the Leases page and every agent's switches are its. */
   admin: boolean;
+  /** An orchestrator: the Tasks page is its (and admins'). */
+  orchestrator?: boolean;
 }
 
-export type Section = 'approvals' | 'agents' | 'leases';
+export type Section = 'approvals' | 'agents' | 'leases' | 'tasks';
 
 /** Every console page: the dev-mode banner, the navigation, who is signed in, and the logout form. */
 export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; active?: Section; children: Child }) {
@@ -42,6 +44,11 @@ export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; ac
               <a href="/console/agents" class={props.active === 'agents' ? 'active' : undefined}>
                 Agents
               </a>
+              {props.viewer.admin || props.viewer.orchestrator ? (
+                <a href="/console/tasks" class={props.active === 'tasks' ? 'active' : undefined}>
+                  Tasks
+                </a>
+              ) : null}
               {props.viewer.admin ? (
                 <a href="/console/leases" class={props.active === 'leases' ? 'active' : undefined}>
                   Leases

@@ -8,6 +8,8 @@ import { Layout, type Viewer } from './layout.js';
 export const LEASE_NOTICES = {
   revoking: { kind: 'ok', text: 'Revocation requested: the sweeper is revoking the credential at its backend.' },
   reason_required: { kind: 'error', text: 'Give a reason (up to 500 characters, no control characters) for the revocation.' },
+  bulk_revoking: { kind: 'ok', text: 'Bulk revocation requested: the sweeper is revoking the matching credentials at their backends.' },
+  bulk_filter_required: { kind: 'error', text: 'A bulk revocation needs at least one of subject, role, task or agent.' },
 } as const;
 export type LeaseNotice = keyof typeof LEASE_NOTICES;
 
@@ -93,7 +95,22 @@ export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; q
   );
 }
 
-export function LeasesPage(props: { dev: boolean; viewer: Viewer; query: LeaseQuery; leases: Lease[]; failed: Lease[]; next: string | null; now: Date; notice?: LeaseNotice }) {
+/** What a bulk revocation may match on: every active lease with all of these. */
+export type BulkFilter = Pick<LeaseQuery, 'subject' | 'role' | 'task' | 'agent'>;
+export const BULK_FIELDS = ['subject', 'role', 'task', 'agent'] as const;
+
+export function LeasesPage(props: {
+  dev: boolean;
+  viewer: Viewer;
+  query: LeaseQuery;
+  leases: Lease[];
+  failed: Lease[];
+  next: string | null;
+  now: Date;
+  notice?: LeaseNotice;
+  /** After a bulk revocation: how many leases moved to revoking. */
+  revoked?: number;
+}) {
   const q = props.query;
   const notice = props.notice ? LEASE_NOTICES[props.notice] : undefined;
   return (
@@ -102,6 +119,7 @@ export function LeasesPage(props: { dev: boolean; viewer: Viewer; query: LeaseQu
       {notice ? (
         <p class={notice.kind === 'ok' ? 'notice' : 'error'} role={notice.kind === 'ok' ? 'status' : 'alert'}>
           {notice.text}
+          {props.notice === 'bulk_revoking' && props.revoked !== undefined ? ` ${props.revoked} ${props.revoked === 1 ? 'lease' : 'leases'} moved to revoking.` : null}
         </p>
       ) : null}
       {props.failed.length > 0 ? (
@@ -137,7 +155,11 @@ export function LeasesPage(props: { dev: boolean; viewer: Viewer; query: LeaseQu
         <label>
           Agent <input name="agent" value={q.agent ?? ''} maxlength={63} autocomplete="off" />
         </label>{' '}
-        <button type="submit">Filter</button>
+        <button type="submit">Filter</button>{' '}
+        {/* The same fields, sent to the confirmation page: it counts before anything is revoked. */}
+        <button type="submit" formaction="/console/leases/bulk-revoke" class="deny">
+          Revoke all matching…
+        </button>
       </form>
       <section id="lease-list">
         <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.csrf} query={q} />
@@ -147,6 +169,65 @@ export function LeasesPage(props: { dev: boolean; viewer: Viewer; query: LeaseQu
           </a>
         ) : null}
       </section>
+    </Layout>
+  );
+}
+
+/**
+ * The bulk revocation's confirmation: how many active leases the filter matches now (counted as
+ * leases.bulkRevoke selects them), and the form that revokes them with a reason.
+ */
+export function BulkRevokePage(props: { dev: boolean; viewer: Viewer; filter: BulkFilter; count: number; sample: Lease[]; now: Date }) {
+  const f = props.filter;
+  const named = BULK_FIELDS.filter((k) => f[k] !== undefined);
+  return (
+    <Layout title="Bulk revoke" dev={props.dev} viewer={props.viewer} active="leases">
+      <h1>Revoke matching leases</h1>
+      {named.length === 0 ? (
+        <p class="error" role="alert">
+          {LEASE_NOTICES.bulk_filter_required.text}
+        </p>
+      ) : (
+        <>
+          <p>
+            Every active lease with{' '}
+            {named.map((k, i) => (
+              <>
+                {i > 0 ? ' and ' : ''}
+                {k} <code>{f[k]}</code>
+              </>
+            ))}
+            :{' '}
+            <strong id="bulk-count" data-count={String(props.count)}>
+              {props.count} active {props.count === 1 ? 'lease' : 'leases'}
+            </strong>{' '}
+            will be revoked.
+          </p>
+          {props.count > 0 ? (
+            <form method="post" action="/console/leases/bulk-revoke" class="decide">
+              <input type="hidden" name="csrf" value={props.viewer.csrf} />
+              {named.map((k) => (
+                <input type="hidden" name={k} value={f[k]} />
+              ))}
+              <input name="reason" required maxlength={500} placeholder="Reason" aria-label="Reason" autocomplete="off" />
+              <button type="submit" class="deny">
+                Revoke {props.count} {props.count === 1 ? 'lease' : 'leases'}
+              </button>
+            </form>
+          ) : (
+            <p class="empty">Nothing to revoke.</p>
+          )}
+          {props.sample.length > 0 ? (
+            <>
+              <h2>{props.sample.length < props.count ? `The newest ${props.sample.length}` : 'They are'}</h2>
+              <LeaseTable leases={props.sample} now={props.now} />
+            </>
+          ) : null}
+        </>
+      )}
+      <p>
+        <a href={`/console/leases${leaseQueryString(f)}`}>Back to the leases</a>
+      </p>
     </Layout>
   );
 }
