@@ -573,6 +573,8 @@ const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; s
   { method: 'POST', path: '/console/agents/{name}/resume', request: '/console/agents/agent-1/resume', status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/leases', request: '/console/leases?status=active', status: 302, location: '/console/login' },
   { method: 'POST', path: '/console/leases/{id}/revoke', request: `/console/leases/${randomUUID()}/revoke`, status: 303, location: '/console/login' },
+  { method: 'GET', path: '/console/audit', request: '/console/audit?actor=dev/admin&since=2026-01-01T00:00:00Z', status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/audit/verify', request: '/console/audit/verify', status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/assets/{file}', request: '/console/assets/console.css', status: 200 },
 ];
 const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');
