@@ -33,6 +33,11 @@ import { BULK_FIELDS, BulkRevokePage, LEASE_NOTICES, LeasesPage, leaseQueryStrin
 import { TASK_FILTERS, TASK_NOTICES, TaskPage, TasksPage, type TaskFilter, type TaskNotice } from './pages/tasks.js';
 import { LoginRefused, ProviderUnavailable, type OidcLogin } from './oidc.js';
 import { activeLeaseCounts, leaseCountsByTask, taskSummaries } from './queries.js';
+import { AuditPage, type AuditQuery } from './pages/audit.js';
+import { OverviewPage, type BackendStatus } from './pages/overview.js';
+import { createChainCheck } from './chain-check.js';
+import { readOverview } from './overview.js';
+import { listAudit } from '../audit/query.js';
 import { clearLoginCookie, clearSessionCookie, consoleHeaders, readLoginCookie, readSessionCookie, sameOrigin, setLoginCookie, setSessionCookie } from './security.js';
 import { csrfTokenOf, csrfValid, type SessionStore } from './sessions.js';
 
@@ -56,6 +61,8 @@ export interface ConsoleDeps {
   oidc?: { issuer: string; login: OidcLogin };
   /** How often a live page's stream looks for changes. */
   pollMs?: number;
+  /** The broker's backend permission checks (cached 30 s there), for the overview. Absent: none shown. */
+  checkBackends?: () => Promise<BackendStatus>;
 }
 
 type ConsoleEnv = {
@@ -96,6 +103,23 @@ function leaseQueryFrom(read: (name: string) => unknown): LeaseQuery {
   };
 }
 
+/** The audit page's filters: a value that could match nothing is dropped, never an error page. */
+function auditQueryOf(c: Context): AuditQuery {
+  const text = (name: string) => {
+    const parsed = FilterText.safeParse(c.req.query(name));
+    return parsed.success && parsed.data !== '' ? parsed.data : undefined;
+  };
+  const since = text('since');
+  const at = since ? new Date(since) : undefined;
+  return {
+    ...(text('actor') ? { actor: text('actor') } : {}),
+    ...(text('action') ? { action: text('action') } : {}),
+    ...(text('target') ? { target: text('target') } : {}),
+    // A year PostgreSQL's timestamps cannot hold (JavaScript's go to 275760) would be a database error, not a filter.
+    ...(at && !Number.isNaN(at.getTime()) && at.getUTCFullYear() >= 1970 && at.getUTCFullYear() <= 9999 ? { since: at.toISOString() } : {}),
+  };
+}
+
 /** A form body, or undefined when it cannot be parsed (a multipart body without its boundary throws). */
 async function readForm(c: Context) {
   try {
@@ -121,6 +145,7 @@ export function createConsole(deps: ConsoleDeps) {
   const pollMs = deps.pollMs ?? 1000;
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8') }]));
   let streams = 0;
+  const chain = createChainCheck({ db: deps.db, clock: deps.clock });
 
   const app = new Hono<ConsoleEnv>();
   app.use('*', consoleHeaders);
@@ -186,7 +211,7 @@ export function createConsole(deps: ConsoleDeps) {
   const adminsOnly = (c: Context<ConsoleEnv>) =>
     c.html(
       <MessagePage title="Admins only" dev={dev} viewer={viewerOf(c)}>
-        <p class="error">The leases page is for admins.</p>
+        <p class="error">This page is for admins.</p>
       </MessagePage>,
       403,
     );
@@ -199,7 +224,18 @@ export function createConsole(deps: ConsoleDeps) {
     return c.body(asset.body, 200, { 'Content-Type': asset.type });
   });
 
-  app.get('/', (c) => c.redirect('/console/approvals', 302));
+  // Admins land on the overview; everyone else (and anyone signed out) on the approvals, as before.
+  app.get('/', async (c, next) => {
+    const token = readSessionCookie(plain, c);
+    const session = token && (dev || oidc) ? await sessions.find(token) : undefined;
+    if (!session || !personOf(session).admin) return c.redirect('/console/approvals', 302);
+    await next();
+  });
+  app.get('/', requireSession('page'), async (c) => {
+    const now = deps.clock.now();
+    const [overview, backends] = await Promise.all([readOverview(deps.db, now), deps.checkBackends?.() ?? Promise.resolve({})]);
+    return c.html(<OverviewPage dev={dev} viewer={viewerOf(c)} overview={overview} backends={backends} now={now} />);
+  });
 
   app.get('/login', async (c) => {
     if (deps.devLogin) return c.html(<DevLoginPage suggestions={deps.devLogin.suggestions} />);
@@ -575,6 +611,22 @@ export function createConsole(deps: ConsoleDeps) {
       throw err;
     }
     return back('completed');
+  });
+
+  app.get('/audit', requireSession('page'), async (c) => {
+    if (!c.get('person').admin) return adminsOnly(c);
+    const query = auditQueryOf(c);
+    const after = c.req.query('after');
+    const seq = after && /^[0-9]{1,15}$/.test(after) ? Number(after) : undefined;
+    const page = await listAudit(deps.db, { ...query, since: query.since ? new Date(query.since) : undefined }, seq, 50);
+    return c.html(<AuditPage dev={dev} viewer={viewerOf(c)} query={query} events={page.items} next={page.nextCursor} head={await chain.head()} check={chain.last()} now={deps.clock.now()} />);
+  });
+
+  // Walks the whole chain, on demand only (chain-check.ts): the result shows on the audit page.
+  app.post('/audit/verify', requireSession('action'), async (c) => {
+    if (!c.get('person').admin) return adminsOnly(c);
+    await chain.run();
+    return c.redirect('/console/audit#chain', 303);
   });
 
   app.onError((err, c) => {

@@ -1574,7 +1574,9 @@ describe('the console under hostile input (postgres)', () => {
   it('refuses forged, missing and borrowed CSRF tokens, cross-site requests and malformed bodies on every action: 403, never a 5xx, nothing changed', async () => {
     const before = await snapshot();
     const forged = 'ab'.repeat(32);
-    for (const action of [...ACTIONS, ...PLAIN_ACTIONS]) {
+    // The audit page's "Verify now" takes no path parameter: it joins this test only.
+    const verify = { path: () => '/console/audit/verify', form: () => ({}), real: () => '' };
+    for (const action of [...ACTIONS, ...PLAIN_ACTIONS, verify]) {
       const path = action.path(action.real());
       const form = (extra: Record<string, string>) => new URLSearchParams({ ...action.form(), ...extra }).toString();
       const cases: [string, string | Uint8Array<ArrayBuffer> | undefined, Record<string, string>][] = [
@@ -1625,6 +1627,20 @@ describe('the console under hostile input (postgres)', () => {
       const bulk = await send(admin, 'GET', `/console/leases/bulk-revoke?subject=${param}&task=${param}`, undefined, {});
       expect(bulk.status, param).toBeLessThan(500);
     }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("answers the audit and overview pages' odd query strings with a page, never a 5xx, and non-admins with 403", async () => {
+    const before = await snapshot();
+    const odd = ['actor=%00', 'since=yesterday', 'since=99999-01-01', 'since=' + 'a'.repeat(600), 'after=-1', 'after=1e309', 'after=99999999999999999999', 'target=%E0%A4%A', "action='%20or%201=1--", 'actor=a&actor=b', 'since=2026-01-01T00:00:00Z&after=0'];
+    for (const query of odd) {
+      const res = await send(admin, 'GET', `/console/audit?${query}`, undefined, {});
+      expect(res.status, `${query}: ${res.text.slice(0, 300)}`).toBe(200);
+    }
+    expect((await send(admin, 'GET', '/console?x=%00', undefined, {})).status).toBe(200);
+    expect((await send(approver, 'GET', '/console/audit', undefined, {})).status).toBe(403);
+    const verify = await send(approver, 'POST', '/console/audit/verify', new URLSearchParams({ csrf: approver.token }).toString(), urlencoded);
+    expect(verify.status).toBe(403);
     expect(await snapshot()).toEqual(before);
   });
 

@@ -14,7 +14,7 @@ export interface Viewer {
   orchestrator?: boolean;
 }
 
-export type Section = 'approvals' | 'agents' | 'leases' | 'tasks';
+export type Section = 'overview' | 'approvals' | 'agents' | 'leases' | 'tasks' | 'audit';
 
 /** Every console page: the dev-mode banner, the navigation, who is signed in, and the logout form. */
 export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; active?: Section; children: Child }) {
@@ -38,6 +38,11 @@ export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; ac
           <span class="brand">tasklease</span>
           {props.viewer ? (
             <nav>
+              {props.viewer.admin ? (
+                <a href="/console" class={props.active === 'overview' ? 'active' : undefined}>
+                  Overview
+                </a>
+              ) : null}
               <a href="/console/approvals" class={props.active === 'approvals' ? 'active' : undefined}>
                 Approvals
               </a>
@@ -52,6 +57,11 @@ export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; ac
               {props.viewer.admin ? (
                 <a href="/console/leases" class={props.active === 'leases' ? 'active' : undefined}>
                   Leases
+                </a>
+              ) : null}
+              {props.viewer.admin ? (
+                <a href="/console/audit" class={props.active === 'audit' ? 'active' : undefined}>
+                  Audit
                 </a>
               ) : null}
             </nav>
