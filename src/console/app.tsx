@@ -71,6 +71,7 @@ type ConsoleEnv = {
 
 /** Live pages per replica, and how long one stream lasts before the browser reconnects: both bounded. */
 const MAX_STREAMS = 200;
+const MAX_STREAMS_PER_SESSION = 5;
 const STREAM_MS = 10 * 60_000;
 
 const ASSETS: Record<string, string> = { 'console.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8', 'favicon.svg': 'image/svg+xml' };
@@ -145,6 +146,7 @@ export function createConsole(deps: ConsoleDeps) {
   const pollMs = deps.pollMs ?? 1000;
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8') }]));
   let streams = 0;
+  const perSession = new Map<string, number>();
   const chain = createChainCheck({ db: deps.db, clock: deps.clock });
 
   const app = new Hono<ConsoleEnv>();
@@ -182,12 +184,21 @@ export function createConsole(deps: ConsoleDeps) {
         if (!csrfValid(token, form.csrf)) return refused(c, 'This form is out of date or did not come from the console (missing or wrong CSRF token). Reload the page and try again.');
         c.set('form', form);
       }
-      if (kind !== 'stream') await sessions.touch(session);
+      // Neither a live stream nor the page refreshing itself on its events is the person acting (console.js
+      // marks its refresh; a cross-site request cannot set the header without CORS): they do not extend an idle session.
+      if (kind !== 'stream' && c.req.header('x-tasklease-live') !== '1') await sessions.touch(session);
       c.set('session', session);
       c.set('sessionToken', token);
       c.set('person', personOf(session));
       await next();
     });
+
+  /** Signing in again ends the session the browser still holds, rather than leaving it usable until it times out. */
+  const endPrevious = async (c: Context<ConsoleEnv>) => {
+    const token = readSessionCookie(plain, c);
+    const previous = token ? await sessions.find(token) : undefined;
+    if (previous) await sessions.end(previous, requestOf(c));
+  };
 
   const viewerOf = (c: Context<ConsoleEnv>): Viewer => ({
     actor: c.get('person').actor,
@@ -281,6 +292,7 @@ export function createConsole(deps: ConsoleDeps) {
       deps.log.info({ reqId: c.get('requestId'), actor: person.actor }, 'a console login matched no principal');
       return c.html(<NotPrincipalPage actor={person.actor} />, 403);
     }
+    await endPrevious(c);
     const { token: session } = await sessions.create({ issuer: oidc.issuer, subject: found.subject, claims: found.claims }, { ...requestOf(c), via: 'oidc' });
     setSessionCookie(plain, c, session, deps.absoluteSeconds);
     return c.redirect('/console/approvals', 302);
@@ -303,6 +315,7 @@ export function createConsole(deps: ConsoleDeps) {
       throw err;
     }
     if (!describePrincipal(person, policy)) return again(`${devLogin.issuer}/${subject.data} is not an admin, an orchestrator or an approver of any role: the console has nothing for it.`);
+    await endPrevious(c);
     const { token } = await sessions.create({ issuer: devLogin.issuer, subject: subject.data }, { ...requestOf(c), via: 'dev login' });
     setSessionCookie(plain, c, token, deps.absoluteSeconds);
     return c.redirect('/console/approvals', 303);
@@ -356,13 +369,18 @@ export function createConsole(deps: ConsoleDeps) {
   });
 
   app.get('/approvals/events', requireSession('stream'), async (c) => {
-    if (streams >= MAX_STREAMS) return c.text('too many live pages on this replica; reload later', 503);
+    const sessionId = c.get('session').id;
+    // One session cannot take every stream of the replica: a few tabs each.
+    if (streams >= MAX_STREAMS || (perSession.get(sessionId) ?? 0) >= MAX_STREAMS_PER_SESSION) {
+      return c.text('too many live pages; close some, or reload later', 503);
+    }
     const person = c.get('person');
     const identity = person.identity;
     // Only the roles this person may decide: a change elsewhere is none of its business.
     const roles = person.admin ? undefined : identity ? policy.roleNames().filter((r) => policy.isApprover(r, identity)) : [];
     const token = c.get('sessionToken');
     streams += 1;
+    perSession.set(sessionId, (perSession.get(sessionId) ?? 0) + 1);
     return streamSSE(
       c,
       async (stream) => {
@@ -389,6 +407,9 @@ export function createConsole(deps: ConsoleDeps) {
           }
         } finally {
           streams -= 1;
+          const left = (perSession.get(sessionId) ?? 1) - 1;
+          if (left > 0) perSession.set(sessionId, left);
+          else perSession.delete(sessionId);
         }
       },
       async (err) => {

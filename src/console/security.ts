@@ -83,10 +83,13 @@ export function sameOrigin(c: Context, publicUrl: string): boolean {
   const origin = c.req.header('origin');
   if (origin === undefined) return true;
   if (origin === 'null') return site === 'same-origin';
-  const host = c.req.header('host') ?? new URL(c.req.url).host;
   try {
     const from = new URL(origin);
-    return from.host === host || from.origin === new URL(publicUrl).origin;
+    if (from.origin === new URL(publicUrl).origin) return true;
+    // The request's own Host is trusted only on loopback (dev mode on 127.0.0.1 or localhost under any port):
+    // elsewhere a Host an attacker's DNS points here (DNS rebinding) must not pass for this site.
+    const host = c.req.header('host') ?? new URL(c.req.url).host;
+    return from.host === host && /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(from.host);
   } catch {
     return false;
   }

@@ -175,6 +175,55 @@ describe.each(DRIVERS)('console sessions (%s)', (driver) => {
     await reader.cancel();
   });
 
+  it("does not keep an idle session alive by the page's own refreshes on live events", async () => {
+    const c = consoleClient(t);
+    await c.login('admin');
+    // The dev login signs on real time: the clock goes back for the tests after this one.
+    const started = t.clock.now();
+    try {
+      t.clock.advance(9 * 60);
+      // console.js marks its refresh: served, but not the person acting.
+      expect((await c.request('GET', '/console/approvals', undefined, { 'x-tasklease-live': '1' })).status).toBe(200);
+      t.clock.advance(2 * 60);
+      expect((await c.request('GET', '/console/approvals')).status).toBe(302);
+    } finally {
+      t.clock.set(started);
+    }
+  });
+
+  it('gives one session a few live streams, not every stream of the replica', async () => {
+    const c = consoleClient(t);
+    await c.login('admin');
+    const open = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await c.request('GET', '/console/approvals/events');
+      expect(res.status).toBe(200);
+      open.push(res);
+    }
+    expect((await c.request('GET', '/console/approvals/events')).status).toBe(503);
+    // Another session still gets its own.
+    const other = consoleClient(t);
+    await other.login('admin');
+    const theirs = await other.request('GET', '/console/approvals/events');
+    expect(theirs.status).toBe(200);
+    for (const res of [...open, theirs]) await res.res.body!.cancel();
+  });
+
+  it('trusts a request\'s own Host as this site only on loopback (DNS rebinding), and signing in again ends the session held', async () => {
+    const rebound = consoleClient(t, 'http://evil.example');
+    const res = await rebound.request('POST', '/console/login', { subject: 'admin' });
+    expect(res.status).toBe(403);
+    expect(rebound.cookie).toBeUndefined();
+
+    const c = consoleClient(t);
+    await c.login('admin');
+    const first = c.cookie;
+    await c.login('admin');
+    expect(c.cookie).not.toBe(first);
+    c.cookie = first;
+    expect((await c.request('GET', '/console/approvals')).status).toBe(302);
+  });
+
   it('ends a session after the idle timeout, and after the absolute timeout however active', async () => {
     const idle = consoleClient(t);
     await idle.login('admin');

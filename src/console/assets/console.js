@@ -15,7 +15,8 @@ function liveList(section) {
     }
     refreshing = true;
     try {
-      const res = await fetch(window.location.href, { headers: { accept: 'text/html' }, credentials: 'same-origin', redirect: 'manual' });
+      // Marked as the page refreshing itself, which is not the person acting: it does not keep an idle session alive.
+      const res = await fetch(window.location.href, { headers: { accept: 'text/html', 'x-tasklease-live': '1' }, credentials: 'same-origin', redirect: 'manual' });
       if (res.type === 'opaqueredirect' || res.status !== 200) {
         window.location.reload();
         return;
