@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { auditEvents, auditHead, leases } from '../../src/db/schema.js';
 import { useTestBroker, type TestBroker } from '../support/broker.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { consoleClient, devConsoleConfig } from './support.js';
+import { devConsoleConfig, signedIn } from './support.js';
 
 const config = await devConsoleConfig();
 
@@ -28,11 +28,7 @@ describe.each(DRIVERS)('console audit and overview pages (%s)', (driver) => {
   let database: TestDatabase;
   useTestBroker(driver, (db, broker) => ((database = db), (t = broker)), { config });
 
-  const as = async (subject: string) => {
-    const c = consoleClient(t);
-    await c.login(subject);
-    return Object.assign(c, { token: await c.csrf() });
-  };
+  const as = (subject: string) => signedIn(t, subject);
 
   it('refuses both pages and the verification to non-admins, and keeps their /console on the approvals', async () => {
     const approver = await as('approver-a');

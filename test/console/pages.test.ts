@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { leases } from '../../src/db/schema.js';
 import { useTestBroker, type TestBroker } from '../support/broker.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { consoleClient, devConsoleConfig, devToken } from './support.js';
+import { devConsoleConfig, devToken, signedIn } from './support.js';
 
 const owner = (name: string, subject: string) => ({ name, contact: `${name}@example.com`, principals: [{ issuer: 'dev', subject }] });
 const config = await devConsoleConfig({
@@ -49,11 +49,7 @@ describe.each(DRIVERS)('console pages (%s)', (driver) => {
   let database: TestDatabase;
   useTestBroker(driver, (db, broker) => ((database = db), (t = broker)), { config });
 
-  const as = async (subject: string) => {
-    const c = consoleClient(t);
-    await c.login(subject);
-    return Object.assign(c, { token: await c.csrf() });
-  };
+  const as = (subject: string) => signedIn(t, subject);
   const leaseStatus = async (id: string) => (await database.db.select().from(leases).where(eq(leases.id, id)))[0]!.status;
 
   it("shows one approval on its own page to whoever may see it, and a 404 like a missing one to anyone else", async () => {

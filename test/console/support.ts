@@ -88,3 +88,10 @@ export function consoleClient(t: Pick<TestBroker, 'broker'>, base = 'http://loca
   };
   return client;
 }
+
+/** A console client signed in as `subject` through the dev login, with its CSRF token at hand. */
+export async function signedIn(t: Pick<TestBroker, 'broker'>, subject: string) {
+  const c = consoleClient(t);
+  await c.login(subject);
+  return Object.assign(c, { token: await c.csrf() });
+}

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { leases, tasks } from '../../src/db/schema.js';
 import { useTestBroker, type TestBroker } from '../support/broker.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
-import { consoleClient, devConsoleConfig, devToken } from './support.js';
+import { devConsoleConfig, devToken, signedIn } from './support.js';
 
 const config = await devConsoleConfig({
   principals: {
@@ -28,11 +28,7 @@ describe.each(DRIVERS)('console tasks and bulk revoke (%s)', (driver) => {
   let database: TestDatabase;
   useTestBroker(driver, (db, broker) => ((database = db), (t = broker)), { config });
 
-  const as = async (subject: string) => {
-    const c = consoleClient(t);
-    await c.login(subject);
-    return Object.assign(c, { token: await c.csrf() });
-  };
+  const as = (subject: string) => signedIn(t, subject);
   /** Opens a task as `by` (a test-issuer subject, or a dev-issuer one as `dev/<subject>`). */
   async function openTask(by: string, agent: string, labels: Record<string, string> = {}): Promise<string> {
     // A second apart, so newest-first is well defined (ids within one millisecond are not ordered).
