@@ -19,6 +19,7 @@ import type { Renewer } from '../leases/renew.js';
 import type { LeaseService } from '../leases/service.js';
 import { accessLogger, type Logger } from '../log.js';
 import type { TaskService } from '../tasks/service.js';
+import { consoleHeaders } from '../console/security.js';
 import { authenticate } from './auth.js';
 import type { AppEnv } from './env.js';
 import { createErrorHandler, problem } from './problem.js';
@@ -105,6 +106,9 @@ export function createApp(deps: AppDeps) {
       'request',
     );
   });
+  // The console's headers (CSP, frame denial, no-store) on every answer under /console, also those this app gives
+  // before the console sees the request (a body over the limit, a request timeout).
+  app.use('/console/*', consoleHeaders);
   // Nothing waits forever on a dependency: past this, the caller gets a 503 (the work may still finish, recorded as usual).
   app.use(
     timeout(REQUEST_TIMEOUT_MS, () => new HTTPException(503, { message: 'the request took too long; a dependency is slow or unavailable' })),

@@ -44,6 +44,10 @@ describe.each(DRIVERS)('console sessions (%s)', (driver) => {
     for (const res of answers) for (const [name, value] of Object.entries(CONSOLE_HEADERS)) expect(res.headers.get(name), `${name} on ${res.status}`).toBe(value);
     expect(CONSOLE_HEADERS['Content-Security-Policy']).toMatch(/default-src 'self'.*script-src 'self'.*frame-ancestors 'none'/);
     expect(answers[2]!.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    // Answered by the broker's app before the console sees the request: a body over the limit.
+    const tooLarge = await c.request('POST', '/console/login', { subject: 'x'.repeat(70 * 1024) });
+    expect(tooLarge.status).toBe(413);
+    for (const [name, value] of Object.entries(CONSOLE_HEADERS)) expect(tooLarge.headers.get(name), `${name} on 413`).toBe(value);
   });
 
   it('redirects every page to the login page without a live session, whatever cookie or bearer is sent', async () => {
