@@ -6,6 +6,7 @@ import type { OutboxRow } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { backoffMs } from '../sweeper/backoff.js';
+import { createPassLoop } from '../pass-loop.js';
 import { render } from './format.js';
 import { claimDue, markDelivered, markFailed } from './outbox.js';
 import { postWebhook } from './post.js';
@@ -45,10 +46,6 @@ export function createNotifier(deps: NotifierDeps) {
   const webhooks = new Map(config.webhooks.map((w) => [w.name, w]));
   const claimMs = (2 * config.timeout + 5) * 1000;
   let running: Promise<NotifyResult> | undefined;
-  let stopped = true;
-  let nudged = false;
-  let wake: (() => void) | undefined;
-  let loop: Promise<void> | undefined;
 
   async function deliver(row: OutboxRow): Promise<boolean> {
     const webhook = webhooks.get(row.destination);
@@ -95,47 +92,29 @@ export function createNotifier(deps: NotifierDeps) {
     return running;
   }
 
-  async function runLoop(): Promise<void> {
-    while (!stopped) {
-      nudged = false;
-      try {
-        const result = await runOnce();
-        if (result.delivered > 0) log.info(result, 'notifications delivered');
-      } catch (err) {
-        log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'notification pass failed');
-      }
-      if (stopped) break;
-      if (nudged) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, config.interval * 1000);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
+  const loop = createPassLoop(config.interval * 1000, async () => {
+    try {
+      const result = await runOnce();
+      if (result.delivered > 0) log.info(result, 'notifications delivered');
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'notification pass failed');
     }
-  }
+  });
 
   return {
     /** Runs one pass now (tests call this directly). */
     runOnce,
     /** Starts the loop; without webhooks there is nothing to deliver and no loop. */
     start() {
-      if (!stopped || webhooks.size === 0) return;
-      stopped = false;
-      loop = runLoop();
+      if (webhooks.size > 0) loop.start();
     },
     /** A row was written: deliver now rather than at the next tick. */
     nudge() {
-      nudged = true;
-      wake?.();
+      loop.nudge();
     },
     /** Stops claiming and waits for the pass in flight (its POSTs time out within `timeout`). */
     async stop() {
-      stopped = true;
-      wake?.();
-      await loop;
+      await loop.stop();
       await running?.catch(() => {});
     },
   };

@@ -10,6 +10,7 @@ import { leases, type Lease } from '../db/schema.js';
 import { actorOf } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { createPassLoop } from '../pass-loop.js';
 import { backoffMs } from './backoff.js';
 import { claimDue, heldBy, releaseClaim } from './claim.js';
 
@@ -51,10 +52,6 @@ export function createSweeper(deps: SweeperDeps) {
   // A wave of WAVE_FACTOR rounds of revocations fits in half a claim, so one extension per wave always suffices.
   const revokeTimeoutMs = (config.claim_timeout * 1000) / (2 * WAVE_FACTOR);
   let running: Promise<SweepResult> | undefined;
-  let stopped = true;
-  let nudged = false;
-  let wake: (() => void) | undefined;
-  let loop: Promise<void> | undefined;
 
   async function revoke(lease: Lease): Promise<unknown> {
     const backend = backends.get(lease.backend);
@@ -253,46 +250,28 @@ export function createSweeper(deps: SweeperDeps) {
     return running;
   }
 
-  async function runLoop(): Promise<void> {
-    while (!stopped) {
-      nudged = false;
-      try {
-        const result = await runOnce();
-        if (result.revoked + result.expired > 0) log.info(result, 'sweep');
-      } catch (err) {
-        log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'sweep failed');
-      }
-      if (stopped) break;
-      if (nudged) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, config.interval * 1000);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
+  const loop = createPassLoop(config.interval * 1000, async () => {
+    try {
+      const result = await runOnce();
+      if (result.revoked + result.expired > 0) log.info(result, 'sweep');
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : 'unknown' }, 'sweep failed');
     }
-  }
+  });
 
   return {
     /** Runs one pass now (the `tasklease sweep` command and tests use this directly). */
     runOnce,
     start() {
-      if (!stopped) return;
-      stopped = false;
-      loop = runLoop();
+      loop.start();
     },
     /** Starts a pass at once rather than at the next tick. */
     nudge() {
-      nudged = true;
-      wake?.();
+      loop.nudge();
     },
     /** Stops claiming new work and waits for the pass in flight to finish. */
     async stop() {
-      stopped = true;
-      wake?.();
-      await loop;
+      await loop.stop();
       await running?.catch(() => {});
     },
   };

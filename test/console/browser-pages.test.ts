@@ -5,24 +5,19 @@
  * revoked, its next credential request refused with agent_suspended), then
  * revokes another agent's lease from the Leases page and sees it revoked,
  * with the credential inactive at POST /v1/introspect. Screenshots go to
- * test-artifacts/console/. Without chromium the test is skipped, except under
- * CI=true, where it fails.
+ * test-artifacts/console/. Without chromium it fails (test/console/chromium.ts).
  */
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveBroker } from '../client/support.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
+import { ARTIFACTS, launchChromium } from './chromium.js';
 import { devConsoleConfig, devToken } from './support.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'console');
-const present = existsSync(CHROMIUM);
-if (!present && process.env.CI === 'true') throw new Error(`chromium is required at ${CHROMIUM} for the console's browser test (.ci/run installs it)`);
 
-describe.skipIf(!present)('the agents and leases pages in chromium (postgres)', () => {
+describe('the agents and leases pages in chromium (postgres)', () => {
   let database: TestDatabase;
   let t: TestBroker;
   let dataDir: string;
@@ -32,7 +27,6 @@ describe.skipIf(!present)('the agents and leases pages in chromium (postgres)', 
   const errors: string[] = [];
 
   beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
     database = await openTestDatabase('postgres');
     const config = await devConsoleConfig({
       agents: {
@@ -51,7 +45,7 @@ describe.skipIf(!present)('the agents and leases pages in chromium (postgres)', 
     dataDir = config.data_dir;
     t = await startTestBroker(database, { config });
     http = await serveBroker(t);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());

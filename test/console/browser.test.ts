@@ -4,24 +4,20 @@
  * the dev login as admin, sees an agent's gated request appear without
  * reloading (server-sent events), approves it (the agent's redemption gets
  * 201), denies another (the agent is refused). Screenshots of each page go
- * to test-artifacts/console/. Without chromium the test is skipped, except
- * under CI=true, where it fails.
+ * to test-artifacts/console/. Without chromium it fails
+ * (test/console/chromium.ts).
  */
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveBroker } from '../client/support.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
+import { ARTIFACTS, launchChromium } from './chromium.js';
 import { devConsoleConfig } from './support.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'console');
-const present = existsSync(CHROMIUM);
-if (!present && process.env.CI === 'true') throw new Error(`chromium is required at ${CHROMIUM} for the console's browser test (.ci/run installs it)`);
 
-describe.skipIf(!present)('the console in chromium (postgres)', () => {
+describe('the console in chromium (postgres)', () => {
   let database: TestDatabase;
   let t: TestBroker;
   let http: { url: string; close: () => Promise<void> };
@@ -30,11 +26,10 @@ describe.skipIf(!present)('the console in chromium (postgres)', () => {
   const errors: string[] = [];
 
   beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
     database = await openTestDatabase('postgres');
     t = await startTestBroker(database, { config: await devConsoleConfig() });
     http = await serveBroker(t);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
     // The page's own errors (a CSP refusal, a script error) fail the test with their text.
     page.on('console', (m) => {

@@ -4,21 +4,18 @@
  * through the provider and lands on the Approvals page, a claim-matched approver too, a person who is
  * nothing to the console is refused with no session, logout ends the session, and the callback cannot be
  * replayed. Over HTTP, on both drivers: a wrong or missing state, a callback without the login cookie, and
- * the provider's access_denied each get a 400 page and no session. Without chromium the browser half is
- * skipped, except under CI=true, where it fails.
+ * the provider's access_denied each get a 400 page and no session. Without chromium the browser half
+ * fails (test/console/chromium.ts).
  */
-import { existsSync } from 'node:fs';
 import { eq } from 'drizzle-orm';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, consoleLogins, consoleSessions } from '../../src/db/schema.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { DRIVERS, openTestDatabase, type Driver, type TestDatabase } from '../support/db.js';
+import { launchChromium } from './chromium.js';
 import { CLIENT_SECRET, freePort, oidcConsoleConfig, serveOn, startProvider } from './oidc-support.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
-if (!present && process.env.CI === 'true') throw new Error(`chromium is required at ${CHROMIUM} for the console's OIDC test (.ci/run installs it)`);
 
 /** A provider and a broker configured for it, each on its own loopback port. */
 function useOidcBroker(driver: Driver) {
@@ -50,14 +47,14 @@ function expectNoTokensLogged(t: TestBroker, codes: string[]) {
   expect(logs).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/);
 }
 
-describe.skipIf(!present)('console OIDC login in chromium (postgres)', () => {
+describe('console OIDC login in chromium (postgres)', () => {
   const env = useOidcBroker('postgres');
   let browser: Browser;
   const errors: string[] = [];
   const codes: string[] = [];
 
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
