@@ -4,122 +4,32 @@
 import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import { streamSSE } from 'hono/streaming';
-import type { AgentRegistry } from '../agents/registry.js';
-import { agentsUse, reviewAgent } from '../agents/review.js';
-import type { AgentService } from '../agents/service.js';
-import type { ApprovalService } from '../approvals/service.js';
-import type { Clock } from '../clock.js';
-import type { Db } from '../db/client.js';
-import { LEASE_STATUSES, type ConsoleSession } from '../db/schema.js';
-import type { LeaseService } from '../leases/service.js';
-import type { TaskService } from '../tasks/service.js';
-import { AppError } from '../errors.js';
-import { requestOf, type AppEnv } from '../http/env.js';
-import { safeText, TaskIdSchema } from '../http/schemas.js';
-import type { Authenticator, Principal } from '../identity/principals.js';
-import { AuthError } from '../identity/types.js';
 import type { JWTPayload } from 'jose';
-import { UUID_RE } from '../ids.js';
-import type { Logger } from '../log.js';
-import type { Policy } from '../policy/decide.js';
+import type { ConsoleSession } from '../db/schema.js';
+import { requestOf } from '../http/env.js';
+import { safeText } from '../http/schemas.js';
+import type { Principal } from '../identity/principals.js';
+import { AuthError } from '../identity/types.js';
 import { describePrincipal } from './dev-login.js';
-import { approvalsFingerprint } from './live.js';
-import { AGENT_NOTICES, AgentPage, AgentsPage, type AgentNotice } from './pages/agents.js';
-import { ApprovalPage, ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from './pages/approvals.js';
+import type { ConsoleDeps, ConsoleEnv, ConsoleKit } from './kit.js';
+import { createLiveStreams } from './live.js';
+import { LoginRefused, ProviderUnavailable } from './oidc.js';
 import { MessagePage, type Viewer } from './pages/layout.js';
 import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderUnavailablePage } from './pages/login.js';
-import { BULK_FIELDS, BulkRevokePage, LEASE_NOTICES, LeasesPage, leaseQueryString, type BulkFilter, type LeaseNotice, type LeaseQuery } from './pages/leases.js';
-import { TASK_FILTERS, TASK_NOTICES, TaskPage, TasksPage, type TaskFilter, type TaskNotice } from './pages/tasks.js';
-import { LoginRefused, ProviderUnavailable, type OidcLogin } from './oidc.js';
-import { activeLeaseCounts, leaseCountsByTask, taskSummaries } from './queries.js';
-import { AuditPage, type AuditQuery } from './pages/audit.js';
-import { OverviewPage, type BackendStatus } from './pages/overview.js';
-import { createChainCheck } from './chain-check.js';
+import { OverviewPage } from './pages/overview.js';
 import { readOverview } from './overview.js';
-import { listAudit } from '../audit/query.js';
+import { agentRoutes } from './routes/agents.js';
+import { approvalRoutes } from './routes/approvals.js';
+import { auditRoutes } from './routes/audit.js';
+import { leaseRoutes } from './routes/leases.js';
+import { taskRoutes } from './routes/tasks.js';
 import { clearLoginCookie, clearSessionCookie, consoleHeaders, readLoginCookie, readSessionCookie, sameOrigin, setLoginCookie, setSessionCookie } from './security.js';
-import { csrfTokenOf, csrfValid, type SessionStore } from './sessions.js';
+import { csrfTokenOf, csrfValid } from './sessions.js';
 
-export interface ConsoleDeps {
-  db: Db;
-  clock: Clock;
-  log: Logger;
-  approvals: ApprovalService;
-  registry: AgentRegistry;
-  agentService: AgentService;
-  leases: LeaseService;
-  tasks: TaskService;
-  policy: Policy;
-  authenticator: Authenticator;
-  sessions: SessionStore;
-  publicUrl: string;
-  absoluteSeconds: number;
-  /** Dev mode's login: signs a dev-issuer token for a subject, which the authenticator then reads as any API token. Absent: no login is configured. */
-  devLogin?: { issuer: string; sign(subject: string): Promise<string>; suggestions: { subject: string; what: string }[] };
-  /** OpenID Connect login for people (console.oidc): `issuer` is the name of the entry of `issuers` their identities belong to. */
-  oidc?: { issuer: string; login: OidcLogin };
-  /** How often a live page's stream looks for changes. */
-  pollMs?: number;
-  /** The broker's backend permission checks (cached 30 s there), for the overview. Absent: none shown. */
-  checkBackends?: () => Promise<BackendStatus>;
-}
-
-type ConsoleEnv = {
-  Variables: AppEnv['Variables'] & { session: ConsoleSession; sessionToken: string; person: Principal; form: Record<string, string | File | (string | File)[]> };
-};
-
-/** Live pages per replica, and how long one stream lasts before the browser reconnects: both bounded. */
-const MAX_STREAMS = 200;
-const MAX_STREAMS_PER_SESSION = 5;
-const STREAM_MS = 10 * 60_000;
+export type { ConsoleDeps } from './kit.js';
 
 const ASSETS: Record<string, string> = { 'console.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8', 'favicon.svg': 'image/svg+xml' };
 const SubjectSchema = safeText(200);
-const ReasonSchema = safeText(500);
-/** A task's outcome as POST /v1/tasks/{id}/complete takes it. */
-const OutcomeSchema = safeText(64);
-/** Agent and role names as the config spells them; anything else names nothing. */
-const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-const FilterText = safeText(200);
-
-/** The leases page's filters from a query string: a value that could match nothing is dropped, never an error page. */
-function leaseQueryOf(c: Context): LeaseQuery {
-  return leaseQueryFrom((name) => c.req.query(name));
-}
-function leaseQueryFrom(read: (name: string) => unknown): LeaseQuery {
-  const text = (name: string) => {
-    const parsed = FilterText.safeParse(read(name));
-    return parsed.success && parsed.data !== '' ? parsed.data : undefined;
-  };
-  const status = read('status');
-  const role = text('role');
-  const agent = text('agent');
-  return {
-    ...(typeof status === 'string' && (LEASE_STATUSES as readonly string[]).includes(status) ? { status: status as LeaseQuery['status'] } : {}),
-    ...(text('task') ? { task: text('task') } : {}),
-    ...(text('subject') ? { subject: text('subject') } : {}),
-    ...(role && NAME_RE.test(role) ? { role } : {}),
-    ...(agent && NAME_RE.test(agent) ? { agent } : {}),
-  };
-}
-
-/** The audit page's filters: a value that could match nothing is dropped, never an error page. */
-function auditQueryOf(c: Context): AuditQuery {
-  const text = (name: string) => {
-    const parsed = FilterText.safeParse(c.req.query(name));
-    return parsed.success && parsed.data !== '' ? parsed.data : undefined;
-  };
-  const since = text('since');
-  const at = since ? new Date(since) : undefined;
-  return {
-    ...(text('actor') ? { actor: text('actor') } : {}),
-    ...(text('action') ? { action: text('action') } : {}),
-    ...(text('target') ? { target: text('target') } : {}),
-    // A year PostgreSQL's timestamps cannot hold (JavaScript's go to 275760) would be a database error, not a filter.
-    ...(at && !Number.isNaN(at.getTime()) && at.getUTCFullYear() >= 1970 && at.getUTCFullYear() <= 9999 ? { since: at.toISOString() } : {}),
-  };
-}
 
 /** A form body, or undefined when it cannot be parsed (a multipart body without its boundary throws). */
 async function readForm(c: Context) {
@@ -145,9 +55,7 @@ export function createConsole(deps: ConsoleDeps) {
   const plain = dev || (publicUrl.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(publicUrl.hostname));
   const pollMs = deps.pollMs ?? 1000;
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8') }]));
-  let streams = 0;
-  const perSession = new Map<string, number>();
-  const chain = createChainCheck({ db: deps.db, clock: deps.clock });
+  const live = createLiveStreams({ sessions, log: deps.log, pollMs });
 
   const app = new Hono<ConsoleEnv>();
   app.use('*', consoleHeaders);
@@ -329,326 +237,12 @@ export function createConsole(deps: ConsoleDeps) {
     return c.redirect('/console/login', 303);
   });
 
-  app.get('/approvals', requireSession('page'), async (c) => {
-    const status = (STATUS_FILTERS as readonly string[]).includes(c.req.query('status') ?? '') ? (c.req.query('status') as StatusFilter) : 'pending';
-    const cursor = c.req.query('cursor');
-    const notice = c.req.query('notice');
-    const page = await deps.approvals.list(c.get('person'), status === 'all' ? undefined : status, cursor && UUID_RE.test(cursor) ? cursor : undefined, 50);
-    const tasks = await taskSummaries(deps.db, page.items.map((a) => a.taskId));
-    const items = page.items.map((approval) => ({ approval, task: tasks.get(approval.taskId), role: policy.role(approval.role) }));
-    return c.html(
-      <ApprovalsPage
-        dev={dev}
-        viewer={viewerOf(c)}
-        status={status}
-        items={items}
-        next={page.nextCursor}
-        now={deps.clock.now()}
-        notice={notice && notice in NOTICES ? (notice as Notice) : undefined}
-      />,
-    );
-  });
-
-  app.post('/approvals/:id/decide', requireSession('action'), async (c) => {
-    const id = c.req.param('id');
-    const form = c.get('form');
-    const verdict = form.verdict === 'approve' || form.verdict === 'deny' ? form.verdict : undefined;
-    const reason = ReasonSchema.safeParse(form.reason);
-    const detail = form.back === 'detail' && UUID_RE.test(id);
-    const back = (notice: Notice) => c.redirect(detail ? `/console/approvals/${id}?notice=${notice}` : `/console/approvals?notice=${notice}`, 303);
-    // A path that cannot name a request is a 404 page; a well-formed id the person may not decide is a notice.
-    if (!UUID_RE.test(id)) return notFound(c, 'No such request among those you may see.', '/console/approvals');
-    if (!verdict || !reason.success) return back('reason_required');
-    try {
-      await deps.approvals.decide(c.get('person'), id, verdict, reason.data, requestOf(c));
-    } catch (err) {
-      if (err instanceof AppError && err.code in NOTICES) return back(err.code as Notice);
-      throw err;
-    }
-    return back(verdict === 'approve' ? 'approved' : 'denied');
-  });
-
-  app.get('/approvals/events', requireSession('stream'), async (c) => {
-    const sessionId = c.get('session').id;
-    // One session cannot take every stream of the replica: a few tabs each.
-    if (streams >= MAX_STREAMS || (perSession.get(sessionId) ?? 0) >= MAX_STREAMS_PER_SESSION) {
-      return c.text('too many live pages; close some, or reload later', 503);
-    }
-    const person = c.get('person');
-    const identity = person.identity;
-    // Only the roles this person may decide: a change elsewhere is none of its business.
-    const roles = person.admin ? undefined : identity ? policy.roleNames().filter((r) => policy.isApprover(r, identity)) : [];
-    const token = c.get('sessionToken');
-    streams += 1;
-    perSession.set(sessionId, (perSession.get(sessionId) ?? 0) + 1);
-    return streamSSE(
-      c,
-      async (stream) => {
-        // Real time bounds the connection, whatever the broker's clock says.
-        const started = performance.now();
-        try {
-          let last = await approvalsFingerprint(deps.db, roles);
-          await stream.writeSSE({ event: 'ready', data: 'ok', retry: 3000 });
-          for (let tick = 1; !stream.aborted && performance.now() - started < STREAM_MS; tick++) {
-            await stream.sleep(pollMs);
-            if (stream.aborted) break;
-            // Logout on any replica, or a timeout, ends the stream within a tick.
-            if (!(await sessions.find(token))) {
-              await stream.writeSSE({ event: 'ended', data: 'session ended' });
-              break;
-            }
-            const now = await approvalsFingerprint(deps.db, roles);
-            if (now !== last) {
-              last = now;
-              await stream.writeSSE({ event: 'changed', data: 'approvals' });
-            } else if (tick % 15 === 0) {
-              await stream.write(': keep-alive\n\n');
-            }
-          }
-        } finally {
-          streams -= 1;
-          const left = (perSession.get(sessionId) ?? 1) - 1;
-          if (left > 0) perSession.set(sessionId, left);
-          else perSession.delete(sessionId);
-        }
-      },
-      async (err) => {
-        // A database outage ends the stream; the browser reconnects after `retry`.
-        deps.log.warn({ err: err.name }, 'a console live stream ended on an error');
-      },
-    );
-  });
-
-  // After /approvals/events, which this pattern would also match.
-  app.get('/approvals/:id', requireSession('page'), async (c) => {
-    const id = c.req.param('id');
-    const missing = () => notFound(c, 'No such request among those you may see.', '/console/approvals');
-    if (!UUID_RE.test(id)) return missing();
-    let approval;
-    try {
-      approval = await deps.approvals.get(c.get('person'), id);
-    } catch (err) {
-      // One the person may not see reads exactly like one that does not exist.
-      if (err instanceof AppError && err.code === 'approval_not_found') return missing();
-      throw err;
-    }
-    const tasks = await taskSummaries(deps.db, [approval.taskId]);
-    const notice = c.req.query('notice');
-    return c.html(
-      <ApprovalPage
-        dev={dev}
-        viewer={viewerOf(c)}
-        item={{ approval, task: tasks.get(approval.taskId), role: policy.role(approval.role) }}
-        now={deps.clock.now()}
-        notice={notice && notice in NOTICES ? (notice as Notice) : undefined}
-      />,
-    );
-  });
-
-  // Who sees what, as the API decides it: GET /v1/agents is for admins, GET /v1/agents/{name} for admins and the
-  // agent's owners. Here an owner's list holds the agents it owns.
-  app.get('/agents', requireSession('page'), async (c) => {
-    const now = deps.clock.now();
-    const all = await deps.registry.list();
-    const agents = c.get('person').admin ? all : (await Promise.all(all.map(async (a) => ((await mayAct(c, a.name)) ? [a] : [])))).flat();
-    const [states, use, active] = await Promise.all([Promise.all(agents.map((a) => deps.registry.get(a.name))), agentsUse(deps.db, agents, now), activeLeaseCounts(deps.db)]);
-    const rows = await Promise.all(
-      agents.map(async (agent, i) => ({ agent, suspension: states[i]?.suspension, use: use.get(agent.name), active: active.get(agent.name) ?? 0, canAct: await mayAct(c, agent.name) })),
-    );
-    return c.html(<AgentsPage dev={dev} viewer={viewerOf(c)} rows={rows} now={now} />);
-  });
-
-  app.get('/agents/:name', requireSession('page'), async (c) => {
-    const name = c.req.param('name');
-    // Not an admin nor its owner: the same page whether the agent exists or not.
-    const found = NAME_RE.test(name) && (await mayAct(c, name)) ? await deps.registry.get(name) : undefined;
-    if (!found) return notFound(c, 'No such agent.', '/console/agents');
-    const now = deps.clock.now();
-    const review = await reviewAgent(deps.db, found.agent, now);
-    const notice = c.req.query('notice');
-    return c.html(
-      <AgentPage
-        dev={dev}
-        viewer={viewerOf(c)}
-        agent={found.agent}
-        suspension={found.suspension}
-        review={review}
-        canAct={await mayAct(c, name)}
-        now={now}
-        notice={notice && notice in AGENT_NOTICES ? (notice as AgentNotice) : undefined}
-      />,
-    );
-  });
-
-  for (const action of ['suspend', 'resume'] as const) {
-    app.post(`/agents/:name/${action}`, requireSession('action'), async (c) => {
-      const name = c.req.param('name');
-      const reason = ReasonSchema.safeParse(c.get('form').reason);
-      if (!NAME_RE.test(name) || !(await deps.registry.get(name))) return notFound(c, 'No such agent.', '/console/agents');
-      const back = (notice: AgentNotice) => c.redirect(`/console/agents/${name}?notice=${notice}`, 303);
-      if (!(await mayAct(c, name))) return back('not_agent_owner');
-      if (!reason.success) return back('reason_required');
-      try {
-        if (action === 'suspend') await deps.agentService.suspend(callerOf(c), name, reason.data);
-        else await deps.agentService.resume(callerOf(c), name, reason.data);
-      } catch (err) {
-        if (err instanceof AppError && err.code === 'agent_not_found') return notFound(c, 'No such agent.', '/console/agents');
-        if (err instanceof AppError && err.code in AGENT_NOTICES) return back(err.code as AgentNotice);
-        throw err;
-      }
-      return back(action === 'suspend' ? 'suspended' : 'resumed');
-    });
-  }
-
-  app.get('/leases', requireSession('page'), async (c) => {
-    if (!c.get('person').admin) return adminsOnly(c);
-    const query = leaseQueryOf(c);
-    const cursor = c.req.query('cursor');
-    const notice = c.req.query('notice');
-    const page = await deps.leases.list(query, cursor && UUID_RE.test(cursor) ? cursor : undefined, 50);
-    // Credentials the broker could not revoke may still work: they lead the page whatever the filter.
-    const failed = (await deps.leases.list({ status: 'revoke_failed' }, undefined, 100)).items;
-    return c.html(
-      <LeasesPage
-        dev={dev}
-        viewer={viewerOf(c)}
-        query={query}
-        leases={page.items}
-        failed={failed}
-        next={page.nextCursor}
-        now={deps.clock.now()}
-        notice={notice && notice in LEASE_NOTICES ? (notice as LeaseNotice) : undefined}
-        revoked={/^\d{1,9}$/.test(c.req.query('revoked') ?? '') ? Number(c.req.query('revoked')) : undefined}
-      />,
-    );
-  });
-
-  app.post('/leases/:id/revoke', requireSession('action'), async (c) => {
-    if (!c.get('person').admin) return adminsOnly(c);
-    const id = c.req.param('id');
-    const reason = ReasonSchema.safeParse(c.get('form').reason);
-    const back = (notice: LeaseNotice) => c.redirect(`/console/leases${leaseQueryString(leaseQueryOf(c), { notice })}`, 303);
-    const missing = () => notFound(c, 'No such lease.', '/console/leases');
-    if (!UUID_RE.test(id)) return missing();
-    if (!reason.success) return back('reason_required');
-    try {
-      await deps.leases.adminRevoke(id, callerOf(c), reason.data);
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'lease_not_found') return missing();
-      throw err;
-    }
-    return back('revoking');
-  });
-
-  /** Bulk revocation's filter (subject, role, task, agent), from the confirmation's query or the confirmed form. */
-  const bulkFilterOf = (read: (name: string) => unknown): BulkFilter => {
-    const q = leaseQueryFrom(read);
-    return Object.fromEntries(BULK_FIELDS.flatMap((k) => (q[k] !== undefined ? [[k, q[k]]] : [])));
-  };
-  const isEmpty = (f: BulkFilter) => BULK_FIELDS.every((k) => f[k] === undefined);
-
-  // The confirmation: a read, so a GET; it counts what leases.bulkRevoke would move now.
-  app.get('/leases/bulk-revoke', requireSession('page'), async (c) => {
-    if (!c.get('person').admin) return adminsOnly(c);
-    const filter = bulkFilterOf((name) => c.req.query(name));
-    const empty = isEmpty(filter);
-    const [count, sample] = empty ? [0, []] : await Promise.all([deps.leases.countActive(filter), deps.leases.list({ ...filter, status: 'active' }, undefined, 20).then((p) => p.items)]);
-    return c.html(<BulkRevokePage dev={dev} viewer={viewerOf(c)} filter={filter} count={count} sample={sample} now={deps.clock.now()} />, empty ? 400 : 200);
-  });
-
-  app.post('/leases/bulk-revoke', requireSession('action'), async (c) => {
-    if (!c.get('person').admin) return adminsOnly(c);
-    const form = c.get('form');
-    const filter = bulkFilterOf((name) => form[name]);
-    const reason = ReasonSchema.safeParse(form.reason);
-    // Never everything at once: an empty filter is refused here rather than revoking every lease.
-    if (isEmpty(filter)) return c.redirect(`/console/leases?notice=bulk_filter_required`, 303);
-    if (!reason.success) return c.redirect(`/console/leases/bulk-revoke${leaseQueryString(filter)}`, 303);
-    const revoked = await deps.leases.bulkRevoke(filter, callerOf(c), reason.data);
-    return c.redirect(`/console/leases${leaseQueryString({ ...filter, status: 'revoking' }, { notice: 'bulk_revoking', revoked: String(revoked) })}`, 303);
-  });
-
-  // Who sees what, as the API decides it: GET /v1/tasks/{id} is for orchestrators and admins, and shows an
-  // orchestrator the tasks it opened and those whose labels match its scopes (tasks.get with the caller).
-  const orchestratorsOnly = (c: Context<ConsoleEnv>) =>
-    c.html(
-      <MessagePage title="Orchestrators and admins only" dev={dev} viewer={viewerOf(c)}>
-        <p class="error">The tasks pages are for orchestrators and admins.</p>
-      </MessagePage>,
-      403,
-    );
-  const mayTask = (c: Context<ConsoleEnv>) => c.get('person').admin || c.get('person').orchestrator;
-
-  app.get('/tasks', requireSession('page'), async (c) => {
-    if (!mayTask(c)) return orchestratorsOnly(c);
-    const filter = (TASK_FILTERS as readonly string[]).includes(c.req.query('status') ?? '') ? (c.req.query('status') as TaskFilter) : 'all';
-    const cursor = TaskIdSchema.safeParse(c.req.query('cursor'));
-    const page = await deps.tasks.list(callerOf(c), filter === 'all' ? undefined : filter, cursor.success ? cursor.data : undefined, 50);
-    const counts = await leaseCountsByTask(deps.db, page.items.map((t) => t.id));
-    const rows = page.items.map((task) => ({ task, leases: counts.get(task.id) ?? { active: 0, total: 0 } }));
-    return c.html(<TasksPage dev={dev} viewer={viewerOf(c)} filter={filter} rows={rows} next={page.nextCursor} now={deps.clock.now()} />);
-  });
-
-  /** The task as the caller may see it, or undefined: another's task reads exactly like a missing one. */
-  const visibleTask = async (c: Context<ConsoleEnv>, id: string) => {
-    if (!TaskIdSchema.safeParse(id).success) return undefined;
-    try {
-      return await deps.tasks.get(callerOf(c), id);
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'task_not_found') return undefined;
-      throw err;
-    }
-  };
-
-  app.get('/tasks/:id', requireSession('page'), async (c) => {
-    if (!mayTask(c)) return orchestratorsOnly(c);
-    const found = await visibleTask(c, c.req.param('id'));
-    if (!found) return notFound(c, 'No such task among those you may see.', '/console/tasks');
-    const notice = c.req.query('notice');
-    return c.html(
-      <TaskPage
-        dev={dev}
-        viewer={viewerOf(c)}
-        task={found.task}
-        leases={found.leases}
-        now={deps.clock.now()}
-        notice={notice && notice in TASK_NOTICES ? (notice as TaskNotice) : undefined}
-      />,
-    );
-  });
-
-  app.post('/tasks/:id/complete', requireSession('action'), async (c) => {
-    if (!mayTask(c)) return orchestratorsOnly(c);
-    const id = c.req.param('id');
-    const missing = () => notFound(c, 'No such task among those you may see.', '/console/tasks');
-    if (!TaskIdSchema.safeParse(id).success) return missing();
-    const outcome = OutcomeSchema.safeParse(c.get('form').outcome);
-    const back = (notice: TaskNotice) => c.redirect(`/console/tasks/${encodeURIComponent(id)}?notice=${notice}`, 303);
-    if (!outcome.success) return (await visibleTask(c, id)) ? back('outcome_required') : missing();
-    try {
-      await deps.tasks.complete(callerOf(c), id, outcome.data);
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'task_not_found') return missing();
-      throw err;
-    }
-    return back('completed');
-  });
-
-  app.get('/audit', requireSession('page'), async (c) => {
-    if (!c.get('person').admin) return adminsOnly(c);
-    const query = auditQueryOf(c);
-    const after = c.req.query('after');
-    const seq = after && /^[0-9]{1,15}$/.test(after) ? Number(after) : undefined;
-    const page = await listAudit(deps.db, { ...query, since: query.since ? new Date(query.since) : undefined }, seq, 50);
-    return c.html(<AuditPage dev={dev} viewer={viewerOf(c)} query={query} events={page.items} next={page.nextCursor} head={await chain.head()} check={chain.last()} now={deps.clock.now()} />);
-  });
-
-  // Walks the whole chain, on demand only (chain-check.ts): the result shows on the audit page.
-  app.post('/audit/verify', requireSession('action'), async (c) => {
-    if (!c.get('person').admin) return adminsOnly(c);
-    await chain.run();
-    return c.redirect('/console/audit#chain', 303);
-  });
+  const kit: ConsoleKit = { deps, dev, requireSession, viewerOf, callerOf, personOf, notFound, adminsOnly, refused, mayAct, live };
+  approvalRoutes(app, kit);
+  agentRoutes(app, kit);
+  leaseRoutes(app, kit);
+  taskRoutes(app, kit);
+  auditRoutes(app, kit);
 
   app.onError((err, c) => {
     deps.log.error({ reqId: c.get('requestId'), err: { name: err.name, stack: err.stack } }, 'console error');
