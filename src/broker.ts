@@ -228,6 +228,7 @@ export async function createBroker(deps: BrokerDeps) {
     absoluteSeconds: config.console.absolute_timeout,
     ...(oidcConfig && consoleOidc ? { oidc: { issuer: oidcConfig.issuer_name, login: consoleOidc } } : {}),
     checkBackends,
+    nudgeNotifier: () => notifier.nudge(),
     // Dev mode only: a person signs in as a subject of the dev issuer (it takes the place of console.oidc).
     ...(config.dev
       ? { devLogin: { issuer: DEV_LOGIN_ISSUER, sign: (subject: string) => signDevToken(config.data_dir, subject, 60), suggestions: devSuggestions(config) } }

@@ -22,6 +22,7 @@ import { agentRoutes } from './routes/agents.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { auditRoutes } from './routes/audit.js';
 import { leaseRoutes } from './routes/leases.js';
+import { notificationRoutes } from './routes/notifications.js';
 import { taskRoutes } from './routes/tasks.js';
 import { clearLoginCookie, clearSessionCookie, consoleHeaders, readLoginCookie, readSessionCookie, sameOrigin, setLoginCookie, setSessionCookie } from './security.js';
 import { csrfTokenOf, csrfValid } from './sessions.js';
@@ -243,6 +244,7 @@ export function createConsole(deps: ConsoleDeps) {
   leaseRoutes(app, kit);
   taskRoutes(app, kit);
   auditRoutes(app, kit);
+  notificationRoutes(app, kit);
 
   app.onError((err, c) => {
     deps.log.error({ reqId: c.get('requestId'), err: { name: err.name, stack: err.stack } }, 'console error');

@@ -43,6 +43,8 @@ export interface ConsoleDeps {
   pollMs?: number;
   /** The broker's backend permission checks (cached 30 s there), for the overview. Absent: none shown. */
   checkBackends?: () => Promise<BackendStatus>;
+  /** Wakes this replica's notifier after "Retry now" (without it, the row is sent on the notifier's next pass). */
+  nudgeNotifier?: () => void;
 }
 
 export type ConsoleEnv = {

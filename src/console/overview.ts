@@ -1,6 +1,7 @@
 import { and, asc, count, eq, gte, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { approvals, auditEvents, leases, type Lease } from '../db/schema.js';
+import { summarizeOutbox, type OutboxSummary } from '../notify/outbox.js';
 
 /** The overview's window and its buckets: the last hour, in 5-minute steps. */
 export const WINDOW_MS = 60 * 60_000;
@@ -18,6 +19,8 @@ export interface Overview {
   oldestRevokeFailed: Lease | undefined;
   revokeFailed: number;
   pendingApprovals: number;
+  /** Notification deliveries not delivered yet (src/notify/): one aggregate query. */
+  notifications: OutboxSummary;
 }
 
 /**
@@ -33,7 +36,7 @@ export async function readOverview(db: Db, now: Date): Promise<Overview> {
   const bucketOf = (column: typeof leases.issuedAt | typeof auditEvents.at) => sql<string>`floor(extract(epoch from ${column}) * 1000 / ${sql.raw(String(BUCKET_MS))})::bigint`;
   // Grouped by the first column: the same expression written twice would not compare equal in every query plan.
   const byFirst = sql`1`;
-  const [active, issued, refused, [oldest], [failed], [pending]] = await Promise.all([
+  const [active, issued, refused, [oldest], [failed], [pending], notifications] = await Promise.all([
     db
       .select({ backend: leases.backend, role: leases.role, n: count() })
       .from(leases)
@@ -53,6 +56,7 @@ export async function readOverview(db: Db, now: Date): Promise<Overview> {
     db.select().from(leases).where(eq(leases.status, 'revoke_failed')).orderBy(asc(leases.issuedAt)).limit(1),
     db.select({ n: count() }).from(leases).where(eq(leases.status, 'revoke_failed')),
     db.select({ n: count() }).from(approvals).where(eq(approvals.status, 'pending')),
+    summarizeOutbox(db),
   ]);
   const byBucket = (rows: { bucket: string; n: number | string }[]) => new Map(rows.map((r) => [Number(r.bucket) * BUCKET_MS, Number(r.n)]));
   const issuedBy = byBucket(issued);
@@ -65,5 +69,6 @@ export async function readOverview(db: Db, now: Date): Promise<Overview> {
     oldestRevokeFailed: oldest,
     revokeFailed: Number(failed?.n ?? 0),
     pendingApprovals: Number(pending?.n ?? 0),
+    notifications,
   };
 }

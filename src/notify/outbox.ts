@@ -1,5 +1,6 @@
-import { and, asc, eq, inArray, isNull, lte, or, sql, type SQLWrapper } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull, lte, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import type { ApprovalOutbox } from '../approvals/service.js';
+import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { outbox, type Approval, type OutboxRow } from '../db/schema.js';
@@ -113,4 +114,118 @@ export async function markFailed(
     .where(heldBy(claimer, id))
     .returning();
   return row;
+}
+
+/**
+ * One outbox row as the console shows it: the webhook's name and the approval
+ * it is about, never the payload or the claim. `lastError` is what post.ts
+ * wrote (a status, a socket code, a timeout: never a URL); URLs are cut from
+ * it anyway, so a row written by another version cannot show one.
+ */
+export interface OutboxEntry {
+  id: string;
+  destination: string;
+  approvalId: string | null;
+  role: string | null;
+  status: OutboxRow['status'];
+  attempts: number;
+  createdAt: Date;
+  nextAttemptAt: Date;
+  deliveredAt: Date | null;
+  lastError: string | null;
+}
+
+const URL_IN_TEXT = /[a-z][a-z0-9+.-]*:\/\/[^\s)"'<>]*/gi;
+export const scrubUrls = (text: string | null) => (text === null ? null : text.replace(URL_IN_TEXT, '[url]'));
+
+const entryColumns = {
+  id: outbox.id,
+  destination: outbox.destination,
+  approvalId: sql<string | null>`${outbox.payload}->'approval'->>'id'`,
+  role: sql<string | null>`${outbox.payload}->'approval'->>'role'`,
+  status: outbox.status,
+  attempts: outbox.attempts,
+  createdAt: outbox.createdAt,
+  nextAttemptAt: outbox.nextAttemptAt,
+  deliveredAt: outbox.deliveredAt,
+  lastError: outbox.lastError,
+};
+const undelivered = inArray(outbox.status, ['pending', 'failed']);
+const failing = and(undelivered, gt(outbox.attempts, 0));
+
+/** For the console: the failing rows (tried at least once, not delivered) and the recent delivered ones, newest first, `limit` of each. */
+export async function listOutbox(db: Db, limit: number): Promise<{ failing: OutboxEntry[]; delivered: OutboxEntry[] }> {
+  const [failingRows, deliveredRows] = await Promise.all([
+    db.select(entryColumns).from(outbox).where(failing).orderBy(desc(outbox.id)).limit(limit),
+    db.select(entryColumns).from(outbox).where(eq(outbox.status, 'delivered')).orderBy(desc(outbox.id)).limit(limit),
+  ]);
+  const scrub = (rows: OutboxEntry[]) => rows.map((r) => ({ ...r, lastError: scrubUrls(r.lastError) }));
+  return { failing: scrub(failingRows), delivered: scrub(deliveredRows) };
+}
+
+export interface OutboxSummary {
+  /** Not delivered yet (pending or failed). */
+  undelivered: number;
+  /** Not delivered and tried at least once. */
+  failing: number;
+  /** Past `max_attempts`: retried every `failed_retry_interval`. */
+  failed: number;
+  oldestUndeliveredAt: Date | undefined;
+  oldestFailingAt: Date | undefined;
+}
+
+/** How the undelivered rows stand, in one aggregate query over the due index's rows (the overview and the notifications page). */
+export async function summarizeOutbox(db: Db): Promise<OutboxSummary> {
+  const counted = (where: SQL) => sql<number>`count(*) filter (where ${where})`.mapWith(Number);
+  const oldest = (where: SQL | undefined) => (where ? sql<Date | null>`min(${outbox.createdAt}) filter (where ${where})` : sql<Date | null>`min(${outbox.createdAt})`).mapWith(outbox.createdAt);
+  const [row] = await db
+    .select({
+      undelivered: sql<number>`count(*)`.mapWith(Number),
+      failing: counted(sql`${outbox.attempts} > 0`),
+      failed: counted(sql`${outbox.status} = 'failed'`),
+      oldestUndeliveredAt: oldest(undefined),
+      oldestFailingAt: oldest(sql`${outbox.attempts} > 0`),
+    })
+    .from(outbox)
+    .where(undelivered);
+  return {
+    undelivered: row?.undelivered ?? 0,
+    failing: row?.failing ?? 0,
+    failed: row?.failed ?? 0,
+    oldestUndeliveredAt: row?.oldestUndeliveredAt ?? undefined,
+    oldestFailingAt: row?.oldestFailingAt ?? undefined,
+  };
+}
+
+/**
+ * An admin's "Retry now" (the console): a failing row becomes due at once, in
+ * one transaction with its `notification.retry_requested` audit event. Its
+ * status and attempts stay as they are, so the next failure counts on from
+ * there. A row being delivered right now keeps its claim: that attempt's
+ * outcome then sets the next one. `not_failing`: delivered, or not yet tried.
+ */
+export async function retryNow(db: Db, id: string, by: { actor: string } & RequestRef, now: Date): Promise<'scheduled' | 'not_failing' | 'not_found'> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(outbox)
+      .set({ nextAttemptAt: now })
+      .where(and(eq(outbox.id, id), failing))
+      .returning({ destination: outbox.destination, status: outbox.status, attempts: outbox.attempts, approvalId: entryColumns.approvalId });
+    if (!row) {
+      const [exists] = await tx.select({ id: outbox.id }).from(outbox).where(eq(outbox.id, id));
+      return exists ? 'not_failing' : 'not_found';
+    }
+    await appendAudit(tx, [
+      {
+        at: now,
+        actor: by.actor,
+        action: 'notification.retry_requested',
+        target: `notification:${id}`,
+        decision: 'allow',
+        details: { destination: row.destination, approval: row.approvalId, status: row.status, attempts: row.attempts },
+        ...requestRef(by),
+      },
+    ]);
+    return 'scheduled';
+  });
 }

@@ -581,6 +581,8 @@ const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; s
   { method: 'GET', path: '/console/audit', request: '/console/audit?actor=dev/admin&since=2026-01-01T00:00:00Z', status: 302, location: '/console/login' },
   { method: 'POST', path: '/console/audit/verify', request: '/console/audit/verify', status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/assets/{file}', request: '/console/assets/console.css', status: 200 },
+  { method: 'GET', path: '/console/notifications', request: '/console/notifications', status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/notifications/{id}/retry', request: `/console/notifications/${randomUUID()}/retry`, status: 303, location: '/console/login' },
 ];
 const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');
 

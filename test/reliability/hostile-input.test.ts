@@ -45,6 +45,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { execRows } from '../../src/db/client.js';
+import { outbox } from '../../src/db/schema.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { ADMIN_STATIC_TOKEN, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
@@ -1504,7 +1505,7 @@ describe('the console under hostile input (postgres)', () => {
   let t: TestBroker;
   let admin: ReturnType<typeof consoleClient> & { token: string };
   let approver: ReturnType<typeof consoleClient> & { token: string };
-  let fixture: { lease: string; approval: string; task: string };
+  let fixture: { lease: string; approval: string; task: string; notification: string };
 
   beforeAll(async () => {
     database = await openTestDatabase('postgres');
@@ -1512,13 +1513,17 @@ describe('the console under hostile input (postgres)', () => {
     t = await startTestBroker(database, {
       config: await devConsoleConfig({
         agents: { require_registration: false, register: [{ name: 'worker', match: { issuer: 'test', subject: 'agent-worker' }, owner, purpose: 'hostile console', roles: ['demo', 'gated'] }] },
+        // A webhook nobody listens at: the approval's notification fails, so "Retry now" has a real target.
+        notifications: { timeout: 1, webhooks: [{ name: 'nobody', url: 'http://127.0.0.1:1/hostile', format: 'json' }] },
       }),
     });
     const task = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { issuer: 'test', subject: 'agent-worker' }, roles: ['demo', 'gated'], ttl_seconds: 3600 });
     const lease = await t.call('POST', '/v1/credentials', { subject: 'agent-worker' }, { task: task.json.task.id, role: 'demo' });
     const approval = await t.call('POST', '/v1/credentials', { subject: 'agent-worker' }, { task: task.json.task.id, role: 'gated' });
     expect([task.status, lease.status, approval.status]).toEqual([201, 201, 202]);
-    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id, task: task.json.task.id };
+    expect(await t.broker.notifier.runOnce()).toEqual({ delivered: 0, failed: 1 });
+    const [notification] = await database.db.select().from(outbox);
+    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id, task: task.json.task.id, notification: notification!.id };
     const signIn = async (subject: string) => {
       const c = consoleClient(t);
       await c.login(subject);
@@ -1541,6 +1546,7 @@ describe('the console under hostile input (postgres)', () => {
           (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from approvals x) as approvals,
           (select md5(coalesce(string_agg(x::text, '|' order by x.name), '')) from agents x) as agents,
           (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from agent_suspensions x) as suspensions,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from outbox x) as outbox,
           (select count(*)::text from console_sessions where revoked_at is null) as sessions,
           (select generation::text from registry_state) as registry_generation,
           (select count(*)::text from audit_events where action <> 'admin.revoke') as audit`,
@@ -1554,6 +1560,7 @@ describe('the console under hostile input (postgres)', () => {
     { path: (p: string) => `/console/agents/${p}/resume`, form: () => ({ reason: 'hostile' }), real: () => 'worker' },
     { path: (p: string) => `/console/leases/${p}/revoke`, form: () => ({ reason: 'hostile' }), real: () => fixture.lease },
     { path: (p: string) => `/console/tasks/${p}/complete`, form: () => ({ outcome: 'hostile' }), real: () => fixture.task },
+    { path: (p: string) => `/console/notifications/${p}/retry`, form: () => ({}), real: () => fixture.notification },
   ];
   /** Actions without a path parameter: only the CSRF cases apply (a valid form there would act). */
   const PLAIN_ACTIONS = [{ path: () => '/console/leases/bulk-revoke', form: () => ({ reason: 'hostile', subject: 'agent-worker' }), real: () => '' }];

@@ -63,6 +63,21 @@ export function OverviewPage(props: { dev: boolean; viewer: Viewer; overview: Ov
           </a>
         </p>
       </section>
+      <section id="notifications" class={o.notifications.failing > 0 ? 'error' : undefined}>
+        <h2>Notifications</h2>
+        <p>
+          <a href="/console/notifications">
+            <span id="failing-count">{o.notifications.failing}</span> failing
+          </a>
+          {o.notifications.oldestFailingAt ? (
+            <>
+              {' '}
+              (the oldest waits since <Time at={o.notifications.oldestFailingAt} now={props.now} />)
+            </>
+          ) : null}
+          {o.notifications.failed > 0 ? <span class="muted"> · {o.notifications.failed} past their fast retries</span> : null}
+        </p>
+      </section>
       <section id="issuance">
         <h2>Credentials in the last hour</h2>
         <p>
