@@ -211,7 +211,7 @@ export async function createBroker(deps: BrokerDeps) {
 
   const consoleSessions = createSessionStore({ db, clock, idleSeconds: config.console.idle_timeout, absoluteSeconds: config.console.absolute_timeout });
   const oidcConfig = config.console.oidc;
-  const consoleOidc = oidcConfig ? createOidcLogin({ db, clock, config: oidcConfig, redirectUri: `${config.public_url}/console/callback` }) : undefined;
+  const consoleOidc = oidcConfig ? createOidcLogin({ db, clock, config: oidcConfig, redirectUri: `${config.public_url}/console/callback`, postLogoutRedirectUri: `${config.public_url}/console/signed-out` }) : undefined;
   const consoleApp = createConsole({
     db,
     clock,

@@ -19,6 +19,11 @@ export const ConsoleOidcSchema = z.strictObject({
     .refine((s) => s.includes('openid'), 'scopes must include openid'),
   /** The entry of `issuers` people's identities belong to. */
   issuer_name: z.string().min(1),
+  /**
+   * What logout ends. `provider`: the console's session, then the provider's too (RP-initiated logout)
+   * when its discovery document has an `end_session_endpoint`, else the console's only. `local`: the console's only.
+   */
+  logout: z.enum(['provider', 'local']).default('provider'),
 });
 
 /**

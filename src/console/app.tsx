@@ -15,7 +15,7 @@ import type { ConsoleDeps, ConsoleEnv, ConsoleKit } from './kit.js';
 import { createLiveStreams } from './live.js';
 import { LoginRefused, ProviderUnavailable } from './oidc.js';
 import { MessagePage, type Viewer } from './pages/layout.js';
-import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderUnavailablePage } from './pages/login.js';
+import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderLogoutPage, ProviderUnavailablePage } from './pages/login.js';
 import { OverviewPage } from './pages/overview.js';
 import { readOverview } from './overview.js';
 import { agentRoutes } from './routes/agents.js';
@@ -233,10 +233,21 @@ export function createConsole(deps: ConsoleDeps) {
   app.post('/logout', requireSession('action'), async (c) => {
     await sessions.end(c.get('session'), requestOf(c));
     clearSessionCookie(plain, c);
-    // After an OIDC login the provider's own session lives on: /console/login would sign the person straight back in.
-    if (!dev && oidc) return c.html(<SignedOutPage />);
-    return c.redirect('/console/login', 303);
+    if (dev || !oidc) return c.redirect('/console/login', 303);
+    // After an OIDC login the provider's own session lives on, and /console/login would sign the person straight
+    // back in: end it there too where the provider offers RP-initiated logout; it returns the browser to /console/signed-out.
+    const endSession = await oidc.login.logoutUrl().catch((err: unknown) => {
+      if (!(err instanceof ProviderUnavailable)) throw err;
+      deps.log.warn({ reqId: c.get('requestId'), err: err.message }, "the console could not end the identity provider's session");
+      return undefined;
+    });
+    if (!endSession) return c.html(<SignedOutPage />);
+    // Not a 303: the CSP's form-action 'self' would block the form's redirect to the provider (pages/login.tsx).
+    return c.html(<ProviderLogoutPage url={endSession} />, 200, { Refresh: `0; url=${endSession}` });
   });
+
+  // Where the provider returns the browser after its logout (the post-logout redirect URI): a fixed page, no session needed.
+  app.get('/signed-out', (c) => c.html(<SignedOutPage returned={true} />));
 
   const kit: ConsoleKit = { deps, dev, requireSession, viewerOf, callerOf, personOf, notFound, adminsOnly, refused, mayAct, live };
   approvalRoutes(app, kit);

@@ -31,6 +31,8 @@ export interface OidcDeps {
   config: ConsoleOidcConfig;
   /** `<public_url>/console/callback`, registered at the provider. */
   redirectUri: string;
+  /** `<public_url>/console/signed-out`, registered at the provider as a post-logout redirect URI. */
+  postLogoutRedirectUri: string;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -50,7 +52,7 @@ const derive = (label: string, token: string) => Buffer.from(sha256Hex(`taskleas
  * (signature against the provider's JWKS from discovery, iss, aud, nonce,
  * expiry) and then dropped: only the subject and claims leave this module.
  */
-export function createOidcLogin({ db, clock, config, redirectUri }: OidcDeps) {
+export function createOidcLogin({ db, clock, config, redirectUri, postLogoutRedirectUri }: OidcDeps) {
   const issuerUrl = new URL(config.issuer);
   // Plain HTTP only to a provider on this machine (tests, a local provider); anywhere else TLS is required.
   const insecure = issuerUrl.protocol === 'http:' && LOOPBACK.has(issuerUrl.hostname);
@@ -130,6 +132,35 @@ export function createOidcLogin({ db, clock, config, redirectUri }: OidcDeps) {
         }
         throw new ProviderUnavailable(`the identity provider's token endpoint failed (${(err as Error).name})`);
       }
+    },
+
+    /**
+     * Where to send the browser after the console's session has ended, to end the provider's session too
+     * (OpenID Connect RP-Initiated Logout 1.0): the discovery document's `end_session_endpoint` with
+     * `client_id` and `post_logout_redirect_uri`. No `id_token_hint`: the broker keeps no token, so the
+     * provider asks the person to confirm (as the spec has it without a hint). No `state` either: the page
+     * the provider returns to is the same fixed page for anyone. Undefined when `logout: local` or when the
+     * provider offers no endpoint (oauth4webapi reads the metadata but builds no end-session URL); throws
+     * ProviderUnavailable when discovery fails or the endpoint is not a usable URL. Either way the caller
+     * shows the console's own Signed out page: the console's session has ended by then.
+     */
+    async logoutUrl(): Promise<string | undefined> {
+      if (config.logout === 'local') return undefined;
+      const endpoint = (await discover()).end_session_endpoint;
+      if (!endpoint) return undefined;
+      let url: URL;
+      try {
+        url = new URL(endpoint);
+      } catch {
+        throw new ProviderUnavailable("the identity provider's end_session_endpoint is not a URL");
+      }
+      // As for the provider itself: TLS, or plain HTTP to a provider on this machine.
+      if (url.protocol !== 'https:' && !(insecure && url.protocol === 'http:' && LOOPBACK.has(url.hostname))) {
+        throw new ProviderUnavailable("the identity provider's end_session_endpoint is not https");
+      }
+      url.searchParams.set('client_id', config.client_id);
+      url.searchParams.set('post_logout_redirect_uri', postLogoutRedirectUri);
+      return url.href;
     },
 
     /** Deletes logins never finished (the sweeper's housekeeping). */

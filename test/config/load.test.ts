@@ -366,7 +366,14 @@ describe('console.oidc', () => {
       'issuers:\n  - { name: corp, issuer: "https://login.example.com" }\nconsole:\n  oidc:\n    issuer: https://login.example.com\n    client_id: tasklease\n    client_secret: ${CONSOLE_SECRET}\n    issuer_name: corp\n',
     );
     const config = loadConfigFile(file, { CONSOLE_SECRET: 's3cret' });
-    expect(config.console.oidc).toEqual({ issuer: 'https://login.example.com', client_id: 'tasklease', client_secret: 's3cret', scopes: ['openid'], issuer_name: 'corp' });
+    expect(config.console.oidc).toEqual({ issuer: 'https://login.example.com', client_id: 'tasklease', client_secret: 's3cret', scopes: ['openid'], issuer_name: 'corp', logout: 'provider' });
+  });
+
+  it('takes logout: provider (the default: RP-initiated logout where the provider offers it) or local, and nothing else', () => {
+    const input = (o: Record<string, unknown>) => base({ issuers: [issuer, corp], console: { oidc: o } });
+    expect(parseConfig(input(oidc()), 'inline').console.oidc?.logout).toBe('provider');
+    expect(parseConfig(input(oidc({ logout: 'local' })), 'inline').console.oidc?.logout).toBe('local');
+    expect(configError(() => parseConfig(input(oidc({ logout: 'everywhere' })), 'inline'))).toContain('console.oidc.logout');
   });
 
   it('refuses an issuer_name that names no issuer, and a URL that is not that issuer\'s', () => {

@@ -23,9 +23,10 @@ export function freePort(): Promise<number> {
 /**
  * A real OpenID Connect provider (oidc-provider) on a loopback port: one confidential client whose only
  * redirect URI is the broker's callback, PKCE required (S256 only), its dev interactions as the login and
- * consent screens (any login name becomes the subject; the account's email is `<subject>@example.com`).
+ * consent screens (any login name becomes the subject; the account's email is `<subject>@example.com`), and
+ * RP-initiated logout returning to the broker's /console/signed-out (without it when `endSession: false`).
  */
-export async function startProvider(brokerUrl: string): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startProvider(brokerUrl: string, options: { endSession?: boolean } = {}): Promise<{ url: string; close: () => Promise<void> }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const provider = new Provider(url, {
@@ -34,6 +35,7 @@ export async function startProvider(brokerUrl: string): Promise<{ url: string; c
         client_id: CLIENT_ID,
         client_secret: CLIENT_SECRET,
         redirect_uris: [`${brokerUrl}/console/callback`],
+        post_logout_redirect_uris: [`${brokerUrl}/console/signed-out`],
         grant_types: ['authorization_code'],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
@@ -44,7 +46,8 @@ export async function startProvider(brokerUrl: string): Promise<{ url: string; c
     // The scopes' claims go into the ID token itself (by default only into userinfo): the broker reads only the ID token.
     conformIdTokenClaims: false,
     findAccount: async (_ctx: unknown, id: string) => ({ accountId: id, claims: async () => ({ sub: id, email: `${id}@example.com` }) }),
-    features: { devInteractions: { enabled: true } },
+    // RP-initiated logout (on by default): its end_session_endpoint asks the person to confirm, then returns to the console.
+    features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: options.endSession ?? true } },
   });
   const server: Server = await new Promise((resolve) => {
     const s = provider.listen(port, '127.0.0.1', () => resolve(s));

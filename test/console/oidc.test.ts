@@ -2,19 +2,22 @@
  * OpenID Connect login for the console against a real provider (oidc-provider on a loopback port, its
  * dev interactions as login and consent screens): in chromium (playwright-core), an admin signs in
  * through the provider and lands on the Approvals page, a claim-matched approver too, a person who is
- * nothing to the console is refused with no session, logout ends the session, and the callback cannot be
- * replayed. Over HTTP, on both drivers: a wrong or missing state, a callback without the login cookie, and
- * the provider's access_denied each get a 400 page and no session. Without chromium the browser half
- * fails (test/console/chromium.ts).
+ * nothing to the console is refused with no session, logout ends the session (at the provider too, by
+ * RP-initiated logout, landing on /console/signed-out), and the callback cannot be replayed. Over HTTP, on
+ * both drivers: a wrong or missing state, a callback without the login cookie, and the provider's
+ * access_denied each get a 400 page and no session; logout's way to the provider's end_session_endpoint
+ * (client_id and post_logout_redirect_uri, no token), and the plain Signed out page without it. Without
+ * chromium the browser half fails (test/console/chromium.ts).
  */
 import { eq } from 'drizzle-orm';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSessionStore, csrfTokenOf } from '../../src/console/sessions.js';
 import { auditEvents, consoleLogins, consoleSessions } from '../../src/db/schema.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { DRIVERS, openTestDatabase, type Driver, type TestDatabase } from '../support/db.js';
 import { launchChromium } from './chromium.js';
-import { CLIENT_SECRET, freePort, oidcConsoleConfig, serveOn, startProvider } from './oidc-support.js';
+import { CLIENT_ID, CLIENT_SECRET, freePort, oidcConsoleConfig, serveOn, startProvider } from './oidc-support.js';
 
 
 /** A provider and a broker configured for it, each on its own loopback port. */
@@ -84,7 +87,7 @@ describe('console OIDC login in chromium (postgres)', () => {
     return { context, page, callback };
   }
 
-  it('signs an admin in through the provider onto the Approvals page, audited, with no token kept; logout ends the session', async () => {
+  it('signs an admin in through the provider onto the Approvals page, audited, with no token kept; logout ends the session, here and at the provider', async () => {
     const { context, page, callback } = await signIn('alice');
     expect(new URL(page.url()).pathname).toBe('/console/approvals');
     expect(await page.textContent('.whoami span')).toBe('corp/alice');
@@ -107,12 +110,26 @@ describe('console OIDC login in chromium (postgres)', () => {
     await page.goto(`${env.url}/console/approvals`);
     expect(new URL(page.url()).pathname).toBe('/console/approvals');
 
+    // While the provider's session lives, signing in again goes straight through, with no prompt.
+    await page.goto(`${env.url}/console/login`);
+    await page.waitForURL(`${env.url}/console/approvals`);
+
     const [cookie] = (await context.cookies(env.url)).filter((c) => c.name === 'tasklease_console');
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+    // Logout ends the console's session, then sends the browser to the provider's end_session_endpoint, whose
+    // confirmation (no id_token_hint: the broker keeps none) ends its session and returns to /console/signed-out.
     await page.click('form[action="/console/logout"] button');
-    await page.waitForURL(`${env.url}/console/logout`);
-    expect(await page.textContent('h1')).toBe('Signed out');
+    await page.waitForURL((u) => u.href.startsWith(`${env.provider}/session/end`));
     expect(await env.database.db.select().from(consoleSessions).where(eq(consoleSessions.actor, 'corp/alice'))).toEqual([]);
+    await page.click('button[name=logout][value=yes]');
+    await page.waitForURL(`${env.url}/console/signed-out`);
+    expect(await page.textContent('h1')).toBe('Signed out');
+    const [logout] = await env.database.db.select().from(auditEvents).where(eq(auditEvents.action, 'console.logout'));
+    expect(logout).toMatchObject({ actor: 'corp/alice' });
+    // The provider's session has ended too: signing in now shows its login prompt again.
+    await page.goto(`${env.url}/console/login`);
+    expect(page.url().startsWith(env.provider)).toBe(true);
+    await page.waitForSelector('input[name=login]');
     // The old cookie opens nothing now: back to the login.
     const old = await fetch(`${env.url}/console/approvals`, { redirect: 'manual', headers: { cookie: `${cookie!.name}=${cookie!.value}` } });
     expect({ status: old.status, location: old.headers.get('location') }).toEqual({ status: 302, location: '/console/login' });
@@ -217,5 +234,64 @@ describe.each(DRIVERS)('console OIDC callback refusals over HTTP (%s)', (driver)
     expect(await code.text()).toContain('did not confirm who you are');
     expect(await sessionCount()).toBe(0);
     expectNoTokensLogged(env.t, ['not-a-code-the-provider-issued']);
+  });
+
+  /** A session for corp/alice as the callback would make, and a same-origin logout with its CSRF token, on `app`. */
+  async function logout(app: { request: TestBroker['broker']['app']['request'] } = env.t.broker.app) {
+    const store = createSessionStore({ db: env.database.db, clock: env.t.clock, idleSeconds: 1800, absoluteSeconds: 3600 });
+    const { token } = await store.create({ issuer: 'corp', subject: 'alice', claims: { sub: 'alice' } }, { via: 'oidc' });
+    const res = await app.request(`${env.url}/console/logout`, {
+      method: 'POST',
+      headers: { cookie: `tasklease_console=${token}`, 'content-type': 'application/x-www-form-urlencoded', origin: env.url, 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams({ csrf: csrfTokenOf(token) }).toString(),
+      redirect: 'manual',
+    });
+    return { res, text: await res.text(), token };
+  }
+
+  it("logout ends the session, then sends the browser to the provider's end_session_endpoint with client_id and post_logout_redirect_uri, and no token", async () => {
+    const { res, text } = await logout();
+    expect(res.status).toBe(200);
+    expect(await sessionCount()).toBe(0);
+    // A Refresh, not a 303: the console's CSP (form-action 'self') would block the logout form's redirect to another origin.
+    const refresh = /^0; url=(.+)$/.exec(res.headers.get('refresh') ?? '');
+    expect(refresh).not.toBeNull();
+    const end = new URL(refresh![1]!);
+    expect(`${end.origin}${end.pathname}`).toBe(`${env.provider}/session/end`);
+    expect(Object.fromEntries(end.searchParams)).toEqual({ client_id: CLIENT_ID, post_logout_redirect_uri: `${env.url}/console/signed-out` });
+    expect(end.href).not.toMatch(/eyJ|id_token_hint/);
+    expect(text).toContain(`href="${end.href.replaceAll('&', '&amp;')}"`);
+    const [audited] = await env.database.db.select().from(auditEvents).where(eq(auditEvents.action, 'console.logout'));
+    expect(audited).toMatchObject({ actor: 'corp/alice' });
+    // The provider takes the request (the post-logout redirect URI is registered): its confirmation, not an error.
+    expect((await fetch(end)).status).toBe(200);
+
+    // Where the provider returns the browser: the Signed out page, with no session.
+    const signedOut = await fetch(`${env.url}/console/signed-out`, { redirect: 'manual' });
+    expect(signedOut.status).toBe(200);
+    expect(await signedOut.text()).toContain('Signed out');
+  });
+
+  it('logout shows the Signed out page as before with logout: local, a provider without end_session_endpoint, or one out of reach', async () => {
+    const plain = await startProvider(env.url, { endSession: false });
+    try {
+      const withLocal = oidcConsoleConfig(env.url, env.provider);
+      withLocal.console!.oidc!.logout = 'local';
+      const local = await startTestBroker(env.database, { clock: env.t.clock, config: withLocal });
+      const noEndpoint = await startTestBroker(env.database, { clock: env.t.clock, config: oidcConsoleConfig(env.url, plain.url) });
+      const unreachable = await startTestBroker(env.database, { clock: env.t.clock, config: oidcConsoleConfig(env.url, `http://127.0.0.1:${await freePort()}`) });
+      for (const broker of [local, noEndpoint, unreachable]) {
+        const { res, text } = await logout(broker.broker.app);
+        expect(res.status).toBe(200);
+        expect(res.headers.get('refresh')).toBeNull();
+        expect(text).toContain('Signed out');
+        expect(text).toContain('You may still be signed in at your identity provider');
+        expect(await sessionCount()).toBe(0);
+        // Only the provider out of reach is a warning: the others are configurations, not failures.
+        expect(broker.logs.lines.some((l) => l.includes("could not end the identity provider's session"))).toBe(broker === unreachable);
+      }
+    } finally {
+      await plain.close();
+    }
   });
 });

@@ -553,7 +553,7 @@ const ROUTES: Route[] = [
  * The console's routes (src/console/app.tsx): HTML for people, authenticated by a session cookie and never by
  * a Bearer token, so they are neither in /openapi.json nor in ROUTES. They are listed here and checked apart,
  * for every caller above: without a console session every page, action and live stream redirects to the login
- * page, whatever bearer is sent; the assets answer anyone; this broker is not in dev mode and has no
+ * page, whatever bearer is sent; the assets and the Signed out page answer anyone; this broker is not in dev mode and has no
  * `console.oidc`, so the login page and the OIDC callback say the console needs one (501). What a session may
  * do, and the OIDC login itself, are tested in test/console/.
  */
@@ -583,6 +583,8 @@ const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; s
   { method: 'GET', path: '/console/assets/{file}', request: '/console/assets/console.css', status: 200 },
   { method: 'GET', path: '/console/notifications', request: '/console/notifications', status: 302, location: '/console/login' },
   { method: 'POST', path: '/console/notifications/{id}/retry', request: `/console/notifications/${randomUUID()}/retry`, status: 303, location: '/console/login' },
+  // Where the provider's logout returns the browser: a fixed Signed out page for anyone.
+  { method: 'GET', path: '/console/signed-out', request: '/console/signed-out', status: 200 },
 ];
 const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');
 

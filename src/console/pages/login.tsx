@@ -96,16 +96,39 @@ export function ProviderUnavailablePage() {
   );
 }
 
-/** After logout with OIDC login: the console's session is gone; the provider's is the provider's business. */
-export function SignedOutPage() {
+/**
+ * After logout with OIDC login: the console's session is gone. `returned`: the browser comes back from the
+ * provider's logout (the person may have chosen there to stay signed in); otherwise the provider was not asked.
+ */
+export function SignedOutPage(props: { returned?: boolean }) {
   return (
     <MessagePage title="Signed out" dev={false}>
-      <p>
-        You are signed out of the console. You may still be signed in at your identity provider, so signing in again may not ask for your
-        password.
-      </p>
+      {props.returned ? (
+        <p>You are signed out of the console. If you also signed out at your identity provider, signing in again asks for your password.</p>
+      ) : (
+        <p>
+          You are signed out of the console. You may still be signed in at your identity provider, so signing in again may not ask for your
+          password.
+        </p>
+      )}
       <p>
         <a href="/console/login">Sign in again</a>
+      </p>
+    </MessagePage>
+  );
+}
+
+/**
+ * After logout, on the way to the provider's end_session_endpoint. The route sends it with a `Refresh` header
+ * rather than a 303: a redirect answering the logout form is the form's own navigation, which the console's
+ * CSP (`form-action 'self'`) blocks for another origin; a refresh is a new navigation. The link is for a browser that ignores it.
+ */
+export function ProviderLogoutPage(props: { url: string }) {
+  return (
+    <MessagePage title="Signing out" dev={false}>
+      <p>You are signed out of the console. Your browser now goes to your identity provider to end your session there too.</p>
+      <p>
+        <a href={props.url}>Continue to your identity provider</a>
       </p>
     </MessagePage>
   );
