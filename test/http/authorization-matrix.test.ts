@@ -580,6 +580,9 @@ const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; s
   { method: 'POST', path: '/console/tasks/{id}/complete', request: `/console/tasks/${randomUUID()}/complete`, status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/audit', request: '/console/audit?actor=dev/admin&since=2026-01-01T00:00:00Z', status: 302, location: '/console/login' },
   { method: 'POST', path: '/console/audit/verify', request: '/console/audit/verify', status: 303, location: '/console/login' },
+  { method: 'GET', path: '/console/sessions', request: '/console/sessions', status: 302, location: '/console/login' },
+  { method: 'POST', path: '/console/sessions/{id}/revoke', request: `/console/sessions/${'ab'.repeat(32)}/revoke`, status: 303, location: '/console/login' },
+  { method: 'POST', path: '/console/sessions/revoke-actor', request: '/console/sessions/revoke-actor', status: 303, location: '/console/login' },
   { method: 'GET', path: '/console/assets/{file}', request: '/console/assets/console.css', status: 200 },
 ];
 const isConsole = (path: string) => path === '/console' || path.startsWith('/console/');
