@@ -211,7 +211,7 @@ export async function createBroker(deps: BrokerDeps) {
 
   const consoleSessions = createSessionStore({ db, clock, idleSeconds: config.console.idle_timeout, absoluteSeconds: config.console.absolute_timeout });
   const oidcConfig = config.console.oidc;
-  const consoleOidc = oidcConfig ? createOidcLogin({ db, clock, config: oidcConfig, redirectUri: `${config.public_url}/console/callback`, postLogoutRedirectUri: `${config.public_url}/console/signed-out` }) : undefined;
+  const consoleOidc = oidcConfig ? createOidcLogin({ db, clock, config: oidcConfig, redirectUri: `${config.public_url}/console/callback`, postLogoutRedirectUri: `${config.public_url}/console/signed-out`, maxPending: config.console.login_limit.max_pending }) : undefined;
   const consoleApp = createConsole({
     db,
     clock,
@@ -226,6 +226,7 @@ export async function createBroker(deps: BrokerDeps) {
     sessions: consoleSessions,
     publicUrl: config.public_url,
     absoluteSeconds: config.console.absolute_timeout,
+    loginLimit: config.console.login_limit,
     ...(oidcConfig && consoleOidc ? { oidc: { issuer: oidcConfig.issuer_name, login: consoleOidc } } : {}),
     checkBackends,
     nudgeNotifier: () => notifier.nudge(),

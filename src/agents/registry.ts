@@ -249,6 +249,11 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
       if (!identity) return false;
       return (await snapshot()).agents.get(name)?.owners(identity) ?? false;
     },
+    /** The agents this identity is an owner of, by the same owner principals isOwner matches (the console admits their owners). */
+    async ownedBy(identity: Identity | undefined): Promise<string[]> {
+      if (!identity) return [];
+      return [...(await snapshot()).agents.values()].filter((c) => c.owners(identity)).map((c) => c.agent.name);
+    },
     /** For Database.listen(REGISTRY_CHANNEL, ...). */
     handlers,
   };

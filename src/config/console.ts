@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 
@@ -26,6 +27,27 @@ export const ConsoleOidcSchema = z.strictObject({
   logout: z.enum(['provider', 'local']).default('provider'),
 });
 
+/** An address or a CIDR range (`10.0.0.0/8`, `fd00::/8`). */
+const AddressOrRange = z.string().refine((s) => {
+  const [address = '', bits, ...rest] = s.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}, 'an IP address or a CIDR range');
+
+/**
+ * Sign-in starts (`/console/login`: the OIDC login's row, the dev login) per
+ * client address and replica, and the logins under way at once across all
+ * replicas; `trusted_proxies` are the reverse proxies whose X-Forwarded-For
+ * names the client.
+ */
+export const ConsoleLoginLimitSchema = z.strictObject({
+  per_minute: z.number().int().min(1).max(100_000).default(30),
+  burst: z.number().int().min(1).max(100_000).default(10),
+  max_pending: z.number().int().min(1).max(10_000_000).default(10_000),
+  trusted_proxies: z.array(AddressOrRange).max(100).default([]),
+});
+
 /**
  * The console's sessions. A session ends after `idle_timeout` without a
  * person's action (live updates do not count), and `absolute_timeout` after
@@ -36,6 +58,7 @@ export const ConsoleSchema = z
     idle_timeout: DurationSchema.default(30 * 60),
     absolute_timeout: DurationSchema.default(12 * 3600),
     oidc: ConsoleOidcSchema.optional(),
+    login_limit: ConsoleLoginLimitSchema.prefault({}),
   })
   .refine((c) => c.idle_timeout >= 60 && c.idle_timeout <= c.absolute_timeout, 'idle_timeout must be at least 1m and at most absolute_timeout');
 export type ConsoleOidcConfig = z.output<typeof ConsoleOidcSchema>;

@@ -10,17 +10,19 @@ import { requestOf } from '../http/env.js';
 import { safeText } from '../http/schemas.js';
 import type { Principal } from '../identity/principals.js';
 import { AuthError } from '../identity/types.js';
-import { describePrincipal } from './dev-login.js';
+import { describePerson, describePrincipal } from './dev-login.js';
 import type { ConsoleDeps, ConsoleEnv, ConsoleKit } from './kit.js';
 import { createLiveStreams } from './live.js';
-import { LoginRefused, ProviderUnavailable } from './oidc.js';
+import { createLoginLimit } from './login-limit.js';
+import { LoginRefused, ProviderUnavailable, TooManyLogins } from './oidc.js';
 import { MessagePage, type Viewer } from './pages/layout.js';
-import { DevLoginPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderLogoutPage, ProviderUnavailablePage } from './pages/login.js';
+import { DevLoginPage, LoginBusyPage, LoginRefusedPage, SignedOutPage, NotConfiguredPage, NotPrincipalPage, ProviderLogoutPage, ProviderUnavailablePage } from './pages/login.js';
 import { OverviewPage } from './pages/overview.js';
 import { readOverview } from './overview.js';
 import { agentRoutes } from './routes/agents.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { auditRoutes } from './routes/audit.js';
+import { sessionRoutes } from './routes/sessions.js';
 import { leaseRoutes } from './routes/leases.js';
 import { notificationRoutes } from './routes/notifications.js';
 import { taskRoutes } from './routes/tasks.js';
@@ -57,6 +59,9 @@ export function createConsole(deps: ConsoleDeps) {
   const pollMs = deps.pollMs ?? 1000;
   const assets = new Map(Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8') }]));
   const live = createLiveStreams({ sessions, log: deps.log, pollMs });
+  const loginLimit = deps.loginLimit
+    ? createLoginLimit({ clock: deps.clock, perMinute: deps.loginLimit.per_minute, burst: deps.loginLimit.burst, trustedProxies: deps.loginLimit.trusted_proxies })
+    : undefined;
 
   const app = new Hono<ConsoleEnv>();
   app.use('*', consoleHeaders);
@@ -98,7 +103,10 @@ export function createConsole(deps: ConsoleDeps) {
       if (kind !== 'stream' && c.req.header('x-tasklease-live') !== '1') await sessions.touch(session);
       c.set('session', session);
       c.set('sessionToken', token);
-      c.set('person', personOf(session));
+      const person = personOf(session);
+      c.set('person', person);
+      // Only for a person who is nothing else (an agent's owner): the layout says which agents.
+      if (!describePrincipal(person, policy)) c.set('owns', await deps.registry.ownedBy(person.identity));
       await next();
     });
 
@@ -111,7 +119,7 @@ export function createConsole(deps: ConsoleDeps) {
 
   const viewerOf = (c: Context<ConsoleEnv>): Viewer => ({
     actor: c.get('person').actor,
-    what: describePrincipal(c.get('person'), policy),
+    what: describePrincipal(c.get('person'), policy, c.get('owns')),
     csrf: csrfTokenOf(c.get('sessionToken')),
     admin: c.get('person').admin,
     orchestrator: c.get('person').orchestrator,
@@ -157,15 +165,37 @@ export function createConsole(deps: ConsoleDeps) {
     return c.html(<OverviewPage dev={dev} viewer={viewerOf(c)} overview={overview} backends={backends} now={now} />);
   });
 
+  /** Sign-in starts are bounded per client address (login-limit.ts): too many answer 429 with Retry-After. */
+  const busy = (c: Context, retryAfterSeconds: number, why: 'client' | 'logins') => {
+    c.header('Retry-After', String(retryAfterSeconds));
+    return c.html(<LoginBusyPage why={why} dev={dev} />, why === 'client' ? 429 : 503);
+  };
+  const limited = (c: Context) => {
+    const taken = loginLimit?.take(c);
+    if (taken && !taken.ok) {
+      deps.log.info({ reqId: c.get('requestId'), client: loginLimit!.clientOf(c) }, 'console sign-ins from one client limited');
+      return busy(c, taken.retryAfterSeconds, 'client');
+    }
+    return undefined;
+  };
+  /** Where a person lands: the Approvals page, or the Agents page for a person who only owns agents. */
+  const landing = (person: Principal) => (describePrincipal(person, policy) ? '/console/approvals' : '/console/agents');
+
   app.get('/login', async (c) => {
     if (deps.devLogin) return c.html(<DevLoginPage suggestions={deps.devLogin.suggestions} />);
     if (!oidc) return c.html(<NotConfiguredPage />, 501);
+    const refusal = limited(c);
+    if (refusal) return refusal;
     try {
       const { token, url } = await oidc.login.begin();
       setLoginCookie(plain, c, token);
       return c.redirect(url, 302);
     } catch (err) {
       if (err instanceof ProviderUnavailable) return unavailable(c, err);
+      if (err instanceof TooManyLogins) {
+        deps.log.warn({ reqId: c.get('requestId') }, 'console logins under way at their limit (console.login_limit.max_pending): sign-ins refused');
+        return busy(c, 60, 'logins');
+      }
       throw err;
     }
   });
@@ -197,19 +227,21 @@ export function createConsole(deps: ConsoleDeps) {
     }
     const now = deps.clock.now();
     const person = deps.authenticator.principalOf({ issuer: oidc.issuer, subject: found.subject, claims: found.claims as JWTPayload, tokenSha256: '', expiresAt: now });
-    if (!describePrincipal(person, policy)) {
+    if (!(await describePerson(person, policy, deps.registry)).what) {
       deps.log.info({ reqId: c.get('requestId'), actor: person.actor }, 'a console login matched no principal');
       return c.html(<NotPrincipalPage actor={person.actor} />, 403);
     }
     await endPrevious(c);
     const { token: session } = await sessions.create({ issuer: oidc.issuer, subject: found.subject, claims: found.claims }, { ...requestOf(c), via: 'oidc' });
     setSessionCookie(plain, c, session, deps.absoluteSeconds);
-    return c.redirect('/console/approvals', 302);
+    return c.redirect(landing(person), 302);
   });
 
   app.post('/login', async (c) => {
     const devLogin = deps.devLogin;
     if (!devLogin) return c.html(<NotConfiguredPage />, 501);
+    const refusal = limited(c);
+    if (refusal) return refusal;
     if (!sameOrigin(c, deps.publicUrl)) return refused(c, 'This sign-in came from another site.');
     const form = (await readForm(c)) ?? {};
     const chosen = typeof form.subject === 'string' && form.subject !== '' ? form.subject : form.other;
@@ -223,15 +255,17 @@ export function createConsole(deps: ConsoleDeps) {
       if (err instanceof AuthError) return again('The dev issuer could not sign in this subject.');
       throw err;
     }
-    if (!describePrincipal(person, policy)) return again(`${devLogin.issuer}/${subject.data} is not an admin, an orchestrator or an approver of any role: the console has nothing for it.`);
+    if (!(await describePerson(person, policy, deps.registry)).what) {
+      return again(`${devLogin.issuer}/${subject.data} is not an admin, an orchestrator or an approver of any role, nor an owner of any agent: the console has nothing for it.`);
+    }
     await endPrevious(c);
     const { token } = await sessions.create({ issuer: devLogin.issuer, subject: subject.data }, { ...requestOf(c), via: 'dev login' });
     setSessionCookie(plain, c, token, deps.absoluteSeconds);
-    return c.redirect('/console/approvals', 303);
+    return c.redirect(landing(person), 303);
   });
 
-  app.post('/logout', requireSession('action'), async (c) => {
-    await sessions.end(c.get('session'), requestOf(c));
+  /** The browser's session has ended (logout, or an admin revoking its own): the cookie goes. */
+  const signedOut = async (c: Context<ConsoleEnv>) => {
     clearSessionCookie(plain, c);
     if (dev || !oidc) return c.redirect('/console/login', 303);
     // After an OIDC login the provider's own session lives on, and /console/login would sign the person straight
@@ -244,6 +278,11 @@ export function createConsole(deps: ConsoleDeps) {
     if (!endSession) return c.html(<SignedOutPage />);
     // Not a 303: the CSP's form-action 'self' would block the form's redirect to the provider (pages/login.tsx).
     return c.html(<ProviderLogoutPage url={endSession} />, 200, { Refresh: `0; url=${endSession}` });
+  };
+
+  app.post('/logout', requireSession('action'), async (c) => {
+    await sessions.end(c.get('session'), requestOf(c));
+    return signedOut(c);
   });
 
   // Where the provider returns the browser after its logout (the post-logout redirect URI): a fixed page, no session needed.
@@ -256,6 +295,7 @@ export function createConsole(deps: ConsoleDeps) {
   taskRoutes(app, kit);
   auditRoutes(app, kit);
   notificationRoutes(app, kit);
+  sessionRoutes(app, kit, signedOut);
 
   app.onError((err, c) => {
     deps.log.error({ reqId: c.get('requestId'), err: { name: err.name, stack: err.stack } }, 'console error');

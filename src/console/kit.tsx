@@ -35,6 +35,8 @@ export interface ConsoleDeps {
   sessions: SessionStore;
   publicUrl: string;
   absoluteSeconds: number;
+  /** Sign-in starts per client address (login-limit.ts); absent: unlimited. */
+  loginLimit?: { per_minute: number; burst: number; trusted_proxies: string[] };
   /** Dev mode's login: signs a dev-issuer token for a subject, which the authenticator then reads as any API token. Absent: no login is configured. */
   devLogin?: { issuer: string; sign(subject: string): Promise<string>; suggestions: { subject: string; what: string }[] };
   /** OpenID Connect login for people (console.oidc): `issuer` is the name of the entry of `issuers` their identities belong to. */
@@ -48,7 +50,7 @@ export interface ConsoleDeps {
 }
 
 export type ConsoleEnv = {
-  Variables: AppEnv['Variables'] & { session: ConsoleSession; sessionToken: string; person: Principal; form: Record<string, string | File | (string | File)[]> };
+  Variables: AppEnv['Variables'] & { session: ConsoleSession; sessionToken: string; person: Principal; form: Record<string, string | File | (string | File)[]>; owns?: string[] };
 };
 export type ConsoleApp = Hono<ConsoleEnv>;
 export type ConsoleContext = Context<ConsoleEnv>;

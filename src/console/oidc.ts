@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { and, eq, gt, lte } from 'drizzle-orm';
+import { and, eq, gt, lte, sql } from 'drizzle-orm';
 import * as oauth from 'oauth4webapi';
 import type { Clock } from '../clock.js';
 import type { ConsoleOidcConfig } from '../config/console.js';
@@ -25,6 +25,11 @@ export class ProviderUnavailable extends Error {
   override name = 'ProviderUnavailable';
 }
 
+/** More logins are under way than `max_pending` allows: nobody starts another until some finish or expire. */
+export class TooManyLogins extends Error {
+  override name = 'TooManyLogins';
+}
+
 export interface OidcDeps {
   db: Db;
   clock: Clock;
@@ -33,6 +38,8 @@ export interface OidcDeps {
   redirectUri: string;
   /** `<public_url>/console/signed-out`, registered at the provider as a post-logout redirect URI. */
   postLogoutRedirectUri: string;
+  /** Logins under way (unexpired rows) at most, across replicas; default unbounded. */
+  maxPending?: number;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -52,7 +59,7 @@ const derive = (label: string, token: string) => Buffer.from(sha256Hex(`taskleas
  * (signature against the provider's JWKS from discovery, iss, aud, nonce,
  * expiry) and then dropped: only the subject and claims leave this module.
  */
-export function createOidcLogin({ db, clock, config, redirectUri, postLogoutRedirectUri }: OidcDeps) {
+export function createOidcLogin({ db, clock, config, redirectUri, postLogoutRedirectUri, maxPending }: OidcDeps) {
   const issuerUrl = new URL(config.issuer);
   // Plain HTTP only to a provider on this machine (tests, a local provider); anywhere else TLS is required.
   const insecure = issuerUrl.protocol === 'http:' && LOOPBACK.has(issuerUrl.hostname);
@@ -81,8 +88,13 @@ export function createOidcLogin({ db, clock, config, redirectUri, postLogoutRedi
     /** Starts a login: the row, the cookie's token and the provider's URL to send the browser to. */
     async begin(): Promise<{ token: string; url: string }> {
       const as = await discover();
-      const token = randomBytes(32).toString('base64url');
       const now = clock.now();
+      // Anyone may start a login: the rows it leaves are bounded (a count over the expiry index; a race may pass it by a few).
+      if (maxPending !== undefined) {
+        const [pending] = await db.select({ n: sql<number>`count(*)::int` }).from(consoleLogins).where(gt(consoleLogins.expiresAt, now));
+        if ((pending?.n ?? 0) >= maxPending) throw new TooManyLogins(`${maxPending} logins are under way`);
+      }
+      const token = randomBytes(32).toString('base64url');
       await db.insert(consoleLogins).values({ id: sha256Hex(token), createdAt: now, expiresAt: new Date(now.getTime() + LOGIN_SECONDS * 1000) });
       const url = new URL(as.authorization_endpoint!);
       url.searchParams.set('response_type', 'code');

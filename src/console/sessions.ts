@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { and, eq, gt, isNotNull, isNull, lt, lte, or } from 'drizzle-orm';
+import { and, desc, eq, gt, isNotNull, isNull, lt, lte, or, type SQL } from 'drizzle-orm';
 import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -38,6 +38,29 @@ export function csrfValid(sessionToken: string, submitted: unknown): boolean {
  */
 export function createSessionStore({ db, clock, idleSeconds, absoluteSeconds }: SessionDeps) {
   const idleCutoff = (now: Date) => new Date(now.getTime() - idleSeconds * 1000);
+  /** The rows find() would still accept: not revoked, not idle too long, not past their absolute end. */
+  const live = (now: Date) => and(isNull(consoleSessions.revokedAt), gt(consoleSessions.expiresAt, now), gt(consoleSessions.lastSeenAt, idleCutoff(now)));
+
+  /**
+   * Sets revoked_at on the live sessions `which` selects and audits it in the same transaction, so every
+   * replica's next find() refuses them (and their live streams end within a tick). Returns the actors'
+   * sessions revoked; none revoked audits nothing.
+   */
+  async function revokeWhere(which: SQL, by: string, reason: string, request: RequestRef): Promise<ConsoleSession[]> {
+    const now = clock.now();
+    return db.transaction(async (tx) => {
+      const gone = await tx.update(consoleSessions).set({ revokedAt: now }).where(and(which, live(now))).returning();
+      const byActor = new Map<string, number>();
+      for (const s of gone) byActor.set(s.actor, (byActor.get(s.actor) ?? 0) + 1);
+      if (byActor.size > 0) {
+        await appendAudit(
+          tx,
+          [...byActor].map(([actor, n]) => ({ at: now, actor: by, action: 'console.session_revoked', target: `console:${actor}`, decision: 'allow' as const, reason, details: { reason, sessions: n }, ...requestRef(request) })),
+        );
+      }
+      return gone;
+    });
+  }
 
   return {
     async create(person: { issuer: string; subject: string; claims?: Record<string, unknown> }, request: RequestRef & { via: string }): Promise<{ token: string; session: ConsoleSession }> {
@@ -64,6 +87,22 @@ export function createSessionStore({ db, clock, idleSeconds, absoluteSeconds }: 
         .from(consoleSessions)
         .where(and(eq(consoleSessions.id, sha256Hex(token)), isNull(consoleSessions.revokedAt), gt(consoleSessions.expiresAt, now), gt(consoleSessions.lastSeenAt, idleCutoff(now))));
       return row;
+    },
+
+    /** The live sessions, newest first, at most `limit` (the admins' Sessions page). */
+    async list(limit = 200): Promise<ConsoleSession[]> {
+      return db.select().from(consoleSessions).where(live(clock.now())).orderBy(desc(consoleSessions.createdAt), desc(consoleSessions.id)).limit(limit);
+    },
+
+    /** An admin ends one live session (by its id, the token's SHA-256, which opens nothing). Returns it, or undefined when none is live. */
+    async revoke(id: string, by: string, reason: string, request: RequestRef): Promise<ConsoleSession | undefined> {
+      if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
+      return (await revokeWhere(eq(consoleSessions.id, id), by, reason, request))[0];
+    },
+
+    /** An admin ends every live session of one actor (`issuer/subject`). Returns those ended. */
+    async revokeActor(actor: string, by: string, reason: string, request: RequestRef): Promise<ConsoleSession[]> {
+      return revokeWhere(eq(consoleSessions.actor, actor), by, reason, request);
     },
 
     /** Records a person's action (not a live update), at most once a minute. */

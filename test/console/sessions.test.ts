@@ -80,7 +80,7 @@ describe.each(DRIVERS)('console sessions (%s)', (driver) => {
     const before = (await database.db.select().from(consoleSessions)).length;
     const res = await c.request('POST', '/console/login', { subject: 'agent-nobody' });
     expect(res.status).toBe(400);
-    expect(res.text).toContain('is not an admin, an orchestrator or an approver');
+    expect(res.text).toContain('is not an admin, an orchestrator or an approver of any role, nor an owner of any agent');
     expect(c.cookie).toBeUndefined();
     expect(await database.db.select().from(consoleSessions)).toHaveLength(before);
   });

@@ -46,6 +46,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { execRows } from '../../src/db/client.js';
 import { outbox } from '../../src/db/schema.js';
+import { sha256Hex } from '../../src/ids.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { ADMIN_STATIC_TOKEN, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
@@ -1505,7 +1506,7 @@ describe('the console under hostile input (postgres)', () => {
   let t: TestBroker;
   let admin: ReturnType<typeof consoleClient> & { token: string };
   let approver: ReturnType<typeof consoleClient> & { token: string };
-  let fixture: { lease: string; approval: string; task: string; notification: string };
+  let fixture: { lease: string; approval: string; task: string; notification: string; session: string };
 
   beforeAll(async () => {
     database = await openTestDatabase('postgres');
@@ -1523,7 +1524,10 @@ describe('the console under hostile input (postgres)', () => {
     expect([task.status, lease.status, approval.status]).toEqual([201, 201, 202]);
     expect(await t.broker.notifier.runOnce()).toEqual({ delivered: 0, failed: 1 });
     const [notification] = await database.db.select().from(outbox);
-    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id, task: task.json.task.id, notification: notification!.id };
+    // A session of its own for the Sessions page's revoke: the real target only forged tokens reach.
+    const spare = consoleClient(t);
+    await spare.login('approver-a');
+    fixture = { lease: lease.json.lease.id, approval: approval.json.approval.id, task: task.json.task.id, notification: notification!.id, session: sha256Hex(spare.cookie!.split('=')[1]!) };
     const signIn = async (subject: string) => {
       const c = consoleClient(t);
       await c.login(subject);
@@ -1561,9 +1565,13 @@ describe('the console under hostile input (postgres)', () => {
     { path: (p: string) => `/console/leases/${p}/revoke`, form: () => ({ reason: 'hostile' }), real: () => fixture.lease },
     { path: (p: string) => `/console/tasks/${p}/complete`, form: () => ({ outcome: 'hostile' }), real: () => fixture.task },
     { path: (p: string) => `/console/notifications/${p}/retry`, form: () => ({}), real: () => fixture.notification },
+    { path: (p: string) => `/console/sessions/${p}/revoke`, form: () => ({ reason: 'hostile' }), real: () => fixture.session },
   ];
   /** Actions without a path parameter: only the CSRF cases apply (a valid form there would act). */
-  const PLAIN_ACTIONS = [{ path: () => '/console/leases/bulk-revoke', form: () => ({ reason: 'hostile', subject: 'agent-worker' }), real: () => '' }];
+  const PLAIN_ACTIONS = [
+    { path: () => '/console/leases/bulk-revoke', form: () => ({ reason: 'hostile', subject: 'agent-worker' }), real: () => '' },
+    { path: () => '/console/sessions/revoke-actor', form: () => ({ reason: 'hostile', actor: 'dev/approver-a' }), real: () => '' },
+  ];
   const ODD_PARAMS = ['..', '%2e%2e', 'WORKER', 'worker%00', '%00', 'worker%0d%0aSet-Cookie:x=1', '-worker', 'a'.repeat(64), '%F0%9F%92%A5', '00000000-0000-0000-0000-00000000000g', `${'0'.repeat(36)}`, '%E0%A4%A', "'%20or%201=1--"];
 
   async function send(who: typeof admin, method: string, path: string, body: string | Uint8Array<ArrayBuffer> | undefined, headers: Record<string, string>) {

@@ -14,7 +14,7 @@ export interface Viewer {
   orchestrator?: boolean;
 }
 
-export type Section = 'overview' | 'approvals' | 'agents' | 'leases' | 'tasks' | 'audit' | 'notifications';
+export type Section = 'overview' | 'approvals' | 'agents' | 'leases' | 'tasks' | 'audit' | 'notifications' | 'sessions';
 
 /** Every console page: the dev-mode banner, the navigation, who is signed in, and the logout form. */
 export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; active?: Section; children: Child }) {
@@ -67,6 +67,11 @@ export function Layout(props: { title: string; dev: boolean; viewer?: Viewer; ac
               {props.viewer.admin ? (
                 <a href="/console/notifications" class={props.active === 'notifications' ? 'active' : undefined}>
                   Notifications
+                </a>
+              ) : null}
+              {props.viewer.admin ? (
+                <a href="/console/sessions" class={props.active === 'sessions' ? 'active' : undefined}>
+                  Sessions
                 </a>
               ) : null}
             </nav>

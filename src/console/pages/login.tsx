@@ -74,13 +74,27 @@ export function LoginRefusedPage(props: { reason: LoginRefusal }) {
   );
 }
 
-/** A person the provider knows, but who is no admin, orchestrator or approver here. */
+/** A person the provider knows, but who is no admin, orchestrator, approver or agent owner here. */
 export function NotPrincipalPage(props: { actor: string }) {
   return (
     <MessagePage title="Not allowed" dev={false}>
       <p class="error" role="alert">
-        You signed in as <code>{props.actor}</code>, which is not an admin, an orchestrator or an approver of any role of this broker: the
-        console has nothing for you. Ask its operators to add you to <code>principals</code> or to a role's <code>approvers</code>.
+        You signed in as <code>{props.actor}</code>, which is not an admin, an orchestrator or an approver of any role of this broker, nor an
+        owner of any agent: the console has nothing for you. Ask its operators to add you to <code>principals</code>, to a role's{' '}
+        <code>approvers</code> or to an agent's <code>owner.principals</code>.
+      </p>
+    </MessagePage>
+  );
+}
+
+/** Too many sign-ins: from this client (429), or under way at once across the broker (503). Retry-After says when. */
+export function LoginBusyPage(props: { why: 'client' | 'logins'; dev: boolean }) {
+  return (
+    <MessagePage title="Too many sign-ins" dev={props.dev}>
+      <p class="error" role="alert">
+        {props.why === 'client'
+          ? 'Too many sign-ins have come from your address in the last minute. Wait a minute, then sign in again.'
+          : 'Too many sign-ins are under way at once. Wait a minute, then sign in again.'}
       </p>
     </MessagePage>
   );
