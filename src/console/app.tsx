@@ -152,11 +152,16 @@ export function createConsole(deps: ConsoleDeps) {
     return c.body(asset.body, 200, { 'Content-Type': asset.type });
   });
 
-  // Admins land on the overview; everyone else (and anyone signed out) on the approvals, as before.
+  /** Where a person lands: the Approvals page, or the Agents page for a person who only owns agents. */
+  const landing = (person: Principal) => (describePrincipal(person, policy) ? '/console/approvals' : '/console/agents');
+
+  // Admins land on the overview; anyone else where landing() says, and anyone signed out on the approvals (then the login).
   app.get('/', async (c, next) => {
     const token = readSessionCookie(plain, c);
     const session = token && (dev || oidc) ? await sessions.find(token) : undefined;
-    if (!session || !personOf(session).admin) return c.redirect('/console/approvals', 302);
+    if (!session) return c.redirect('/console/approvals', 302);
+    const person = personOf(session);
+    if (!person.admin) return c.redirect(landing(person), 302);
     await next();
   });
   app.get('/', requireSession('page'), async (c) => {
@@ -178,8 +183,6 @@ export function createConsole(deps: ConsoleDeps) {
     }
     return undefined;
   };
-  /** Where a person lands: the Approvals page, or the Agents page for a person who only owns agents. */
-  const landing = (person: Principal) => (describePrincipal(person, policy) ? '/console/approvals' : '/console/agents');
 
   app.get('/login', async (c) => {
     if (deps.devLogin) return c.html(<DevLoginPage suggestions={deps.devLogin.suggestions} />);

@@ -144,6 +144,7 @@ describe.each(DRIVERS)('console sessions for admins (%s)', (driver) => {
     const c = consoleClient(t);
     const login = await c.request('POST', '/console/login', { subject: 'owner-o' });
     expect({ status: login.status, location: login.headers.get('location') }).toEqual({ status: 303, location: '/console/agents' });
+    expect((await c.request('GET', '/console')).headers.get('location')).toBe('/console/agents');
     const page = await c.request('GET', '/console/agents');
     expect(page.status).toBe(200);
     expect(page.text).toContain('bot-o');
