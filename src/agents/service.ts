@@ -94,6 +94,18 @@ export function createAgentService({ db, clock, log, registry, knownRole, knownI
     ...suspensions,
     create,
 
+    /**
+     * The agent, for an admin or one of its owners (its owner principals); anyone else gets
+     * not_agent_owner whether the agent exists or not, so it learns nothing of the registry.
+     * GET and suspend/resume of /v1/agents/{name} and the console's agent pages ask this.
+     */
+    async forAdminOrOwner(viewer: { admin: boolean; identity?: Identity | undefined }, name: string) {
+      if (!viewer.admin && !(await registry.isOwner(name, viewer.identity))) throw new AppError('not_agent_owner', "this is for admins and the agent's owners");
+      const found = await registry.get(name);
+      if (!found) throw new AppError('agent_not_found', 'no such agent');
+      return found;
+    },
+
     /** Deletes an agent created through the API (the config file's cannot be), ending its suspension; its leases stay as they are. */
     async remove(caller: AgentCaller, name: string): Promise<void> {
       const found = await registry.get(name);

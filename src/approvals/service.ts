@@ -45,6 +45,9 @@ export function createApprovalService({ db, clock, policy, ttlSeconds, outbox }:
   }
 
   return {
+    /** The roles this principal may decide: undefined for an admin (every role). The console's live stream and its header ask this too. */
+    approvableRoles: (principal: Principal) => approvableRoles(principal, policy.roleNames()),
+
     async request(
       input: { identity: Identity; taskId: string; role: string; ttlSeconds?: number; requiredBy: string; agent?: { agent?: string; owner?: string } } & RequestRef,
     ): Promise<Approval> {

@@ -10,8 +10,8 @@ import { requestOf } from '../http/env.js';
 import { safeText } from '../http/schemas.js';
 import type { Principal } from '../identity/principals.js';
 import { AuthError } from '../identity/types.js';
-import { describePerson, describePrincipal } from './dev-login.js';
 import type { ConsoleDeps, ConsoleEnv, ConsoleKit } from './kit.js';
+import { describePerson, describePrincipal, landing as landingOf } from './who.js';
 import { createLiveStreams } from './live.js';
 import { createLoginLimit } from './login-limit.js';
 import { LoginRefused, ProviderUnavailable, TooManyLogins } from './oidc.js';
@@ -50,7 +50,7 @@ async function readForm(c: Context) {
  * matching, so the console and the API agree on who may do what.
  */
 export function createConsole(deps: ConsoleDeps) {
-  const { sessions, policy } = deps;
+  const { sessions } = deps;
   const dev = deps.devLogin !== undefined;
   const oidc = deps.oidc;
   // Cookies without Secure only where the browser talks plain HTTP to this machine: dev mode, or a loopback http public_url (a local try-out).
@@ -106,7 +106,7 @@ export function createConsole(deps: ConsoleDeps) {
       const person = personOf(session);
       c.set('person', person);
       // Only for a person who is nothing else (an agent's owner): the layout says which agents.
-      if (!describePrincipal(person, policy)) c.set('owns', await deps.registry.ownedBy(person.identity));
+      if (!describePrincipal(person, deps.approvals)) c.set('owns', await deps.registry.ownedBy(person.identity));
       await next();
     });
 
@@ -119,7 +119,7 @@ export function createConsole(deps: ConsoleDeps) {
 
   const viewerOf = (c: Context<ConsoleEnv>): Viewer => ({
     actor: c.get('person').actor,
-    what: describePrincipal(c.get('person'), policy, c.get('owns')),
+    what: describePrincipal(c.get('person'), deps.approvals, c.get('owns')),
     csrf: csrfTokenOf(c.get('sessionToken')),
     admin: c.get('person').admin,
     orchestrator: c.get('person').orchestrator,
@@ -143,8 +143,6 @@ export function createConsole(deps: ConsoleDeps) {
       </MessagePage>,
       403,
     );
-  /** An admin, or one of the agent's owners as its owner principals say: who may suspend and resume it. */
-  const mayAct = async (c: Context<ConsoleEnv>, name: string) => c.get('person').admin || (await deps.registry.isOwner(name, c.get('person').identity));
 
   app.get('/assets/:file', (c) => {
     const asset = assets.get(c.req.param('file'));
@@ -153,18 +151,11 @@ export function createConsole(deps: ConsoleDeps) {
   });
 
   /** Where a person lands: the Approvals page, or the Agents page for a person who only owns agents. */
-  const landing = (person: Principal) => (describePrincipal(person, policy) ? '/console/approvals' : '/console/agents');
+  const landing = (person: Principal) => landingOf(person, deps.approvals);
 
-  // Admins land on the overview; anyone else where landing() says, and anyone signed out on the approvals (then the login).
-  app.get('/', async (c, next) => {
-    const token = readSessionCookie(plain, c);
-    const session = token && (dev || oidc) ? await sessions.find(token) : undefined;
-    if (!session) return c.redirect('/console/approvals', 302);
-    const person = personOf(session);
-    if (!person.admin) return c.redirect(landing(person), 302);
-    await next();
-  });
+  // The overview, for admins; anyone else goes where landing() says, anyone signed out to the login.
   app.get('/', requireSession('page'), async (c) => {
+    if (!c.get('person').admin) return c.redirect(landing(c.get('person')), 302);
     const now = deps.clock.now();
     const [overview, backends] = await Promise.all([readOverview(deps.db, now), deps.checkBackends?.() ?? Promise.resolve({})]);
     return c.html(<OverviewPage dev={dev} viewer={viewerOf(c)} overview={overview} backends={backends} now={now} />);
@@ -230,7 +221,7 @@ export function createConsole(deps: ConsoleDeps) {
     }
     const now = deps.clock.now();
     const person = deps.authenticator.principalOf({ issuer: oidc.issuer, subject: found.subject, claims: found.claims as JWTPayload, tokenSha256: '', expiresAt: now });
-    if (!(await describePerson(person, policy, deps.registry)).what) {
+    if (!(await describePerson(person, deps.approvals, deps.registry)).what) {
       deps.log.info({ reqId: c.get('requestId'), actor: person.actor }, 'a console login matched no principal');
       return c.html(<NotPrincipalPage actor={person.actor} />, 403);
     }
@@ -258,7 +249,7 @@ export function createConsole(deps: ConsoleDeps) {
       if (err instanceof AuthError) return again('The dev issuer could not sign in this subject.');
       throw err;
     }
-    if (!(await describePerson(person, policy, deps.registry)).what) {
+    if (!(await describePerson(person, deps.approvals, deps.registry)).what) {
       return again(`${devLogin.issuer}/${subject.data} is not an admin, an orchestrator or an approver of any role, nor an owner of any agent: the console has nothing for it.`);
     }
     await endPrevious(c);
@@ -291,7 +282,7 @@ export function createConsole(deps: ConsoleDeps) {
   // Where the provider returns the browser after its logout (the post-logout redirect URI): a fixed page, no session needed.
   app.get('/signed-out', (c) => c.html(<SignedOutPage returned={true} />));
 
-  const kit: ConsoleKit = { deps, dev, requireSession, viewerOf, callerOf, personOf, notFound, adminsOnly, refused, mayAct, live };
+  const kit: ConsoleKit = { deps, dev, requireSession, viewerOf, callerOf, personOf, notFound, adminsOnly, refused, live };
   approvalRoutes(app, kit);
   agentRoutes(app, kit);
   leaseRoutes(app, kit);

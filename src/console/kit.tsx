@@ -10,6 +10,7 @@ import type { Db } from '../db/client.js';
 import type { ConsoleSession } from '../db/schema.js';
 import type { AppEnv, callerOf as apiCallerOf } from '../http/env.js';
 import { safeText } from '../http/schemas.js';
+import { MAX_SUBJECT_LENGTH } from '../identity/identity-text.js';
 import type { Authenticator, Principal } from '../identity/principals.js';
 import type { LeaseService } from '../leases/service.js';
 import type { Logger } from '../log.js';
@@ -74,14 +75,13 @@ export interface ConsoleKit {
   notFound(c: ConsoleContext, what: string, back: string): Response | Promise<Response>;
   adminsOnly(c: ConsoleContext): Response | Promise<Response>;
   refused(c: Context, why: string): Response | Promise<Response>;
-  /** An admin, or one of the agent's owners as its owner principals say: who may suspend and resume it. */
-  mayAct(c: ConsoleContext, name: string): Promise<boolean>;
   /** Serves a live page's event stream over a fingerprint of what it shows (live.ts). */
   live: LiveStreams;
 }
 
 export const ReasonSchema = safeText(500);
-export const FilterText = safeText(200);
+/** Long enough for any actor (`issuer/subject`: a 64-character issuer name and a subject at its longest) and any id. */
+export const FilterText = safeText(64 + MAX_SUBJECT_LENGTH);
 /** Agent and role names as the config spells them; anything else names nothing. */
 export const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 

@@ -30,6 +30,14 @@ function ipv6Prefix(address: string): string {
   return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }
 
+/** An X-Forwarded-For hop's address without a port or brackets (`1.2.3.4:5678`, `[2001:db8::1]:443`), or undefined. */
+export function hopAddress(hop: string): string | undefined {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(hop);
+  const withPort = /^([0-9.]+):\d+$/.exec(hop);
+  const address = unmap(bracketed?.[1] ?? withPort?.[1] ?? hop);
+  return isIP(address) === 0 ? undefined : address;
+}
+
 /**
  * Bounds the console's unauthenticated sign-in starts (the OIDC login's row,
  * the dev login's signed token) per client address, with the lease path's
@@ -63,9 +71,11 @@ export function createLoginLimit(options: LoginLimitOptions) {
     if (isTrusted(client)) {
       const hops = (c.req.header('x-forwarded-for') ?? '').split(',').map((h) => h.trim()).filter((h) => h !== '');
       for (const hop of hops.reverse()) {
-        // A hop that is not an address ends the walk: the proxy that appended it is the last one known.
-        if (isIP(unmap(hop)) === 0) break;
-        client = unmap(hop);
+        const address = hopAddress(hop);
+        // A hop that is no address even without its port ('unknown', an obfuscated name) is that client's own
+        // bucket, not the proxy's: one such client must not take the sign-ins of everyone behind the proxy.
+        if (address === undefined) return `hop:${hop.slice(0, 100)}`;
+        client = address;
         if (!isTrusted(client)) break;
       }
     }

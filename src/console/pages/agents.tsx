@@ -14,7 +14,6 @@ export const AGENT_NOTICES = {
   suspended: { kind: 'ok', text: 'Suspended. Its active leases are being revoked and it can get no credential until it is resumed.' },
   resumed: { kind: 'ok', text: 'Resumed. The agent may ask for credentials again.' },
   reason_required: { kind: 'error', text: 'Give a reason (up to 500 characters, no control characters).' },
-  not_agent_owner: { kind: 'error', text: "Only an admin or one of the agent's owners may suspend or resume it." },
   not_admin: { kind: 'error', text: 'An admin suspended this agent: only an admin can resume it.' },
 } as const;
 export type AgentNotice = keyof typeof AGENT_NOTICES;
@@ -25,7 +24,6 @@ export interface AgentRow {
   use?: AgentUse;
   active: number;
   /** The viewer is an admin or one of the agent's owners. */
-  canAct: boolean;
 }
 
 function Notice(props: { notice?: AgentNotice }) {
@@ -104,11 +102,9 @@ export function AgentsPage(props: { dev: boolean; viewer: Viewer; rows: AgentRow
                   <State suspension={r.suspension} now={props.now} />
                 </td>
                 <td>
-                  {r.canAct ? (
-                    <a class={r.suspension ? 'button' : 'button danger'} href={`/console/agents/${r.agent.name}#switch`}>
-                      {r.suspension ? 'Resume…' : 'Suspend…'}
-                    </a>
-                  ) : null}
+                  <a class={r.suspension ? 'button' : 'button danger'} href={`/console/agents/${r.agent.name}#switch`}>
+                    {r.suspension ? 'Resume…' : 'Suspend…'}
+                  </a>
                 </td>
               </tr>
             ))}
@@ -119,7 +115,7 @@ export function AgentsPage(props: { dev: boolean; viewer: Viewer; rows: AgentRow
   );
 }
 
-export function AgentPage(props: { dev: boolean; viewer: Viewer; agent: Agent; suspension?: AgentSuspension; review: AgentReview; canAct: boolean; now: Date; notice?: AgentNotice }) {
+export function AgentPage(props: { dev: boolean; viewer: Viewer; agent: Agent; suspension?: AgentSuspension; review: AgentReview; now: Date; notice?: AgentNotice }) {
   const { agent, suspension, review } = props;
   const action = suspension ? 'resume' : 'suspend';
   return (
@@ -133,17 +129,14 @@ export function AgentPage(props: { dev: boolean; viewer: Viewer; agent: Agent; s
         <p>
           <State suspension={suspension} now={props.now} />
         </p>
-        {props.canAct ? (
-          <form method="post" action={`/console/agents/${agent.name}/${action}`} class="decide">
-            <input type="hidden" name="csrf" value={props.viewer.csrf} />
-            <input name="reason" required maxlength={500} placeholder="Reason (recorded in the audit trail)" aria-label="Reason" autocomplete="off" />
-            <button type="submit" class={suspension ? 'approve' : 'deny'}>
-              {suspension ? 'Resume' : 'Suspend'}
-            </button>
-          </form>
-        ) : (
-          <p class="muted">Only an admin or one of this agent's owners can suspend or resume it.</p>
-        )}
+        {/* Only an admin or one of the agent's owners gets this page at all (agentService.forAdminOrOwner). */}
+        <form method="post" action={`/console/agents/${agent.name}/${action}`} class="decide">
+          <input type="hidden" name="csrf" value={props.viewer.csrf} />
+          <input name="reason" required maxlength={500} placeholder="Reason (recorded in the audit trail)" aria-label="Reason" autocomplete="off" />
+          <button type="submit" class={suspension ? 'approve' : 'deny'}>
+            {suspension ? 'Resume' : 'Suspend'}
+          </button>
+        </form>
       </section>
       <dl>
         <dt>Owner</dt>

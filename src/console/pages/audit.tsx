@@ -53,13 +53,13 @@ export function AuditPage(props: { dev: boolean; viewer: Viewer; query: AuditQue
       <h2>Events</h2>
       <form method="get" action="/console/audit" class="filter">
         <label>
-          Actor <input name="actor" value={q.actor ?? ''} maxlength={200} autocomplete="off" />
+          Actor <input name="actor" value={q.actor ?? ''} maxlength={1088} autocomplete="off" />
         </label>{' '}
         <label>
           Action <input name="action" value={q.action ?? ''} maxlength={200} autocomplete="off" />
         </label>{' '}
         <label>
-          Target <input name="target" value={q.target ?? ''} maxlength={200} autocomplete="off" />
+          Target <input name="target" value={q.target ?? ''} maxlength={1088} autocomplete="off" />
         </label>{' '}
         <label>
           Since <input name="since" value={q.since ?? ''} maxlength={40} placeholder="2026-01-31T12:00:00Z" autocomplete="off" />

@@ -96,7 +96,7 @@ export function SessionsPage(props: { dev: boolean; viewer: Viewer; rows: Sessio
       <form method="post" action="/console/sessions/revoke-actor" class="filter">
         <input type="hidden" name="csrf" value={props.viewer.csrf} />
         <label>
-          Actor <input name="actor" required maxlength={200} placeholder="corp/00u1abcd" autocomplete="off" />
+          Actor <input name="actor" required maxlength={1088} placeholder="corp/00u1abcd" autocomplete="off" />
         </label>{' '}
         <label>
           Reason <input name="reason" required maxlength={500} autocomplete="off" />

@@ -52,9 +52,8 @@ export function approvalRoutes(app: ConsoleApp, kit: ConsoleKit) {
 
   app.get('/approvals/events', kit.requireSession('stream'), (c) => {
     const person = c.get('person');
-    const identity = person.identity;
     // Only the roles this person may decide: a change elsewhere is none of its business.
-    const roles = person.admin ? undefined : identity ? policy.roleNames().filter((r) => policy.isApprover(r, identity)) : [];
+    const roles = kit.deps.approvals.approvableRoles(person);
     return kit.live(c, 'approvals', () => approvalsFingerprint(kit.deps.db, roles));
   });
 

@@ -3,14 +3,12 @@
 /** @jsxImportSource hono/jsx */
 import type { ConsoleSession } from '../../db/schema.js';
 import { requestOf } from '../../http/env.js';
-import { safeText } from '../../http/schemas.js';
 import { DEV_LOGIN_ISSUER } from '../dev-login.js';
-import { noticeOf, ReasonSchema, type ConsoleApp, type ConsoleContext, type ConsoleKit } from '../kit.js';
+import { FilterText, noticeOf, ReasonSchema, type ConsoleApp, type ConsoleContext, type ConsoleKit } from '../kit.js';
 import { SESSION_NOTICES, SessionsPage, type SessionNotice } from '../pages/sessions.js';
 
 /** The page lists at most this many live sessions (newest first). */
 const LIMIT = 200;
-const ActorSchema = safeText(200);
 
 /** How a session was signed in, as its row tells: an OIDC login keeps the ID token's claims (with `sub`), the dev login none. */
 function viaOf(session: ConsoleSession): string | undefined {
@@ -64,7 +62,7 @@ export function sessionRoutes(app: ConsoleApp, kit: ConsoleKit, signedOut: (c: C
   app.post('/sessions/revoke-actor', kit.requireSession('action'), async (c) => {
     if (!c.get('person').admin) return kit.adminsOnly(c);
     const form = c.get('form');
-    const actor = ActorSchema.safeParse(typeof form.actor === 'string' ? form.actor.trim() : form.actor);
+    const actor = FilterText.safeParse(typeof form.actor === 'string' ? form.actor.trim() : form.actor);
     if (!actor.success || actor.data === '') return back(c, 'actor_required');
     const reason = ReasonSchema.safeParse(form.reason);
     if (!reason.success) return back(c, 'reason_required');

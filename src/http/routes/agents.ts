@@ -200,13 +200,7 @@ export function registerAgentRegistryRoutes(app: OpenAPIHono<AppEnv>, deps: { db
   const { registry, agentService } = deps;
 
   /** The agent, for an admin or one of its owners; anyone else learns nothing of whether it exists. */
-  async function forAdminOrOwner(c: Parameters<typeof callerOf>[0], name: string) {
-    const principal = c.get('principal');
-    if (!principal.admin && !(await registry.isOwner(name, principal.identity))) throw new AppError('not_agent_owner', "this endpoint is for admins and the agent's owners");
-    const found = await registry.get(name);
-    if (!found) throw new AppError('agent_not_found', 'no such agent');
-    return found;
-  }
+  const forAdminOrOwner = (c: Parameters<typeof callerOf>[0], name: string) => agentService.forAdminOrOwner(c.get('principal'), name);
 
   app.openapi(listRoute, async (c) => {
     const agents = await registry.list();
