@@ -1,4 +1,4 @@
-import { and, count, eq, inArray, isNotNull } from 'drizzle-orm';
+import { and, asc, count, eq, inArray, isNotNull } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { leases, tasks } from '../db/schema.js';
 
@@ -37,5 +37,19 @@ export async function leaseCountsByTask(db: Db, ids: string[]): Promise<Map<stri
     if (r.status === 'active') c.active += Number(r.n);
     out.set(r.task, c);
   }
+  return out;
+}
+
+/** The active leases of the tasks approvals name (what the task already holds), for display only: a read, never a decision. */
+export async function activeLeasesByTask(db: Db, ids: string[]): Promise<Map<string, { id: string; role: string; expiresAt: Date }[]>> {
+  const out = new Map<string, { id: string; role: string; expiresAt: Date }[]>();
+  if (ids.length === 0) return out;
+  const rows = await db
+    .select({ id: leases.id, task: leases.taskId, role: leases.role, expiresAt: leases.expiresAt })
+    .from(leases)
+    .where(and(inArray(leases.taskId, [...new Set(ids)]), eq(leases.status, 'active')))
+    .orderBy(asc(leases.expiresAt))
+    .limit(500);
+  for (const r of rows) out.set(r.task, [...(out.get(r.task) ?? []), { id: r.id, role: r.role, expiresAt: r.expiresAt }]);
   return out;
 }

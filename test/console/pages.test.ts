@@ -21,6 +21,7 @@ const config = await devConsoleConfig({
     register: [
       { name: 'worker', match: { issuer: 'test', subject: 'agent-worker' }, owner: owner('team-a', 'approver-a'), purpose: 'deploys the shop', roles: ['demo', 'gated'] },
       { name: 'other', match: { issuer: 'test', subject: 'agent-other' }, owner: owner('team-b', 'owner-b'), purpose: 'writes reports', roles: ['demo'] },
+      { name: 'asker', match: { issuer: 'test', subject: 'agent-asker' }, owner: owner('team-c', 'owner-c'), purpose: 'asks for approvals', roles: ['demo', 'gated'] },
     ],
   },
 });
@@ -66,6 +67,15 @@ describe.each(DRIVERS)('console pages (%s)', (driver) => {
     expect([hidden.status, missing.status, (await approver.request('GET', '/console/approvals/not-a-uuid')).status]).toEqual([404, 404, 404]);
     expect(hidden.text).toBe(missing.text);
     expect(hidden.text).not.toContain('gated-b');
+
+    // One screen to decide on: the agent asking (registered: its owner and purpose), and what its task already holds.
+    const task = await openTask(t, 'agent-asker', ['demo', 'gated']);
+    expect((await t.call('POST', '/v1/credentials', { subject: 'agent-asker' }, { task, role: 'demo' })).status).toBe(201);
+    const asks = await t.call('POST', '/v1/credentials', { subject: 'agent-asker' }, { task, role: 'gated' });
+    const full = (await admin.request('GET', `/console/approvals/${asks.json.approval.id}`)).text;
+    expect(full).toMatch(/<strong>asker<\/strong> · owner team-c <span class="muted">team-c@example.com<\/span> · asks for approvals/);
+    expect(full).toMatch(/Task holds<\/dt><dd><span class="held"><code>demo<\/code>/);
+    expect((await admin.request('GET', `/console/approvals/${mine}`)).text).toContain('no registered agent');
 
     // The decide form on the page returns to the page.
     const page = await approver.request('GET', `/console/approvals/${mine}`);

@@ -2,6 +2,7 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
 import type { Approval } from '../../db/schema.js';
+import type { Agent } from '../../agents/registry.js';
 import type { RoleConfig } from '../../config/schema.js';
 import { Layout, type Viewer } from './layout.js';
 
@@ -23,6 +24,10 @@ export interface ApprovalItem {
   approval: Approval;
   task?: { id: string; externalId: string | null; labels: Record<string, string>; status: string; deadline: Date };
   role?: RoleConfig;
+  /** The task's active leases: what it already holds. */
+  held?: { id: string; role: string; expiresAt: Date }[];
+  /** The registered agents the requester's issuer and subject could be (one, when the registry is unambiguous). */
+  agents?: Agent[];
 }
 
 /** `in 4m`, `3h ago`: deciding in seconds needs relative times; the exact one is in the title. */
@@ -64,7 +69,7 @@ export function Labels(props: { labels: Record<string, string> }) {
 
 /** One request; `back` is where the decide form returns ('detail': this request's own page). */
 export function Item(props: { item: ApprovalItem; now: Date; csrf: string; back?: 'detail' }) {
-  const { approval: a, task, role } = props.item;
+  const { approval: a, task, role, held = [], agents = [] } = props.item;
   const ttl = a.requestedTtl ?? role?.ttl;
   return (
     <li class={`approval status-${a.status}`} id={`approval-${a.id}`} data-id={a.id}>
@@ -83,10 +88,40 @@ export function Item(props: { item: ApprovalItem; now: Date; csrf: string; back?
           <Grants role={role} />
           {ttl !== undefined ? ` · for ${ttl}s${a.requestedTtl === null ? ' (the role default)' : ''}` : ''}
         </dd>
+        <dt>Agent</dt>
+        <dd>
+          {agents.length === 0 ? (
+            <span class="muted">no registered agent</span>
+          ) : (
+            agents.map((agent) => (
+              <span class="agent">
+                <strong>{agent.name}</strong> · owner {agent.owner.name} <span class="muted">{agent.owner.contact}</span> · {agent.purpose}
+                {agent.match.claims ? (
+                  <>
+                    {' '}
+                    · when <Labels labels={Object.fromEntries(Object.entries(agent.match.claims).map(([k, v]) => [k, String(v)]))} />
+                  </>
+                ) : null}
+              </span>
+            ))
+          )}
+        </dd>
         <dt>Task</dt>
         <dd>
           <code>{a.taskId}</code>
           {task?.externalId ? <span class="muted"> ({task.externalId})</span> : null} {task ? <Labels labels={task.labels} /> : null}
+        </dd>
+        <dt>Task holds</dt>
+        <dd>
+          {held.length === 0 ? (
+            <span class="muted">no active lease</span>
+          ) : (
+            held.map((l) => (
+              <span class="held">
+                <code>{l.role}</code> <span class="muted">(expires <Time at={l.expiresAt} now={props.now} />)</span>{' '}
+              </span>
+            ))
+          )}
         </dd>
         <dt>Why approval</dt>
         <dd>{a.requiredBy}</dd>

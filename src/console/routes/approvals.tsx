@@ -1,23 +1,41 @@
 // The pragmas make every loader (tsx outside this repository, vitest, tsc) compile JSX for hono/jsx.
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
+import type { Approval } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import { requestOf } from '../../http/env.js';
 import { UUID_RE } from '../../ids.js';
 import { noticeOf, ReasonSchema, type ConsoleApp, type ConsoleKit } from '../kit.js';
 import { approvalsFingerprint } from '../live.js';
-import { ApprovalPage, ApprovalsPage, NOTICES, STATUS_FILTERS, type Notice, type StatusFilter } from '../pages/approvals.js';
-import { taskSummaries } from '../queries.js';
+import { ApprovalPage, ApprovalsPage, NOTICES, STATUS_FILTERS, type ApprovalItem, type Notice, type StatusFilter } from '../pages/approvals.js';
+import { activeLeasesByTask, taskSummaries } from '../queries.js';
 
 /** The approval queue, one request's page, the decision, and the queue's live stream: the approval service decides. */
 export function approvalRoutes(app: ConsoleApp, kit: ConsoleKit) {
-  const { policy } = kit.deps;
+  const { policy, registry, db } = kit.deps;
+
+  /** Everything one screen needs to decide a request: the task, what it already holds, the agent asking, the role. */
+  async function itemsOf(found: Approval[]): Promise<ApprovalItem[]> {
+    const taskIds = found.map((a) => a.taskId);
+    const requesters = [...new Map(found.map((a) => [`${a.issuer}\n${a.subject}`, a])).values()];
+    const [tasks, held, agents] = await Promise.all([
+      taskSummaries(db, taskIds),
+      activeLeasesByTask(db, taskIds),
+      Promise.all(requesters.map(async (a) => [`${a.issuer}\n${a.subject}`, (await registry.candidates(a.issuer, a.subject)).agents] as const)).then((e) => new Map(e)),
+    ]);
+    return found.map((approval) => ({
+      approval,
+      task: tasks.get(approval.taskId),
+      held: held.get(approval.taskId) ?? [],
+      agents: agents.get(`${approval.issuer}\n${approval.subject}`) ?? [],
+      role: policy.role(approval.role),
+    }));
+  }
   app.get('/approvals', kit.requireSession('page'), async (c) => {
     const status = (STATUS_FILTERS as readonly string[]).includes(c.req.query('status') ?? '') ? (c.req.query('status') as StatusFilter) : 'pending';
     const cursor = c.req.query('cursor');
     const page = await kit.deps.approvals.list(c.get('person'), status === 'all' ? undefined : status, cursor && UUID_RE.test(cursor) ? cursor : undefined, 50);
-    const tasks = await taskSummaries(kit.deps.db, page.items.map((a) => a.taskId));
-    const items = page.items.map((approval) => ({ approval, task: tasks.get(approval.taskId), role: policy.role(approval.role) }));
+    const items = await itemsOf(page.items);
     return c.html(
       <ApprovalsPage
         dev={kit.dev}
@@ -70,12 +88,12 @@ export function approvalRoutes(app: ConsoleApp, kit: ConsoleKit) {
       if (err instanceof AppError && err.code === 'approval_not_found') return missing();
       throw err;
     }
-    const tasks = await taskSummaries(kit.deps.db, [approval.taskId]);
+    const [item] = await itemsOf([approval]);
     return c.html(
       <ApprovalPage
         dev={kit.dev}
         viewer={kit.viewerOf(c)}
-        item={{ approval, task: tasks.get(approval.taskId), role: policy.role(approval.role) }}
+        item={item!}
         now={kit.deps.clock.now()}
         notice={noticeOf(c, NOTICES)}
       />,
