@@ -76,7 +76,8 @@ export function consoleClient(t: Pick<TestBroker, 'broker'>, base = 'http://loca
     async login(subject: string) {
       const res = await client.request('POST', '/console/login', { subject });
       expect(res.status, res.text).toBe(303);
-      expect(res.headers.get('location')).toBe('/console/approvals');
+      // Where who.ts's landing() sends the person: approvals, tasks (an orchestrator only) or agents (an owner only).
+      expect(res.headers.get('location')).toMatch(/^\/console\/(approvals|tasks|agents)$/);
       return res;
     },
     /** The CSRF token the approvals page renders into its forms. */

@@ -51,6 +51,8 @@ describe.each(DRIVERS)('console tasks and bulk revoke (%s)', (driver) => {
     const teamB = await openTask('orchestrator', 'agent-b1', { team: 'b', env: 'prod' });
     const other = await openTask('orchestrator', 'agent-c1', { team: 'c' });
     const a = await as('orch-a');
+    // An orchestrator who approves nothing lands on its tasks.
+    expect((await a.request('GET', '/console')).headers.get('location')).toBe('/console/tasks');
     const b = await as('orch-b');
     const admin = await as('admin');
 

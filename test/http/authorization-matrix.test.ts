@@ -558,7 +558,7 @@ const ROUTES: Route[] = [
  * do, and the OIDC login itself, are tested in test/console/.
  */
 const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; status: number; location?: string }[] = [
-  { method: 'GET', path: '/console', request: '/console', status: 302, location: '/console/approvals' },
+  { method: 'GET', path: '/console', request: '/console', status: 302, location: '/console/login' },
   { method: 'GET', path: '/console/login', request: '/console/login', status: 501 },
   { method: 'POST', path: '/console/login', request: '/console/login', status: 501 },
   { method: 'GET', path: '/console/callback', request: '/console/callback?code=x&state=y', status: 501 },
