@@ -24,8 +24,14 @@
  * - a refused mutation leaves its resource as it was.
  */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { execRows } from '../../src/db/client.js';
+import { outbox } from '../../src/db/schema.js';
+import { sha256Hex } from '../../src/ids.js';
+import { consoleClient, devConsoleConfig, devToken } from '../console/support.js';
 import { ADMIN_STATIC_TOKEN, freshId, useTestBroker, type TestBroker } from '../support/broker.js';
+import type { TestDatabase } from '../support/db.js';
 
 const CALLERS = ['no token', 'expired token', 'garbage token', 'agent-1', 'agent-2', 'orchestrator', 'orchestrator-2', 'admin', 'static admin'] as const;
 type Caller = (typeof CALLERS)[number];
@@ -554,8 +560,9 @@ const ROUTES: Route[] = [
  * a Bearer token, so they are neither in /openapi.json nor in ROUTES. They are listed here and checked apart,
  * for every caller above: without a console session every page, action and live stream redirects to the login
  * page, whatever bearer is sent; the assets and the Signed out page answer anyone; this broker is not in dev mode and has no
- * `console.oidc`, so the login page and the OIDC callback say the console needs one (501). What a session may
- * do, and the OIDC login itself, are tested in test/console/.
+ * `console.oidc`, so the login page and the OIDC callback say the console needs one (501). What each kind of
+ * signed-in person gets on each of them is SIGNED_IN, further down (a route listed here without rows there fails);
+ * the OIDC login itself is tested in test/console/.
  */
 const CONSOLE_ROUTES: { method: 'GET' | 'POST'; path: string; request: string; status: number; location?: string }[] = [
   { method: 'GET', path: '/console', request: '/console', status: 302, location: '/console/login' },
@@ -811,5 +818,469 @@ describe('authorization matrix (postgres)', () => {
       expect(inside.status, inside.text).toBe(201);
       expect(inside.json.lease).toMatchObject({ role: 'demo', agent: name, agent_owner: 'team-m' });
     });
+  });
+});
+
+// ---- the console, signed in ----
+
+/**
+ * The kinds of people the console has, each signed in through the dev login (all of the dev issuer): an admin; an
+ * approver of `gated` who owns nothing; an orchestrator scoped to the label team=b; an owner of the agent `owned`
+ * who is nothing else; and an approver of `gated` who also owns the agent `ao-bot`.
+ */
+const PERSONS = { admin: 'admin', approver: 'approver-a', orchestrator: 'orch-b', owner: 'owner-o', 'approver+owner': 'approver-o' } as const;
+type Person = keyof typeof PERSONS;
+const PERSON_LIST = Object.keys(PERSONS) as Person[];
+
+const devOwner = (name: string, ...subjects: string[]) => ({ name, contact: `${name}@example.com`, principals: subjects.map((subject) => ({ issuer: 'dev', subject })) });
+const consoleConfig = await (async () => {
+  const base = await devConsoleConfig({
+    principals: {
+      orchestrators: [
+        { issuer: 'test', subject: 'orchestrator' },
+        { issuer: 'dev', subject: 'orch-b', scope: { labels: { team: 'b' } } },
+      ],
+      admins: [{ issuer: 'dev', subject: 'admin' }],
+    },
+    agents: {
+      require_registration: false,
+      register: [
+        { name: 'owned', match: { issuer: 'test', subject: 'agent-owned' }, owner: devOwner('team-o', 'owner-o'), purpose: "the owner's agent", roles: ['demo'] },
+        { name: 'ao-bot', match: { issuer: 'test', subject: 'agent-ao' }, owner: devOwner('team-ao', 'approver-o'), purpose: "the approver-owner's agent", roles: ['demo'] },
+        { name: 'other', match: { issuer: 'test', subject: 'agent-other' }, owner: devOwner('team-x'), purpose: 'owned by nobody of the matrix', roles: ['demo'] },
+      ],
+    },
+    // A webhook nobody listens at: each approval's notification fails at once, so "Retry now" has a real failing row.
+    notifications: { timeout: 1, webhooks: [{ name: 'nobody', url: 'http://127.0.0.1:1/matrix', format: 'json' }] },
+  });
+  // approver-o approves `gated` beside approver-a (devConsoleConfig's); nobody but admins approves `gated-b`.
+  const roles = base.roles!.map((r) => (r.name === 'gated' ? { ...r, approvers: [...(r.approvers ?? []), { issuer: 'dev', subject: 'approver-o' }] } : r));
+  return { ...base, roles };
+})();
+
+/** The ids a signed-in row names: the shared fixtures, or a row's own throwaway ones in their place. */
+interface ConsoleIds {
+  /** Pending, of `gated` (approver and approver+owner approve it). */
+  approvalMine: string;
+  /** Pending, of `gated-b` (admins only). */
+  approvalOther: string;
+  /** Opened by test/orchestrator with team=b: in orch-b's scope. */
+  taskIn: string;
+  /** Opened by test/orchestrator with team=c: out of orch-b's scope. */
+  taskOut: string;
+  /** Active, of agent-matrix (on a task of its own, out of orch-b's scope). */
+  lease: string;
+  /** A failing outbox row (the webhook nobody listens at). */
+  notification: string;
+  /** A throwaway agent (its owners as the row says). */
+  agent?: string;
+  /** A throwaway person signed in, for the session actions. */
+  spare?: SignedIn & { subject: string };
+  /** The active lease's agent subject, for bulk revocation. */
+  subject?: string;
+}
+
+interface Answer {
+  status: number;
+  /** The redirect's target. */
+  location?: string | ((ids: ConsoleIds) => string);
+  /** The page's <title> (before " · tasklease console"). */
+  title?: string | ((ids: ConsoleIds) => string);
+  /** The request acts (a successful action): no snapshot comparison, `acted` checks it happened. Anything else changes no row. */
+  acts?: boolean;
+  /** A refusal audited by design: the one change is this audit event (an admin's revocation is audited even when it matches nothing). */
+  audits?: string;
+}
+
+interface ConsoleCase {
+  /** Which fixture the row names, when a route has several. */
+  name?: string;
+  /** Throwaway fixtures, built before the request (and before the snapshot). */
+  fresh?: (f: ConsoleFixtures) => Promise<Partial<ConsoleIds>>;
+  /** Sign the person in afresh for this row (logout and login end the session they are sent with). */
+  freshClient?: boolean;
+  request: (ids: ConsoleIds) => { path: string; form?: Record<string, string> };
+  expect: Record<Person, Answer>;
+  /** On a 200 page: the text appears exactly for the persons listed. */
+  shows?: { text: (ids: ConsoleIds) => string; to: Person[] }[];
+  /** After an answer that acts: it did. */
+  acted?: (f: ConsoleFixtures, ids: ConsoleIds, who: SignedIn) => Promise<void>;
+}
+
+type SignedIn = ReturnType<typeof consoleClient> & { token: string };
+interface ConsoleFixtures {
+  /** Calls the API as a dev subject (the admin unless told). */
+  api: (method: string, path: string, body?: unknown, as?: string) => Promise<{ status: number; json: any; text: string }>;
+  signIn: (subject: string) => Promise<SignedIn>;
+  openTask: (labels: Record<string, string>, roles?: string[], agent?: string) => Promise<string>;
+  approval: (role: 'gated' | 'gated-b') => Promise<string>;
+  lease: (agent?: string) => Promise<string>;
+  /** A registered agent, owned by the dev subjects given. */
+  agent: (...owners: string[]) => Promise<string>;
+  /**
+   * A throwaway person, signed in: the owner of a throwaway agent (so the dev login takes it), one per row, so
+   * revoking every session of it revokes exactly one.
+   */
+  spare: () => Promise<SignedIn & { subject: string }>;
+}
+
+const every = (answer: Answer): Record<Person, Answer> => Object.fromEntries(PERSON_LIST.map((p) => [p, answer])) as Record<Person, Answer>;
+const only = (yes: Person[], ok: Answer, no: Answer): Record<Person, Answer> => Object.fromEntries(PERSON_LIST.map((p) => [p, yes.includes(p) ? ok : no])) as Record<Person, Answer>;
+const page = (title: Answer['title']): Answer => ({ status: 200, title });
+const to = (location: Answer['location'], status = 302): Answer => ({ status, location });
+const acts = (location: Answer['location']): Answer => ({ status: 303, location, acts: true });
+const NOT_FOUND: Answer = { status: 404, title: 'Not found' };
+const ADMINS_ONLY: Answer = { status: 403, title: 'Admins only' };
+const ORCHESTRATORS_ONLY: Answer = { status: 403, title: 'Orchestrators and admins only' };
+const adminOnlyPage = (title: string) => only(['admin'], page(title), ADMINS_ONLY);
+const LANDING: Record<Person, string> = { admin: '/console/approvals', approver: '/console/approvals', orchestrator: '/console/approvals', owner: '/console/agents', 'approver+owner': '/console/approvals' };
+
+const leaseStatusOf = async (f: ConsoleFixtures, id: string) => (await f.api('GET', `/v1/leases/${id}`)).json.lease.status as string;
+const signedOutNow = async (who: SignedIn) => expect((await who.request('GET', '/console/approvals')).headers.get('location')).toBe('/console/login');
+
+/**
+ * What each signed-in person gets on each console route, keyed like CONSOLE_ROUTES (which every key must match, and
+ * the other way round). Principles: the admin pages answer everyone else 403 "Admins only", the tasks pages a
+ * non-orchestrator 403; a request, agent or task the person may not see reads as a 404 page exactly like a missing
+ * one; deciding a request one may not decide is a redirect with a notice, as is suspending or resuming an existing
+ * agent one does not own (docs/console.md: a missing agent is a 404 page); every refused action leaves every row as
+ * it was.
+ */
+const SIGNED_IN: Record<string, ConsoleCase[]> = {
+  'GET /console': [
+    {
+      request: () => ({ path: '/console' }),
+      expect: { ...(Object.fromEntries(PERSON_LIST.map((p) => [p, to(LANDING[p])])) as Record<Person, Answer>), admin: page('Overview') },
+    },
+  ],
+  // The dev login's page answers a person signed in as anyone else.
+  'GET /console/login': [{ request: () => ({ path: '/console/login' }), expect: every(page('Sign in (dev)')) }],
+  // Signing in again (as oneself) lands as the first login did (test/console/sessions.test.ts: it ends the session held).
+  'POST /console/login': [
+    {
+      freshClient: true,
+      request: () => ({ path: '/console/login' }),
+      expect: Object.fromEntries(PERSON_LIST.map((p) => [p, acts(LANDING[p])])) as Record<Person, Answer>,
+    },
+  ],
+  'GET /console/callback': [{ request: () => ({ path: '/console/callback?code=x&state=y' }), expect: every({ status: 501, title: 'The console needs an identity provider' }) }],
+  'POST /console/logout': [{ freshClient: true, request: () => ({ path: '/console/logout' }), expect: every(acts('/console/login')), acted: async (_f, _ids, who) => signedOutNow(who) }],
+  'GET /console/signed-out': [{ request: () => ({ path: '/console/signed-out' }), expect: every(page('Signed out')) }],
+  'GET /console/assets/{file}': [{ request: () => ({ path: '/console/assets/console.css' }), expect: every({ status: 200 }) }],
+
+  // Approvals: everyone signed in has the page; each sees the requests it may decide.
+  'GET /console/approvals': [
+    {
+      request: () => ({ path: '/console/approvals' }),
+      expect: every(page('Approvals')),
+      shows: [
+        { text: (ids) => `/console/approvals/${ids.approvalMine}`, to: ['admin', 'approver', 'approver+owner'] },
+        { text: (ids) => `/console/approvals/${ids.approvalOther}`, to: ['admin'] },
+      ],
+    },
+  ],
+  // The stream of what the person may decide (nothing, for some): it is opened, then dropped.
+  'GET /console/approvals/events': [{ request: () => ({ path: '/console/approvals/events' }), expect: every({ status: 200 }) }],
+  'GET /console/approvals/{id}': [
+    { name: 'gated', request: (ids) => ({ path: `/console/approvals/${ids.approvalMine}` }), expect: only(['admin', 'approver', 'approver+owner'], page('Approval'), NOT_FOUND) },
+    { name: 'gated-b', request: (ids) => ({ path: `/console/approvals/${ids.approvalOther}` }), expect: only(['admin'], page('Approval'), NOT_FOUND) },
+    { name: 'missing', request: () => ({ path: `/console/approvals/${randomUUID()}` }), expect: every(NOT_FOUND) },
+  ],
+  'POST /console/approvals/{id}/decide': [
+    {
+      name: 'gated',
+      fresh: async (f) => ({ approvalMine: await f.approval('gated') }),
+      request: (ids) => ({ path: `/console/approvals/${ids.approvalMine}/decide`, form: { verdict: 'approve', reason: 'authorization matrix' } }),
+      expect: only(['admin', 'approver', 'approver+owner'], acts('/console/approvals?notice=approved'), to('/console/approvals?notice=approval_not_found', 303)),
+      acted: async (f, ids) => expect((await f.api('GET', `/v1/approvals/${ids.approvalMine}`)).json.approval.status).toBe('approved'),
+    },
+    {
+      name: 'gated-b',
+      fresh: async (f) => ({ approvalOther: await f.approval('gated-b') }),
+      request: (ids) => ({ path: `/console/approvals/${ids.approvalOther}/decide`, form: { verdict: 'approve', reason: 'authorization matrix' } }),
+      expect: only(['admin'], acts('/console/approvals?notice=approved'), to('/console/approvals?notice=approval_not_found', 303)),
+      acted: async (f, ids) => expect((await f.api('GET', `/v1/approvals/${ids.approvalOther}`)).json.approval.status).toBe('approved'),
+    },
+    {
+      name: 'missing',
+      request: () => ({ path: `/console/approvals/${randomUUID()}/decide`, form: { verdict: 'approve', reason: 'authorization matrix' } }),
+      expect: every(to('/console/approvals?notice=approval_not_found', 303)),
+    },
+  ],
+
+  // Agents: the list holds what the person may act on; another's agent's page reads as a missing one's.
+  'GET /console/agents': [
+    {
+      request: () => ({ path: '/console/agents' }),
+      expect: every(page('Agents')),
+      shows: [
+        { text: () => 'id="agent-owned"', to: ['admin', 'owner'] },
+        { text: () => 'id="agent-ao-bot"', to: ['admin', 'approver+owner'] },
+        { text: () => 'id="agent-other"', to: ['admin'] },
+      ],
+    },
+  ],
+  'GET /console/agents/{name}': [
+    { name: 'owned', request: () => ({ path: '/console/agents/owned' }), expect: only(['admin', 'owner'], page('Agent owned'), NOT_FOUND) },
+    { name: 'ao-bot', request: () => ({ path: '/console/agents/ao-bot' }), expect: only(['admin', 'approver+owner'], page('Agent ao-bot'), NOT_FOUND) },
+    { name: 'other', request: () => ({ path: '/console/agents/other' }), expect: only(['admin'], page('Agent other'), NOT_FOUND) },
+    { name: 'missing', request: () => ({ path: `/console/agents/${freshId('ghost')}` }), expect: every(NOT_FOUND) },
+  ],
+  ...Object.fromEntries(
+    (['suspend', 'resume'] as const).map((action) => {
+      const done = action === 'suspend' ? 'suspended' : 'resumed';
+      const back = (notice: string) => (ids: ConsoleIds) => `/console/agents/${ids.agent}?notice=${notice}`;
+      // A resume needs a suspension: by an owner where owners may resume, else by an admin.
+      const prepare = async (f: ConsoleFixtures, owners: string[]) => {
+        const agent = await f.agent(...owners);
+        if (action === 'resume') {
+          const res = await f.api('POST', `/v1/agents/${agent}/suspend`, { reason: 'authorization matrix' }, owners[0] ?? 'admin');
+          expect(res.status, res.text).toBe(200);
+        }
+        return { agent };
+      };
+      const suspended = async (f: ConsoleFixtures, ids: ConsoleIds) => (await f.api('GET', `/v1/agents/${ids.agent}`)).json.agent.suspension;
+      const acted = async (f: ConsoleFixtures, ids: ConsoleIds) =>
+        action === 'suspend' ? expect(await suspended(f, ids)).toMatchObject({ reason: 'authorization matrix' }) : expect(await suspended(f, ids)).toBeNull();
+      const cases: ConsoleCase[] = [
+        {
+          name: "the owners' agent",
+          fresh: (f) => prepare(f, ['owner-o', 'approver-o']),
+          request: (ids) => ({ path: `/console/agents/${ids.agent}/${action}`, form: { reason: 'authorization matrix' } }),
+          expect: only(['admin', 'owner', 'approver+owner'], acts(back(done)), to(back('not_agent_owner'), 303)),
+          acted,
+        },
+        {
+          name: "nobody's agent",
+          fresh: (f) => prepare(f, []),
+          request: (ids) => ({ path: `/console/agents/${ids.agent}/${action}`, form: { reason: 'authorization matrix' } }),
+          expect: only(['admin'], acts(back(done)), to(back('not_agent_owner'), 303)),
+          acted,
+        },
+        { name: 'missing', request: () => ({ path: `/console/agents/${freshId('ghost')}/${action}`, form: { reason: 'authorization matrix' } }), expect: every(NOT_FOUND) },
+      ];
+      return [`POST /console/agents/{name}/${action}`, cases];
+    }),
+  ),
+
+  // Leases: admins only, pages and actions alike.
+  'GET /console/leases': [{ request: () => ({ path: '/console/leases?status=active' }), expect: adminOnlyPage('Leases') }],
+  'POST /console/leases/{id}/revoke': [
+    {
+      name: 'active',
+      fresh: async (f) => ({ lease: await f.lease() }),
+      request: (ids) => ({ path: `/console/leases/${ids.lease}/revoke`, form: { reason: 'authorization matrix' } }),
+      expect: only(['admin'], acts('/console/leases?notice=revoking'), ADMINS_ONLY),
+      acted: async (f, ids) => expect(['revoking', 'revoked']).toContain(await leaseStatusOf(f, ids.lease)),
+    },
+    {
+      name: 'missing',
+      request: () => ({ path: `/console/leases/${randomUUID()}/revoke`, form: { reason: 'authorization matrix' } }),
+      expect: only(['admin'], { ...NOT_FOUND, audits: 'admin.revoke' }, ADMINS_ONLY),
+    },
+  ],
+  'GET /console/leases/bulk-revoke': [{ request: () => ({ path: '/console/leases/bulk-revoke?subject=agent-matrix' }), expect: adminOnlyPage('Bulk revoke') }],
+  'POST /console/leases/bulk-revoke': [
+    {
+      fresh: async (f) => {
+        const subject = `agent-${freshId('bulk')}`;
+        return { subject, lease: await f.lease(subject) };
+      },
+      request: (ids) => ({ path: '/console/leases/bulk-revoke', form: { subject: ids.subject!, reason: 'authorization matrix' } }),
+      expect: only(['admin'], acts((ids) => `/console/leases?subject=${ids.subject}&status=revoking&notice=bulk_revoking&revoked=1`), ADMINS_ONLY),
+      acted: async (f, ids) => expect(['revoking', 'revoked']).toContain(await leaseStatusOf(f, ids.lease)),
+    },
+  ],
+
+  // Tasks: orchestrators (their scope) and admins.
+  'GET /console/tasks': [
+    {
+      request: () => ({ path: '/console/tasks' }),
+      expect: only(['admin', 'orchestrator'], page('Tasks'), ORCHESTRATORS_ONLY),
+      shows: [
+        { text: (ids) => `/console/tasks/${ids.taskIn}"`, to: ['admin', 'orchestrator'] },
+        { text: (ids) => `/console/tasks/${ids.taskOut}"`, to: ['admin'] },
+      ],
+    },
+  ],
+  'GET /console/tasks/{id}': [
+    { name: 'in scope', request: (ids) => ({ path: `/console/tasks/${ids.taskIn}` }), expect: only(['admin', 'orchestrator'], page((ids) => `Task ${ids.taskIn}`), ORCHESTRATORS_ONLY) },
+    { name: 'out of scope', request: (ids) => ({ path: `/console/tasks/${ids.taskOut}` }), expect: { ...only(['admin'], page((ids) => `Task ${ids.taskOut}`), ORCHESTRATORS_ONLY), orchestrator: NOT_FOUND } },
+    { name: 'missing', request: () => ({ path: `/console/tasks/${freshId('ghost')}` }), expect: only(['admin', 'orchestrator'], NOT_FOUND, ORCHESTRATORS_ONLY) },
+  ],
+  'POST /console/tasks/{id}/complete': [
+    {
+      name: 'in scope',
+      fresh: async (f) => ({ taskIn: await f.openTask({ team: 'b' }) }),
+      request: (ids) => ({ path: `/console/tasks/${ids.taskIn}/complete`, form: { outcome: 'authorization matrix' } }),
+      expect: only(['admin', 'orchestrator'], acts((ids) => `/console/tasks/${ids.taskIn}?notice=completed`), ORCHESTRATORS_ONLY),
+      acted: async (f, ids) => expect((await f.api('GET', `/v1/tasks/${ids.taskIn}`)).json.task.status).toBe('completed'),
+    },
+    {
+      name: 'out of scope',
+      fresh: async (f) => ({ taskOut: await f.openTask({ team: 'c' }) }),
+      request: (ids) => ({ path: `/console/tasks/${ids.taskOut}/complete`, form: { outcome: 'authorization matrix' } }),
+      expect: { ...only(['admin'], acts((ids) => `/console/tasks/${ids.taskOut}?notice=completed`), ORCHESTRATORS_ONLY), orchestrator: NOT_FOUND },
+      acted: async (f, ids) => expect((await f.api('GET', `/v1/tasks/${ids.taskOut}`)).json.task.status).toBe('completed'),
+    },
+    {
+      name: 'missing',
+      request: () => ({ path: `/console/tasks/${freshId('ghost')}/complete`, form: { outcome: 'authorization matrix' } }),
+      expect: only(['admin', 'orchestrator'], NOT_FOUND, ORCHESTRATORS_ONLY),
+    },
+  ],
+
+  // Admins only: audit, notifications, sessions.
+  'GET /console/audit': [{ request: () => ({ path: '/console/audit?actor=dev/admin&since=2026-01-01T00:00:00Z' }), expect: adminOnlyPage('Audit') }],
+  // Verifying writes no row (its result is kept in memory), so even the admin's changes nothing.
+  'POST /console/audit/verify': [{ request: () => ({ path: '/console/audit/verify' }), expect: only(['admin'], to('/console/audit#chain', 303), ADMINS_ONLY) }],
+  'GET /console/notifications': [{ request: () => ({ path: '/console/notifications' }), expect: adminOnlyPage('Notifications') }],
+  'POST /console/notifications/{id}/retry': [
+    {
+      name: 'failing',
+      request: (ids) => ({ path: `/console/notifications/${ids.notification}/retry` }),
+      expect: only(['admin'], acts('/console/notifications?notice=retry_scheduled'), ADMINS_ONLY),
+      acted: async (f, ids) => expect((await f.api('GET', `/v1/audit?action=notification.retry_requested&target=notification:${ids.notification}`)).json.items).toHaveLength(1),
+    },
+    { name: 'missing', request: () => ({ path: `/console/notifications/${randomUUID()}/retry` }), expect: only(['admin'], NOT_FOUND, ADMINS_ONLY) },
+  ],
+  'GET /console/sessions': [{ request: () => ({ path: '/console/sessions' }), expect: adminOnlyPage('Sessions') }],
+  'POST /console/sessions/{id}/revoke': [
+    {
+      name: 'live',
+      fresh: async (f) => ({ spare: await f.spare() }),
+      request: (ids) => ({ path: `/console/sessions/${sha256Hex(ids.spare!.cookie!.split('=')[1]!)}/revoke`, form: { reason: 'authorization matrix' } }),
+      expect: only(['admin'], acts('/console/sessions?notice=revoked'), ADMINS_ONLY),
+      acted: async (_f, ids) => signedOutNow(ids.spare!),
+    },
+    { name: 'missing', request: () => ({ path: `/console/sessions/${'ab'.repeat(32)}/revoke`, form: { reason: 'authorization matrix' } }), expect: only(['admin'], NOT_FOUND, ADMINS_ONLY) },
+  ],
+  'POST /console/sessions/revoke-actor': [
+    {
+      fresh: async (f) => ({ spare: await f.spare() }),
+      request: (ids) => ({ path: '/console/sessions/revoke-actor', form: { actor: `dev/${ids.spare!.subject}`, reason: 'authorization matrix' } }),
+      expect: only(['admin'], acts('/console/sessions?notice=revoked_actor&revoked=1'), ADMINS_ONLY),
+      acted: async (_f, ids) => signedOutNow(ids.spare!),
+    },
+  ],
+};
+
+describe('console authorization matrix, signed in (postgres)', () => {
+  let t: TestBroker;
+  let database: TestDatabase;
+  let shared: ConsoleIds;
+  const clients = {} as Record<Person, SignedIn>;
+  useTestBroker('postgres', (db, broker) => ((database = db), (t = broker)), { config: consoleConfig });
+
+  const fixtures: ConsoleFixtures = {
+    async api(method, path, body, as = 'admin') {
+      return t.call(method, path, { bearer: await devToken(consoleConfig.data_dir, as) }, body);
+    },
+    async signIn(subject) {
+      const c = consoleClient(t);
+      const res = await c.request('POST', '/console/login', { subject });
+      expect(res.status, res.text).toBe(303);
+      const landing = await c.request('GET', res.headers.get('location')!);
+      expect(landing.status).toBe(200);
+      return Object.assign(c, { token: /name="csrf" value="([0-9a-f]{64})"/.exec(landing.text)![1]! });
+    },
+    async openTask(labels, roles = ['demo'], agent = 'agent-matrix') {
+      const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { issuer: 'test', subject: agent }, roles, ttl_seconds: 3600, labels });
+      expect(res.status, res.text).toBe(201);
+      return res.json.task.id;
+    },
+    async approval(role) {
+      const task = await fixtures.openTask({ team: 'c' }, [role], 'agent-asking');
+      const res = await t.call('POST', '/v1/credentials', { subject: 'agent-asking' }, { task, role });
+      expect(res.status, res.text).toBe(202);
+      return res.json.approval.id;
+    },
+    async lease(agent = 'agent-matrix') {
+      const task = await fixtures.openTask({ team: 'c' }, ['demo'], agent);
+      const res = await t.call('POST', '/v1/credentials', { subject: agent }, { task, role: 'demo' });
+      expect(res.status, res.text).toBe(201);
+      return res.json.lease.id;
+    },
+    async agent(...owners) {
+      const name = freshId('matrix-agent');
+      const res = await fixtures.api('POST', '/v1/agents', { name, match: { issuer: 'test', subject: `agent-${name}` }, owner: devOwner('team-m', ...owners), purpose: 'authorization matrix', roles: ['demo'] });
+      expect(res.status, res.text).toBe(201);
+      return name;
+    },
+    async spare() {
+      const subject = freshId('spare');
+      await fixtures.agent(subject);
+      return Object.assign(await fixtures.signIn(subject), { subject });
+    },
+  };
+
+  /** Every table a console action could change, hashed (sessions: how many are live; audit: how many events). */
+  const snapshot = async () =>
+    (
+      await execRows<Record<string, string>>(
+        database.db,
+        sql`select
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from tasks x) as tasks,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from leases x) as leases,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from approvals x) as approvals,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.name), '')) from agents x) as agents,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from agent_suspensions x) as suspensions,
+          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from outbox x) as outbox,
+          (select count(*)::text from console_sessions where revoked_at is null) as sessions,
+          (select generation::text from registry_state) as registry_generation,
+          (select count(*)::text from audit_events) as audit`,
+      )
+    )[0]!;
+
+  beforeAll(async () => {
+    const approvalMine = await fixtures.approval('gated');
+    const approvalOther = await fixtures.approval('gated-b');
+    expect(await t.broker.notifier.runOnce()).toEqual({ delivered: 0, failed: 2 });
+    const [notification] = await database.db.select().from(outbox).where(sql`payload->'approval'->>'id' = ${approvalMine}`);
+    shared = {
+      approvalMine,
+      approvalOther,
+      taskIn: await fixtures.openTask({ team: 'b' }),
+      taskOut: await fixtures.openTask({ team: 'c' }),
+      lease: await fixtures.lease(),
+      notification: notification!.id,
+    };
+    for (const p of PERSON_LIST) clients[p] = await fixtures.signIn(PERSONS[p]);
+  });
+
+  it('has signed-in rows for every console route, and each row names every person', () => {
+    expect(Object.keys(SIGNED_IN).sort()).toEqual(CONSOLE_ROUTES.map(routeKey).sort());
+    for (const [key, cases] of Object.entries(SIGNED_IN)) {
+      expect(cases.length, key).toBeGreaterThan(0);
+      for (const c of cases) expect(Object.keys(c.expect).sort(), `${key} ${c.name ?? ''}`).toEqual([...PERSON_LIST].sort());
+    }
+  });
+
+  // Pages first, then actions: the actions' throwaway fixtures then cannot push the shared ones off a listed page.
+  const cells = Object.entries(SIGNED_IN)
+    .flatMap(([key, cases]) => cases.flatMap((c) => PERSON_LIST.map((person) => ({ name: `${key}${c.name ? ` (${c.name})` : ''} × ${person}`, key, c, person }))))
+    .sort((a, b) => Number(a.key.startsWith('POST')) - Number(b.key.startsWith('POST')));
+
+  it.each(cells)('console signed in: $name', async ({ key, c, person }) => {
+    const method = key.split(' ')[0]!;
+    const ids: ConsoleIds = { ...shared, ...(c.fresh ? await c.fresh(fixtures) : {}) };
+    const who = c.freshClient ? await fixtures.signIn(PERSONS[person]) : clients[person];
+    const want = c.expect[person];
+    const { path, form } = c.request(ids);
+    const before = want.acts ? undefined : await snapshot();
+
+    const res = await who.request(method, path, method === 'POST' ? { ...form, ...(key === 'POST /console/login' ? { subject: PERSONS[person] } : { csrf: who.token }) } : undefined);
+    if (res.headers.get('content-type')?.includes('event-stream')) await res.res.body?.cancel();
+
+    const resolve = (v: string | ((ids: ConsoleIds) => string) | undefined) => (typeof v === 'function' ? v(ids) : v);
+    expect({ status: res.status, location: res.headers.get('location') ?? undefined }, res.text.slice(0, 400)).toEqual({ status: want.status, location: resolve(want.location) });
+    expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    if (want.title) expect(res.text).toContain(`<title>${resolve(want.title)} · tasklease console</title>`);
+    if (res.status === 200) for (const s of c.shows ?? []) expect(res.text.includes(s.text(ids)), s.text(ids)).toBe(s.to.includes(person));
+    if (before && want.audits) {
+      expect(await snapshot(), `a refused request changes nothing but ${want.audits}`).toEqual({ ...before, audit: String(Number(before.audit) + 1) });
+      expect((await execRows<{ action: string }>(database.db, sql`select action from audit_events order by seq desc limit 1`))[0]!.action).toBe(want.audits);
+    } else if (before) expect(await snapshot(), 'a refused request changes nothing').toEqual(before);
+    else if (c.acted) await c.acted(fixtures, ids, who);
   });
 });
