@@ -933,7 +933,7 @@ const NOT_FOUND: Answer = { status: 404, title: 'Not found' };
 const ADMINS_ONLY: Answer = { status: 403, title: 'Admins only' };
 const ORCHESTRATORS_ONLY: Answer = { status: 403, title: 'Orchestrators and admins only' };
 const adminOnlyPage = (title: string) => only(['admin'], page(title), ADMINS_ONLY);
-const LANDING: Record<Person, string> = { admin: '/console/approvals', approver: '/console/approvals', orchestrator: '/console/approvals', owner: '/console/agents', 'approver+owner': '/console/approvals' };
+const LANDING: Record<Person, string> = { admin: '/console/approvals', approver: '/console/approvals', orchestrator: '/console/tasks', owner: '/console/agents', 'approver+owner': '/console/approvals' };
 
 const leaseStatusOf = async (f: ConsoleFixtures, id: string) => (await f.api('GET', `/v1/leases/${id}`)).json.lease.status as string;
 const signedOutNow = async (who: SignedIn) => expect((await who.request('GET', '/console/approvals')).headers.get('location')).toBe('/console/login');
@@ -942,9 +942,9 @@ const signedOutNow = async (who: SignedIn) => expect((await who.request('GET', '
  * What each signed-in person gets on each console route, keyed like CONSOLE_ROUTES (which every key must match, and
  * the other way round). Principles: the admin pages answer everyone else 403 "Admins only", the tasks pages a
  * non-orchestrator 403; a request, agent or task the person may not see reads as a 404 page exactly like a missing
- * one; deciding a request one may not decide is a redirect with a notice, as is suspending or resuming an existing
- * agent one does not own (docs/console.md: a missing agent is a 404 page); every refused action leaves every row as
- * it was.
+ * one, and so does suspending or resuming an agent one does not own (agentService.forAdminOrOwner: ownership
+ * before existence); deciding a request one may not decide is a redirect with a notice; every refused action leaves
+ * every row as it was.
  */
 const SIGNED_IN: Record<string, ConsoleCase[]> = {
   'GET /console': [
@@ -1047,14 +1047,14 @@ const SIGNED_IN: Record<string, ConsoleCase[]> = {
           name: "the owners' agent",
           fresh: (f) => prepare(f, ['owner-o', 'approver-o']),
           request: (ids) => ({ path: `/console/agents/${ids.agent}/${action}`, form: { reason: 'authorization matrix' } }),
-          expect: only(['admin', 'owner', 'approver+owner'], acts(back(done)), to(back('not_agent_owner'), 303)),
+          expect: only(['admin', 'owner', 'approver+owner'], acts(back(done)), NOT_FOUND),
           acted,
         },
         {
           name: "nobody's agent",
           fresh: (f) => prepare(f, []),
           request: (ids) => ({ path: `/console/agents/${ids.agent}/${action}`, form: { reason: 'authorization matrix' } }),
-          expect: only(['admin'], acts(back(done)), to(back('not_agent_owner'), 303)),
+          expect: only(['admin'], acts(back(done)), NOT_FOUND),
           acted,
         },
         { name: 'missing', request: () => ({ path: `/console/agents/${freshId('ghost')}/${action}`, form: { reason: 'authorization matrix' } }), expect: every(NOT_FOUND) },

@@ -70,7 +70,7 @@ export function AgentsPage(props: { dev: boolean; viewer: Viewer; rows: AgentRow
         owner can suspend it from its page (the kill switch).
       </p>
       {props.rows.length === 0 ? (
-        <p class="empty">No agents are registered.</p>
+        <p class="empty">{props.viewer.admin ? 'No agents are registered.' : "You own no agent: this page lists the agents whose owner principals name you."}</p>
       ) : (
         <table class="grid agents">
           <thead>
