@@ -7,7 +7,8 @@
  * BENCH_SECONDS (10) per load run, BENCH_STEADY_SECONDS (300) for the RSS
  * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_FLOOD_CONNECTIONS
  * (16, scenario 7's flooding identity), BENCH_SUSPEND_LEASES (scenario 8's
- * rounds: 1000,2000,4000,8000,16000), BENCH_ONLY=1,3 to pick.
+ * rounds: 1000,2000,4000,8000,16000), BENCH_PAGE_LEASES (1000000) and
+ * BENCH_PAGE_RUNS (200) for scenario 9, BENCH_ONLY=1,3 to pick.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
 import { floodScenario } from './flood.js';
+import { leasesPageScenario } from './leases-page.js';
 import { openAgentTasks, revocationProbe } from './flows.js';
 import { scaleScenario, sweeperScenario } from './state.js';
 import { suspendScenario } from './suspend.js';
@@ -167,5 +169,8 @@ if (wants('7')) {
 }
 if (wants('8')) {
   for (const line of await suspendScenario({ dir, issuer, connections: CONNS, seconds: SECONDS, leases: (env.BENCH_SUSPEND_LEASES ?? '1000,2000,4000,8000,16000').split(',').map(Number) })) say(line);
+}
+if (wants('9')) {
+  for (const line of await leasesPageScenario({ leases: Number(env.BENCH_PAGE_LEASES ?? 1_000_000), runs: Number(env.BENCH_PAGE_RUNS ?? 200) })) say(line);
 }
 process.exit(0);

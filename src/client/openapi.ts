@@ -814,6 +814,7 @@ export interface paths {
                     task?: string;
                     subject?: string;
                     role?: string;
+                    backend?: string;
                     agent?: string;
                     cursor?: string;
                     limit?: number;

@@ -71,11 +71,16 @@ export const leases = pgTable(
     // The sweeper's two claim queries each walk one small partial index.
     index('leases_due_active_idx').on(t.expiresAt).where(sql`${t.status} = 'active'`),
     index('leases_due_revoking_idx').on(t.nextAttemptAt).where(sql`${t.status} in ('revoking', 'revoke_failed')`),
+    // The lease listing (newest first, by a cursor on the id) reads one page of an index per filter: these end in
+    // the id, so a page costs the same whatever the table holds; one task's leases are few, read whole and sorted.
+    // test/leases/list-plans.test.ts holds every filter to an index. drizzle/0013 also adds MCV statistics on
+    // (role, backend), which drizzle cannot declare: a role has one backend, so most pairs match nothing.
     index('leases_task_idx').on(t.taskId),
     index('leases_subject_idx').on(t.subject, t.id),
     index('leases_status_idx').on(t.status, t.id),
-    index('leases_role_idx').on(t.role, t.status),
-    // The lease listing by agent, its review (30 days of ids, which are time-ordered UUIDv7) and a suspension.
+    index('leases_role_idx').on(t.role, t.id),
+    index('leases_backend_idx').on(t.backend, t.id),
+    // Also the agent's review (30 days of ids, which are time-ordered UUIDv7) and a suspension.
     index('leases_agent_idx').on(t.agent, t.id).where(sql`${t.agent} is not null`),
     // AWS adoption, before every deny-policy write: leases that ended while their session may still work.
     index('leases_ended_live_idx').on(t.backend, t.backendExpiresAt).where(sql`${t.revocable} and ${t.status} <> 'active'`),

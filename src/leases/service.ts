@@ -19,6 +19,7 @@ export interface LeaseFilter {
   task?: string;
   subject?: string;
   role?: string;
+  backend?: string;
   agent?: string;
   issued_before?: Date;
 }
@@ -37,6 +38,7 @@ function filterWhere(filter: LeaseFilter): SQL | undefined {
     filter.task ? eq(leases.taskId, filter.task) : undefined,
     filter.subject ? eq(leases.subject, filter.subject) : undefined,
     filter.role ? eq(leases.role, filter.role) : undefined,
+    filter.backend ? eq(leases.backend, filter.backend) : undefined,
     filter.agent ? eq(leases.agent, filter.agent) : undefined,
     filter.issued_before ? lte(leases.issuedAt, filter.issued_before) : undefined,
   );

@@ -152,6 +152,11 @@ describe.each(DRIVERS)('console pages (%s)', (driver) => {
     expect(filtered.text).not.toContain(`lease-${two.id}`);
     expect((await admin.request('GET', `/console/leases?task=${two.task}`)).text).toContain(`lease-${two.id}`);
     expect((await admin.request('GET', '/console/leases?subject=agent-other&role=demo')).text).not.toContain(`lease-${one.id}`);
+    // By backend too (through leases.list, as GET /v1/leases?backend=): the form shows the filter back.
+    const local = await admin.request('GET', `/console/leases?backend=local&task=${one.task}`);
+    expect(local.text).toContain(`lease-${one.id}`);
+    expect(local.text).toContain('name="backend" value="local"');
+    expect((await admin.request('GET', `/console/leases?backend=vault&task=${one.task}`)).text).not.toContain(`lease-${one.id}`);
     // Odd filters match what they can, never an error page.
     expect((await admin.request('GET', '/console/leases?status=nope&role=%00&agent=A%20B&cursor=zzz')).status).toBe(200);
 

@@ -77,6 +77,9 @@ describe.each(DRIVERS)('sweeper on %s', (driver) => {
     const visible = await t.call('GET', `/v1/leases?status=revoke_failed&task=${task}`, { subject: 'admin' });
     expect(visible.json.items.map((l: { id: string }) => l.id)).toEqual([id]);
     expect(visible.json.items[0].last_error).toContain('fake backend is down');
+    // Filtered by its backend as well; another backend names none of it.
+    expect((await t.call('GET', `/v1/leases?backend=fake&task=${task}`, { subject: 'admin' })).json.items.map((l: { id: string }) => l.id)).toEqual([id]);
+    expect((await t.call('GET', `/v1/leases?backend=local&task=${task}`, { subject: 'admin' })).json.items).toEqual([]);
 
     // Still retried, slowly, until the backend answers.
     for (let i = 0; i < 5 && (await lease(id)).status !== 'revoked'; i++) {

@@ -69,14 +69,15 @@ export function registerLeases(program: Command, cli: CliContext): void {
     .option('--task <id>', "only this task's leases")
     .option('--subject <subject>', "only this agent subject's leases")
     .option('--role <name>', 'only leases of this role')
+    .option('--backend <name>', 'only leases of this credential backend')
     .option('--agent <name>', "only this registered agent's leases")
     .option('--limit <n>', 'at most this many (default: 100)', parseSeconds)
-    .action((options: RemoteOptions & { status?: string; task?: string; subject?: string; role?: string; agent?: string; limit?: number }) =>
+    .action((options: RemoteOptions & { status?: string; task?: string; subject?: string; role?: string; backend?: string; agent?: string; limit?: number }) =>
       remoteCall(async () => {
         const client = await connect(cli, options);
         const { unwrap } = await import('../../client/index.js');
         const limit = options.limit ?? 100;
-        const query = { status: options.status as AdminLease['status'] | undefined, task: options.task, subject: options.subject, role: options.role, agent: options.agent };
+        const query = { status: options.status as AdminLease['status'] | undefined, task: options.task, subject: options.subject, role: options.role, backend: options.backend, agent: options.agent };
         const items = await allPages(
           async (cursor) => unwrap(await client.api.GET('/v1/leases', { params: { query: { ...query, cursor, limit: Math.min(limit, 500) } } })),
           limit,

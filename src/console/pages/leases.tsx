@@ -19,6 +19,7 @@ export interface LeaseQuery {
   task?: string;
   subject?: string;
   role?: string;
+  backend?: string;
   agent?: string;
 }
 
@@ -151,6 +152,9 @@ export function LeasesPage(props: {
         </label>{' '}
         <label>
           Role <input name="role" value={q.role ?? ''} maxlength={63} autocomplete="off" />
+        </label>{' '}
+        <label>
+          Backend <input name="backend" value={q.backend ?? ''} maxlength={63} autocomplete="off" />
         </label>{' '}
         <label>
           Agent <input name="agent" value={q.agent ?? ''} maxlength={63} autocomplete="off" />

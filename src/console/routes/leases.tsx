@@ -12,12 +12,14 @@ function leaseQueryFrom(read: (name: string) => unknown): LeaseQuery {
   const text = (name: string) => filterText(read, name);
   const status = read('status');
   const role = text('role');
+  const backend = text('backend');
   const agent = text('agent');
   return {
     ...(typeof status === 'string' && (LEASE_STATUSES as readonly string[]).includes(status) ? { status: status as LeaseQuery['status'] } : {}),
     ...(text('task') ? { task: text('task') } : {}),
     ...(text('subject') ? { subject: text('subject') } : {}),
     ...(role && NAME_RE.test(role) ? { role } : {}),
+    ...(backend && NAME_RE.test(backend) ? { backend } : {}),
     ...(agent && NAME_RE.test(agent) ? { agent } : {}),
   };
 }

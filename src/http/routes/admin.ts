@@ -19,6 +19,7 @@ const ListLeasesQuery = z.object({
   task: TaskIdSchema.optional(),
   subject: SubjectSchema.optional(),
   role: NameParam.optional(),
+  backend: NameParam.optional(),
   agent: NameParam.optional(),
   cursor: z.string().regex(UUID_RE).optional(),
   limit: Limit,
