@@ -96,6 +96,9 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
 
     /** Revokes every active lease matching the filter; returns how many moved to `revoking`. */
     async bulkRevoke(filter: LeaseFilter, by: Actor, note: string): Promise<number> {
+      // Never every lease at once, whichever surface asks: status alone selects nothing here.
+      const { status: _status, ...selectors } = filter;
+      if (Object.values(selectors).every((v) => v === undefined)) throw new AppError('validation_failed', 'a bulk revocation names at least one of task, subject, role, backend, agent, issued_before');
       const now = clock.now();
       const selector = Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined));
       const moved = await db.transaction((tx) =>

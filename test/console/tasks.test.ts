@@ -119,6 +119,12 @@ describe.each(DRIVERS)('console tasks and bulk revoke (%s)', (driver) => {
     const after = await a.request('GET', `/console/tasks/${task}?notice=completed`);
     expect(after.text).toContain('outcome: shipped');
     expect(after.text).not.toContain('/complete"');
+    // A revocation's attempts and the backend's last error are the admin's view (the API's AdminLease), never an orchestrator's.
+    await database.db.update(leases).set({ status: 'revoking', attempts: 2, lastError: 'backend said: internal-host.example:8200' }).where(eq(leases.id, held[0]!));
+    const page = await a.request('GET', `/console/tasks/${task}`);
+    expect(page.text).not.toContain('internal-host.example');
+    expect(page.text).not.toContain('class="attempts"');
+    expect((await (await as('admin')).request('GET', `/console/tasks/${task}`)).text).toContain('2 attempts: backend said: internal-host.example:8200');
     const audit = await t.call('GET', `/v1/audit?target=task:${task}`, { bearer: await devToken(config.data_dir, 'admin') });
     expect(audit.json.items.map((e: { action: string; actor: string }) => `${e.action} ${e.actor}`)).toContain('task.completed dev/orch-a');
   });
@@ -141,6 +147,15 @@ describe.each(DRIVERS)('console tasks and bulk revoke (%s)', (driver) => {
     expect((await admin.request('GET', '/console/leases/bulk-revoke')).status).toBe(400);
     const empty = await admin.request('POST', '/console/leases/bulk-revoke', { csrf: admin.token, reason: 'all' });
     expect(empty.headers.get('location')).toBe('/console/leases?notice=bulk_filter_required');
+    // A value that cannot name a lease is never dropped (that would widen the revocation to the rest of the filter).
+    const narrower = await admin.request('GET', '/console/leases/bulk-revoke?subject=agent-bulk&role=Not%20a%20role!');
+    expect(narrower.status).toBe(400);
+    expect(narrower.text).toContain('The filter&#39;s role cannot name any lease');
+    expect(narrower.text).not.toContain('data-count');
+    const widened = await admin.request('POST', '/console/leases/bulk-revoke', { csrf: admin.token, subject: 'agent-bulk', role: 'Not a role!', reason: 'x' });
+    expect(widened.headers.get('location')).toBe('/console/leases?notice=bulk_filter_invalid');
+    // The service refuses an empty selector itself, whichever surface asks.
+    await expect(t.broker.leases.bulkRevoke({ status: 'active' }, { actor: 'test' }, 'everything')).rejects.toMatchObject({ code: 'validation_failed' });
     const noReason = await admin.request('POST', '/console/leases/bulk-revoke', { csrf: admin.token, subject: 'agent-bulk', reason: '' });
     expect(noReason.headers.get('location')).toBe('/console/leases/bulk-revoke?subject=agent-bulk');
     // Only admins.

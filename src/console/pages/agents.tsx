@@ -161,7 +161,7 @@ export function AgentPage(props: { dev: boolean; viewer: Viewer; agent: Agent; s
         <dd>{agent.source === 'config' ? 'the config file' : `the API, by ${agent.createdBy ?? '?'}`}</dd>
       </dl>
       <h2>Active leases ({review.activeCount})</h2>
-      <LeaseTable leases={review.active} now={props.now} />
+      <LeaseTable leases={review.active} now={props.now} detail />
       <h2>Suspensions</h2>
       {review.history.length === 0 ? (
         <p class="empty">Never suspended.</p>

@@ -3,6 +3,7 @@
 /** @jsxImportSource hono/jsx */
 import { LEASE_STATUSES, type Lease } from '../../db/schema.js';
 import { Time } from './approvals.js';
+import { NameParam, SubjectSchema, TaskIdSchema } from '../../http/schemas.js';
 import { Layout, type Viewer } from './layout.js';
 
 export const LEASE_NOTICES = {
@@ -10,6 +11,7 @@ export const LEASE_NOTICES = {
   reason_required: { kind: 'error', text: 'Give a reason (up to 500 characters, no control characters) for the revocation.' },
   bulk_revoking: { kind: 'ok', text: 'Bulk revocation requested: the sweeper is revoking the matching credentials at their backends.' },
   bulk_filter_required: { kind: 'error', text: 'A bulk revocation needs at least one of subject, role, task or agent.' },
+  bulk_filter_invalid: { kind: 'error', text: 'A value of the bulk revocation\'s filter could not be read: nothing was revoked. Correct the filter and try again.' },
 } as const;
 export type LeaseNotice = keyof typeof LEASE_NOTICES;
 
@@ -30,8 +32,11 @@ export function leaseQueryString(q: LeaseQuery, extra: Record<string, string> = 
   return s ? `?${s}` : '';
 }
 
-/** Leases as a table; with `csrf`, each active one gets a revoke form (admins only). */
-export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; query?: LeaseQuery }) {
+/**
+ * Leases as a table; with `csrf`, each active one gets a revoke form (admins only). `detail` shows a revocation's
+ * attempts and the backend's last error, as the API's AdminLease does: for admins, and an agent's owners on its page.
+ */
+export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; query?: LeaseQuery; detail?: boolean }) {
   if (props.leases.length === 0) return <p class="empty">No leases.</p>;
   return (
     <table class="grid leases">
@@ -56,7 +61,7 @@ export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; q
             <td>
               <span class={`badge ${l.status}`}>{l.status}</span>
               {l.reason ? <span class="muted"> ({l.reason})</span> : null}
-              {l.status === 'revoke_failed' || l.status === 'revoking' ? (
+              {props.detail && (l.status === 'revoke_failed' || l.status === 'revoking') ? (
                 <div class="attempts">
                   {l.attempts} attempts{l.lastError ? `: ${l.lastError}` : ''}
                 </div>
@@ -99,6 +104,9 @@ export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; q
 /** What a bulk revocation may match on: every active lease with all of these. */
 export type BulkFilter = Pick<LeaseQuery, 'subject' | 'role' | 'task' | 'agent'>;
 export const BULK_FIELDS = ['subject', 'role', 'task', 'agent'] as const;
+export type BulkField = (typeof BULK_FIELDS)[number];
+/** Each bulk selector read as POST /v1/revocations reads it. */
+export const BULK_SCHEMAS = { subject: SubjectSchema, role: NameParam, task: TaskIdSchema, agent: NameParam } as const;
 
 export function LeasesPage(props: {
   dev: boolean;
@@ -127,7 +135,7 @@ export function LeasesPage(props: {
         <section id="revoke-failed" class="error" role="alert">
           <h2>Revocation failed ({props.failed.length === 100 ? '100 or more' : props.failed.length})</h2>
           <p>The broker could not revoke these credentials at their backend: they may still work. The sweeper retries them slowly.</p>
-          <LeaseTable leases={props.failed} now={props.now} />
+          <LeaseTable leases={props.failed} now={props.now} detail />
         </section>
       ) : null}
       <form method="get" action="/console/leases" class="filter">
@@ -148,7 +156,7 @@ export function LeasesPage(props: {
           Task <input name="task" value={q.task ?? ''} maxlength={200} autocomplete="off" />
         </label>{' '}
         <label>
-          Subject <input name="subject" value={q.subject ?? ''} maxlength={200} autocomplete="off" />
+          Subject <input name="subject" value={q.subject ?? ''} maxlength={1024} autocomplete="off" />
         </label>{' '}
         <label>
           Role <input name="role" value={q.role ?? ''} maxlength={63} autocomplete="off" />
@@ -166,7 +174,7 @@ export function LeasesPage(props: {
         </button>
       </form>
       <section id="lease-list">
-        <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.csrf} query={q} />
+        <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.csrf} query={q} detail />
         {props.next ? (
           <a class="older" href={`/console/leases${leaseQueryString(q, { cursor: props.next })}`}>
             Older leases
@@ -181,13 +189,17 @@ export function LeasesPage(props: {
  * The bulk revocation's confirmation: how many active leases the filter matches now (counted as
  * leases.bulkRevoke selects them), and the form that revokes them with a reason.
  */
-export function BulkRevokePage(props: { dev: boolean; viewer: Viewer; filter: BulkFilter; count: number; sample: Lease[]; now: Date }) {
+export function BulkRevokePage(props: { dev: boolean; viewer: Viewer; filter: BulkFilter; invalid: BulkField[]; count: number; sample: Lease[]; now: Date }) {
   const f = props.filter;
   const named = BULK_FIELDS.filter((k) => f[k] !== undefined);
   return (
     <Layout title="Bulk revoke" dev={props.dev} viewer={props.viewer} active="leases">
       <h1>Revoke matching leases</h1>
-      {named.length === 0 ? (
+      {props.invalid.length > 0 ? (
+        <p class="error" role="alert">
+          The filter's {props.invalid.join(' and ')} cannot name any lease (not a valid {props.invalid.length === 1 ? 'value' : 'values'}): nothing will be revoked. Correct the filter.
+        </p>
+      ) : named.length === 0 ? (
         <p class="error" role="alert">
           {LEASE_NOTICES.bulk_filter_required.text}
         </p>
@@ -224,7 +236,7 @@ export function BulkRevokePage(props: { dev: boolean; viewer: Viewer; filter: Bu
           {props.sample.length > 0 ? (
             <>
               <h2>{props.sample.length < props.count ? `The newest ${props.sample.length}` : 'They are'}</h2>
-              <LeaseTable leases={props.sample} now={props.now} />
+              <LeaseTable leases={props.sample} now={props.now} detail />
             </>
           ) : null}
         </>

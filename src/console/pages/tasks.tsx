@@ -158,7 +158,7 @@ export function TaskPage(props: { dev: boolean; viewer: Viewer; task: Task; leas
         </section>
       ) : null}
       <h2>Leases ({props.leases.length})</h2>
-      <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.admin ? props.viewer.csrf : undefined} />
+      <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.admin ? props.viewer.csrf : undefined} detail={props.viewer.admin} />
     </Layout>
   );
 }

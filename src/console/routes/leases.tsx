@@ -5,7 +5,7 @@ import { LEASE_STATUSES } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import { filterText, NAME_RE, noticeOf, ReasonSchema, type ConsoleApp, type ConsoleKit } from '../kit.js';
-import { BULK_FIELDS, BulkRevokePage, LEASE_NOTICES, LeasesPage, leaseQueryString, type BulkFilter, type LeaseNotice, type LeaseQuery } from '../pages/leases.js';
+import { BULK_FIELDS, BULK_SCHEMAS, BulkRevokePage, type BulkField, LEASE_NOTICES, LeasesPage, leaseQueryString, type BulkFilter, type LeaseNotice, type LeaseQuery } from '../pages/leases.js';
 
 /** The leases page's filters from a query string or a form: a value that could match nothing is dropped, never an error page. */
 function leaseQueryFrom(read: (name: string) => unknown): LeaseQuery {
@@ -65,28 +65,41 @@ export function leaseRoutes(app: ConsoleApp, kit: ConsoleKit) {
     return back('revoking');
   });
 
-  /** Bulk revocation's filter (subject, role, task, agent), from the confirmation's query or the confirmed form. */
-  const bulkFilterOf = (read: (name: string) => unknown): BulkFilter => {
-    const q = leaseQueryFrom(read);
-    return Object.fromEntries(BULK_FIELDS.flatMap((k) => (q[k] !== undefined ? [[k, q[k]]] : [])));
+  /**
+   * Bulk revocation's filter (subject, role, task, agent), from the confirmation's query or the confirmed form,
+   * read with the REST route's schemas. Unlike the list's filters, a value that cannot be read is never dropped:
+   * dropping it would widen a destructive action (`subject=alice&role=Bad` is not "every lease of alice").
+   */
+  const bulkFilterOf = (read: (name: string) => unknown): { filter: BulkFilter; invalid: BulkField[] } => {
+    const filter: BulkFilter = {};
+    const invalid: BulkField[] = [];
+    for (const field of BULK_FIELDS) {
+      const raw = read(field);
+      if (raw === undefined || raw === '') continue;
+      const parsed = BULK_SCHEMAS[field].safeParse(raw);
+      if (parsed.success) filter[field] = parsed.data;
+      else invalid.push(field);
+    }
+    return { filter, invalid };
   };
   const isEmpty = (f: BulkFilter) => BULK_FIELDS.every((k) => f[k] === undefined);
 
   // The confirmation: a read, so a GET; it counts what leases.bulkRevoke would move now.
   app.get('/leases/bulk-revoke', kit.requireSession('page'), async (c) => {
     if (!c.get('person').admin) return kit.adminsOnly(c);
-    const filter = bulkFilterOf((name) => c.req.query(name));
-    const empty = isEmpty(filter);
-    const [count, sample] = empty ? [0, []] : await Promise.all([kit.deps.leases.countActive(filter), kit.deps.leases.list({ ...filter, status: 'active' }, undefined, 20).then((p) => p.items)]);
-    return c.html(<BulkRevokePage dev={kit.dev} viewer={kit.viewerOf(c)} filter={filter} count={count} sample={sample} now={kit.deps.clock.now()} />, empty ? 400 : 200);
+    const { filter, invalid } = bulkFilterOf((name) => c.req.query(name));
+    const refused = isEmpty(filter) || invalid.length > 0;
+    const [count, sample] = refused ? [0, []] : await Promise.all([kit.deps.leases.countActive(filter), kit.deps.leases.list({ ...filter, status: 'active' }, undefined, 20).then((p) => p.items)]);
+    return c.html(<BulkRevokePage dev={kit.dev} viewer={kit.viewerOf(c)} filter={filter} invalid={invalid} count={count} sample={sample} now={kit.deps.clock.now()} />, refused ? 400 : 200);
   });
 
   app.post('/leases/bulk-revoke', kit.requireSession('action'), async (c) => {
     if (!c.get('person').admin) return kit.adminsOnly(c);
     const form = c.get('form');
-    const filter = bulkFilterOf((name) => form[name]);
+    const { filter, invalid } = bulkFilterOf((name) => form[name]);
     const reason = ReasonSchema.safeParse(form.reason);
-    // Never everything at once: an empty filter is refused here rather than revoking every lease.
+    // Never everything at once, nor more than was asked: an empty filter or one with a value that cannot be read revokes nothing.
+    if (invalid.length > 0) return c.redirect(`/console/leases?notice=bulk_filter_invalid`, 303);
     if (isEmpty(filter)) return c.redirect(`/console/leases?notice=bulk_filter_required`, 303);
     if (!reason.success) return c.redirect(`/console/leases/bulk-revoke${leaseQueryString(filter)}`, 303);
     const revoked = await kit.deps.leases.bulkRevoke(filter, kit.callerOf(c), reason.data);
