@@ -14,7 +14,7 @@ import { auditSeqs, truncateChainFrom } from '../support/audit.js';
 import { childEnv, createPgDatabase, killAllChildren, runCli, tempDataDir, within, type CliResult } from '../support/child-broker.js';
 
 const DATABASES = ['pglite', 'postgres'] as const;
-// Each command is a child process that starts through tsx: seconds apiece on a shared machine.
+// Each command is a child process (the build test/global-setup.ts makes): seconds apiece on a shared machine.
 const COMMAND_TIMEOUT_MS = 90_000;
 const COMMANDS_TIMEOUT_MS = 4 * COMMAND_TIMEOUT_MS;
 

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { decodeJwt } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createProgram, runProgram } from '../../src/cli/program.js';
-import { childEnv, killAllChildren, ROOT, runCli, tempDataDir, type CliResult } from '../support/child-broker.js';
+import { childEnv, killAllChildren, ROOT, runCli, SOURCE_BIN, tempDataDir, type CliResult } from '../support/child-broker.js';
 
 // Each command is a child process that starts through tsx: seconds apiece on a shared machine.
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -18,7 +18,7 @@ afterAll(async () => {
   data.remove();
 });
 const env = childEnv({ TASKLEASE_DATA_DIR: data.dir });
-const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, { ...env, ...extra }, COMMAND_TIMEOUT_MS);
+const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, { ...env, ...extra }, COMMAND_TIMEOUT_MS, SOURCE_BIN);
 const shown = (r: CliResult) => `code ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 const lines = (text: string) => text.split('\n').filter((l) => l !== '');
 

@@ -24,7 +24,7 @@ const LOOPS = 16;
 const KILLS = 20;
 /**
  * The kill-and-restart phase stops here even if fewer kills were done (the test then fails). A restart
- * (loading the TypeScript sources through tsx, migrating) takes 1-6 s depending on the machine's load.
+ * (loading the build of the sources, migrating) takes 1-6 s depending on the machine's load.
  */
 const LOAD_PHASE_MS = 150_000;
 const MAX_REQUESTS_PER_LOOP = 5_000;

@@ -10,7 +10,10 @@ import postgres from 'postgres';
 import { afterAll, beforeAll } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const BIN = join(ROOT, 'bin', 'tasklease.js');
+/** The `tasklease` command as children run it: the build test/global-setup.ts makes of the sources under test. */
+export const BIN = join(ROOT, 'dist', 'main.js');
+/** The entry `npx tasklease` and `npm start` run: the TypeScript sources through tsx. */
+export const SOURCE_BIN = join(ROOT, 'bin', 'tasklease.js');
 export const PG_ADMIN_URL = process.env.TASKLEASE_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 export const START_TIMEOUT_MS = 60_000;
@@ -102,10 +105,10 @@ const children = new Set<ChildProcess>();
 
 const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
-/** Runs `tasklease <args>` to completion, killing it if it overruns. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = CLI_TIMEOUT_MS): Promise<CliResult> {
+/** Runs `tasklease <args>` (`bin`: the build, or SOURCE_BIN) to completion, killing it if it overruns. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = CLI_TIMEOUT_MS, bin = BIN): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let stdout = '';
     let stderr = '';
