@@ -21,7 +21,7 @@ import { leases } from '../../src/db/schema.js';
 import { serveBroker } from '../client/support.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { ARTIFACTS, launchChromium } from './chromium.js';
+import { ARTIFACTS, launchChromium, watchedPage } from './chromium.js';
 import { devConsoleConfig, devToken } from './support.js';
 
 /** Another origin on the same host: pages an attacker would serve, by path. */
@@ -86,13 +86,7 @@ describe('the console flows in chromium (postgres)', () => {
    * own errors (a CSP refusal, a script error) are collected; a status the test expects (`allow`) is not one.
    */
   async function personAt(subject: string, allow?: RegExp): Promise<{ page: Page; errors: string[] }> {
-    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !(allow && allow.test(m.text()))) errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(e.message));
+    const { page, errors } = await watchedPage(browser, { allow });
     await page.goto(`${http.url}/console/login`);
     const suggested = page.getByRole('button', { name: subject, exact: true });
     if (await suggested.count()) await suggested.click();

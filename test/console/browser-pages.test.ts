@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveBroker } from '../client/support.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { ARTIFACTS, launchChromium } from './chromium.js';
+import { ARTIFACTS, launchChromium, watchedPage } from './chromium.js';
 import { devConsoleConfig, devToken } from './support.js';
 
 
@@ -46,11 +46,8 @@ describe('the agents and leases pages in chromium (postgres)', () => {
     t = await startTestBroker(database, { config });
     http = await serveBroker(t);
     browser = await launchChromium();
-    page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(e.message));
+    // The page's own errors (a CSP refusal, a script error) fail the test with their text.
+    ({ page } = await watchedPage(browser, { width: 1200, errors }));
   });
   afterAll(async () => {
     await browser?.close();

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveBroker } from '../client/support.js';
 import { startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { ARTIFACTS, launchChromium } from './chromium.js';
+import { ARTIFACTS, launchChromium, watchedPage } from './chromium.js';
 import { devConsoleConfig } from './support.js';
 
 
@@ -30,12 +30,8 @@ describe('the console in chromium (postgres)', () => {
     t = await startTestBroker(database, { config: await devConsoleConfig() });
     http = await serveBroker(t);
     browser = await launchChromium();
-    page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
     // The page's own errors (a CSP refusal, a script error) fail the test with their text.
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(e.message));
+    ({ page } = await watchedPage(browser, { width: 1100, errors }));
   });
   afterAll(async () => {
     await browser?.close();

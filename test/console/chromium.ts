@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 /** Debian's chromium (`apt-get install chromium`; .ci/run installs it), or CHROMIUM_PATH. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -16,4 +16,19 @@ export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`chromium is required at ${CHROMIUM} for the console's browser tests: apt-get install chromium (.ci/run does), or set CHROMIUM_PATH`);
   mkdirSync(ARTIFACTS, { recursive: true });
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+}
+
+/**
+ * A page in a fresh browser context whose own errors (a CSP refusal, a script error) are collected in
+ * `errors`, for the test to expect empty; a console message the test expects (`allow`) is not one.
+ */
+export async function watchedPage(browser: Browser, options: { width?: number; allow?: RegExp; errors?: string[] } = {}): Promise<{ page: Page; errors: string[] }> {
+  const context = await browser.newContext({ viewport: { width: options.width ?? 1200, height: 800 } });
+  const page = await context.newPage();
+  const errors = options.errors ?? [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !options.allow?.test(m.text())) errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  return { page, errors };
 }

@@ -1,9 +1,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { DEV_AUDIENCE, DEV_ISSUER, devIssuerKey, signDevToken } from '../../src/config/dev.js';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { execRows, type Db } from '../../src/db/client.js';
 import { HARNESS_ROLES, type TestBroker } from '../support/broker.js';
 
 const agents = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
@@ -95,4 +97,23 @@ export async function signedIn(t: Pick<TestBroker, 'broker'>, subject: string) {
   const c = consoleClient(t);
   await c.login(subject);
   return Object.assign(c, { token: await c.csrf() });
+}
+
+/**
+ * Every table a console action could change, hashed (sessions: how many are live; audit: how many events,
+ * `admin.revoke` left out when `ignoreAdminRevoke`: an admin's revoke of a missing lease is audited, by design).
+ * Two equal snapshots: a refused action changed nothing.
+ */
+export async function consoleTables(db: Db, options: { ignoreAdminRevoke?: boolean } = {}): Promise<Record<string, string>> {
+  const hashed = (table: string, key = 'id') => sql.raw(`(select md5(coalesce(string_agg(x::text, '|' order by x.${key}), '')) from ${table} x)`);
+  const rows = await execRows<Record<string, string>>(
+    db,
+    sql`select
+      ${hashed('tasks')} as tasks, ${hashed('leases')} as leases, ${hashed('approvals')} as approvals, ${hashed('agents', 'name')} as agents,
+      ${hashed('agent_suspensions')} as suspensions, ${hashed('outbox')} as outbox,
+      (select count(*)::text from console_sessions where revoked_at is null) as sessions,
+      (select generation::text from registry_state) as registry_generation,
+      (select count(*)::text from audit_events where ${options.ignoreAdminRevoke ? sql`action <> 'admin.revoke'` : sql`true`}) as audit`,
+  );
+  return rows[0]!;
 }

@@ -29,7 +29,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { execRows } from '../../src/db/client.js';
 import { outbox } from '../../src/db/schema.js';
 import { sha256Hex } from '../../src/ids.js';
-import { consoleClient, devConsoleConfig, devToken } from '../console/support.js';
+import { consoleClient, consoleTables, devConsoleConfig, devToken } from '../console/support.js';
 import { ADMIN_STATIC_TOKEN, freshId, useTestBroker, type TestBroker } from '../support/broker.js';
 import type { TestDatabase } from '../support/db.js';
 
@@ -1214,23 +1214,7 @@ describe('console authorization matrix, signed in (postgres)', () => {
     },
   };
 
-  /** Every table a console action could change, hashed (sessions: how many are live; audit: how many events). */
-  const snapshot = async () =>
-    (
-      await execRows<Record<string, string>>(
-        database.db,
-        sql`select
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from tasks x) as tasks,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from leases x) as leases,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from approvals x) as approvals,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.name), '')) from agents x) as agents,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from agent_suspensions x) as suspensions,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from outbox x) as outbox,
-          (select count(*)::text from console_sessions where revoked_at is null) as sessions,
-          (select generation::text from registry_state) as registry_generation,
-          (select count(*)::text from audit_events) as audit`,
-      )
-    )[0]!;
+  const snapshot = () => consoleTables(database.db);
 
   beforeAll(async () => {
     const approvalMine = await fixtures.approval('gated');

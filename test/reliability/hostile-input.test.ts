@@ -50,7 +50,7 @@ import { sha256Hex } from '../../src/ids.js';
 import { startAwsFake, type AwsFake } from '../support/aws-fake.js';
 import { ADMIN_STATIC_TOKEN, HARNESS_ROLES, startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
-import { consoleClient, devConsoleConfig } from '../console/support.js';
+import { consoleClient, consoleTables, devConsoleConfig } from '../console/support.js';
 
 // ---------------------------------------------------------------------------
 // The request model: plain data, so a shrunk counterexample reads as a request.
@@ -1540,22 +1540,7 @@ describe('the console under hostile input (postgres)', () => {
     await database?.drop();
   });
 
-  const snapshot = async () =>
-    (
-      await execRows<Record<string, string>>(
-        database.db,
-        sql`select
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from tasks x) as tasks,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from leases x) as leases,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from approvals x) as approvals,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.name), '')) from agents x) as agents,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from agent_suspensions x) as suspensions,
-          (select md5(coalesce(string_agg(x::text, '|' order by x.id), '')) from outbox x) as outbox,
-          (select count(*)::text from console_sessions where revoked_at is null) as sessions,
-          (select generation::text from registry_state) as registry_generation,
-          (select count(*)::text from audit_events where action <> 'admin.revoke') as audit`,
-      )
-    )[0]!;
+  const snapshot = () => consoleTables(database.db, { ignoreAdminRevoke: true });
 
   /** Every console action, with a path parameter to put in it and the fields its form takes. */
   const ACTIONS = [
