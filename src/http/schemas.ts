@@ -1,8 +1,8 @@
 import { z } from '@hono/zod-openapi';
-import { LEASE_STATUSES } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { subjectProblem } from '../identity/identity-text.js';
 import { UUID_RE } from '../ids.js';
+import { ADMIN_LEASE_SHAPE, LEASE_SHAPE } from '../leases/view.js';
 
 export const ProblemSchema = z
   .object({
@@ -15,34 +15,11 @@ export const ProblemSchema = z
   })
   .openapi('Problem');
 
-export const LeaseSchema = z
-  .object({
-    id: z.string().uuid(),
-    task: z.string(),
-    role: z.string(),
-    backend: z.string(),
-    issuer: z.string(),
-    subject: z.string(),
-    status: z.enum(LEASE_STATUSES),
-    reason: z.string().nullable(),
-    credential_ref: z.string(),
-    issued_at: z.string(),
-    expires_at: z.string(),
-    backend_expires_at: z.string(),
-    revocable: z.boolean(),
-    revoke_requested_at: z.string().nullable(),
-    ended_at: z.string().nullable(),
-    agent: z.string().nullable().openapi({ description: 'The registered agent the lease was issued to (null: no agent matched)' }),
-    agent_owner: z.string().nullable().openapi({ description: "The agent's owner when the lease was issued" }),
-  })
-  .openapi('Lease');
+/** A lease as its holder sees it; its fields come from the one lease mapping, src/leases/view.ts. */
+export const LeaseSchema = z.object(LEASE_SHAPE).openapi('Lease');
 
 /** What an admin sees of a lease besides: how its revocation is going. */
-export const AdminLeaseSchema = LeaseSchema.extend({
-  revoke_attempts: z.number().int(),
-  next_attempt_at: z.string().nullable(),
-  last_error: z.string().nullable(),
-}).openapi('AdminLease');
+export const AdminLeaseSchema = LeaseSchema.extend(ADMIN_LEASE_SHAPE).openapi('AdminLease');
 
 export const TaskSchema = z
   .object({
