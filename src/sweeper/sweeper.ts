@@ -13,6 +13,7 @@ import type { Metrics } from '../metrics.js';
 import { createPassLoop } from '../pass-loop.js';
 import { backoffMs } from './backoff.js';
 import { claimDue, heldBy, releaseClaim } from './claim.js';
+import { createCommitPipeline, type CommitPipeline } from './commit-pipeline.js';
 
 export interface SweeperDeps {
   db: Db;
@@ -49,8 +50,9 @@ function describe(err: unknown): string {
 export function createSweeper(deps: SweeperDeps) {
   const { db, clock, backends, config, log } = deps;
   const random = deps.random ?? Math.random;
+  const claimMs = config.claim_timeout * 1000;
   // A wave of WAVE_FACTOR rounds of revocations fits in half a claim, so one extension per wave always suffices.
-  const revokeTimeoutMs = (config.claim_timeout * 1000) / (2 * WAVE_FACTOR);
+  const revokeTimeoutMs = claimMs / (2 * WAVE_FACTOR);
   let running: Promise<SweepResult> | undefined;
 
   async function revoke(lease: Lease): Promise<unknown> {
@@ -165,7 +167,7 @@ export function createSweeper(deps: SweeperDeps) {
   async function extendClaim(leasesLeft: Lease[], now: Date): Promise<void> {
     await db
       .update(leases)
-      .set({ claimUntil: new Date(now.getTime() + config.claim_timeout * 1000) })
+      .set({ claimUntil: new Date(now.getTime() + claimMs) })
       .where(heldBy(deps.id, leasesLeft.map((l) => l.id)));
   }
 
@@ -186,60 +188,62 @@ export function createSweeper(deps: SweeperDeps) {
     if (failures.length > 0) log.warn({ failed: failures.length, first: failures[0]!.error }, 'revocations failed; will retry');
   }
 
-  /**
-   * One pass: claims batches until nothing is due. A batch is revoked in waves
-   * of a few times the concurrency, each wave finalized in one commit, and the
-   * claim on what is left is extended whenever it runs low: a lease is held
-   * by one replica while that replica is alive and working on it, and becomes
-   * claimable again within `claim_timeout` if the replica dies.
-   *
-   * A wave's commit runs while the next waves are revoked and committed, and
-   * while the next batch is claimed: COMMITS_IN_FLIGHT at most, of disjoint
-   * leases (each locks its lease rows, then the chain's head). Whenever the
-   * claim is extended, the commits in flight are waited for: their leases are
-   * not extended (their rows belong to their commits), so they must land
-   * while the claim they were revoked under holds. The pass ends, and
-   * reports, once every commit has.
-   */
-  async function sweepOnce(): Promise<SweepResult> {
-    const total: SweepResult = { revoked: 0, expired: 0, failed: 0 };
-    // Housekeeping (approval expiry, pruning deny policies) must never hold up revocation.
+  /** Approval expiry, pruning deny policies: bounded, so it can never hold up revocation. */
+  async function housekeep(): Promise<void> {
     await withTimeout(deps.housekeeping?.() ?? Promise.resolve(), 5000, 'housekeeping timed out').catch((err: unknown) =>
       log.warn({ err: err instanceof Error ? err.message : 'unknown' }, 'housekeeping did not finish'),
     );
+  }
+
+  /**
+   * Revokes a claimed batch in waves of a few times the concurrency and submits each wave's commit, extending the
+   * claim on what is left whenever it runs low. Right after an extension the commits in flight are drained: their
+   * leases were not extended (their rows belong to their commits), so they must land while the claim they were
+   * revoked under holds (test/sweeper/sweeper.test.ts, "extends its claim ... commits slow enough": fails without the
+   * drain). Stops at the next wave once a commit has failed.
+   */
+  async function revokeInWaves(batch: Lease[], claimedUntil: number, commits: CommitPipeline, total: SweepResult): Promise<void> {
     const waveSize = config.concurrency * WAVE_FACTOR;
-    // The waves' commits still running, oldest first; once one has failed, nothing more is claimed or revoked.
-    const inFlight: Promise<void>[] = [];
-    let failed = false;
+    let claimUntil = claimedUntil;
+    for (let start = 0; start < batch.length && !commits.failed; start += waveSize) {
+      const now = clock.now();
+      if (claimUntil - now.getTime() < claimMs / 2) {
+        await extendClaim(batch.slice(start), now);
+        claimUntil = now.getTime() + claimMs;
+        await commits.drain();
+      }
+      const wave = batch.slice(start, start + waveSize);
+      const errors = await mapLimit(wave, config.concurrency, revoke);
+      await commits.submit(() => record(wave, errors, total));
+    }
+  }
+
+  /**
+   * One pass: claims batches until nothing is due, and revokes each in waves. A lease is held by one replica while
+   * that replica is alive and working on it, and becomes claimable again within `claim_timeout` if the replica dies.
+   * A wave's commit runs while the next waves are revoked and the next batch is claimed: COMMITS_IN_FLIGHT at most,
+   * of disjoint leases (each locks its lease rows, then the chain's head). Once a commit has failed nothing more is
+   * claimed; the pass ends, and reports (the first commit to fail, in wave order), once every commit has landed.
+   */
+  async function sweepOnce(): Promise<SweepResult> {
+    const total: SweepResult = { revoked: 0, expired: 0, failed: 0 };
+    await housekeep();
+    const commits = createCommitPipeline({ maxInFlight: COMMITS_IN_FLIGHT });
     try {
-      while (!failed) {
+      while (!commits.failed) {
         const claimedAt = clock.now();
-        let claimUntil = claimedAt.getTime() + config.claim_timeout * 1000;
+        const claimUntil = claimedAt.getTime() + claimMs;
         const batch = await claimDue(db, deps.id, claimedAt, new Date(claimUntil), config.batch_size);
         if (batch.length === 0) break;
-        for (let start = 0; start < batch.length && !failed; start += waveSize) {
-          const now = clock.now();
-          if (claimUntil - now.getTime() < (config.claim_timeout * 1000) / 2) {
-            await extendClaim(batch.slice(start), now);
-            claimUntil = now.getTime() + config.claim_timeout * 1000;
-            // The waves still committing keep the claim they were revoked under: they land before it can run out.
-            while (inFlight.length > 0) await inFlight.shift();
-          }
-          const wave = batch.slice(start, start + waveSize);
-          const errors = await mapLimit(wave, config.concurrency, revoke);
-          const commit = record(wave, errors, total);
-          // Awaited below (its error fails the pass); never an unhandled rejection meanwhile.
-          commit.catch(() => (failed = true));
-          inFlight.push(commit);
-          if (inFlight.length >= COMMITS_IN_FLIGHT) await inFlight.shift();
-        }
+        await revokeInWaves(batch, claimUntil, commits, total);
         if (batch.length < config.batch_size) break;
       }
-    } finally {
-      // No commit outlives the pass, even when another failed.
-      await Promise.allSettled(inFlight);
+    } catch (err) {
+      // No commit outlives the pass, even when the pass fails; it reports what failed first.
+      await commits.drain().catch(() => {});
+      throw err;
     }
-    await Promise.all(inFlight);
+    await commits.drain();
     return total;
   }
 
