@@ -30,8 +30,8 @@ const AGENTS = Number(env.BENCH_AGENTS ?? 1000);
 const only = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',')) : undefined;
 const wants = (s: string) => !only || only.has(s);
 
-// The brokers run compiled, as the container image runs them.
-execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+// The brokers run compiled, as the container image runs them (the build copies the console's assets too).
+execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
 const dir = mkdtempSync(join(tmpdir(), 'tasklease-bench-'));
 const issuer = await benchIssuer();
 const load = (url: string, reqs: Req[], name: string, expect: number, seconds = SECONDS) => wrk(url, reqs, { connections: CONNS, seconds, expect, dir, name });

@@ -29,7 +29,7 @@ export const REDACT_PATHS = [
  * flight go out together in the next one, so a busy broker does not make a
  * system call per request line. Flushed when the process exits.
  */
-export const asyncStdout = () => pino.destination({ dest: 1, sync: false });
+export const asyncStdout = (): pino.DestinationStream & { flushSync(): void } => pino.destination({ dest: 1, sync: false });
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: { service: 'tasklease' } }, destination);
