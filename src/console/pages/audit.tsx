@@ -4,7 +4,7 @@
 import type { AuditEvent } from '../../db/schema.js';
 import type { ChainCheck } from '../chain-check.js';
 import { Time } from './approvals.js';
-import { Layout, type Viewer } from './layout.js';
+import { Layout, queryString, type Viewer } from './layout.js';
 
 /** The filters the page accepts, already checked; `since` as the ISO text the form shows back. */
 export interface AuditQuery {
@@ -12,12 +12,6 @@ export interface AuditQuery {
   action?: string;
   target?: string;
   since?: string;
-}
-
-export function auditQueryString(q: AuditQuery, extra: Record<string, string> = {}): string {
-  const params = new URLSearchParams(Object.entries({ ...q, ...extra }).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
-  const s = params.toString();
-  return s ? `?${s}` : '';
 }
 
 function ChainStatus(props: { head: string | undefined; check: ChainCheck | undefined; csrf: string; now: Date }) {
@@ -108,7 +102,7 @@ export function AuditPage(props: { dev: boolean; viewer: Viewer; query: AuditQue
           </table>
         )}
         {props.next ? (
-          <a class="older" href={`/console/audit${auditQueryString(q, { after: props.next })}`}>
+          <a class="older" href={`/console/audit${queryString(q, { after: props.next })}`}>
             Newer events
           </a>
         ) : null}

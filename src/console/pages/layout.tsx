@@ -14,6 +14,13 @@ export interface Viewer {
   orchestrator?: boolean;
 }
 
+/** A page's filters (and a cursor) as a query string, empty values left out: for links, forms' returns and redirects. */
+export function queryString(q: object, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams(Object.entries({ ...q, ...extra }).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
+  const s = params.toString();
+  return s ? `?${s}` : '';
+}
+
 export type Section = 'overview' | 'approvals' | 'agents' | 'leases' | 'tasks' | 'audit' | 'notifications' | 'sessions';
 
 /** Every console page: the dev-mode banner, the navigation, who is signed in, and the logout form. */

@@ -4,7 +4,7 @@
 import { LEASE_STATUSES, type Lease } from '../../db/schema.js';
 import { Time } from './approvals.js';
 import { NameParam, SubjectSchema, TaskIdSchema } from '../../http/schemas.js';
-import { Layout, type Viewer } from './layout.js';
+import { Layout, queryString, type Viewer } from './layout.js';
 
 export const LEASE_NOTICES = {
   revoking: { kind: 'ok', text: 'Revocation requested: the sweeper is revoking the credential at its backend.' },
@@ -23,13 +23,6 @@ export interface LeaseQuery {
   role?: string;
   backend?: string;
   agent?: string;
-}
-
-/** The query string of a filter (and a cursor): for links and the revoke form's return. */
-export function leaseQueryString(q: LeaseQuery, extra: Record<string, string> = {}): string {
-  const params = new URLSearchParams(Object.entries({ ...q, ...extra }).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
-  const s = params.toString();
-  return s ? `?${s}` : '';
 }
 
 /**
@@ -84,7 +77,7 @@ export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; q
             {props.csrf ? (
               <td>
                 {l.status === 'active' ? (
-                  <form method="post" action={`/console/leases/${l.id}/revoke${leaseQueryString(props.query ?? {})}`} class="decide">
+                  <form method="post" action={`/console/leases/${l.id}/revoke${queryString(props.query ?? {})}`} class="decide">
                     <input type="hidden" name="csrf" value={props.csrf} />
                     <input name="reason" required maxlength={500} placeholder="Reason" aria-label="Reason" autocomplete="off" />
                     <button type="submit" class="deny">
@@ -176,7 +169,7 @@ export function LeasesPage(props: {
       <section id="lease-list">
         <LeaseTable leases={props.leases} now={props.now} csrf={props.viewer.csrf} query={q} detail />
         {props.next ? (
-          <a class="older" href={`/console/leases${leaseQueryString(q, { cursor: props.next })}`}>
+          <a class="older" href={`/console/leases${queryString(q, { cursor: props.next })}`}>
             Older leases
           </a>
         ) : null}
@@ -242,7 +235,7 @@ export function BulkRevokePage(props: { dev: boolean; viewer: Viewer; filter: Bu
         </>
       )}
       <p>
-        <a href={`/console/leases${leaseQueryString(f)}`}>Back to the leases</a>
+        <a href={`/console/leases${queryString(f)}`}>Back to the leases</a>
       </p>
     </Layout>
   );

@@ -4,8 +4,9 @@
 import { LEASE_STATUSES } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
+import { queryString } from '../pages/layout.js';
 import { filterText, NAME_RE, noticeOf, ReasonSchema, type ConsoleApp, type ConsoleKit } from '../kit.js';
-import { BULK_FIELDS, BULK_SCHEMAS, BulkRevokePage, type BulkField, LEASE_NOTICES, LeasesPage, leaseQueryString, type BulkFilter, type LeaseNotice, type LeaseQuery } from '../pages/leases.js';
+import { BULK_FIELDS, BULK_SCHEMAS, BulkRevokePage, type BulkField, LEASE_NOTICES, LeasesPage, type BulkFilter, type LeaseNotice, type LeaseQuery } from '../pages/leases.js';
 
 /** The leases page's filters from a query string or a form: a value that could match nothing is dropped, never an error page. */
 function leaseQueryFrom(read: (name: string) => unknown): LeaseQuery {
@@ -52,7 +53,7 @@ export function leaseRoutes(app: ConsoleApp, kit: ConsoleKit) {
     if (!c.get('person').admin) return kit.adminsOnly(c);
     const id = c.req.param('id');
     const reason = ReasonSchema.safeParse(c.get('form').reason);
-    const back = (notice: LeaseNotice) => c.redirect(`/console/leases${leaseQueryString(leaseQueryFrom((name) => c.req.query(name)), { notice })}`, 303);
+    const back = (notice: LeaseNotice) => c.redirect(`/console/leases${queryString(leaseQueryFrom((name) => c.req.query(name)), { notice })}`, 303);
     const missing = () => kit.notFound(c, 'No such lease.', '/console/leases');
     if (!UUID_RE.test(id)) return missing();
     if (!reason.success) return back('reason_required');
@@ -101,8 +102,8 @@ export function leaseRoutes(app: ConsoleApp, kit: ConsoleKit) {
     // Never everything at once, nor more than was asked: an empty filter or one with a value that cannot be read revokes nothing.
     if (invalid.length > 0) return c.redirect(`/console/leases?notice=bulk_filter_invalid`, 303);
     if (isEmpty(filter)) return c.redirect(`/console/leases?notice=bulk_filter_required`, 303);
-    if (!reason.success) return c.redirect(`/console/leases/bulk-revoke${leaseQueryString(filter)}`, 303);
+    if (!reason.success) return c.redirect(`/console/leases/bulk-revoke${queryString(filter)}`, 303);
     const revoked = await kit.deps.leases.bulkRevoke(filter, kit.callerOf(c), reason.data);
-    return c.redirect(`/console/leases${leaseQueryString({ ...filter, status: 'revoking' }, { notice: 'bulk_revoking', revoked: String(revoked) })}`, 303);
+    return c.redirect(`/console/leases${queryString({ ...filter, status: 'revoking' }, { notice: 'bulk_revoking', revoked: String(revoked) })}`, 303);
   });
 }
