@@ -131,7 +131,7 @@ export async function createBroker(deps: BrokerDeps) {
   const rateLimiter = rate ? createRateLimiter({ rate: rate.per_agent_per_second, burst: rate.burst, clock }) : undefined;
   const verifier = createTokenVerifier({ issuers: config.issuers, defaultAudience: config.public_url, clock });
   const authenticator = createAuthenticator(verifier, config.principals);
-  const writer = createLeaseWriter({ db, lanes: [database.lane(), database.lane()], limits, onRevokeRequested });
+  const writer = createLeaseWriter({ writes: database.writes, limits, onRevokeRequested });
   const taskCache = createTaskCache({ db, clock });
   /** Listens on `channel` (closed with the database); a loss is logged once, and so is the recovery, not every retry. */
   const listen = (channel: string, handlers: NotifyHandlers, what: string, meanwhile: string) => {

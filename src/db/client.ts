@@ -1,19 +1,18 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { sql, type SQL } from 'drizzle-orm';
 import postgres from 'postgres';
 import { lockDataDir } from './data-dir-lock.js';
-import { postgresLane, transactionLane, type CommitLane } from './lane.js';
 import { pgliteListener, postgresListener, type Listener, type NotifyHandlers } from './notify.js';
 import { rowsOf } from './rows.js';
 import { schema } from './schema.js';
+import { pgliteWrites, postgresWrites, type Writes } from './transact.js';
+import type { Db } from './types.js';
 
-/** The one database type the services see, whichever driver is underneath (also a transaction). */
-export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+export type { Db };
 
 export interface Database {
   db: Db;
@@ -23,8 +22,8 @@ export interface Database {
    * With `waitMs`, gives up (an error) rather than wait longer for the lock.
    */
   withAdvisoryLock<T>(key: string, fn: () => Promise<T>, waitMs?: number): Promise<T>;
-  /** A commit lane (db/lane.ts): on PostgreSQL a connection of its own, outside the pool; closed with the database. */
-  lane(): CommitLane;
+  /** Statements alone or in a transaction, sent together (db/transact.ts): the issuance commit's way. */
+  writes: Writes;
   /** Notifications on `channel` (db/notify.ts): on PostgreSQL a connection of its own; closed with the database. */
   listen(channel: string, handlers: NotifyHandlers): Listener;
   close(): Promise<void>;
@@ -60,7 +59,6 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       });
     const client = connect(options.poolSize ?? 20);
     const db = drizzlePostgres(client, { schema }) as unknown as Db;
-    const lanes = new Set<CommitLane>();
     const listeners = new Set<Listener>();
     return {
       db,
@@ -72,11 +70,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
           await tx`select pg_advisory_xact_lock(hashtext(${key}))`;
           return fn();
         }) as Promise<Awaited<ReturnType<typeof fn>>>,
-      lane() {
-        const lane = postgresLane(() => connect(1));
-        lanes.add(lane);
-        return lane;
-      },
+      writes: postgresWrites(client),
       listen(channel, handlers) {
         // Held for as long as it listens: no idle or lifetime limit.
         const listener = postgresListener((hooks) => connect(1, { ...hooks, idle_timeout: 0, max_lifetime: null }), channel, handlers);
@@ -84,7 +78,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
         return listener;
       },
       close: async () => {
-        await Promise.all([...lanes, ...listeners].map((l) => l.close()));
+        await Promise.all([...listeners].map((l) => l.close()));
         await client.end({ timeout: 5 });
       },
     };
@@ -106,7 +100,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     kind: 'pglite',
     // PGlite is one process and one connection: nothing else can race.
     withAdvisoryLock: (_key, fn) => fn(),
-    lane: () => transactionLane(db),
+    writes: pgliteWrites(db),
     listen: (channel, handlers) => pgliteListener(client, channel, handlers),
     close: () => client.close().finally(() => lock.release()),
   };
@@ -119,7 +113,7 @@ export function fromPglite(client: PGlite): Database {
     db,
     kind: 'pglite',
     withAdvisoryLock: (_key, fn) => fn(),
-    lane: () => transactionLane(db),
+    writes: pgliteWrites(db),
     listen: (channel, handlers) => pgliteListener(client, channel, handlers),
     close: () => client.close(),
   };

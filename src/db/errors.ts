@@ -26,18 +26,6 @@ function errorCodes(err: unknown): string[] {
   return codes;
 }
 
-/**
- * A write that found itself outside the transaction that took its locks: the
- * connection was lost and the statement ran on the session that replaced it,
- * so it wrote nothing. Reported as the lost connection it is (unavailable).
- */
-export class TransactionLost extends Error {
-  readonly code = 'CONNECTION_CLOSED';
-  constructor() {
-    super('the database connection was lost mid-transaction; nothing was written');
-  }
-}
-
 /** SQLSTATE 40P01: PostgreSQL broke a lock cycle by aborting this transaction; running it again is safe. */
 export function isDeadlock(err: unknown): boolean {
   return errorCodes(err).includes('40P01');

@@ -1,62 +1,71 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { CHAIN_RESULT, chainBodies, chainCtes, eventsCte, type AuditInput } from '../audit/append.js';
-import { leaseJson, type LeaseRow } from './insert.js';
+import { leaseInsertCte, leasesJson, type LeaseRow } from './insert.js';
 
 /**
- * What the statement reports: how many of the batch's tasks were not open, and whether the registry's
- * generation differs from one a decision was made on (either way it wrote nothing); and the counts.
+ * What the record statement reports: the batch's tasks as it locked them,
+ * the agent registry's generation, and whether it wrote (`inserted`,
+ * `appended`, `moved`: all zero when it did not).
  */
 export interface RecordResult {
-  closed: number;
-  stale: boolean;
+  tasks: { id: string; status: string; max_leases: number | null }[] | null;
+  generation: string | number | null;
   inserted: number;
   appended: number;
   moved: number;
 }
 
 /**
- * One statement, one round trip, atomic on its own (it needs no BEGIN, and
- * a lost connection cannot split it): records leases of roles no limit
- * applies to, with their audit events and the batch's other events
- * (denials), in this order on the server:
+ * The first statement of every issuance commit (leases/writer.ts): sent
+ * alone (the short way, `write`) or as the first of a transaction (the long
+ * way, which only locks). It takes the commit's locks in their one order:
  *
- * 1. the batch's tasks, read FOR SHARE (a completion waits for this
- *    statement, or this statement sees the task closed), then the agent
- *    registry's generation, FOR SHARE (a suspension waits, or this statement
- *    sees the new generation);
- * 2. if every task is open and every decision was made on that generation, the leases;
- * 3. and the events, appended to the chain, whose head is locked last.
+ * 1. the batch's tasks, FOR SHARE: a completion waits for this commit, or
+ *    this commit sees the task closed;
+ * 2. the agent registry's generation, FOR SHARE: a suspension waits, or
+ *    this commit sees the new generation;
+ * 3. when `write` (no limit applies to any request of the batch), every task
+ *    is open and every decision was made on that generation: the leases, and
+ *    the events appended to the chain, whose head is locked last.
  *
- * If a task closed while its credential was minted, or the registry changed
- * since a decision, it writes nothing and says so (`closed`, `stale`): the
- * writer then commits the batch the long way, which decides again and records
- * a refused lease as `revoking` with its denial. The statement's text does
- * not vary with the batch.
+ * Otherwise it writes nothing, and returns what the writer needs to decide
+ * (the long way). The text does not vary with the batch. It writes only
+ * what it may (test/leases/record.test.ts); no lease lands on a task
+ * completed meanwhile (test/leases/race.test.ts).
  */
-export function recordIssued(leases: { row: LeaseRow; event: AuditInput; who: { generation: number } }[], events: AuditInput[]): SQL {
-  const rows = leases.map(({ row }) => leaseJson(row));
+export function recordIssued(leases: { row: LeaseRow; who: { generation: number } }[], events: AuditInput[], write: boolean): SQL {
   const generations = leases.map(({ who }) => who.generation);
   // Any generation will do for a batch with no lease (then nothing is compared).
   const [low, high] = generations.length > 0 ? [Math.min(...generations), Math.max(...generations)] : [0, 0];
-  const bodies = chainBodies([...leases.map(({ event }) => event), ...events]);
+  const ids = [...new Set(leases.map(({ row }) => row.taskId))];
   return sql`with recursive
-    req as (select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as r(id uuid, task_id text, role text, backend text, issuer text,
-      subject text, token_sha256 text, credential_ref text, issued_at timestamptz, expires_at timestamptz, backend_expires_at timestamptz, revocable boolean,
-      agent text, agent_owner text)),
-    ids as (select distinct task_id as id from req),
-    t as (select id, status from tasks where id = any(array(select id from ids)) for share),
-    -- Every task row is locked by this count, then the registry's row, before the leases are written and the chain's head is locked.
-    closed as materialized (select (select count(*) from ids) - (select count(*) from t where status = 'open') as n),
+    -- = any(array(...)), not in (select ...): a prepared statement's generic plan guesses 100 rows for the
+    -- set-returning function and hash-joins the whole table; an array comparison is an index scan.
+    t as materialized (select id, status, max_leases from tasks
+      where id = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))) for share),
+    -- Every task row is locked by this count, then the registry's row, before anything is written and the chain's head is locked.
+    closed as materialized (select ${ids.length}::int - (select count(*) from t where status = 'open') as n),
     reg as materialized (select generation from registry_state where id = 1 and (select n from closed) >= 0 for share),
-    stale as materialized (select not exists (select from reg where generation = ${low}::bigint and generation = ${high}::bigint) as s),
-    ok as materialized (select (select n from closed) = 0 and not (select s from stale) as go),
-    ins as (insert into leases (id, task_id, role, backend, issuer, subject, token_sha256, status, credential_ref,
-        issued_at, expires_at, backend_expires_at, revocable, agent, agent_owner)
-      select id, task_id, role, backend, issuer, subject, token_sha256, 'active', credential_ref, issued_at, expires_at, backend_expires_at, revocable,
-        agent, agent_owner
-      from req where (select go from ok)
-      returning 1),
-    ${eventsCte(bodies)},
+    ok as materialized (select ${write}::boolean and (select n from closed) = 0
+      and (${leases.length}::int = 0 or exists (select from reg where generation = ${low}::bigint and generation = ${high}::bigint)) as go),
+    ${leaseInsertCte(leasesJson(write ? leases.map(({ row }) => row) : []), sql`(select go from ok)`)},
+    ${eventsCte(chainBodies(write ? events : []))},
     ${chainCtes(sql`(select go from ok)`)}
-    select (select n from closed)::int as closed, (select s from stale) as stale, (select count(*) from ins)::int as inserted, ${CHAIN_RESULT}`;
+    select (select json_agg(t) from t) as tasks, (select generation from reg) as generation,
+      (select count(*) from ins)::int as inserted, ${CHAIN_RESULT}`;
 }
+
+/** A task of the batch as recordIssued locked it. */
+export interface TaskState {
+  id: string;
+  status: string;
+  maxLeases: number | null;
+}
+
+/** The tasks recordIssued locked, by id. */
+export function taskStates(result: RecordResult): Map<string, TaskState> {
+  return new Map((result.tasks ?? []).map((t) => [t.id, { id: t.id, status: t.status, maxLeases: t.max_leases }]));
+}
+
+/** The generation recordIssued read. */
+export const generationOf = (result: RecordResult): number => Number(result.generation ?? 0);

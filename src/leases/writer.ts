@@ -1,20 +1,18 @@
 import { sql } from 'drizzle-orm';
 import { appended, chainAppend, MAX_EVENTS_PER_APPEND, type AuditInput } from '../audit/append.js';
 import type { RoleConfig } from '../config/schema.js';
-import type { Db } from '../db/client.js';
-import type { CommitLane } from '../db/lane.js';
-import { sendOne } from '../db/send.js';
 import { TimeoutError, withTimeout } from '../concurrency.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import type { Lease } from '../db/schema.js';
+import type { Writes, WriteTx } from '../db/transact.js';
+import type { Db } from '../db/types.js';
 import type { Identity } from '../identity/types.js';
 import type { AgentDenyCode } from '../policy/decide.js';
 import { refusalExtra, type LimitRefusal, type Limits, type NeverReleased } from '../policy/limits.js';
-import { generationOf, inserted, leaseInsert, REGISTRY_FOR_SHARE, stored, taskStates, tasksForShare, type LeaseRow, type TaskState } from './insert.js';
-import { recordIssued, type RecordResult } from './record.js';
+import { inserted, leaseInsert, stored, type LeaseRow } from './insert.js';
+import { generationOf, recordIssued, taskStates, type RecordResult } from './record.js';
 
 const COMMIT_TIMEOUT_MS = 10_000;
-const TXID = sql`select txid_current()::text as txid`;
 
 /** Why a minted credential was refused at commit; its lease is recorded as `revoking`. */
 export interface CommitRefusal {
@@ -72,41 +70,49 @@ interface LeaseItem {
 type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () => void; reject: (err: unknown) => void };
 
 /**
- * Group commit for the issuance path. Requests that arrive while a commit is
- * in flight are written together in the next one (at most one per lane in
- * flight). A batch in which no limit applies to any request is recorded by
- * one statement (leases/record.ts): one round trip, atomic without BEGIN. A
- * batch with a constrained request, or one whose task closed while its
- * credential was minted (that statement then writes nothing), commits on a
- * commit lane (db/lane.ts), in two round trips around its checks: BEGIN with
- * the batch's tasks read FOR SHARE; then the lease rows, their audit events
- * and COMMIT. Either way the
- * audit chain's head, which every append in every replica waits for, is
- * locked last and held only while the server writes the events and commits.
- * Statement texts do not vary with the batch size: each is a prepared
- * statement, prepared once per connection.
+ * Group commit for the issuance path: the one place a credential's lease and
+ * its audit event are written. Read it top to bottom with leases/record.ts.
  *
- * The commit is where limits hold: requests whose role has quotas or
- * conflicts take advisory locks on their agent, task (and role), always after
- * the task rows and before the chain's head (one order, no deadlock), and are
- * re-checked one by one, each seeing the leases committed before it and those
- * inserted ahead of it in the batch. Every commit also reads the agent
- * registry's generation FOR SHARE, after the task rows: a request decided on
- * another generation (a suspension, a narrowed ceiling) is decided again
- * there, on the registry read through the transaction
- * (test/agents/registry.test.ts, test/reliability/agent-suspend.test.ts).
- * A credential refused here (the task closed, a concurrent request took the
- * last slot, the agent was suspended) is still recorded, as
- * `revoking` with a denial in the audit trail, so the sweeper revokes it
- * durably and every credential that ever existed has a row.
+ * Requests that arrive while commits are in flight (at most `maxInFlight`)
+ * are written together in the next one, with one audit append. Every batch
+ * begins with the record statement (leases/record.ts), which takes the
+ * commit's locks in their one order: the batch's task rows, then the agent
+ * registry's row, both FOR SHARE.
+ *
+ * - **The short way.** When no limit applies to any request, that statement
+ *   is sent alone (db/transact.ts: a statement is a transaction by itself):
+ *   if every task is still open and every decision was made on the
+ *   registry's generation, it writes the leases and appends their events,
+ *   the chain's head locked last. One round trip and one write to the socket;
+ *   a transaction's BEGIN and COMMIT would be two more of each, which cost
+ *   this path a tenth of its throughput (BENCHMARKS.md).
+ * - **The long way**, when a limit applies or the short way wrote nothing: one
+ *   transaction, the driver's own, whose first statement is the same record
+ *   statement, told only to lock. Under those locks:
+ *   - a request whose task closed while its credential was minted is refused;
+ *   - a request decided on another generation of the registry (a suspension,
+ *     a narrowed ceiling) is decided again on the registry read through the
+ *     transaction (test/agents/registry.test.ts, test/reliability/agent-suspend.test.ts);
+ *   - requests whose role has quotas or conflicts take advisory locks on their
+ *     agent, task (and role), after the task rows and before the chain's head
+ *     (one order, no deadlock: test/leases/race.test.ts), and are re-checked
+ *     one by one, each seeing the leases committed before it and those
+ *     inserted ahead of it (test/policy/limits.test.ts);
+ *   - then the remaining leases and every event, the chain's head last, held
+ *     only while the server writes the events and commits.
+ *
+ * A credential refused at commit is still recorded, as `revoking` with a
+ * denial in the audit trail, so the sweeper revokes it durably and every
+ * credential that ever existed has a row. Statement texts do not vary with
+ * the batch: each is prepared once per connection.
  */
 export interface LeaseWriterDeps {
-  db: Db;
-  /** One per group commit in flight; a batch with a constrained request commits on one. */
-  lanes: CommitLane[];
+  writes: Writes;
   limits: Limits;
   onRevokeRequested: () => void;
   maxBatch?: number;
+  /** Commits in flight at once, each a transaction on a connection of its own. */
+  maxInFlight?: number;
 }
 
 const TASK_CLOSED: CommitRefusal = { code: 'task_not_open', reason: 'task closed while the credential was minted', extra: {} };
@@ -120,110 +126,108 @@ const refusedEvent = (event: AuditInput, refusal: CommitRefusal): AuditInput => 
   details: { ...event.details, code: refusal.code, ...refusal.extra },
 });
 
-export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBatch = 256 }: LeaseWriterDeps) {
+export function createLeaseWriter({ writes, limits, onRevokeRequested, maxBatch = 256, maxInFlight = 2 }: LeaseWriterDeps) {
   const queue: Pending[] = [];
-  const free = [...lanes];
+  let inFlight = 0;
   let scheduled = false;
 
+  /** A batch's events, a refused credential's as its denial. */
+  const eventsOf = (batch: Pending[], refused: Map<string, CommitRefusal>) =>
+    batch.flatMap((p) => {
+      if (p.kind === 'audit') return p.events;
+      const refusal = refused.get(p.row.id!);
+      return [refusal ? refusedEvent(p.event, refusal) : p.event];
+    });
+  const leasesOf = (batch: Pending[]) => batch.filter((p): p is LeaseItem => p.kind === 'lease');
+
   /**
-   * No limit applies to any request of the batch: one statement records it all (leases/record.ts).
-   * Undefined when a task of the batch closed meanwhile: nothing was written.
+   * The short way: no limit applies to any request of the batch, so the record statement alone writes it all,
+   * unless a task closed or the registry changed meanwhile (then it writes nothing: undefined).
    */
-  async function writeFree(batch: Pending[]): Promise<Map<string, Recorded> | undefined> {
-    const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
-    const events = batch.flatMap((p) => (p.kind === 'audit' ? p.events : []));
-    const [result] = await sendOne<RecordResult>(db, items.length > 0 ? recordIssued(items, events) : chainAppend(events)!);
-    if (items.length > 0 && (result!.closed > 0 || result!.stale)) return undefined;
-    appended([result], items.length + events.length);
-    if (items.length > 0 && result!.inserted !== items.length) throw new Error('the commit recorded an unexpected number of leases');
+  async function writeAlone(batch: Pending[]): Promise<Map<string, Recorded> | undefined> {
+    const items = leasesOf(batch);
+    const events = eventsOf(batch, new Map());
+    const [result] = await writes.alone<RecordResult>(recordIssued(items, events, true));
+    if (result!.moved !== 1) return undefined;
+    appended([result], events.length);
+    inserted([result], items.length);
     return new Map(items.map(({ row }) => [row.id!, { lease: stored(row) }]));
   }
 
-  async function write(batch: Pending[], lane: CommitLane): Promise<Map<string, Recorded>> {
-    if (!batch.some((p) => p.kind === 'lease' && p.who.constrained)) {
-      const recorded = await writeFree(batch);
-      if (recorded) return recorded;
-    }
-    // Limits to check under lock, or a task that closed while its credential was minted (recorded as revoking).
-    return lane.run(async (tx) => {
-      const items = batch.filter((p): p is LeaseItem => p.kind === 'lease');
-      const out = new Map<string, Recorded>();
-      const refused = new Map<string, CommitRefusal>();
-      // Task rows now, the chain's head at the end (in chainAppend), as every transaction that appends
-      // takes them: one lock order, so a completion (task row, then head) and this batch cannot deadlock.
-      // Then the registry's row: a suspension waits for this commit, or this commit decides again after it.
-      const ids = [...new Set(items.map((p) => p.row.taskId))];
-      const locked = ids.length > 0 ? await tx.send([tasksForShare(ids), REGISTRY_FOR_SHARE, TXID]) : undefined;
-      const taskOf = locked ? taskStates(locked[0]!) : new Map<string, TaskState>();
-      const generation = locked ? generationOf(locked[1]!) : 0;
-      const txid = locked ? (locked[2] as { txid: string }[])[0]!.txid : undefined;
-      const constrained: LeaseItem[] = [];
-      const unconstrained: LeaseItem[] = [];
-      for (const p of items) {
-        const task = taskOf.get(p.row.taskId);
-        if (!task || task.status !== 'open') {
-          refused.set(p.row.id!, TASK_CLOSED);
+  /** The long way: in one transaction, whose first statement is the same record statement, told only to lock. */
+  async function writeLocked(batch: Pending[], tx: WriteTx): Promise<Map<string, Recorded>> {
+    const items = leasesOf(batch);
+    const [[result]] = (await tx.run([recordIssued(items, [], false)])) as [[RecordResult]];
+    const out = new Map<string, Recorded>();
+    // Under the locks the statement took (tasks, then the registry): decide again what changed, take the
+    // limits' locks and check them, then write, the chain's head last.
+    const taskOf = taskStates(result!);
+    const generation = generationOf(result!);
+    const refused = new Map<string, CommitRefusal>();
+    const constrained: LeaseItem[] = [];
+    const unconstrained: LeaseItem[] = [];
+    for (const p of items) {
+      const task = taskOf.get(p.row.taskId);
+      if (!task || task.status !== 'open') {
+        refused.set(p.row.id!, TASK_CLOSED);
+        continue;
+      }
+      if (p.who.generation !== generation) {
+        const again = await p.who.recheck(generation, tx.db);
+        if ('refusal' in again) {
+          refused.set(p.row.id!, again.refusal);
           continue;
         }
-        if (p.who.generation !== generation) {
-          const again = await p.who.recheck(generation, tx.db);
-          if ('refusal' in again) {
-            refused.set(p.row.id!, again.refusal);
-            continue;
-          }
-          p.row = { ...p.row, ...again };
-          p.event = { ...p.event, details: { ...p.event.details, agent: again.agent, owner: again.agentOwner } };
-        }
-        (limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
+        p.row = { ...p.row, ...again };
+        p.event = { ...p.event, details: { ...p.event.details, agent: again.agent, owner: again.agentOwner } };
       }
-      if (constrained.length > 0) {
-        const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
-        for (const key of keys) await tx.db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
-        for (const p of constrained) {
-          const refusal = await limits.check(tx.db, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
-          if (refusal) {
-            refused.set(p.row.id!, { code: refusal.code, reason: refusal.reason, extra: refusalExtra(refusal) });
-          } else {
-            const [rows] = await tx.send([leaseInsert([p.row], txid!)!]);
-            inserted(rows!, 1);
-            out.set(p.row.id!, { lease: stored(p.row) });
-          }
+      (limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
+    }
+    if (constrained.length > 0) {
+      const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
+      for (const key of keys) await tx.db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+      // One by one, each checked against the leases committed before it and those inserted ahead of it here.
+      for (const p of constrained) {
+        const refusal = await limits.check(tx.db, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
+        if (refusal) {
+          refused.set(p.row.id!, { code: refusal.code, reason: refusal.reason, extra: refusalExtra(refusal) });
+        } else {
+          const [rows] = await tx.run([leaseInsert([p.row])]);
+          inserted(rows!, 1);
+          out.set(p.row.id!, { lease: stored(p.row) });
         }
       }
-      const rows = [
-        ...unconstrained.map((p) => p.row),
-        ...items
-          .filter((p) => refused.has(p.row.id!))
-          .map((p) => ({ ...p.row, status: 'revoking' as const, reason: leaseReason(refused.get(p.row.id!)!), revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt })),
-      ];
-      const events = batch.flatMap((p) => {
-        if (p.kind === 'audit') return p.events;
-        const refusal = refused.get(p.row.id!);
-        return [refusal ? refusedEvent(p.event, refusal) : p.event];
-      });
-      // Together with COMMIT, one round trip: the lease rows and their audit events, each writing only in
-      // the transaction that locked the tasks.
-      const leaseStatement = txid ? leaseInsert(rows, txid) : undefined;
-      const results = await tx.commit([...(leaseStatement ? [leaseStatement] : []), chainAppend(events, txid)!]);
-      if (leaseStatement) inserted(results[0]!, rows.length);
-      appended(results.at(-1)!, events.length);
-      for (const row of rows) out.set(row.id!, { lease: stored(row), ...(refused.has(row.id!) ? { refusal: refused.get(row.id!)! } : {}) });
-      return out;
-    });
+    }
+    const rows = [
+      ...unconstrained.map((p) => p.row),
+      ...items
+        .filter((p) => refused.has(p.row.id!))
+        .map((p) => ({ ...p.row, status: 'revoking' as const, reason: leaseReason(refused.get(p.row.id!)!), revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt })),
+    ];
+    const final = eventsOf(batch, refused);
+    // One round trip: the remaining leases and every event of the batch.
+    const results = await tx.run([...(rows.length > 0 ? [leaseInsert(rows)] : []), chainAppend(final)!]);
+    if (rows.length > 0) inserted(results[0]!, rows.length);
+    appended(results.at(-1)!, final.length);
+    for (const row of rows) out.set(row.id!, { lease: stored(row), ...(refused.has(row.id!) ? { refusal: refused.get(row.id!)! } : {}) });
+    return out;
   }
 
-  async function flush(batch: Pending[], lane: CommitLane): Promise<void> {
+  async function write(batch: Pending[]): Promise<Map<string, Recorded>> {
+    const free = !leasesOf(batch).some((p) => p.who.constrained);
+    return (free ? await writeAlone(batch) : undefined) ?? (await writes.transact((tx) => writeLocked(batch, tx)));
+  }
+
+  async function flush(batch: Pending[]): Promise<void> {
     let recorded: Map<string, Recorded>;
     try {
       // A commit that never answers (a connection lost mid-flight) must not hold up every request queued behind it.
-      recorded = await withTimeout(write(batch, lane), COMMIT_TIMEOUT_MS, 'commit timed out');
+      recorded = await withTimeout(write(batch), COMMIT_TIMEOUT_MS, 'commit timed out');
     } catch (caught) {
-      // The lane's connection is stuck: drop it, which ends the transaction, and give the lane a new one.
-      if (caught instanceof TimeoutError) lane.reset();
       const err = caught instanceof TimeoutError ? Object.assign(new Error('the database did not answer'), { code: 'CONNECT_TIMEOUT' }) : caught;
       // One request's bad value must not fail its neighbours: retry them one by one.
       if (batch.length > 1 && !isDatabaseUnavailable(err)) {
-        for (const p of batch) await flush([p], lane);
+        for (const p of batch) await flush([p]);
         return;
       }
       for (const p of batch) p.reject(err);
@@ -256,11 +260,11 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
   }
 
   function pump(): void {
-    while (free.length > 0 && queue.length > 0) {
+    while (inFlight < maxInFlight && queue.length > 0) {
       const batch = nextBatch();
-      const lane = free.pop()!;
-      void flush(batch, lane).finally(() => {
-        free.push(lane);
+      inFlight++;
+      void flush(batch).finally(() => {
+        inFlight--;
         pump();
       });
     }
@@ -268,7 +272,7 @@ export function createLeaseWriter({ db, lanes, limits, onRevokeRequested, maxBat
 
   function enqueue(p: Pending): void {
     queue.push(p);
-    if (!scheduled && free.length > 0) {
+    if (!scheduled && inFlight < maxInFlight) {
       scheduled = true;
       // Let the requests of this turn of the event loop join the batch.
       setImmediate(() => {

@@ -51,7 +51,7 @@ export async function claimDue(db: Db, claimer: string, now: Date, claimUntil: D
  * Matches rows still held by this claim (another replica may have re-claimed
  * after a timeout). The ids travel as one JSON parameter, so the statement
  * text does not vary with their number and is prepared once; compared as an
- * array, so even the generic plan is an index scan (see leases/insert.ts).
+ * array, so even the generic plan is an index scan (see leases/record.ts).
  */
 export const heldBy = (claimer: string, ids: string[]) =>
   and(sql`${leases.id} = any(array(select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid))`, eq(leases.claimedBy, claimer));

@@ -212,7 +212,7 @@ describe.each(DRIVERS)('the agent registry, on %s', (driver) => {
       approvals: t.broker.approvals,
       refusals: t.broker.refusals,
       backends: t.broker.backends,
-      writer: createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: createLimits(t.config.policy), onRevokeRequested: () => {} }),
+      writer: createLeaseWriter({ writes: database.writes, limits: createLimits(t.config.policy), onRevokeRequested: () => {} }),
       taskCache: createTaskCache({ db: database.db, clock: t.clock }),
       log: createLogger('silent'),
       agents: { resolve: async () => before, resolveAt: t.broker.agentService.resolveAt },

@@ -35,8 +35,8 @@ describe.each(DRIVERS)('audit chain on %s', (driver) => {
     const rows = await database.db.select({ target: auditEvents.target }).from(auditEvents).where(eq(auditEvents.action, 'test.bulk')).orderBy(auditEvents.seq);
     expect(rows.map((r) => r.target)).toEqual(events.map((e) => e.target));
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
-    // The issuance writer's denials too (a refusal window's counts at once): several commits, which two lanes may order either way.
-    const writer = createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: createLimits(t.config.policy), onRevokeRequested: () => {} });
+    // The issuance writer's denials too (a refusal window's counts at once): several commits, which may be in flight at once in either order.
+    const writer = createLeaseWriter({ writes: database.writes, limits: createLimits(t.config.policy), onRevokeRequested: () => {} });
     const denials = events.map((e) => ({ ...e, action: 'test.bulk-writer' }));
     await writer.audit(denials);
     const written = await database.db.select({ target: auditEvents.target }).from(auditEvents).where(eq(auditEvents.action, 'test.bulk-writer')).orderBy(auditEvents.seq);

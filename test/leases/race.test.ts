@@ -99,7 +99,7 @@ describe.each(DRIVERS)('one bad request in a group commit on %s', (driver) => {
   useTestBroker(driver, (d, b) => ((database = d), (t = b)));
 
   it('a value the database refuses fails only its own item in the batch', async () => {
-    const writer = createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: noLimits, onRevokeRequested: () => {} });
+    const writer = createLeaseWriter({ writes: database.writes, limits: noLimits, onRevokeRequested: () => {} });
     const event = (target: string, details: Record<string, unknown> = {}) => ({ at: new Date(), actor: 'test', action: 'test.event', target, details });
     const results = await Promise.allSettled([
       writer.audit([event('ok-1')]),

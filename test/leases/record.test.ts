@@ -4,13 +4,12 @@ import { appended, type AuditInput } from '../../src/audit/append.js';
 import { verifyAuditChain } from '../../src/audit/verify.js';
 import { execRows } from '../../src/db/client.js';
 import { auditEvents, leases, tasks } from '../../src/db/schema.js';
-import { sendOne } from '../../src/db/send.js';
 import { newId } from '../../src/ids.js';
 import type { LeaseRow } from '../../src/leases/insert.js';
-import { recordIssued, type RecordResult } from '../../src/leases/record.js';
+import { generationOf, recordIssued, taskStates, type RecordResult } from '../../src/leases/record.js';
 import { DRIVERS, openTestDatabase, type TestDatabase } from '../support/db.js';
 
-describe.each(DRIVERS)('recording issued leases in one statement on %s', (driver) => {
+describe.each(DRIVERS)('the record statement that begins every issuance commit on %s', (driver) => {
   let database!: TestDatabase;
   beforeAll(async () => {
     database = await openTestDatabase(driver);
@@ -25,13 +24,20 @@ describe.each(DRIVERS)('recording issued leases in one statement on %s', (driver
     return { id: newId({ now: () => now }), taskId, role: 'r', backend: 'b', issuer: 'i', subject: 'a', tokenSha256: 'h', status: 'active', credentialRef: `ref-${taskId}`, issuedAt: now, expiresAt: now, backendExpiresAt: now };
   };
   const issued = (row: LeaseRow): AuditInput => ({ at: row.issuedAt, actor: 'agent', action: 'credential.issued', target: `lease:${row.id}`, decision: 'allow', details: { task: row.taskId } });
+  const record = async (rows: LeaseRow[], others: AuditInput[], write = true, generation = 0) => {
+    const [[result]] = (await database.writes.transact((tx) =>
+      tx.run([recordIssued(rows.map((row) => ({ row, who: { generation } })), [...rows.map(issued), ...others], write)]),
+    )) as [[RecordResult]];
+    return result!;
+  };
 
   it('records the leases of open tasks as active, with their events and the other events of the batch, on one chain', async () => {
     const rows = [lease('rec-open'), lease('rec-open')];
     const other: AuditInput = { at: new Date(), actor: 'agent', action: 'credential.denied', target: 'task:rec-open', decision: 'deny', details: { code: 'role_denied' } };
-    const [result] = await sendOne<RecordResult>(database.db, recordIssued(rows.map((row) => ({ row, event: issued(row), who: { generation: 0 } })), [other]));
+    const result = await record(rows, [other]);
     appended([result], 3);
-    expect(result).toMatchObject({ closed: 0, stale: false, inserted: 2 });
+    expect(result).toMatchObject({ inserted: 2 });
+    expect(taskStates(result).get('rec-open')).toMatchObject({ status: 'open' });
     for (const row of rows) {
       const [stored] = await database.db.select().from(leases).where(eq(leases.id, row.id!));
       expect(stored).toMatchObject({ status: 'active', reason: null, revokeRequestedAt: null, taskId: 'rec-open' });
@@ -42,26 +48,44 @@ describe.each(DRIVERS)('recording issued leases in one statement on %s', (driver
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });
 
-  it('writes nothing, and says so, when a task of the batch is no longer open', async () => {
+  it('writes nothing when a task of the batch is no longer open, and returns the tasks as it locked them', async () => {
     const open = lease('rec-open');
     const closed = lease('rec-closed');
-    const [result] = await sendOne<RecordResult>(database.db, recordIssued([open, closed].map((row) => ({ row, event: issued(row), who: { generation: 0 } })), []));
-    expect(result).toMatchObject({ closed: 1, inserted: 0, appended: 0, moved: 0 });
+    const result = await record([open, closed], []);
+    expect(result).toMatchObject({ inserted: 0, appended: 0, moved: 0 });
+    expect(taskStates(result).get('rec-closed')).toMatchObject({ status: 'completed' });
     expect(await execRows(database.db, sql`select id from leases where id in (${open.id}, ${closed.id})`)).toHaveLength(0);
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });
 
-  it('writes nothing, and says so, when a decision was made on another generation of the agent registry', async () => {
+  it('writes nothing when a decision was made on another generation of the agent registry, and returns the generation', async () => {
     const row = lease('rec-open');
-    const [result] = await sendOne<RecordResult>(database.db, recordIssued([{ row, event: issued(row), who: { generation: 41 } }], []));
-    expect(result).toMatchObject({ closed: 0, stale: true, inserted: 0, appended: 0 });
+    const result = await record([row], [], true, 41);
+    expect(result).toMatchObject({ inserted: 0, appended: 0 });
+    expect(generationOf(result)).toBe(0);
     expect(await execRows(database.db, sql`select id from leases where id = ${row.id}`)).toHaveLength(0);
+  });
+
+  it('only locks when told not to write (a limit applies): the writer goes the long way', async () => {
+    const row = lease('rec-open');
+    const result = await record([row], [], false);
+    expect(result).toMatchObject({ inserted: 0, appended: 0, moved: 0 });
+    expect(taskStates(result).get('rec-open')).toMatchObject({ status: 'open' });
+    expect(await execRows(database.db, sql`select id from leases where id = ${row.id}`)).toHaveLength(0);
+  });
+
+  it('appends a batch of events alone, whatever the registry generation', async () => {
+    await database.db.execute(sql`update registry_state set generation = generation + 1 where id = 1`);
+    const other: AuditInput = { at: new Date(), actor: 'agent', action: 'credential.denied', target: 'task:alone', decision: 'deny', details: {} };
+    const result = await record([], [other]);
+    await database.db.execute(sql`update registry_state set generation = generation - 1 where id = 1`);
+    appended([result], 1);
   });
 
   it('records nothing when one value is refused by the database', async () => {
     const row = lease('rec-open');
     const bad = { ...issued(row), details: { x: 'a\u0000b' } };
-    await expect(sendOne(database.db, recordIssued([{ row, event: bad, who: { generation: 0 } }], []))).rejects.toThrow();
+    await expect(database.writes.transact((tx) => tx.run([recordIssued([{ row, who: { generation: 0 } }], [bad], true)]))).rejects.toThrow();
     expect(await execRows(database.db, sql`select id from leases where id = ${row.id}`)).toHaveLength(0);
     expect((await verifyAuditChain(database.db)).ok).toBe(true);
   });

@@ -324,7 +324,7 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
         approvals: t.broker.approvals,
         refusals: t.broker.refusals,
         backends: t.broker.backends,
-        writer: createLeaseWriter({ db: database.db, lanes: [database.lane()], limits: throwing, onRevokeRequested: () => {} }),
+        writer: createLeaseWriter({ writes: database.writes, limits: throwing, onRevokeRequested: () => {} }),
         taskCache: createTaskCache({ db: database.db, clock: t.clock }),
         log,
         agents: t.broker.agentService,
