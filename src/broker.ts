@@ -33,7 +33,7 @@ import { createMetricsApp } from './http/metrics.js';
 import { createMetrics } from './metrics.js';
 import { createNotifier } from './notify/notifier.js';
 import { createApprovalOutbox } from './notify/outbox.js';
-import { createPolicy } from './policy/decide.js';
+import { policyFromConfig } from './policy/cedar/load.js';
 import { createLimits } from './policy/limits.js';
 import { createRateLimiter } from './policy/rate-limit.js';
 import { createSweeper } from './sweeper/sweeper.js';
@@ -93,7 +93,7 @@ export async function createBroker(deps: BrokerDeps) {
     );
   }
 
-  const policy = createPolicy(config.roles, config.policy, { requireRegistration: config.agents.require_registration });
+  const policy = policyFromConfig(config);
   const limits = createLimits(config.policy);
   const notifier = createNotifier({
     db,

@@ -114,11 +114,20 @@ export async function runProgram(argv: readonly string[], options: RunOptions): 
     env: options.env,
     io,
     async config(command) {
-      const [{ resolveConfig }, { ConfigError }] = await Promise.all([import('./context.js'), import('../config/load.js')]);
+      const [{ resolveConfig }, { ConfigError }, { policyFromConfig }, { PolicyLoadError }] = await Promise.all([
+        import('./context.js'),
+        import('../config/load.js'),
+        import('../policy/cedar/load.js'),
+        import('../policy/cedar/engine.js'),
+      ]);
       try {
-        return await resolveConfig({ config: command.optsWithGlobals<{ config?: string }>().config, env: options.env });
+        const config = await resolveConfig({ config: command.optsWithGlobals<{ config?: string }>().config, env: options.env });
+        // Policies that do not load stop every command that reads the config, before it touches anything.
+        policyFromConfig(config);
+        return config;
       } catch (err) {
         if (err instanceof ConfigError) throw new CliError(`invalid configuration\n${err.message}`);
+        if (err instanceof PolicyLoadError) throw new CliError(`invalid policies\n${err.message}`);
         throw err;
       }
     },

@@ -2783,6 +2783,10 @@ export interface paths {
                             conflicts_with?: string;
                             /** @description The registered agent the identity is */
                             agent?: string;
+                            /** @description The Cedar policies that determined the decision: the permits that allowed it, the forbids that fired (none: no permit matched) */
+                            policies?: string[];
+                            /** @description The first 16 hex digits of the SHA-256 of the policy set this replica runs */
+                            policy_set: string;
                         };
                     };
                 };
@@ -3038,6 +3042,10 @@ export interface components {
                 [key: string]: string;
             };
             max_leases: number | null;
+            /** @description Why the task exists, as the orchestrator said */
+            purpose: string | null;
+            /** @description The person or team accountable for the task */
+            owner: string | null;
         };
         OpenTask: {
             /** @description Your own reference for the task, unique among your tasks: sent again, it answers the task opened first. The task id is assigned by the broker. */
@@ -3052,6 +3060,10 @@ export interface components {
                 [key: string]: string;
             };
             max_leases?: number;
+            /** @description Why the task exists, in a sentence: audited, and seen by policy (Task.purpose) */
+            purpose?: string;
+            /** @description The person or team accountable for the task: audited, and seen by policy (Task.owner) */
+            owner?: string;
         };
         CompleteTask: {
             outcome: string;

@@ -44,8 +44,20 @@ export async function signDevToken(dataDir: string, subject: string, ttlSeconds 
  * dev issuer, the jwt backend and example roles. Subjects `orchestrator` and
  * `admin` hold those principals; any `agent-*` subject may request the roles.
  */
+/** The Cedar policy dev mode ships (docs/policy.md), written once into the data directory: edit it there. */
+export const DEV_POLICY = `// Dev mode's example policy (docs/policy.md): no write role on a production task.
+@id("dev:no-writes-in-production")
+forbid (principal, action, resource)
+when {
+  resource.hasTag("access") && resource.getTag("access") == "write" &&
+  context.task.hasTag("environment") && context.task.getTag("environment") == "production"
+};
+`;
+
 export async function devConfig(dataDir: string): Promise<ConfigInput> {
   const { d: _private, ...publicJwk } = await devIssuerKey(dataDir);
+  const policyFile = join(dataDir, 'dev-policy.cedar');
+  if (!existsSync(policyFile)) writeFileSync(policyFile, DEV_POLICY, { mode: 0o600 });
   const agents = [{ issuer: 'dev', subject_pattern: 'agent-.*' }];
   return {
     dev: true,
@@ -60,9 +72,10 @@ export async function devConfig(dataDir: string): Promise<ConfigInput> {
     backends: { local: { type: 'jwt' } },
     // Each agent-* subject is registered as an agent of that name, owned by `dev`, when first seen (broker.ts).
     agents: { require_registration: true },
+    policy: { cedar: { files: [policyFile] } },
     roles: [
-      { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read demo:write' } },
-      { name: 'demo-readonly', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, jwt: { audience: 'demo-api', scope: 'demo:read' } },
+      { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, labels: { access: 'write' }, jwt: { audience: 'demo-api', scope: 'demo:read demo:write' } },
+      { name: 'demo-readonly', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, labels: { access: 'read' }, jwt: { audience: 'demo-api', scope: 'demo:read' } },
       // Gated: the agent gets 202 with an approval id; `admin` approves; the agent repeats with `approval`.
       { name: 'demo-approval', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, requires_approval: true, jwt: { audience: 'demo-api', scope: 'demo:admin' } },
     ],

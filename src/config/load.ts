@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { agentRuleProblems } from '../agents/overlap.js';
@@ -154,5 +155,8 @@ export function loadConfigFile(file: string, env: Env): Config {
   }
   // Dev mode (its dev issuer, its agents registered on sight) is what `npm start` without a file runs, never a file's setting.
   if (doc !== null && 'dev' in doc) throw new ConfigError(`${file}: dev: is set by dev mode only (run without --config); remove it`);
-  return parseConfig(doc, file, env);
+  const config = parseConfig(doc, file, env);
+  // Policy files are named relative to the config file that names them.
+  config.policy.cedar.files = config.policy.cedar.files.map((f) => resolve(dirname(file), f));
+  return config;
 }

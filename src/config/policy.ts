@@ -45,12 +45,14 @@ export const PolicySchema = z
         max_active_per_task: z.number().int().min(1).optional(),
       })
       .default({}),
+    /** The operator's own Cedar policies (docs/policy.md), relative to the config file; validated at start-up. */
+    cedar: z.strictObject({ files: z.array(z.string().min(1)).default([]) }).default({ files: [] }),
     /** Credential requests per agent: a token bucket, per replica. */
     rate_limit: z
       .strictObject({ per_agent_per_second: z.number().positive(), burst: z.number().int().min(1) })
       .optional(),
   })
-  .default({ approvals: { ttl: 900, rules: [] }, conflicts: [], quotas: {} });
+  .default({ approvals: { ttl: 900, rules: [] }, conflicts: [], quotas: {}, cedar: { files: [] } });
 
 export type PolicyConfig = z.output<typeof PolicySchema>;
 export type ConflictConfig = z.output<typeof ConflictSchema>;

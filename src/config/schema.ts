@@ -75,6 +75,8 @@ export const RoleSchema = z
     vault: VaultRoleSchema.optional(),
     /** Every request needs an approver's decision first. */
     requires_approval: z.boolean().default(false),
+    /** Kinds of access (`sensitivity: high`, `access: write`), so that Cedar policies need not name roles: the Role's tags. */
+    labels: z.record(z.string().min(1).max(63), z.string().max(256)).default({}),
     /** Who besides the admins may approve this role's requests. */
     approvers: z.array(IdentityRuleSchema).default([]),
     /** At most this many active leases of the role at once, across all agents. */

@@ -24,6 +24,9 @@ export const tasks = pgTable(
     completedAt: ts('completed_at'),
     /** Labels the orchestrator set (environment, team, ...), matched by approval rules and orchestrator scopes. */
     labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
+    /** Why the task exists (free text, audited) and who answers for it: both visible to policy (docs/policy.md). */
+    purpose: text('purpose'),
+    owner: text('owner'),
     /** How many credentials the task may be issued in all; null for no limit. */
     maxLeases: integer('max_leases'),
   },

@@ -35,6 +35,8 @@ export const TaskSchema = z
     completed_at: z.string().nullable(),
     labels: z.record(z.string(), z.string()),
     max_leases: z.number().int().nullable(),
+    purpose: z.string().nullable().openapi({ description: 'Why the task exists, as the orchestrator said' }),
+    owner: z.string().nullable().openapi({ description: 'The person or team accountable for the task' }),
   })
   .openapi('Task');
 

@@ -116,7 +116,16 @@ export function createIssuer(deps: IssueDeps) {
   const { refusals } = deps;
 
   /** Every refusal is counted by the metric; a repeated one is audited with its window's count, and a rate-limited one waits for no database. */
-  async function deny(input: IssueInput, code: ErrorCode, reason: string, now: Date, extra: Record<string, unknown> = {}, agent?: Resolution): Promise<never> {
+  async function deny(
+    input: IssueInput,
+    code: ErrorCode,
+    reason: string,
+    now: Date,
+    extra: Record<string, unknown> = {},
+    agent?: Resolution,
+    /** Only for the audit trail (which policies decided), not the caller. */
+    audited: Record<string, unknown> = {},
+  ): Promise<never> {
     deps.metrics?.denied.inc({ code });
     deps.metrics?.agentDenied.inc({ agent: agentLabel(agent), code });
     const event = {
@@ -126,13 +135,16 @@ export function createIssuer(deps: IssueDeps) {
       target: `task:${input.taskId}`,
       decision: 'deny' as const,
       reason,
-      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...agentDetails(agent), ...extra },
+      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...agentDetails(agent), ...extra, ...audited },
       ...requestRef(input),
     };
     if (AGGREGATED.has(code)) await refusals.refuse(refusalKey(input, code), event, { wait: code !== 'rate_limited' });
     else await writer.audit([event]);
     throw new AppError(code, DENY_MESSAGES[code] ?? 'refused', extra);
   }
+
+  /** Which Cedar policies decided, and which set they belong to (replicas that agree show the same). */
+  const decidedBy = (policies: string[] | undefined) => (policies ? { policies, policy_set: policy.cedar.hash.slice(0, 16) } : {});
 
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
   async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date; agent: Resolution }> {
@@ -150,7 +162,7 @@ export function createIssuer(deps: IssueDeps) {
       log.error({ err: err instanceof Error ? err.name : 'unknown', reqId: input.requestId }, 'policy evaluation failed');
       return deny(input, 'policy_error', 'policy evaluation failed', now, {}, agent);
     }
-    if (!decision.allow) return deny(input, decision.code, decision.reason, now, suspendedExtra(agent), agent);
+    if (!decision.allow) return deny(input, decision.code, decision.reason, now, suspendedExtra(agent), agent, decidedBy(decision.policies));
     if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal), agent);
     // The commit re-checks a constrained request's limits under lock; the others are recorded in one statement.
     return { decision, constrained: limits.constrained(decision.role, task!), deadline: task!.deadline, agent: agent! };
@@ -257,6 +269,7 @@ export function createIssuer(deps: IssueDeps) {
             token_sha256: input.identity.tokenSha256,
             ...agentDetails(agent),
             ...(redeemed ? { approval: redeemed } : {}),
+            ...decidedBy(decision.policies),
           },
           ...requestRef(input),
         },

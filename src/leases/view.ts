@@ -126,6 +126,8 @@ export function taskView(task: Task) {
     completed_at: iso(task.completedAt),
     labels: task.labels,
     max_leases: task.maxLeases,
+    purpose: task.purpose,
+    owner: task.owner,
   };
 }
 export type TaskView = ReturnType<typeof taskView>;

@@ -2,8 +2,11 @@ import type { Resolution } from '../agents/registry.js';
 import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Task } from '../db/schema.js';
-import { compileRules, type IdentityMatcher } from '../identity/match.js';
+import { compileRule, compileRules, type IdentityMatcher } from '../identity/match.js';
 import type { Identity } from '../identity/types.js';
+import { allowRuleId, compileYaml, type PolicySource } from './cedar/compile.js';
+import { loadCedar, type CedarEngine } from './cedar/engine.js';
+import { credentialRequest } from './cedar/request.js';
 import { clampTtl } from './ttl.js';
 
 export type Decision =
@@ -13,8 +16,10 @@ export type Decision =
       ttlSeconds: number;
       /** Set when an approver must decide first: the role, or the label rule that requires it. */
       approvalRequiredBy?: string;
+      /** The Cedar policies that determined it (policy/cedar/engine.ts). */
+      policies: string[];
     }
-  | { allow: false; code: DenyCode; reason: string };
+  | { allow: false; code: DenyCode; reason: string; policies?: string[] };
 
 /** Stable reasons a credential request is refused (mapped to HTTP statuses in errors.ts). */
 export type DenyCode = 'task_not_found' | 'task_not_open' | 'task_expired' | 'role_denied' | AgentDenyCode;
@@ -60,30 +65,41 @@ export interface Policy {
   isApprover(roleName: string, identity: Identity): boolean;
   /** With registration required, an identity no agent matches gets no credential. */
   readonly requireRegistration: boolean;
+  /** The Cedar policy set every decision is made by: its hash and ids. */
+  readonly cedar: Pick<CedarEngine, 'hash' | 'ids'>;
 }
 
-/** Task labels contain every label the rule names. */
-const labelsMatch = (labels: Record<string, string>, want: Record<string, string>) =>
-  Object.entries(want).every(([k, v]) => labels[k] === v);
+export interface PolicyOptions {
+  requireRegistration: boolean;
+  /** The operator's own Cedar policies (policy/cedar/files.ts), after those compiled from the YAML. */
+  cedar?: PolicySource[];
+  /** A backend's type by its name; the Role's `backend_type`. */
+  backendType?: (name: string) => string;
+}
 
 /**
  * Roles compiled once at start-up. The decision is made in a fixed order and
- * the first refusal wins; refusals that would reveal what exists (another
+ * the first refusal wins: the registry, the task (bound to this agent, open,
+ * listing the role), then Cedar (policy/cedar/: the YAML's allow and
+ * approval rules compiled to policies, and the operator's own), the agent's
+ * ceiling and the TTL. Refusals that would reveal what exists (another
  * agent's task, a role that is not configured) share the public code of a
  * missing one, and keep their real reason for the audit trail.
  */
-export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, agents: { requireRegistration: boolean } = { requireRegistration: false }): Policy {
-  const compiled = new Map<string, { role: RoleConfig; allowed: IdentityMatcher; approvers: IdentityMatcher }>(
-    roles.map((role) => [role.name, { role, allowed: compileRules(role.allow), approvers: compileRules(role.approvers) }]),
+export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options: PolicyOptions = { requireRegistration: false }): Policy {
+  const compiled = new Map<string, { role: RoleConfig; allowRules: { id: string; matches: IdentityMatcher }[]; approvers: IdentityMatcher }>(
+    roles.map((role) => [role.name, { role, allowRules: role.allow.map((rule, i) => ({ id: allowRuleId(role.name, i), matches: compileRule(rule) })), approvers: compileRules(role.approvers) }]),
   );
-  const approvalRules = policy?.approvals.rules ?? [];
+  const engine = loadCedar([...compileYaml(roles, policy), ...(options.cedar ?? [])]);
+  const backendType = options.backendType ?? (() => 'jwt');
   return {
-    requireRegistration: agents.requireRegistration,
+    requireRegistration: options.requireRegistration,
+    cedar: engine,
     role: (name) => compiled.get(name)?.role,
     roleNames: () => [...compiled.keys()],
     isApprover: (roleName, identity) => compiled.get(roleName)?.approvers(identity) ?? false,
     decide({ identity, task, roleName, requestedTtl, now, agent }) {
-      const barred = agentRefusal(agent, agents.requireRegistration);
+      const barred = agentRefusal(agent, options.requireRegistration);
       if (barred) return { allow: false, ...barred };
       if (!task) return { allow: false, code: 'task_not_found', reason: 'no such task' };
       const bound = task.agentSubject === identity.subject && (task.agentIssuer === null || task.agentIssuer === identity.issuer);
@@ -92,9 +108,6 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, agents:
       const entry = compiled.get(roleName);
       if (!entry) return { allow: false, code: 'role_denied', reason: 'unknown role' };
       if (!task.roles.includes(roleName)) return { allow: false, code: 'role_denied', reason: 'role not allowed by task' };
-      if (!entry.allowed(identity)) return { allow: false, code: 'role_denied', reason: "identity not in role's allow rules" };
-      const ceiling = outsideCeiling(agent, roleName);
-      if (ceiling) return { allow: false, ...ceiling };
       const ttlSeconds = clampTtl({
         requested: requestedTtl,
         roleDefault: entry.role.ttl,
@@ -102,13 +115,18 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, agents:
         deadline: task.deadline,
         now,
       });
-      if (ttlSeconds < 1) return { allow: false, code: 'task_expired', reason: 'task deadline has passed' };
-      const agentLabels = agent?.kind === 'agent' ? agent.agent.labels : {};
-      const rule = approvalRules.find(
-        (r) => (!r.roles || r.roles.includes(roleName)) && labelsMatch(task.labels ?? {}, r.labels) && labelsMatch(agentLabels, r.agent_labels),
+      const verdict = engine.decide(
+        credentialRequest({ identity, agent, role: entry.role, backendType: backendType(entry.role.backend), allowRules: entry.allowRules, task, ttlSeconds, now }),
       );
-      const approvalRequiredBy = entry.role.requires_approval ? `role:${roleName}` : rule ? `rule:${rule.name}` : undefined;
-      return { allow: true, role: entry.role, ttlSeconds, ...(approvalRequiredBy ? { approvalRequiredBy } : {}) };
+      if (verdict.decision === 'deny') {
+        if (verdict.error) return { allow: false, code: 'policy_error', reason: verdict.error, policies: verdict.policies };
+        const reason = verdict.policies.length > 0 ? `forbidden by policy ${verdict.policies.join(', ')}` : 'no policy permits it';
+        return { allow: false, code: 'role_denied', reason, policies: verdict.policies };
+      }
+      const ceiling = outsideCeiling(agent, roleName);
+      if (ceiling) return { allow: false, ...ceiling };
+      if (ttlSeconds < 1) return { allow: false, code: 'task_expired', reason: 'task deadline has passed' };
+      return { allow: true, role: entry.role, ttlSeconds, policies: verdict.policies, ...(verdict.decision === 'approval' ? { approvalRequiredBy: verdict.requiredBy } : {}) };
     },
   };
 }

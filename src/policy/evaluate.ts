@@ -15,6 +15,9 @@ export interface Explanation {
   conflicts_with?: string;
   /** The registered agent the identity is. */
   agent?: string;
+  /** The Cedar policies that determined the decision (none on a refusal made before policy: task, registry). */
+  policies?: string[];
+  policy_set: string;
 }
 
 /**
@@ -30,7 +33,11 @@ export async function explain(
   const [task] = await deps.db.select().from(tasks).where(eq(tasks.id, input.taskId));
   const agent = await deps.agents.resolve(input.identity);
   const decision = deps.policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now: input.now, agent });
-  const who = agent.kind === 'agent' ? { agent: agent.agent.name } : {};
+  const who = {
+    ...(agent.kind === 'agent' ? { agent: agent.agent.name } : {}),
+    ...(decision.policies ? { policies: decision.policies } : {}),
+    policy_set: deps.policy.cedar.hash.slice(0, 16),
+  };
   if (!decision.allow) return { decision: 'deny', code: decision.code, reason: decision.reason, ...who };
   const refusal = await deps.limits.check(deps.db, { identity: input.identity, task: task!, role: decision.role, now: input.now });
   if (refusal) {

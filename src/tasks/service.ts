@@ -33,6 +33,9 @@ export interface OpenTaskInput {
   ttlSeconds: number;
   labels?: Record<string, string>;
   maxLeases?: number | null;
+  /** Why the task exists, and who answers for it (docs/policy.md: policies see both). */
+  purpose?: string | null;
+  owner?: string | null;
 }
 
 export interface Caller {
@@ -73,7 +76,9 @@ function sameRequest(task: Task, row: NewTask): boolean {
     sorted(task.roles) === sorted(row.roles) &&
     task.deadline.getTime() - task.createdAt.getTime() === row.deadline.getTime() - row.createdAt.getTime() &&
     labels(task.labels) === labels(row.labels) &&
-    task.maxLeases === row.maxLeases
+    task.maxLeases === row.maxLeases &&
+    task.purpose === row.purpose &&
+    task.owner === row.owner
   );
 }
 
@@ -127,6 +132,8 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         deadline: new Date(now.getTime() + ttl * 1000),
         labels: input.labels ?? {},
         maxLeases: input.maxLeases ?? null,
+        purpose: input.purpose ?? null,
+        owner: input.owner ?? null,
       };
       const agents = admit ? await admit({ issuer: row.agentIssuer!, subject: row.agentSubject }, row.roles) : [];
       const opened = await db.transaction(async (tx) => {
@@ -150,6 +157,8 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
               labels: task.labels,
               max_leases: task.maxLeases,
               external_id: task.externalId,
+              ...(task.purpose !== null ? { purpose: task.purpose } : {}),
+              ...(task.owner !== null ? { owner: task.owner } : {}),
               ...(agents.length === 1 ? agents[0] : agents.length > 1 ? { agent: agents.map((a) => a.agent), owner: agents.map((a) => a.owner) } : {}),
             },
             ...requestRef(caller),

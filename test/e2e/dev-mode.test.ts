@@ -199,6 +199,18 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
     expect((await call('POST', '/v1/credentials', 'agent-1', { task, role: 'demo' })).status).toBe(201);
   });
 
+  it("refuses a write role on a production task by dev mode's Cedar policy, and the dry run names it", async () => {
+    const opened = await call('POST', '/v1/tasks', 'orchestrator', { agent: { subject: 'agent-1' }, roles: ['demo'], ttl_seconds: 600, labels: { environment: 'production' } });
+    expect(opened.status).toBe(201);
+    const prod = ((await opened.json()) as { task: { id: string } }).task.id;
+    const refused = await call('POST', '/v1/credentials', 'agent-1', { task: prod, role: 'demo' });
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ code: 'role_denied' });
+    const dry = await call('POST', '/v1/policy/evaluate', 'admin', { identity: { issuer: 'dev', subject: 'agent-1' }, task: prod, role: 'demo' });
+    expect(dry.status).toBe(200);
+    expect(await dry.json()).toMatchObject({ decision: 'deny', code: 'role_denied', reason: 'forbidden by policy dev:no-writes-in-production', policies: ['dev:no-writes-in-production'], policy_set: expect.stringMatching(/^[0-9a-f]{16}$/) });
+  });
+
   it('serves JWKS, health, readiness and the OpenAPI document', async () => {
     const get = (path: string) => fetch(`${server!.url}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
 

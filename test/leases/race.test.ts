@@ -49,7 +49,7 @@ const unregistered = { generation: 0, kind: 'unregistered' as const };
 
 describe('a commit that fails after minting', () => {
   const role = { name: 'r', backend: 'b', ttl: 60, max_ttl: 60, allow: [{ issuer: 'i', subject: 'a' }], approvers: [] };
-  const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', deadline: new Date(Date.now() + 60_000) };
+  const task = { id: 't', agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open', labels: {}, createdBy: 'o', createdAt: new Date(), deadline: new Date(Date.now() + 60_000) };
   const identity = { issuer: 'i', subject: 'a', claims: {}, tokenSha256: 'h', expiresAt: new Date() };
   function issuer(writer: Pick<Parameters<typeof createIssuer>[0], 'writer'>['writer'], forgotten: string[] = []) {
     const revoked: string[] = [];

@@ -46,6 +46,8 @@ function task(overrides: Partial<Task> = {}): Task {
     createdAt: at(-600),
     deadline: at(7200),
     completedAt: null,
+    purpose: null,
+    owner: null,
     ...overrides,
   };
 }

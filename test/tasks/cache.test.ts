@@ -94,7 +94,7 @@ describe.each(DRIVERS)('the task cache on %s', (driver) => {
   });
 
   it('remembers a task this replica opened, and keeps nothing that is not open', () => {
-    const task = { id: `${driver}-remembered`, externalId: null, agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open' as const, outcome: null, createdBy: 't', createdAt: clock.now(), deadline: clock.now(), completedAt: null, labels: {}, maxLeases: null };
+    const task = { id: `${driver}-remembered`, externalId: null, agentIssuer: null, agentSubject: 'a', roles: ['r'], status: 'open' as const, outcome: null, createdBy: 't', createdAt: clock.now(), deadline: clock.now(), completedAt: null, labels: {}, maxLeases: null, purpose: null, owner: null };
     const size = cache.size;
     cache.remember({ ...task, id: `${driver}-not-open`, status: 'completed' });
     expect(cache.size).toBe(size);

@@ -4,7 +4,7 @@ import { connect, fields, remote, remoteCall, show, type RemoteOptions } from '.
 
 /** `policy explain`: the broker's dry run of a credential request (POST /v1/policy/evaluate). */
 export function registerPolicy(program: Command, cli: CliContext): void {
-  const policy = program.command('policy').description('ask the broker about its policy (admin)').helpCommand(false);
+  const policy = program.command('policy').description("the broker's policies: validate them here, or ask the broker to explain a decision (admin)").helpCommand(false);
   remote(policy.command('explain').summary('explain a decision without issuing (admin)'))
     .description("explain the broker's decision for an identity, task and role, without issuing anything (admin; audited)")
     .requiredOption('--subject <subject>', "the agent's subject")
@@ -28,10 +28,38 @@ export function registerPolicy(program: Command, cli: CliContext): void {
             ['ttl', r.ttl_seconds === undefined ? undefined : `${r.ttl_seconds}s`],
             ['required by', r.required_by],
             ['conflicts with', r.conflicts_with],
+            ['policies', r.policies?.join(', ')],
+            ['policy set', r.policy_set],
           ].filter(([, value]) => value !== undefined) as [string, unknown][]),
         );
       }),
     );
+  policy
+    .command('validate')
+    .summary("validate the config's policies against the Cedar schema (no broker, no database)")
+    .description(
+      'compile the roles and approval rules of the config to Cedar, read policy.cedar.files, and validate them all against ' +
+        "tasklease's Cedar schema; exits 2 naming each problem's file, line and reason",
+    )
+    .action(async (_options: unknown, command: Command) => {
+      // Reading the config validates its policies (cli/program.ts): here, say what loaded.
+      const config = await cli.config(command);
+      const { policyFromConfig } = await import('../../policy/cedar/load.js');
+      const { cedar } = policyFromConfig(config);
+      cli.report({ code: 0, stdout: `${cedar.ids.length} policies valid; policy set ${cedar.hash.slice(0, 16)}\n${cedar.ids.join('\n')}` });
+    });
+  policy
+    .command('test')
+    .summary('decide a table of cases with the config\'s policies (no broker, no database)')
+    .description(
+      'decide each case of FILE (YAML: cases of identity, agent, task labels, role, time, and the decision expected) ' +
+        "with the config's policies, as the broker would; exits 1 on a mismatch (docs/policy.md)",
+    )
+    .argument('<file>', 'the cases')
+    .action(async (file: string, _options: unknown, command: Command) => {
+      const config = await cli.config(command);
+      cli.report((await import('../policy-test.js')).runPolicyTest(config, file));
+    });
 }
 
 function collectClaim(value: string, claims: Record<string, unknown>): Record<string, unknown> {

@@ -10,6 +10,8 @@ export interface OpenOptions extends RemoteOptions {
   ttl: string;
   label?: string[];
   externalId?: string;
+  purpose?: string;
+  owner?: string;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -22,7 +24,9 @@ function openOptions(command: Command, json = true): Command {
     .requiredOption('--role <name>', 'a role the task may use (repeatable)', collect)
     .option('--ttl <duration>', 'how long the task may stay open: 900, 15m, 1h30m', '30m')
     .option('--label <key=value>', 'a label approval rules and scopes match (repeatable)', collect)
-    .option('--external-id <id>', 'your own reference: sent again, it answers the task opened first');
+    .option('--external-id <id>', 'your own reference: sent again, it answers the task opened first')
+    .option('--purpose <text>', 'why the task exists, in a sentence (audited; policies see it)')
+    .option('--owner <name>', 'the person or team accountable for it (audited; policies see it)');
 }
 
 /** The body of POST /v1/tasks for `options`; a malformed --ttl or --label is a usage error. */
@@ -42,6 +46,8 @@ export async function openRequest(options: OpenOptions) {
     ttl_seconds: ttl,
     ...(options.label ? { labels } : {}),
     ...(options.externalId ? { external_id: options.externalId } : {}),
+    ...(options.purpose ? { purpose: options.purpose } : {}),
+    ...(options.owner ? { owner: options.owner } : {}),
   };
 }
 
@@ -64,6 +70,8 @@ const showTask = (task: Task) =>
     ['agent', agentOf(task)],
     ['roles', task.roles.join(', ')],
     ['labels', Object.entries(task.labels).map(([k, v]) => `${k}=${v}`).join(', ') || null],
+    ['purpose', task.purpose],
+    ['owner', task.owner],
     ['opened by', task.created_by],
     ['opened', task.created_at],
     ['deadline', task.deadline],

@@ -143,6 +143,10 @@ export function TaskPage(props: { dev: boolean; viewer: Viewer; task: Task; leas
         <dd>{task.externalId ?? <span class="muted">none</span>}</dd>
         <dt>Lease limit</dt>
         <dd>{task.maxLeases ?? <span class="muted">none</span>}</dd>
+        <dt>Purpose</dt>
+        <dd>{task.purpose ?? <span class="muted">not given</span>}</dd>
+        <dt>Owner</dt>
+        <dd>{task.owner ?? <span class="muted">not given</span>}</dd>
       </dl>
       {task.status === 'open' ? (
         <section id="complete">

@@ -41,6 +41,11 @@ const evaluateRoute = createRoute({
         required_by: z.string().optional(),
         conflicts_with: z.string().optional(),
         agent: z.string().optional().describe('The registered agent the identity is'),
+        policies: z
+          .array(z.string())
+          .optional()
+          .describe('The Cedar policies that determined the decision: the permits that allowed it, the forbids that fired (none: no permit matched)'),
+        policy_set: z.string().describe('The first 16 hex digits of the SHA-256 of the policy set this replica runs'),
       }),
       'The decision and why',
     ),

@@ -19,6 +19,8 @@ const OpenTaskSchema = z
     labels: z.record(z.string().regex(/^[A-Za-z0-9._/-]{1,63}$/), safeText(256)).refine((l) => Object.keys(l).length <= 32, 'at most 32 labels').optional(),
     /** How many credentials the task may be issued in all. */
     max_leases: z.number().int().min(1).max(100_000).optional(),
+    purpose: safeText(1024).optional().openapi({ description: 'Why the task exists, in a sentence: audited, and seen by policy (Task.purpose)' }),
+    owner: safeText(256).optional().openapi({ description: 'The person or team accountable for the task: audited, and seen by policy (Task.owner)' }),
   })
   .openapi('OpenTask');
 
@@ -106,6 +108,8 @@ export function registerTaskRoutes(app: OpenAPIHono<AppEnv>, tasks: TaskService)
       ttlSeconds: body.ttl_seconds,
       labels: body.labels ?? {},
       maxLeases: body.max_leases ?? null,
+      purpose: body.purpose ?? null,
+      owner: body.owner ?? null,
     });
     return created ? c.json({ task: taskView(task) }, 201) : c.json({ task: taskView(task) }, 200);
   });
