@@ -34,7 +34,7 @@ async function example(file: string, alg: 'RS256' | 'ES256') {
   async function allowed(claims: JWTPayload, role: string): Promise<boolean | string> {
     try {
       const identity = await verifier.verify(await sign(claims));
-      const task = { id: 't', agentIssuer: identity.issuer, agentSubject: identity.subject, roles: [role], status: 'open', deadline: new Date(clock.now().getTime() + 600_000) };
+      const task = { id: 't', agentIssuer: identity.issuer, agentSubject: identity.subject, roles: [role], status: 'open', labels: {}, createdBy: 'o', createdAt: clock.now(), deadline: new Date(clock.now().getTime() + 600_000) };
       return policy.decide({ identity, task: task as never, roleName: role, requestedTtl: undefined, now: clock.now() }).allow;
     } catch (err) {
       return (err as AuthError).code;
