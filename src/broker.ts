@@ -34,6 +34,7 @@ import { createMetrics } from './metrics.js';
 import { createNotifier } from './notify/notifier.js';
 import { createApprovalOutbox } from './notify/outbox.js';
 import { policyFromConfig } from './policy/cedar/load.js';
+import { createPolicyReloader } from './policy/cedar/reload.js';
 import { createLimits } from './policy/limits.js';
 import { createRateLimiter } from './policy/rate-limit.js';
 import { createSweeper } from './sweeper/sweeper.js';
@@ -94,6 +95,12 @@ export async function createBroker(deps: BrokerDeps) {
   }
 
   const policy = policyFromConfig(config);
+  const policyReloader = createPolicyReloader({
+    policy,
+    files: config.policy.cedar.files,
+    log: log.child({ component: 'policy' }),
+    onFailure: () => metrics.policyReloadFailures.inc(),
+  });
   const limits = createLimits(config.policy);
   const notifier = createNotifier({
     db,
@@ -206,6 +213,7 @@ export async function createBroker(deps: BrokerDeps) {
       database: database_,
       migrations: database_ && (await withTimeout(migrationsCurrent(database), 2000, 'timed out').catch(() => false)),
       ...(Object.keys(backendStatus).length ? { backends: backendStatus } : {}),
+      policy: policyReloader.status(),
     };
   }
 
@@ -262,6 +270,6 @@ export async function createBroker(deps: BrokerDeps) {
   // Served by `tasklease serve` on config.metrics.listen.
   const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, metricsApp, sweeper, notifier, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService, consoleSessions };
+  return { app, metricsApp, sweeper, notifier, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService, consoleSessions, policyReloader };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

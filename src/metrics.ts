@@ -80,6 +80,11 @@ export function createMetrics(db: Db) {
       for (const row of rows) this.set({ destination: row.destination, status: row.status }, Number(row.n));
     },
   });
-  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied, notificationsDelivered, notificationFailures };
+  const policyReloadFailures = new Counter({
+    name: 'tasklease_policy_reload_failures_total',
+    help: 'Policy reloads refused (the set in force stayed): SIGHUP or a changed file with policies that do not load',
+    registers: [registry],
+  });
+  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied, notificationsDelivered, notificationFailures, policyReloadFailures };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -79,10 +79,15 @@ export async function runServe(config: Config, version: string, extra: { backend
     for (const [name, check] of Object.entries(result)) if (!check.ok) log.warn({ backend: name, missing: check.missing }, 'backend permissions missing');
   });
 
+  // The operator's Cedar files: reloaded on SIGHUP and when one changes; a set that does not load leaves the old one.
+  const stopWatching = broker.policyReloader.watch();
+  process.on('SIGHUP', () => void broker.policyReloader.reload('SIGHUP'));
+
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    stopWatching();
     log.info({ signal }, 'draining');
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     http.closeIdleConnections();

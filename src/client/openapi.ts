@@ -3094,7 +3094,7 @@ export interface components {
         };
         Readiness: {
             /** @enum {string} */
-            status: "ready" | "not_ready";
+            status: "ready" | "degraded" | "not_ready";
             checks: {
                 database: boolean;
                 migrations: boolean;
@@ -3103,6 +3103,12 @@ export interface components {
                         ok: boolean;
                         missing: string[];
                     };
+                };
+                policy: {
+                    /** @description The first 16 hex digits of the SHA-256 of the policy set in force: replicas that agree show the same */
+                    set: string;
+                    /** @description Why the last reload was refused; the set in force stayed (degraded) */
+                    reloadError?: string;
                 };
             };
         };

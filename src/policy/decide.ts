@@ -67,6 +67,11 @@ export interface Policy {
   readonly requireRegistration: boolean;
   /** The Cedar policy set every decision is made by: its hash and ids. */
   readonly cedar: Pick<CedarEngine, 'hash' | 'ids'>;
+  /**
+   * Replaces the operator's policies (the YAML's stay as they are): the next decision is made by the new
+   * set. Throws PolicyLoadError, and keeps the set in force, when the new one does not load.
+   */
+  reload(cedar: PolicySource[]): void;
 }
 
 export interface PolicyOptions {
@@ -90,11 +95,17 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
   const compiled = new Map<string, { role: RoleConfig; allowRules: { id: string; matches: IdentityMatcher }[]; approvers: IdentityMatcher }>(
     roles.map((role) => [role.name, { role, allowRules: role.allow.map((rule, i) => ({ id: allowRuleId(role.name, i), matches: compileRule(rule) })), approvers: compileRules(role.approvers) }]),
   );
-  const engine = loadCedar([...compileYaml(roles, policy), ...(options.cedar ?? [])]);
+  const yaml = compileYaml(roles, policy);
+  let engine = loadCedar([...yaml, ...(options.cedar ?? [])]);
   const backendType = options.backendType ?? (() => 'jwt');
   return {
     requireRegistration: options.requireRegistration,
-    cedar: engine,
+    get cedar() {
+      return engine;
+    },
+    reload(cedar) {
+      engine = loadCedar([...yaml, ...cedar]);
+    },
     role: (name) => compiled.get(name)?.role,
     roleNames: () => [...compiled.keys()],
     isApprover: (roleName, identity) => compiled.get(roleName)?.approvers(identity) ?? false,

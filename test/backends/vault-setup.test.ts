@@ -75,7 +75,7 @@ describe('vault: namespaces, token login, token renewal and the permission self-
   it('names the permissions a broker token lacks to admins and the log; /readyz says only not ready', async () => {
     const t = await broker('partial');
     const ready = await t.call('GET', '/readyz', {});
-    expect({ status: ready.status, json: ready.json }).toEqual({ status: 503, json: { status: 'not_ready' } });
+    expect({ status: ready.status, json: ready.json }).toEqual({ status: 503, json: { status: 'not_ready', policy_set: expect.stringMatching(/^[0-9a-f]{16}$/) } });
     for (const secret of ['vault', 'sys/leases', 'update on', 'orders-db']) expect(ready.text).not.toContain(secret);
 
     const missing = ['update on sys/leases/revoke', 'update on auth/token/create/agents', 'update on auth/token/revoke-accessor'];

@@ -50,7 +50,7 @@ describe('migrations on postgres', () => {
     const t = await startTestBroker(database, { clock: createManualClock(new Date()) });
     const before = await t.call('GET', '/readyz', {});
     expect(before.status).toBe(503);
-    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks).toEqual({ database: true, migrations: false });
+    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks).toEqual({ database: true, migrations: false, policy: { set: expect.stringMatching(/^[0-9a-f]{16}$/) } });
     await runMigrations(database);
     const after = await t.call('GET', '/readyz', {});
     expect(after.status).toBe(200);
@@ -63,7 +63,7 @@ describe('migrations on postgres', () => {
     const t = await startTestBroker(database);
     const res = await t.call('GET', '/readyz', {});
     expect(res.status).toBe(503);
-    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks).toEqual({ database: false, migrations: false });
+    expect((await t.call('GET', '/v1/readiness', { bearer: ADMIN_STATIC_TOKEN })).json.checks).toEqual({ database: false, migrations: false, policy: { set: expect.stringMatching(/^[0-9a-f]{16}$/) } });
     // A request that needs the database fails closed with 503, not 500.
     const issued = await t.call('POST', '/v1/credentials', { subject: 'agent-1' }, { task: 'x', role: 'demo' });
     expect(issued.status).toBe(503);

@@ -28,7 +28,7 @@ describe('system endpoints and the HTTP envelope', () => {
   it('serves health, readiness and the JWKS without a token', async () => {
     expect((await t.call('GET', '/healthz', {})).json).toEqual({ status: 'ok' });
     const ready = await t.call('GET', '/readyz', {});
-    expect({ status: ready.status, json: ready.json }).toEqual({ status: 200, json: { status: 'ready' } });
+    expect({ status: ready.status, json: ready.json }).toEqual({ status: 200, json: { status: 'ready', policy_set: expect.stringMatching(/^[0-9a-f]{16}$/) } });
     const jwks = await t.call('GET', '/.well-known/jwks.json', {});
     expect(jwks.json.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(jwks.json.keys[0].d).toBeUndefined();

@@ -1,5 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Introspector } from '../../leases/introspect.js';
+import type { PolicyStatus } from '../../policy/cedar/reload.js';
 import type { Logger } from '../../log.js';
 import { requireAdmin } from '../auth.js';
 import type { AppEnv } from '../env.js';
@@ -11,15 +12,21 @@ export interface Readiness {
   migrations: boolean;
   /** Per backend that can check itself: does the broker hold the permissions its roles need? */
   backends?: Record<string, { ok: boolean; missing: string[] }>;
+  /** The policy set in force, and why the last reload failed (degraded: the broker still decides, by the old set). */
+  policy: PolicyStatus;
 }
 
 const ReadinessSchema = z
   .object({
-    status: z.enum(['ready', 'not_ready']),
+    status: z.enum(['ready', 'degraded', 'not_ready']),
     checks: z.object({
       database: z.boolean(),
       migrations: z.boolean(),
       backends: z.record(z.string(), z.object({ ok: z.boolean(), missing: z.array(z.string()) })).optional(),
+      policy: z.object({
+        set: z.string().describe('The first 16 hex digits of the SHA-256 of the policy set in force: replicas that agree show the same'),
+        reloadError: z.string().optional().describe('Why the last reload was refused; the set in force stayed (degraded)'),
+      }),
     }),
   })
   .openapi('Readiness');
@@ -76,14 +83,16 @@ export function registerSystemRoutes(
     if (!ready && wasReady !== false) deps.log.warn({ checks }, 'not ready');
     if (ready && wasReady === false) deps.log.info('ready again');
     wasReady = ready;
-    return { ready, status: ready ? ('ready' as const) : ('not_ready' as const), checks };
+    // Degraded: serving, by a policy set older than the files (a reload was refused).
+    const status = !ready ? ('not_ready' as const) : checks.policy.reloadError ? ('degraded' as const) : ('ready' as const);
+    return { ready, status, checks };
   }
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   app.get('/readyz', async (c) => {
-    const { ready, status } = await assess();
-    return c.json({ status }, ready ? 200 : 503);
+    const { ready, status, checks } = await assess();
+    return c.json({ status, policy_set: checks.policy.set }, ready ? 200 : 503);
   });
 
   app.openapi(readinessRoute, async (c) => {

@@ -26,7 +26,6 @@ export interface CedarRequestInput {
   task: Task;
   ttlSeconds: number;
   now: Date;
-  action?: 'RequestCredential' | 'Renew';
 }
 
 /**
@@ -43,7 +42,7 @@ export function credentialRequest(input: CedarRequestInput): CedarRequest {
   const taskUid = { type: T.task, id: task.id };
   return {
     principal,
-    action: { type: T.action, id: input.action ?? 'RequestCredential' },
+    action: { type: T.action, id: 'RequestCredential' },
     resource,
     context: { task: { __entity: taskUid }, ttl_seconds: input.ttlSeconds, now: datetime(minute), weekday: WEEKDAYS[minute.getUTCDay()]!, hour: minute.getUTCHours() },
     entities: [

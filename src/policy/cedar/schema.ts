@@ -38,7 +38,7 @@ export const CEDAR_SCHEMA = `namespace Tasklease {
     weekday: String,
     hour: Long,
   };
-  action RequestCredential, Renew appliesTo {
+  action RequestCredential appliesTo {
     principal: [Agent],
     resource: [Role],
     context: Request,
