@@ -11,10 +11,11 @@
  * BENCH_PAGE_RUNS (200) for scenario 9, BENCH_ONLY=1,3 to pick.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
+import { operatorPolicies } from './cedar-policies.js';
 import { floodScenario } from './flood.js';
 import { leasesPageScenario } from './leases-page.js';
 import { openAgentTasks, revocationProbe } from './flows.js';
@@ -76,9 +77,9 @@ say(`  ${insertCpu}`);
 const credentialReqs = (agents: { token: string; task: string }[], role: string): Req[] =>
   agents.map((a) => ({ method: 'POST', path: '/v1/credentials', token: a.token, body: { task: a.task, role } }));
 
-async function withBroker<T>(name: string, entry: string[] | undefined, databaseUrl: string | undefined, fn: (broker: Proc) => Promise<T>): Promise<T> {
+async function withBroker<T>(name: string, entry: string[] | undefined, databaseUrl: string | undefined, fn: (broker: Proc) => Promise<T>, policy?: object): Promise<T> {
   const port = await freePort();
-  const config = writeConfig(dir, name, { port, databaseUrl, jwk: issuer.jwk });
+  const config = writeConfig(dir, name, { port, databaseUrl, jwk: issuer.jwk, ...(policy ? { policy } : {}) });
   const broker = await startBroker(config, port, dir, name, entry);
   try {
     return await fn(broker);
@@ -110,6 +111,27 @@ if (wants('1') || wants('3')) {
       say(`3 completion -> 10 leases revoked        p50 ${q(0.5)} ms  p99 ${q(0.99)} ms  max ${q(1)} ms  (${sorted.length} tasks, during scenario 1's load)`);
     }
   });
+}
+
+const CEDAR_POLICIES = Number(env.BENCH_CEDAR_POLICIES ?? 200);
+if (wants('1') && CEDAR_POLICIES > 0) {
+  // Scenario 1 again, the broker deciding with the operator's policies besides the YAML's (bench/cedar-policies.ts).
+  const file = join(dir, 'operator.cedar');
+  writeFileSync(file, operatorPolicies(CEDAR_POLICIES));
+  await withBroker(
+    'broker-pg-cedar',
+    undefined,
+    dbUrl,
+    async (broker) => {
+      const reqs = credentialReqs(await openAgentTasks(broker.url, issuer, AGENTS, 'pg-cedar'), 'bench');
+      await load(broker.url, reqs, 'warm-issue-cedar', 201, 3);
+      const { result, cpu } = await measured(broker, reqs, 'issue-cedar', 201);
+      say(`1c the same, ${CEDAR_POLICIES} operator policies  ${fmtLoad(result)}`);
+      say(`  ${cpu}`);
+      say(`  ratio to 1-INSERT ceiling ${pct(result.perSecond, insert.perSecond)}`);
+    },
+    { cedar: { files: [file] } },
+  );
 }
 
 if (wants('1b')) {

@@ -6,7 +6,7 @@ import { compileRule, compileRules, type IdentityMatcher } from '../identity/mat
 import type { Identity } from '../identity/types.js';
 import { allowRuleId, compileYaml, type PolicySource } from './cedar/compile.js';
 import { loadCedar, type CedarEngine } from './cedar/engine.js';
-import { credentialRequest } from './cedar/request.js';
+import { credentialRequest, requestKey } from './cedar/request.js';
 import { clampTtl } from './ttl.js';
 
 export type Decision =
@@ -126,9 +126,8 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
         deadline: task.deadline,
         now,
       });
-      const verdict = engine.decide(
-        credentialRequest({ identity, agent, role: entry.role, backendType: backendType(entry.role.backend), allowRules: entry.allowRules, task, ttlSeconds, now }),
-      );
+      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), allowRules: entry.allowRules, task, ttlSeconds, now };
+      const verdict = engine.decide(requestKey(asked), () => credentialRequest(asked));
       if (verdict.decision === 'deny') {
         if (verdict.error) return { allow: false, code: 'policy_error', reason: verdict.error, policies: verdict.policies };
         const reason = verdict.policies.length > 0 ? `forbidden by policy ${verdict.policies.join(', ')}` : 'no policy permits it';

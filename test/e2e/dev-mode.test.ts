@@ -224,8 +224,8 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
     const ready = await get('/readyz');
     expect(ready.status, await ready.clone().text()).toBe(200);
 
-    // Readiness says ready or not, nothing more; metrics are on their own listener only.
-    expect(await ready.json()).toEqual({ status: 'ready' });
+    // Readiness says ready or not, and which policy set this replica runs, nothing more; metrics are on their own listener only.
+    expect(await ready.json()).toEqual({ status: 'ready', policy_set: expect.stringMatching(/^[0-9a-f]{16}$/) });
     expect((await get('/metrics')).status).toBe(404);
     const metricsUrl = server!
       .stdout()

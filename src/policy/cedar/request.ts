@@ -11,9 +11,54 @@ const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 /** A Cedar datetime, to the second. */
 const datetime = (d: Date) => ({ __extn: { fn: 'datetime', arg: `${d.toISOString().slice(0, 19)}Z` } });
 
-/** A claim as a tag: strings as they are, anything else as its JSON text. */
-const claimTags = (claims: Record<string, unknown>) =>
-  Object.fromEntries(Object.entries(claims).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+/** Claims that differ from one token of an identity to its next: not for policy, and they would make every token a new question. */
+const PER_TOKEN = new Set(['iat', 'nbf', 'exp', 'jti']);
+
+// Per object, computed once: a verified token's claims, a task and a registered agent are the same object
+// from one request to the next while they are cached (identity/token-cache.ts, tasks/cache.ts, agents/registry.ts).
+const tagsOf = new WeakMap<object, { tags: Record<string, string>; key: string }>();
+const keyOf = new WeakMap<object, string>();
+
+/** A claim as a tag: strings as they are, anything else as its JSON text; the per-token claims left out. */
+function claimTags(claims: Record<string, unknown>) {
+  let known = tagsOf.get(claims);
+  if (!known) {
+    const tags = Object.fromEntries(Object.entries(claims).flatMap(([k, v]) => (PER_TOKEN.has(k) ? [] : [[k, typeof v === 'string' ? v : JSON.stringify(v)]])));
+    known = { tags, key: JSON.stringify(tags) };
+    tagsOf.set(claims, known);
+  }
+  return known;
+}
+
+function cachedKey(of: object, make: () => string): string {
+  let key = keyOf.get(of);
+  if (key === undefined) keyOf.set(of, (key = make()));
+  return key;
+}
+
+const minuteOf = (now: Date) => Math.floor(now.getTime() / 60_000);
+
+/** Everything credentialRequest puts in the request, as one string: the engine's memo key. */
+export function requestKey(input: CedarRequestInput): string {
+  const { identity, agent, role, task } = input;
+  const registered = agent?.kind === 'agent' ? agent.agent : undefined;
+  return [
+    identity.issuer,
+    identity.subject,
+    claimTags(identity.claims as Record<string, unknown>).key,
+    // Matched on every claim, per-token ones too.
+    input.allowRules
+      .filter((r) => r.matches(identity))
+      .map((r) => r.id)
+      .join(' '),
+    registered ? cachedKey(registered, () => JSON.stringify([registered.name, registered.owner.name, registered.labels])) : '',
+    role.name,
+    input.backendType,
+    cachedKey(task, () => JSON.stringify([task.id, task.purpose, task.owner, task.createdBy, task.createdAt.getTime(), task.deadline.getTime(), task.labels])),
+    input.ttlSeconds,
+    minuteOf(input.now),
+  ].join('\u0000');
+}
 
 export interface CedarRequestInput {
   identity: Identity;
@@ -35,7 +80,7 @@ export interface CedarRequestInput {
  */
 export function credentialRequest(input: CedarRequestInput): CedarRequest {
   const { identity, agent, role, task } = input;
-  const minute = new Date(Math.floor(input.now.getTime() / 60_000) * 60_000);
+  const minute = new Date(minuteOf(input.now) * 60_000);
   const registered = agent?.kind === 'agent' ? agent.agent : undefined;
   const principal = { type: T.agent, id: `${identity.issuer}/${identity.subject}` };
   const resource = { type: T.role, id: role.name };
@@ -56,7 +101,7 @@ export function credentialRequest(input: CedarRequestInput): CedarRequest {
           matches: input.allowRules.filter((r) => r.matches(identity)).map((r) => r.id),
         },
         parents: [],
-        tags: claimTags(identity.claims as Record<string, unknown>),
+        tags: claimTags(identity.claims as Record<string, unknown>).tags,
       },
       { uid: resource, attrs: { backend: role.backend, backend_type: input.backendType }, parents: [], tags: role.labels },
       {

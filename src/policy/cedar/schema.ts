@@ -4,7 +4,7 @@
  * (policy/cedar/request.ts).
  *
  * - `Agent`: the workload identity. Its tags are the token's claims (a claim
- *   that is not a string as its JSON text); `labels` the registered agent's
+ *   that is not a string as its JSON text; not `iat`, `nbf`, `exp`, `jti`); `labels` the registered agent's
  *   labels as `key=value`; `matches` the ids of the YAML allow rules it meets.
  * - `Role`: what is asked for. Its tags are the role's labels.
  * - `Task`: the task the request names. Its tags are the task's labels.
