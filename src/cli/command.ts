@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type { Config } from '../config/schema.js';
+import type { Policy } from '../policy/decide.js';
 
 // What a command group's registrar (commands/*.ts) is given and may throw. Apart from
 // program.ts, so the registrars and the program that lists them do not import each other.
@@ -34,6 +35,8 @@ export interface CliContext {
   io: CliIo;
   /** The configuration for `command`: --config, TASKLEASE_CONFIG, else dev mode. */
   config(command: Command): Promise<Config>;
+  /** The config's policies, loaded and validated; a usage error naming each problem's file and line when they do not load. */
+  policies(config: Config): Promise<Policy>;
   /** Prints a command's result; runProgram returns its code. A command that keeps running (serve) reports nothing. */
   report(result: CommandResult): void;
 }

@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Resolution } from '../agents/registry.js';
-import type { Config } from '../config/schema.js';
 import type { Task } from '../db/schema.js';
-import { policyFromConfig } from '../policy/cedar/load.js';
+import type { Policy } from '../policy/decide.js';
 import type { CommandResult } from './command.js';
 import { CliError } from './command.js';
 
@@ -28,11 +27,11 @@ const CaseSchema = z.strictObject({
 const FileSchema = z.strictObject({ cases: z.array(CaseSchema).min(1) });
 
 /**
- * `tasklease policy test FILE`: each case decided by the config's policies,
+ * `tasklease policy test FILE`: each case decided by `policy` (the config's),
  * as the broker would decide it, with no broker and no database. Exits 1
  * when a decision differs from the one expected, 2 when the file is invalid.
  */
-export function runPolicyTest(config: Config, file: string): CommandResult {
+export function runPolicyTest(policy: Policy, file: string): CommandResult {
   let parsed;
   try {
     parsed = FileSchema.safeParse(parseYaml(readFileSync(file, 'utf8')));
@@ -40,7 +39,6 @@ export function runPolicyTest(config: Config, file: string): CommandResult {
     throw new CliError(`${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   if (!parsed.success) throw new CliError(`${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const policy = policyFromConfig(config);
   const lines: string[] = [];
   let failed = 0;
   for (const c of parsed.data.cases) {

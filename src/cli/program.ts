@@ -114,19 +114,20 @@ export async function runProgram(argv: readonly string[], options: RunOptions): 
     env: options.env,
     io,
     async config(command) {
-      const [{ resolveConfig }, { ConfigError }, { policyFromConfig }, { PolicyLoadError }] = await Promise.all([
-        import('./context.js'),
-        import('../config/load.js'),
-        import('../policy/cedar/load.js'),
-        import('../policy/cedar/engine.js'),
-      ]);
+      const [{ resolveConfig }, { ConfigError }] = await Promise.all([import('./context.js'), import('../config/load.js')]);
       try {
-        const config = await resolveConfig({ config: command.optsWithGlobals<{ config?: string }>().config, env: options.env });
-        // Policies that do not load stop every command that reads the config, before it touches anything.
-        policyFromConfig(config);
-        return config;
+        return await resolveConfig({ config: command.optsWithGlobals<{ config?: string }>().config, env: options.env });
       } catch (err) {
         if (err instanceof ConfigError) throw new CliError(`invalid configuration\n${err.message}`);
+        throw err;
+      }
+    },
+    // Only the commands that decide load the policies (the Cedar module costs a start-up).
+    async policies(config) {
+      const [{ policyFromConfig }, { PolicyLoadError }] = await Promise.all([import('../policy/cedar/load.js'), import('../policy/cedar/engine.js')]);
+      try {
+        return policyFromConfig(config);
+      } catch (err) {
         if (err instanceof PolicyLoadError) throw new CliError(`invalid policies\n${err.message}`);
         throw err;
       }

@@ -6,7 +6,7 @@ import { leases, tasks } from '../db/schema.js';
 export async function taskSummaries(db: Db, ids: string[]) {
   if (ids.length === 0) return new Map();
   const rows = await db
-    .select({ id: tasks.id, externalId: tasks.externalId, labels: tasks.labels, status: tasks.status, deadline: tasks.deadline })
+    .select({ id: tasks.id, externalId: tasks.externalId, labels: tasks.labels, status: tasks.status, deadline: tasks.deadline, purpose: tasks.purpose, owner: tasks.owner })
     .from(tasks)
     .where(inArray(tasks.id, [...new Set(ids)]));
   return new Map(rows.map((r) => [r.id, r]));

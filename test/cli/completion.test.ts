@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createProgram, runProgram } from '../../src/cli/program.js';
 
 const io = { stdout: () => {}, stderr: () => {} };
-const program = createProgram({ version: '0', env: {}, io, config: async () => Promise.reject(new Error('unused')), report: () => {} });
+const program = createProgram({ version: '0', env: {}, io, config: async () => Promise.reject(new Error('unused')), policies: async () => Promise.reject(new Error('unused')), report: () => {} });
 
 /** `tasklease completion <shell>` in this process: its exit code and script. */
 async function script(shell: string) {

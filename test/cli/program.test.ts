@@ -37,7 +37,7 @@ async function runInProcess(argv: string[]) {
 
 describe('tasklease --help', () => {
   it('lists every command with its description, each on its own line', async () => {
-    const program = createProgram({ version: VERSION, env, io: { stdout: () => {}, stderr: () => {} }, config: async () => Promise.reject(new Error('unused')), report: () => {} });
+    const program = createProgram({ version: VERSION, env, io: { stdout: () => {}, stderr: () => {} }, config: async () => Promise.reject(new Error('unused')), policies: async () => Promise.reject(new Error('unused')), report: () => {} });
     const commands = leafCommands(program);
     expect(commands).toEqual(expect.arrayContaining(['serve', 'migrate', 'sweep', 'dev token', 'audit verify', 'audit checkpoint', 'aws credential-process', 'agents list', 'agents suspend']));
     const help = await runInProcess(['--help']);

@@ -69,12 +69,22 @@ describe.each(DRIVERS)('console pages (%s)', (driver) => {
     expect(hidden.text).not.toContain('gated-b');
 
     // One screen to decide on: the agent asking (registered: its owner and purpose), and what its task already holds.
-    const task = await openTask(t, 'agent-asker', ['demo', 'gated']);
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, {
+      agent: { issuer: 'test', subject: 'agent-asker' },
+      roles: ['demo', 'gated'],
+      ttl_seconds: 3600,
+      purpose: 'rotate the <reports> key',
+      owner: 'team-c',
+    });
+    expect(opened.json.task).toMatchObject({ purpose: 'rotate the <reports> key', owner: 'team-c' });
+    const task = opened.json.task.id as string;
     expect((await t.call('POST', '/v1/credentials', { subject: 'agent-asker' }, { task, role: 'demo' })).status).toBe(201);
     const asks = await t.call('POST', '/v1/credentials', { subject: 'agent-asker' }, { task, role: 'gated' });
     const full = (await admin.request('GET', `/console/approvals/${asks.json.approval.id}`)).text;
     expect(full).toMatch(/<strong>asker<\/strong> · owner team-c <span class="muted">team-c@example.com<\/span> · asks for approvals/);
     expect(full).toMatch(/Task holds<\/dt><dd><span class="held"><code>demo<\/code>/);
+    // Why the task exists and who answers for it, as text (escaped).
+    expect(full).toContain('<div>Purpose: rotate the &lt;reports&gt; key</div><div>Owner: team-c</div>');
     expect((await admin.request('GET', `/console/approvals/${mine}`)).text).toContain('no registered agent');
 
     // The decide form on the page returns to the page.

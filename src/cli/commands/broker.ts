@@ -9,6 +9,8 @@ export function registerBroker(program: Command, cli: CliContext): void {
     .description('migrate, then serve the API and run the sweeper (the default; SIGTERM drains, then exits 0)')
     .action(async (_options, command: Command) => {
       const config = await cli.config(command);
+      // Policies that do not load stop it before it touches anything (exit 2, each problem's file and line).
+      await cli.policies(config);
       // Keeps the process alive until a signal: nothing to report.
       await (await import('../serve.js')).runServe(config, cli.version);
     });

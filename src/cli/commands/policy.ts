@@ -42,10 +42,7 @@ export function registerPolicy(program: Command, cli: CliContext): void {
         "tasklease's Cedar schema; exits 2 naming each problem's file, line and reason",
     )
     .action(async (_options: unknown, command: Command) => {
-      // Reading the config validates its policies (cli/program.ts): here, say what loaded.
-      const config = await cli.config(command);
-      const { policyFromConfig } = await import('../../policy/cedar/load.js');
-      const { cedar } = policyFromConfig(config);
+      const { cedar } = await cli.policies(await cli.config(command));
       cli.report({ code: 0, stdout: `${cedar.ids.length} policies valid; policy set ${cedar.hash.slice(0, 16)}\n${cedar.ids.join('\n')}` });
     });
   policy
@@ -57,8 +54,8 @@ export function registerPolicy(program: Command, cli: CliContext): void {
     )
     .argument('<file>', 'the cases')
     .action(async (file: string, _options: unknown, command: Command) => {
-      const config = await cli.config(command);
-      cli.report((await import('../policy-test.js')).runPolicyTest(config, file));
+      const policy = await cli.policies(await cli.config(command));
+      cli.report((await import('../policy-test.js')).runPolicyTest(policy, file));
     });
 }
 

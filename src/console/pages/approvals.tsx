@@ -22,7 +22,7 @@ export type Notice = keyof typeof NOTICES;
 
 export interface ApprovalItem {
   approval: Approval;
-  task?: { id: string; externalId: string | null; labels: Record<string, string>; status: string; deadline: Date };
+  task?: { id: string; externalId: string | null; labels: Record<string, string>; status: string; deadline: Date; purpose: string | null; owner: string | null };
   role?: RoleConfig;
   /** The task's active leases: what it already holds. */
   held?: { id: string; role: string; expiresAt: Date }[];
@@ -110,6 +110,8 @@ export function Item(props: { item: ApprovalItem; now: Date; csrf: string; back?
         <dd>
           <code>{a.taskId}</code>
           {task?.externalId ? <span class="muted"> ({task.externalId})</span> : null} {task ? <Labels labels={task.labels} /> : null}
+          {task?.purpose ? <div>Purpose: {task.purpose}</div> : null}
+          {task?.owner ? <div>Owner: {task.owner}</div> : null}
         </dd>
         <dt>Task holds</dt>
         <dd>
