@@ -48,6 +48,10 @@ describe('the example policies', () => {
     const bad = await cli('policy', 'validate', '--config', join(tmp, 'tasklease.yaml'));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/invalid policies[\s\S]*ops\.cedar:4: for policy `typo`, attribute `subjekt` on entity type `Tasklease::Agent` not found/);
+    // serve refuses to start on them, before it opens anything.
+    const serve = await cli('serve', '--config', join(tmp, 'tasklease.yaml'));
+    expect(serve.code).toBe(2);
+    expect(serve.stderr).toMatch(/invalid policies[\s\S]*ops\.cedar:4:/);
     const good = await cli('policy', 'validate', '--config', join(dir, 'tasklease.yaml'));
     expect(good.code).toBe(0);
     expect(good.stdout).toMatch(/^7 policies valid; policy set [0-9a-f]{16}\n/);
