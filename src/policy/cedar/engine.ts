@@ -91,14 +91,14 @@ export function loadCedar(sources: PolicySource[]): CedarEngine {
   const hash = createHash('sha256')
     .update(sources.map((s) => `${s.id}\n${s.text}`).join('\n\0'))
     .digest('hex');
-  // The wasm module's cache is the process's: names unique to this engine.
+  // The wasm module's cache is the process's, and keeps what it is given: names unique to this engine (a
+  // reload leaves the old set there, a few kilobytes). Requests are not checked against the schema each
+  // time: the policies were, and the broker builds every request to it (request.ts).
   const name = `${hash}:${randomUUID()}`;
   const prepare = (id: string, policies: Record<string, string>) => {
     const parsed = cedar.preparsePolicySet(id, { staticPolicies: policies });
     if (parsed.type === 'failure') throw new PolicyLoadError(parsed.errors.map((e) => e.message));
   };
-  const schemaParsed = cedar.preparseSchema(name, CEDAR_SCHEMA);
-  if (schemaParsed.type === 'failure') throw new PolicyLoadError(schemaParsed.errors.map((e) => e.message));
   prepare(`${name}:all`, texts);
   // The set an approver's decision would leave: without the gating forbids.
   const gates = new Set(loaded.filter((p) => p.effect === 'forbid' && p.approval !== undefined).map((p) => p.id));
