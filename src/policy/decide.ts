@@ -126,7 +126,10 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
         deadline: task.deadline,
         now,
       });
-      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), allowRules: entry.allowRules, task, ttlSeconds, now };
+      // The TTL asked for as policy sees it: before the task's deadline cuts it (the deadline is the Task's own),
+      // so that the same request within a minute stays the same question.
+      const askedTtl = Math.min(requestedTtl ?? entry.role.ttl, entry.role.max_ttl);
+      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), allowRules: entry.allowRules, task, ttlSeconds: askedTtl, now };
       const verdict = engine.decide(requestKey(asked), () => credentialRequest(asked));
       if (verdict.decision === 'deny') {
         if (verdict.error) return { allow: false, code: 'policy_error', reason: verdict.error, policies: verdict.policies };

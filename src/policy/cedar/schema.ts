@@ -8,8 +8,9 @@
  *   labels as `key=value`; `matches` the ids of the YAML allow rules it meets.
  * - `Role`: what is asked for. Its tags are the role's labels.
  * - `Task`: the task the request names. Its tags are the task's labels.
- * - Context: the requested TTL, and the time (UTC, to the minute) with its
- *   weekday (`Mon` to `Sun`) and hour.
+ * - Context: the TTL asked for (or the role's default), at most the role's
+ *   `max_ttl`, before the task's deadline cuts it; the time (UTC, to the
+ *   minute) with its weekday (`Mon` to `Sun`) and hour.
  */
 export const CEDAR_SCHEMA = `namespace Tasklease {
   entity Agent = {
