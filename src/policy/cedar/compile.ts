@@ -9,6 +9,9 @@ export interface PolicySource {
   file?: { path: string; line: number };
 }
 
+/** The line (from 1) of `offset` in `text`: where Cedar's offsets point in a file. */
+export const lineAt = (text: string, offset: number) => text.slice(0, offset).split('\n').length;
+
 /** A Cedar string literal. */
 export const lit = (s: string) => JSON.stringify(s);
 

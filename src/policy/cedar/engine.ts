@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { CEDAR_SCHEMA } from './schema.js';
-import type { PolicySource } from './compile.js';
+import { lineAt, type PolicySource } from './compile.js';
 
 /**
  * One policy set, parsed, validated against the schema and cached in the
@@ -152,5 +152,5 @@ export function loadCedar(sources: PolicySource[]): CedarEngine {
 export function where(source: PolicySource, error?: cedar.DetailedError): string {
   if (!source.file) return source.origin;
   const at = error?.sourceLocations?.[0]?.start ?? 0;
-  return `${source.file.path}:${source.file.line + source.text.slice(0, at).split('\n').length - 1}`;
+  return `${source.file.path}:${source.file.line + lineAt(source.text, at) - 1}`;
 }

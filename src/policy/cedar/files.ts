@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import type { PolicySource } from './compile.js';
+import { lineAt, type PolicySource } from './compile.js';
 import { PolicyLoadError } from './engine.js';
-
-const lineAt = (text: string, offset: number) => text.slice(0, offset).split('\n').length;
 
 /**
  * An operator's `.cedar` files, each policy with its id: its `@id("...")`
