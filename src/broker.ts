@@ -100,6 +100,21 @@ export async function createBroker(deps: BrokerDeps) {
     files: config.policy.cedar.files,
     log: log.child({ component: 'policy' }),
     onFailure: () => metrics.policyReloadFailures.inc(),
+    // Every change of the set in force, and every refused one, is in the audit trail (this replica's).
+    onReload: ({ why, from, to, problems }) =>
+      void writer
+        .audit([
+          {
+            at: clock.now(),
+            actor: 'system:policy',
+            action: problems ? 'policy.reload_refused' : 'policy.reloaded',
+            target: `policy_set:${to}`,
+            decision: problems ? 'deny' : 'allow',
+            ...(problems ? { reason: problems.join('; ') } : {}),
+            details: { why, from, to, policies: policy.cedar.ids.length },
+          },
+        ])
+        .catch(() => log.error({ component: 'policy' }, 'could not audit a policy reload')),
   });
   const limits = createLimits(config.policy);
   const notifier = createNotifier({
@@ -185,6 +200,7 @@ export async function createBroker(deps: BrokerDeps) {
     onTaskOpened: (task) => taskCache.remember(task),
     onTaskClosed: (id) => taskCache.forget(id),
     admit: (agent, roles) => agentService.admitTask(agent, roles, config.agents.require_registration),
+    policy,
   });
   const introspect = createIntrospector({ db, clock, keys, issuer: config.public_url });
 

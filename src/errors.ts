@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   role_denied: 403,
   role_conflict: 403,
   self_approval: 403,
+  policy_denied: 403,
   policy_error: 403,
   approval_required: 403,
   agent_suspended: 403,

@@ -2,7 +2,7 @@ import { and, desc, eq, gt, inArray, lt, lte, type SQL } from 'drizzle-orm';
 import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { approvals, type Approval, type ApprovalStatus } from '../db/schema.js';
+import { approvals, tasks, type Approval, type ApprovalStatus } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { Principal } from '../identity/principals.js';
 import { actorOf, type Identity } from '../identity/types.js';
@@ -42,6 +42,25 @@ export function createApprovalService({ db, clock, policy, ttlSeconds, outbox }:
     if (principal.admin) return undefined;
     const identity = principal.identity;
     return identity ? roles.filter((r) => policy.isApprover(r, identity)) : [];
+  }
+
+  /**
+   * Policy on an approval (Cedar's `Approve`), after the role's approvers: a refusal is audited and answered
+   * `policy_denied`, naming the policies. Denying a request is never refused.
+   */
+  async function mayApprove(principal: Principal, approval: Approval, now: Date, request: RequestRef): Promise<void> {
+    const [task] = await db.select().from(tasks).where(eq(tasks.id, approval.taskId));
+    const role = policy.role(approval.role);
+    if (!task || !role) return;
+    const caller = { actor: principal.actor, admin: principal.admin, ...(principal.identity ? { identity: principal.identity } : {}) };
+    const requester = `${approval.issuer}/${approval.subject}`;
+    const permission = policy.mayApprove({ caller, task, role, requester, requiredBy: approval.requiredBy, ttlSeconds: approval.requestedTtl ?? role.ttl, now });
+    if (permission.allow) return;
+    const decidedBy = { policies: permission.policies, policy_set: policy.cedar.hash.slice(0, 16) };
+    await appendAudit(db, [
+      { at: now, actor: principal.actor, action: 'approval.refused', target: `approval:${approval.id}`, decision: 'deny', reason: permission.reason, details: { task: approval.taskId, role: approval.role, requester, ...decidedBy }, ...requestRef(request) },
+    ]);
+    throw new AppError('policy_denied', `policy does not let you approve this request: ${permission.reason}`, decidedBy);
   }
 
   return {
@@ -121,6 +140,7 @@ export function createApprovalService({ db, clock, policy, ttlSeconds, outbox }:
       }
       if (!approval || approvableRoles(principal, [approval.role])?.length === 0) throw new AppError('approval_not_found', 'no such approval');
       const now = clock.now();
+      if (verdict === 'approve') await mayApprove(principal, approval, now, request);
       const status = verdict === 'approve' ? 'approved' : 'denied';
       return db.transaction(async (tx) => {
         const [decided] = await tx

@@ -18,6 +18,8 @@ const CaseSchema = z.strictObject({
   role: z.string().min(1),
   /** The task: its labels, and the roles it lists (default: the role asked for). */
   task: z.strictObject({ labels: Labels.default({}), roles: z.array(z.string()).optional() }).default({ labels: {} }),
+  /** The roles held now: in this task, and in the agent's other tasks (it holds this task's too). */
+  holds: z.strictObject({ task: z.array(z.string()).default([]), other_tasks: z.array(z.string()).default([]) }).default({ task: [], other_tasks: [] }),
   ttl_seconds: z.number().int().positive().optional(),
   at: z.iso.datetime({ offset: true }).optional(),
   expect: z.union([z.enum(['allow', 'deny']), z.string().regex(/^approval(:.+)?$/)]),
@@ -58,7 +60,9 @@ export function runPolicyTest(policy: Policy, file: string): CommandResult {
       ? { generation: 0, kind: 'agent', agent: { name: c.agent.name, labels: c.agent.labels, roles: c.agent.roles ?? policy.roleNames(), owner: { name: 'policy-test', contact: '', principals: [] } } as never }
       : undefined;
     const identity = { ...c.identity, tokenSha256: '', expiresAt: now };
-    const d = policy.decide({ identity, task, roleName: c.role, requestedTtl: c.ttl_seconds, now, agent });
+    const leaseOf = (roles: string[]) => new Map(roles.map((r) => [r, `held:${r}`]));
+    const held = { task: leaseOf(c.holds.task), agent: leaseOf([...c.holds.task, ...c.holds.other_tasks]) };
+    const d = policy.decide({ identity, task, roleName: c.role, requestedTtl: c.ttl_seconds, now, agent, held });
     const got = d.allow ? (d.approvalRequiredBy ? `approval:${d.approvalRequiredBy}` : 'allow') : 'deny';
     const policies = d.policies ?? [];
     const ok =

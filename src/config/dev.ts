@@ -47,17 +47,21 @@ export async function signDevToken(dataDir: string, subject: string, ttlSeconds 
 /** The Cedar policy dev mode ships (docs/policy.md), written once into the data directory: edit it there. */
 export const DEV_POLICY = `// Dev mode's example policy (docs/policy.md): no write role on a production task.
 @id("dev:no-writes-in-production")
-forbid (principal, action, resource)
+forbid (principal, action == Tasklease::Action::"RequestCredential", resource)
 when {
   resource.hasTag("access") && resource.getTag("access") == "write" &&
   context.task.hasTag("environment") && context.task.getTag("environment") == "production"
 };
 `;
 
+/** DEV_POLICY as earlier versions wrote it: it no longer validates once the schema had more than one action. */
+const PAST_DEV_POLICIES = [DEV_POLICY.replace('action == Tasklease::Action::"RequestCredential"', 'action')];
+
 export async function devConfig(dataDir: string): Promise<ConfigInput> {
   const { d: _private, ...publicJwk } = await devIssuerKey(dataDir);
   const policyFile = join(dataDir, 'dev-policy.cedar');
-  if (!existsSync(policyFile)) writeFileSync(policyFile, DEV_POLICY, { mode: 0o600 });
+  // Written when missing, or still as an earlier version shipped it (edited ones are the developer's).
+  if (!existsSync(policyFile) || PAST_DEV_POLICIES.includes(readFileSync(policyFile, 'utf8'))) writeFileSync(policyFile, DEV_POLICY, { mode: 0o600 });
   const agents = [{ issuer: 'dev', subject_pattern: 'agent-.*' }];
   return {
     dev: true,

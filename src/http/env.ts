@@ -21,8 +21,8 @@ export function requestOf(c: ContextReader) {
   return { requestId: c.get('requestId'), clientRequestId: c.get('clientRequestId') };
 }
 
-/** The caller as services take it: actor, admin flag, orchestrator scopes and the request's ids. */
+/** The caller as services take it: actor, admin flag, orchestrator scopes, an OIDC caller's identity and the request's ids. */
 export function callerOf(c: ContextReader) {
   const principal = c.get('principal');
-  return { actor: principal.actor, admin: principal.admin, scopes: principal.scopes, ...requestOf(c) };
+  return { actor: principal.actor, admin: principal.admin, scopes: principal.scopes, ...(principal.identity ? { identity: principal.identity } : {}), ...requestOf(c) };
 }

@@ -7,13 +7,13 @@ import { BackendError } from '../backends/types.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
-import type { Approval, Lease, leases } from '../db/schema.js';
+import type { Approval, Lease, leases, Task } from '../db/schema.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../log.js';
 import { agentRefusal, outsideCeiling, type Decision, type Policy } from '../policy/decide.js';
-import { refusalExtra, type LimitRefusal, type Limits } from '../policy/limits.js';
+import { heldRoles, refusalExtra, type Held, type LimitRefusal, type Limits } from '../policy/limits.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
 import { credentialCeiling } from '../policy/ttl.js';
 import type { Metrics } from '../metrics.js';
@@ -146,8 +146,15 @@ export function createIssuer(deps: IssueDeps) {
   /** Which Cedar policies decided, and which set they belong to (replicas that agree show the same). */
   const decidedBy = (policies: string[] | undefined) => (policies ? { policies, policy_set: policy.cedar.hash.slice(0, 16) } : {});
 
+  /** What a conflict tells the caller and the audit trail: its name and the oldest lease it conflicts with. */
+  const conflictExtra = (decision: Decision): Record<string, unknown> =>
+    !decision.allow && decision.conflict ? { conflict: decision.conflict.name, ...(decision.conflict.with ? { conflicts_with: decision.conflict.with } : {}) } : {};
+
+  /** What is held, read only when a policy on the role reads it (through `through`: the commit's transaction at commit). */
+  const heldFor = (through: Db, input: IssueInput, now: Date): Promise<Held> => heldRoles(through, { identity: input.identity, taskId: input.taskId, now });
+
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
-  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date; agent: Resolution }> {
+  async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date; agent: Resolution; task: Task }> {
     let decision: Decision;
     let task;
     let refusal: LimitRefusal | undefined;
@@ -155,17 +162,36 @@ export function createIssuer(deps: IssueDeps) {
     try {
       agent = await deps.agents.resolve(input.identity);
       task = await taskCache.get(input.taskId);
-      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent });
+      const held = task && policy.heldMatters(input.roleName) ? await heldFor(db, input, now) : undefined;
+      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, ...(held ? { held } : {}) });
       if (decision.allow) refusal = await limits.check(db, { identity: input.identity, task: task!, role: decision.role, now });
     } catch (err) {
       if (isDatabaseUnavailable(err)) throw err;
       log.error({ err: err instanceof Error ? err.name : 'unknown', reqId: input.requestId }, 'policy evaluation failed');
       return deny(input, 'policy_error', 'policy evaluation failed', now, {}, agent);
     }
-    if (!decision.allow) return deny(input, decision.code, decision.reason, now, suspendedExtra(agent), agent, decidedBy(decision.policies));
+    if (!decision.allow) return deny(input, decision.code, decision.reason, now, { ...suspendedExtra(agent), ...conflictExtra(decision) }, agent, decidedBy(decision.policies));
     if (refusal) return deny(input, refusal.code, refusal.reason, now, refusalExtra(refusal), agent);
-    // The commit re-checks a constrained request's limits under lock; the others are recorded in one statement.
-    return { decision, constrained: limits.constrained(decision.role, task!), deadline: task!.deadline, agent: agent! };
+    // The commit re-checks a constrained request's limits (and policy on what is held) under lock; the others are recorded in one statement.
+    return { decision, constrained: limits.constrained(decision.role, task!) || policy.heldMatters(decision.role.name), deadline: task!.deadline, agent: agent!, task: task! };
+  }
+
+  /**
+   * The commit's decision on what is held, under its locks (leases/writer.ts): the same decision as the
+   * first, on the roles held now, committed ones and those inserted ahead of it. A request that policy now
+   * refuses, or now gates on an approval it did not redeem, is refused.
+   */
+  function recheckHeld(input: IssueInput, task: Task, agent: Resolution, now: Date, redeemed: boolean): Who['recheckHeld'] {
+    if (!policy.heldMatters(input.roleName)) return undefined;
+    return async (through) => {
+      const held = await heldFor(through, input, now);
+      const again = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, held });
+      if (!again.allow) {
+        return { code: again.code, reason: again.reason, extra: conflictExtra(again), ...(again.code === 'role_conflict' ? {} : { leaseReason: 'policy_refused' as const }) };
+      }
+      if (again.approvalRequiredBy && !redeemed) return { code: 'role_denied', reason: `an approval is required now (${again.approvalRequiredBy})`, extra: {}, leaseReason: 'policy_refused' };
+      return undefined;
+    };
   }
 
   /** The commit's second decision, when the registry moved since the first: on the registry the commit locked. */
@@ -182,7 +208,7 @@ export function createIssuer(deps: IssueDeps) {
     const now = clock.now();
     const limited = deps.rateLimiter?.take(actorOf(input.identity));
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
-    const { decision, constrained, deadline, agent } = await evaluate(input, now);
+    const { decision, constrained, deadline, agent, task } = await evaluate(input, now);
     let ttlSeconds = decision.ttlSeconds;
     let redeemed: string | undefined;
     let approvedTtl: number | null = null;
@@ -273,7 +299,14 @@ export function createIssuer(deps: IssueDeps) {
           },
           ...requestRef(input),
         },
-        { identity: input.identity, role: decision.role, constrained, generation: agent.generation, recheck: recheckAgent(input.identity, decision.role.name) },
+        {
+          identity: input.identity,
+          role: decision.role,
+          constrained,
+          generation: agent.generation,
+          recheck: recheckAgent(input.identity, decision.role.name),
+          recheckHeld: recheckHeld(input, task, agent, now, redeemed !== undefined),
+        },
       );
     } catch (err) {
       // Nothing was recorded, so nothing will revoke it later: try now, and say so if that fails.

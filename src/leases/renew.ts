@@ -35,14 +35,14 @@ export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps
     const barred = agentRefusal(agent, policy.requireRegistration);
     if (barred) throw new AppError(barred.code, barred.code === 'agent_suspended' ? 'this agent is suspended: its owner or an admin can resume it' : 'this identity may not renew credentials');
     const [row] = await db
-      .select({ lease: leases, task: tasks, approvedTtl: approvals.requestedTtl })
+      .select({ lease: leases, task: tasks, approval: approvals.id, approvedTtl: approvals.requestedTtl })
       .from(leases)
       .innerJoin(tasks, eq(tasks.id, leases.taskId))
       // The approval this lease was redeemed from, if any: what the approver saw is read where it is kept.
       .leftJoin(approvals, eq(approvals.leaseId, leases.id))
       .where(and(eq(leases.id, id), eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject)));
     if (!row) throw new AppError('lease_not_found', 'no such lease');
-    const { lease, task, approvedTtl } = row;
+    const { lease, task, approval, approvedTtl } = row;
     if (lease.status !== 'active' || lease.expiresAt <= now || task.status !== 'open') throw new AppError('lease_not_active', 'only an active lease of an open task can be renewed');
     // A ceiling narrowed since the lease was issued: it is not extended (it ends at its expiry).
     if (outsideCeiling(agent, lease.role)) throw new AppError('role_denied', "this role is outside the agent's ceiling now: the lease is not extended");
@@ -53,6 +53,15 @@ export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps
     const want = Math.min(now.getTime() + (incrementSeconds ?? role.ttl) * 1000, limit);
     if (want <= lease.expiresAt.getTime()) {
       throw new AppError('renew_limit', "the lease is already at its limit: the role's maximum, the task's deadline or the approved TTL");
+    }
+    // Policy on the renewal (Cedar's `Renew`): refused ones are answered with the policies, and audited.
+    const permission = policy.mayRenew({ identity, agent, task, role, lease: lease.id, ttlSeconds: incrementSeconds ?? role.ttl, approved: approval !== null, now });
+    const decidedBy = { policies: permission.policies, policy_set: policy.cedar.hash.slice(0, 16) };
+    if (!permission.allow) {
+      await appendAudit(db, [
+        { at: now, actor: actorOf(identity), action: 'lease.renew_refused', target: `lease:${id}`, decision: 'deny', reason: permission.reason, details: { task: lease.taskId, ...agentOf(lease), ...decidedBy }, ...requestRef(request) },
+      ]);
+      throw new AppError('policy_denied', `policy does not let this lease be renewed: ${permission.reason}`, decidedBy);
     }
 
     let granted: Date;
@@ -77,7 +86,7 @@ export function createRenewer({ db, clock, policy, backends, agents }: RenewDeps
           action: 'lease.renewed',
           target: `lease:${id}`,
           decision: 'allow',
-          details: { task: lease.taskId, ...agentOf(lease), from: lease.expiresAt.toISOString(), to: newEnd.toISOString(), backend_expires_at: granted.toISOString() },
+          details: { task: lease.taskId, ...agentOf(lease), from: lease.expiresAt.toISOString(), to: newEnd.toISOString(), backend_expires_at: granted.toISOString(), ...decidedBy },
           ...requestRef(request),
         },
       ]);

@@ -7,7 +7,7 @@ import type { Lease } from '../db/schema.js';
 import type { Writes, WriteTx } from '../db/transact.js';
 import type { Db } from '../db/types.js';
 import type { Identity } from '../identity/types.js';
-import type { AgentDenyCode } from '../policy/decide.js';
+import type { DenyCode } from '../policy/decide.js';
 import { refusalExtra, type LimitRefusal, type Limits, type NeverReleased } from '../policy/limits.js';
 import { inserted, leaseInsert, stored, type LeaseRow } from './insert.js';
 import { generationOf, recordIssued, taskStates, type RecordResult } from './record.js';
@@ -19,6 +19,8 @@ export interface CommitRefusal {
   code: CommitRefusalCode;
   reason: string;
   extra: Record<string, unknown>;
+  /** The lease's reason, when the code alone does not say (the code's otherwise: LEASE_REASON). */
+  leaseReason?: NeverReleased;
 }
 
 export interface Recorded {
@@ -26,8 +28,8 @@ export interface Recorded {
   refusal?: CommitRefusal;
 }
 
-/** The codes a credential can be refused with at commit: the task closed, a limit, or the registry's second decision. */
-export type CommitRefusalCode = 'task_not_open' | LimitRefusal['code'] | AgentDenyCode | 'role_denied';
+/** The codes a credential can be refused with at commit: the task closed, a limit, the registry's or policy's second decision. */
+export type CommitRefusalCode = 'task_not_open' | LimitRefusal['code'] | DenyCode;
 
 /**
  * The lease's revocation reason for each code a credential is refused with at commit: one of NEVER_RELEASED
@@ -43,13 +45,18 @@ const LEASE_REASON: Record<CommitRefusalCode, NeverReleased> = {
   agent_not_registered: 'registry_changed',
   policy_error: 'registry_changed',
   role_denied: 'registry_changed',
+  // Policy's second decision, on what is held under the commit's locks, says `policy_refused` (leaseReason).
+  task_not_found: 'policy_refused',
+  task_expired: 'policy_refused',
 };
-const leaseReason = (refusal: CommitRefusal): NeverReleased => LEASE_REASON[refusal.code];
+const leaseReason = (refusal: CommitRefusal): NeverReleased => refusal.leaseReason ?? LEASE_REASON[refusal.code];
 
 /**
- * Who asked; `constrained` when a limit applies to the request (quotas, conflicts, the task's lease limit).
- * `generation` is the agent registry's the decision was made on; when the commit finds another, `recheck`
- * decides again on the registry at that generation, read through the commit's transaction.
+ * Who asked; `constrained` when a limit applies to the request (quotas, the task's lease limit) or a policy
+ * reads what is held. `generation` is the agent registry's the decision was made on; when the commit finds
+ * another, `recheck` decides again on the registry at that generation, read through the commit's
+ * transaction. `recheckHeld`, present when a policy reads what is held, decides again on what is held
+ * under the commit's locks.
  */
 export interface Who {
   identity: Identity;
@@ -57,6 +64,7 @@ export interface Who {
   constrained: boolean;
   generation: number;
   recheck: (generation: number, through: Db) => Promise<{ refusal: CommitRefusal } | { agent: string | null; agentOwner: string | null }>;
+  recheckHeld?: (through: Db) => Promise<CommitRefusal | undefined>;
 }
 
 interface LeaseItem {
@@ -93,11 +101,12 @@ type Pending = LeaseItem | { kind: 'audit'; events: AuditInput[]; resolve: () =>
  *   - a request decided on another generation of the registry (a suspension,
  *     a narrowed ceiling) is decided again on the registry read through the
  *     transaction (test/agents/registry.test.ts, test/reliability/agent-suspend.test.ts);
- *   - requests whose role has quotas or conflicts take advisory locks on their
- *     agent, task (and role), after the task rows and before the chain's head
- *     (one order, no deadlock: test/leases/race.test.ts), and are re-checked
- *     one by one, each seeing the leases committed before it and those
- *     inserted ahead of it (test/policy/limits.test.ts);
+ *   - requests whose role has quotas, or a policy that reads what is held (a
+ *     conflict), take advisory locks on their agent, task (and role), after
+ *     the task rows and before the chain's head (one order, no deadlock:
+ *     test/leases/race.test.ts), and are re-checked one by one, each seeing
+ *     the leases committed before it and those inserted ahead of it
+ *     (test/policy/limits.test.ts, test/policy/cedar-held.test.ts);
  *   - then the remaining leases and every event, the chain's head last, held
  *     only while the server writes the events and commits.
  *
@@ -181,16 +190,17 @@ export function createLeaseWriter({ writes, limits, onRevokeRequested, maxBatch 
         p.row = { ...p.row, ...again };
         p.event = { ...p.event, details: { ...p.event.details, agent: again.agent, owner: again.agentOwner } };
       }
-      (limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
+      (p.who.recheckHeld || limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
     }
     if (constrained.length > 0) {
       const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
       for (const key of keys) await tx.db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
       // One by one, each checked against the leases committed before it and those inserted ahead of it here.
       for (const p of constrained) {
-        const refusal = await limits.check(tx.db, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
+        const limit = await limits.check(tx.db, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
+        const refusal = limit ? { code: limit.code, reason: limit.reason, extra: refusalExtra(limit) } : await p.who.recheckHeld?.(tx.db);
         if (refusal) {
-          refused.set(p.row.id!, { code: refusal.code, reason: refusal.reason, extra: refusalExtra(refusal) });
+          refused.set(p.row.id!, refusal);
         } else {
           const [rows] = await tx.run([leaseInsert([p.row])]);
           inserted(rows!, 1);

@@ -4,7 +4,7 @@ import { tasks } from '../db/schema.js';
 import type { Resolution } from '../agents/registry.js';
 import type { Identity } from '../identity/types.js';
 import type { Policy } from './decide.js';
-import type { Limits } from './limits.js';
+import { heldRoles, type Limits } from './limits.js';
 
 export interface Explanation {
   decision: 'allow' | 'deny' | 'approval_required';
@@ -32,17 +32,16 @@ export async function explain(
 ): Promise<Explanation> {
   const [task] = await deps.db.select().from(tasks).where(eq(tasks.id, input.taskId));
   const agent = await deps.agents.resolve(input.identity);
-  const decision = deps.policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now: input.now, agent });
+  const held = task && deps.policy.heldMatters(input.roleName) ? await heldRoles(deps.db, { identity: input.identity, taskId: task.id, now: input.now }) : undefined;
+  const decision = deps.policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now: input.now, agent, ...(held ? { held } : {}) });
   const who = {
     ...(agent.kind === 'agent' ? { agent: agent.agent.name } : {}),
     ...(decision.policies ? { policies: decision.policies } : {}),
     policy_set: deps.policy.cedar.hash.slice(0, 16),
   };
-  if (!decision.allow) return { decision: 'deny', code: decision.code, reason: decision.reason, ...who };
+  if (!decision.allow) return { decision: 'deny', code: decision.code, reason: decision.reason, ...(decision.conflict?.with ? { conflicts_with: decision.conflict.with } : {}), ...who };
   const refusal = await deps.limits.check(deps.db, { identity: input.identity, task: task!, role: decision.role, now: input.now });
-  if (refusal) {
-    return { decision: 'deny', code: refusal.code, reason: refusal.reason, ...(refusal.code === 'role_conflict' ? { conflicts_with: refusal.conflictsWith } : {}), ...who };
-  }
+  if (refusal) return { decision: 'deny', code: refusal.code, reason: refusal.reason, ...who };
   if (decision.approvalRequiredBy) {
     return { decision: 'approval_required', reason: 'an approver must decide first', required_by: decision.approvalRequiredBy, ttl_seconds: decision.ttlSeconds, ...who };
   }

@@ -12,19 +12,58 @@ import { actorOf, type Identity } from '../identity/types.js';
  * `agent_suspended`; a credential the registry refused at commit is `registry_changed`), or it would
  * stop counting as held while it may still work.
  */
-export const NEVER_RELEASED = ['task_closed', 'quota_exceeded', 'task_lease_limit', 'role_conflict', 'registry_changed'] as const;
+export const NEVER_RELEASED = ['task_closed', 'quota_exceeded', 'task_lease_limit', 'role_conflict', 'registry_changed', 'policy_refused'] as const;
 export type NeverReleased = (typeof NEVER_RELEASED)[number];
 
-export type LimitRefusal =
-  | { code: 'quota_exceeded'; reason: string; retryAfterSeconds: number }
-  | { code: 'task_lease_limit'; reason: string }
-  | { code: 'role_conflict'; reason: string; conflictsWith: string; conflict: string };
+export type LimitRefusal = { code: 'quota_exceeded'; reason: string; retryAfterSeconds: number } | { code: 'task_lease_limit'; reason: string };
 
 /** What a refusal tells the caller and the audit trail besides its code and reason. */
 export function refusalExtra(refusal: LimitRefusal): Record<string, unknown> {
   if (refusal.code === 'quota_exceeded') return { retry_after: refusal.retryAfterSeconds };
-  if (refusal.code === 'role_conflict') return { conflicts_with: refusal.conflictsWith, conflict: refusal.conflict };
   return {};
+}
+
+/**
+ * The roles held now, each with its oldest held lease: in the task, and by the agent across all its tasks.
+ * Cedar policies see the names (context.task_roles, context.agent_roles); a conflict names the lease.
+ */
+export interface Held {
+  task: Map<string, string>;
+  agent: Map<string, string>;
+}
+
+/**
+ * "Held" is what may still work: active leases, leases whose revocation is not yet confirmed, and
+ * credentials the backend cannot cut off early (a jwt whose relying parties only check its signature),
+ * until their backend expiry. Releasing must not free a slot early (test/policy/held.test.ts).
+ */
+function heldAt(now: Date) {
+  return or(
+    and(eq(leases.status, 'active'), gt(leases.expiresAt, now)),
+    and(
+      gt(leases.backendExpiresAt, now),
+      or(inArray(leases.status, ['revoking', 'revoke_failed']), eq(leases.revocable, false)),
+      // ...except credentials refused at commit: minted, but never handed to anyone.
+      or(isNull(leases.reason), notInArray(leases.reason, [...NEVER_RELEASED])),
+    ),
+  );
+}
+
+/** The roles held in the task and by the agent (its issuer and subject), in one query. */
+export async function heldRoles(db: Db, { identity, taskId, now }: { identity: Identity; taskId: string; now: Date }): Promise<Held> {
+  const byAgent = and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject))!;
+  const inTask = eq(leases.taskId, taskId);
+  const rows = await db
+    .select({ role: leases.role, inTask: sql<string | null>`min(${leases.id}::text) filter (where ${inTask})`, mine: sql<string | null>`min(${leases.id}::text) filter (where ${byAgent})` })
+    .from(leases)
+    .where(and(heldAt(now), or(inTask, byAgent)))
+    .groupBy(leases.role);
+  const held: Held = { task: new Map(), agent: new Map() };
+  for (const r of rows) {
+    if (r.inTask !== null) held.task.set(r.role, String(r.inTask));
+    if (r.mine !== null) held.agent.set(r.role, String(r.mine));
+  }
+  return held;
 }
 
 export interface LimitRequest {
@@ -35,18 +74,17 @@ export interface LimitRequest {
 }
 
 /**
- * Checks what depends on what is already held: quotas on active leases, the
- * task's lease budget, and conflicting roles. Read-only; run before minting
- * (cheap refusal) and again inside the commit under advisory locks (the
- * answer that counts, so concurrent requests cannot all slip through).
+ * Counts what is already held: quotas on active leases and the task's lease
+ * budget (conflicting roles are policy: policy/cedar/compile.ts). Read-only;
+ * run before minting (cheap refusal) and again inside the commit under
+ * advisory locks (the answer that counts, so concurrent requests cannot all
+ * slip through).
  */
 export function createLimits(policy: PolicyConfig) {
-  const conflictsOf = (role: string) => policy.conflicts.filter((c) => c.roles.includes(role));
-
   /** True when the request can be affected by what others hold, so its commit must lock and re-check. */
   function constrained(role: RoleConfig, task: Pick<Task, 'maxLeases'>): boolean {
     const q = policy.quotas;
-    return !!(q.max_active_per_agent || q.max_active_per_task || role.max_active || task.maxLeases !== null || conflictsOf(role.name).length);
+    return !!(q.max_active_per_agent || q.max_active_per_task || role.max_active || task.maxLeases !== null);
   }
 
   /** Advisory-lock keys that serialize requests which could together break a limit (sorted by the caller). */
@@ -59,18 +97,7 @@ export function createLimits(policy: PolicyConfig) {
 
   async function check(db: Db, { identity, task, role, now }: LimitRequest): Promise<LimitRefusal | undefined> {
     if (!constrained(role, task)) return undefined;
-    // "Held" is what may still work: active leases, leases whose revocation is not yet confirmed, and
-    // credentials the backend cannot cut off early (a jwt whose relying parties only check its signature),
-    // until their backend expiry. Releasing must not free a slot early (test/policy/held.test.ts).
-    const active = or(
-      and(eq(leases.status, 'active'), gt(leases.expiresAt, now)),
-      and(
-        gt(leases.backendExpiresAt, now),
-        or(inArray(leases.status, ['revoking', 'revoke_failed']), eq(leases.revocable, false)),
-        // ...except credentials refused at commit: minted, but never handed to anyone.
-        or(isNull(leases.reason), notInArray(leases.reason, [...NEVER_RELEASED])),
-      ),
-    );
+    const active = heldAt(now);
     const byAgent = and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject));
     const quota = async (where: ReturnType<typeof and>, limit: number | undefined | null, what: string) => {
       if (!limit) return undefined;
@@ -84,29 +111,11 @@ export function createLimits(policy: PolicyConfig) {
       const [row] = await db.select({ n: count() }).from(leases).where(eq(leases.taskId, task.id));
       if ((row?.n ?? 0) >= task.maxLeases) return { code: 'task_lease_limit', reason: `task may be issued ${task.maxLeases} credentials` };
     }
-    const over =
+    return (
       (await quota(byAgent, policy.quotas.max_active_per_agent, 'the agent')) ??
       (await quota(eq(leases.taskId, task.id), policy.quotas.max_active_per_task, 'the task')) ??
-      (await quota(eq(leases.role, role.name), role.max_active, `role ${role.name}`));
-    if (over) return over;
-    for (const conflict of conflictsOf(role.name)) {
-      const others = conflict.roles.filter((r) => r !== role.name);
-      const scope = conflict.scope === 'task' ? eq(leases.taskId, task.id) : byAgent;
-      const held = await db
-        .selectDistinctOn([leases.role], { role: leases.role, id: leases.id })
-        .from(leases)
-        .where(and(active, scope, inArray(leases.role, others)))
-        .orderBy(leases.role, sql`${leases.id}`);
-      if (held.length === others.length) {
-        return {
-          code: 'role_conflict',
-          reason: `holding ${others.join(', ')} and ${role.name} together is not allowed (${conflict.name})`,
-          conflictsWith: held[0]!.id,
-          conflict: conflict.name,
-        };
-      }
-    }
-    return undefined;
+      (await quota(eq(leases.role, role.name), role.max_active, `role ${role.name}`))
+    );
   }
 
   return { check, constrained, lockKeys };

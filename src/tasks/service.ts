@@ -5,7 +5,9 @@ import type { Db } from '../db/client.js';
 import { leases, tasks, type Lease, type Task, type TaskStatus } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
+import type { Identity } from '../identity/types.js';
 import { markRevoking } from '../leases/revoke.js';
+import type { Policy } from '../policy/decide.js';
 
 export interface TaskServiceDeps {
   db: Db;
@@ -23,6 +25,8 @@ export interface TaskServiceDeps {
    * when it may not; returns the registered agents (and owners) it could be, for the audit trail.
    */
   admit?: (agent: { issuer: string; subject: string }, roles: string[]) => Promise<{ agent: string; owner: string }[]>;
+  /** Policy on opening a task (Cedar's `OpenTask`); absent, none beyond the caller's scopes. */
+  policy?: Pick<Policy, 'mayOpen' | 'cedar'>;
 }
 
 export interface OpenTaskInput {
@@ -43,6 +47,8 @@ export interface Caller {
   admin: boolean;
   /** Label sets this orchestrator may also act within (tasks opened by others). */
   scopes?: Record<string, string>[];
+  /** An OIDC caller's identity: its claims are the Orchestrator's tags in policy. */
+  identity?: Identity;
   requestId?: string | null;
   clientRequestId?: string | null;
 }
@@ -96,7 +102,28 @@ function bindIssuer(requested: string | undefined, issuers: string[]): string {
   return issuers[0]!;
 }
 
-export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed, admit }: TaskServiceDeps) {
+export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSeconds, onRevokeRequested, onTaskOpened, onTaskClosed, admit, policy }: TaskServiceDeps) {
+  /** Policy on the task as it would be opened: a refusal is audited (`task.refused`) and answered `policy_denied`. */
+  async function mayOpen(caller: Caller, row: NewTask): Promise<Record<string, unknown>> {
+    if (!policy) return {};
+    const permission = policy.mayOpen({ caller, task: { ...row, outcome: null, completedAt: null }, now: row.createdAt });
+    const decidedBy = { policies: permission.policies, policy_set: policy.cedar.hash.slice(0, 16) };
+    if (permission.allow) return decidedBy;
+    await appendAudit(db, [
+      {
+        at: row.createdAt,
+        actor: caller.actor,
+        action: 'task.refused',
+        target: `agent:${row.agentIssuer}/${row.agentSubject}`,
+        decision: 'deny',
+        reason: permission.reason,
+        details: { roles: row.roles, labels: row.labels, ...(row.purpose !== null ? { purpose: row.purpose } : {}), ...(row.owner !== null ? { task_owner: row.owner } : {}), ...decidedBy },
+        ...requestRef(caller),
+      },
+    ]);
+    throw new AppError('policy_denied', `policy does not let you open this task: ${permission.reason}`, decidedBy);
+  }
+
   /** The task an open conflicted with: the caller's own, so naming it leaks nothing. */
   async function openedBefore(caller: Caller, row: NewTask): Promise<Task> {
     const [existing] = row.externalId === null ? [] : await db.select().from(tasks).where(ownWithExternalId(caller, row.externalId));
@@ -136,6 +163,7 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
         owner: input.owner ?? null,
       };
       const agents = admit ? await admit({ issuer: row.agentIssuer!, subject: row.agentSubject }, row.roles) : [];
+      const decidedBy = await mayOpen(caller, row);
       const opened = await db.transaction(async (tx) => {
         const [task] = await tx
           .insert(tasks)
@@ -158,8 +186,10 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
               max_leases: task.maxLeases,
               external_id: task.externalId,
               ...(task.purpose !== null ? { purpose: task.purpose } : {}),
-              ...(task.owner !== null ? { owner: task.owner } : {}),
+              // `owner` is the agent's owner in every event (agents/registry.ts agentDetails): the task's is its own key.
+              ...(task.owner !== null ? { task_owner: task.owner } : {}),
               ...(agents.length === 1 ? agents[0] : agents.length > 1 ? { agent: agents.map((a) => a.agent), owner: agents.map((a) => a.owner) } : {}),
+              ...decidedBy,
             },
             ...requestRef(caller),
           },

@@ -6,6 +6,7 @@ import { RoleSchema, type RoleConfig } from '../../src/config/schema.js';
 import type { Task } from '../../src/db/schema.js';
 import type { Identity } from '../../src/identity/types.js';
 import { createPolicy } from '../../src/policy/decide.js';
+import { conflictOf } from '../support/conflict-oracle.js';
 import { createYamlPolicy } from '../support/yaml-policy-oracle.js';
 
 // Small alphabets, so that rules, labels and identities often meet.
@@ -38,7 +39,14 @@ const config = fc.record({
     }),
     { selector: (r) => r.name, maxLength: 3 },
   ).map((rs) => rs.filter((r) => Object.keys(r.labels).length + Object.keys(r.agent_labels).length > 0)),
+  conflicts: fc.uniqueArray(
+    fc.record({ name: fc.constantFrom('exfil', 'toxic', 'trio'), roles: fc.uniqueArray(fc.constantFrom(...roleNames, 'unknown'), { minLength: 2, maxLength: 3 }), scope: fc.constantFrom('task' as const, 'agent' as const) }),
+    { selector: (c) => c.name, maxLength: 2 },
+  ),
 });
+
+/** Roles held, each with a lease id: in the task, and by the agent in its other tasks. */
+const heldRoles = fc.record({ task: fc.subarray([...roleNames, 'unknown']), other: fc.subarray([...roleNames, 'unknown']) });
 
 const identity = fc.record({
   issuer: fc.constantFrom('dev', 'dev', 'gh'),
@@ -56,6 +64,7 @@ const request = fc.record({
   deadlineIn: fc.constantFrom(-10, 30, 600, 7200, 7200),
   requestedTtl: fc.option(fc.constantFrom(1, 120, 5000), { nil: undefined }),
   agent: fc.option(fc.record({ labels, roles: fc.oneof(fc.constant(roleNames), fc.subarray(roleNames)) }), { nil: undefined }),
+  held: heldRoles,
 });
 
 describe('the YAML rules compiled to Cedar', () => {
@@ -64,7 +73,7 @@ describe('the YAML rules compiled to Cedar', () => {
     fc.assert(
       fc.property(config, fc.array(request, { minLength: 1, maxLength: 15 }), (cfg, requests) => {
         const roles: RoleConfig[] = cfg.roles.map((r) => RoleSchema.parse({ ...r, backend: 'jwt' }));
-        const policy = PolicySchema.parse({ approvals: { rules: cfg.rules } });
+        const policy = PolicySchema.parse({ approvals: { rules: cfg.rules }, conflicts: cfg.conflicts });
         const cedar = createPolicy(roles, policy, { requireRegistration: false });
         const yaml = createYamlPolicy(roles, policy, { requireRegistration: false });
         const now = new Date('2026-12-06T10:00:00Z');
@@ -84,11 +93,18 @@ describe('the YAML rules compiled to Cedar', () => {
           const agent: Resolution | undefined = r.agent
             ? { generation: 1, kind: 'agent', agent: { name: 'a', labels: r.agent.labels, roles: r.agent.roles, owner: { name: 'o', contact: 'c', principals: [] }, purpose: 'p', match: { issuer: id.issuer, subject: id.subject }, source: 'config', createdBy: null, createdAt: null } as never }
             : undefined;
-          const input = { identity: id, task, roleName: r.roleName, requestedTtl: r.requestedTtl, now, agent };
-          const want = yaml.decide(input);
+          const leases = (roles: string[], from: string) => roles.map((role, i) => [role, `${from}-${i}-${role}`] as const);
+          const held = { task: new Map(leases(r.held.task, 'a')), agent: new Map([...leases(r.held.other, 'b'), ...leases(r.held.task, 'a')]) };
+          const input = { identity: id, task, roleName: r.roleName, requestedTtl: r.requestedTtl, now, agent, held };
+          // Before: the decision, then (when it allowed, approval or not) the conflict check on what is held.
+          const decided = yaml.decide(input);
+          const conflict = decided.allow ? conflictOf(policy, r.roleName, held) : undefined;
+          const want = conflict ? { allow: false as const, code: 'role_conflict' as const, conflict: conflict.conflict, with: conflict.conflictsWith } : decided;
           const got = cedar.decide(input);
           const shape = (d: typeof want | typeof got) =>
-            d.allow ? { allow: true, ttl: d.ttlSeconds, approval: d.approvalRequiredBy ?? null } : { allow: false, code: d.code };
+            d.allow
+              ? { allow: true, ttl: d.ttlSeconds, approval: d.approvalRequiredBy ?? null }
+              : { allow: false, code: d.code, ...('conflict' in d && d.conflict ? { conflict: typeof d.conflict === 'string' ? d.conflict : d.conflict.name, with: 'with' in d ? d.with : d.conflict.with } : {}) };
           expect(shape(got)).toEqual(shape(want));
           const kind = want.allow ? (want.approvalRequiredBy ? `approval ${want.approvalRequiredBy.split(':')[0]}` : 'allow') : want.code;
           seen.set(kind, (seen.get(kind) ?? 0) + 1);
@@ -97,6 +113,6 @@ describe('the YAML rules compiled to Cedar', () => {
       { numRuns: 300 },
     );
     // The cases meet every outcome, or the comparison proves little.
-    for (const kind of ['allow', 'approval role', 'approval rule', 'role_denied', 'task_not_found', 'task_not_open', 'task_expired']) expect(seen.get(kind) ?? 0, kind).toBeGreaterThan(0);
+    for (const kind of ['allow', 'approval role', 'approval rule', 'role_denied', 'role_conflict', 'task_not_found', 'task_not_open', 'task_expired']) expect(seen.get(kind) ?? 0, kind).toBeGreaterThan(0);
   });
 });

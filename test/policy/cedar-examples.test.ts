@@ -26,8 +26,10 @@ describe('the example policies', () => {
     const run = await cli('policy', 'test', join(dir, 'cases.yaml'), '--config', join(dir, 'tasklease.yaml'));
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^7 of 7 cases as expected; policy set [0-9a-f]{16}$/m);
+    expect(run.stdout).toMatch(/^10 of 10 cases as expected; policy set [0-9a-f]{16}$/m);
     expect(run.stdout).toContain('ok   no write on Friday after 16:00 UTC: deny (role_denied: forbidden by policy no-friday-writes)');
+    // A policy annotated @conflict refuses as a conflict of what is held.
+    expect(run.stdout).toMatch(/ok {3}no egress role for an agent that holds customer data in another task: deny \(role_conflict: .*customer-data-egress/);
   });
 
   it('a decision other than the one expected exits 1 and says which', async () => {
@@ -43,7 +45,7 @@ describe('the example policies', () => {
 
   it('a policy that does not validate stops the command, naming its file, line and reason (tasklease policy validate)', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'policy-validate-'));
-    writeFileSync(join(tmp, 'ops.cedar'), '// ops\n@id("typo")\nforbid (principal, action, resource)\nwhen { principal.subjekt == "x" };\n');
+    writeFileSync(join(tmp, 'ops.cedar'), '// ops\n@id("typo")\nforbid (principal, action == Tasklease::Action::"RequestCredential", resource)\nwhen { principal.subjekt == "x" };\n');
     writeFileSync(join(tmp, 'tasklease.yaml'), readFileSync(join(dir, 'tasklease.yaml'), 'utf8').replace(/files:[\s\S]*$/, 'files: [ops.cedar]\n'));
     const bad = await cli('policy', 'validate', '--config', join(tmp, 'tasklease.yaml'));
     expect(bad.code).toBe(2);
@@ -54,6 +56,6 @@ describe('the example policies', () => {
     expect(serve.stderr).toMatch(/invalid policies[\s\S]*ops\.cedar:4:/);
     const good = await cli('policy', 'validate', '--config', join(dir, 'tasklease.yaml'));
     expect(good.code).toBe(0);
-    expect(good.stdout).toMatch(/^7 policies valid; policy set [0-9a-f]{16}\n/);
+    expect(good.stdout).toMatch(/^13 policies valid; policy set [0-9a-f]{16}\n/);
   });
 });

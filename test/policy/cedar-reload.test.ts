@@ -9,9 +9,9 @@ import { createPolicyReloader } from '../../src/policy/cedar/reload.js';
 import { ADMIN_STATIC_TOKEN, startTestBroker, type TestBroker } from '../support/broker.js';
 import { openTestDatabase, type TestDatabase } from '../support/db.js';
 
-const FORBID_DEMO = '@id("no-demo")\nforbid (principal, action, resource == Tasklease::Role::"demo");\n';
-const FORBID_NOTHING = '@id("no-demo")\nforbid (principal, action, resource == Tasklease::Role::"demo") when { context.hour == 99 };\n';
-const INVALID = '@id("no-demo")\nforbid (principal, action, resource) when { principal.nope };\n';
+const FORBID_DEMO = '@id("no-demo")\nforbid (principal, action == Tasklease::Action::"RequestCredential", resource == Tasklease::Role::"demo");\n';
+const FORBID_NOTHING = '@id("no-demo")\nforbid (principal, action == Tasklease::Action::"RequestCredential", resource == Tasklease::Role::"demo") when { context.hour == 99 };\n';
+const INVALID = '@id("no-demo")\nforbid (principal, action == Tasklease::Action::"RequestCredential", resource) when { principal.nope };\n';
 
 describe('reloading the policies of a running broker', () => {
   let database!: TestDatabase;

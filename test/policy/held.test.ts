@@ -24,7 +24,8 @@ describe.each(DRIVERS)('a released credential still counts until its revocation 
     await t.call('DELETE', `/v1/leases/${a.json.lease.id}`, { subject: 'agent-held' });
     await t.broker.sweeper.runOnce(); // the backend fails: the credential may still work
     const b = await t.call('POST', '/v1/credentials', { subject: 'agent-held' }, { task, role: 'write-b' });
-    expect(b.status).toBe(429); // the agent still holds one credential
+    // The agent still holds read-a: a conflict, and over its quota. The conflict is said first (retrying would not help).
+    expect(b.json).toMatchObject({ code: 'role_conflict', conflict: 'ab', conflicts_with: a.json.lease.id });
     t.clock.advance(60);
     await t.broker.sweeper.runOnce(); // now confirmed revoked
     const again = await t.call('POST', '/v1/credentials', { subject: 'agent-held' }, { task, role: 'write-b' });

@@ -19,6 +19,7 @@ export const lit = (s: string) => JSON.stringify(s);
 export const allowRuleId = (role: string, i: number) => `role:${role}:allow:${i}`;
 
 const REQUEST = 'action == Tasklease::Action::"RequestCredential"';
+const action = (name: string) => `action == Tasklease::Action::${lit(name)}`;
 const role = (name: string) => `Tasklease::Role::${lit(name)}`;
 
 /**
@@ -26,7 +27,13 @@ const role = (name: string) => `Tasklease::Role::${lit(name)}`;
  * - `role:<name>:allow:<i>` permits a role to the identities of its `i`th
  *   allow rule (which the broker matches, patterns and all: `principal.matches`);
  * - `role:<name>:approval` gates a role with `requires_approval`;
- * - `approval:<rule>` gates what an approval rule's labels select.
+ * - `approval:<rule>` gates what an approval rule's labels select;
+ * - `conflict:<name>` forbids a role of a conflict set while the others are
+ *   held (in the task, or by the agent across tasks): annotated
+ *   `@conflict(...)`, so that its refusal is `role_conflict`;
+ * - `base:renew`, `base:open-task` and `base:approve` permit the other
+ *   actions, which the YAML decides before policy does (the agent's own
+ *   lease; orchestrators and their scopes; approvers): policies narrow them.
  *
  * Gates are `forbid` policies annotated `@approval(...)`: forbidden unless an
  * approver decides (policy/cedar/engine.ts). A role's own gate comes before
@@ -56,6 +63,22 @@ export function compileYaml(roles: RoleConfig[], policy: PolicyConfig | undefine
       origin: `policy.approvals.rules.${rule.name}`,
       text: `@approval(${lit(`rule:${rule.name}`)})\nforbid (principal, ${REQUEST}, resource)\nwhen { ${conditions.join(' && ')} };`,
     });
+  }
+  for (const conflict of policy?.conflicts ?? []) {
+    const held = conflict.scope === 'task' ? 'context.task_roles' : 'context.agent_roles';
+    const each = conflict.roles.map((r) => `(resource == ${role(r)} && ${held}.containsAll([${conflict.roles.filter((o) => o !== r).map(lit).join(', ')}]))`);
+    out.push({
+      id: `conflict:${conflict.name}`,
+      origin: `policy.conflicts.${conflict.name}`,
+      text: `@conflict(${lit(conflict.name)})\nforbid (principal, ${REQUEST}, resource)\nwhen { ${each.join(' || ')} };`,
+    });
+  }
+  for (const [id, name] of [
+    ['base:renew', 'Renew'],
+    ['base:open-task', 'OpenTask'],
+    ['base:approve', 'Approve'],
+  ] as const) {
+    out.push({ id, origin: 'tasklease', text: `permit (principal, ${action(name)}, resource);` });
   }
   return out;
 }

@@ -17,7 +17,24 @@ export interface PolicyStatus {
  * the log, the metric and readiness (degraded) until a reload succeeds
  * (test/policy/cedar-reload.test.ts).
  */
-export function createPolicyReloader(deps: { policy: Policy; files: string[]; log: Logger; onFailure?: () => void; baseDir?: string }) {
+export interface ReloadOutcome {
+  why: string;
+  /** The set in force before, and after (the same when the reload was refused). */
+  from: string;
+  to: string;
+  /** Why the new set was refused. */
+  problems?: string[];
+}
+
+export function createPolicyReloader(deps: {
+  policy: Policy;
+  files: string[];
+  log: Logger;
+  onFailure?: () => void;
+  /** Told of every reload, refused or not (the broker audits it). */
+  onReload?: (outcome: ReloadOutcome) => void;
+  baseDir?: string;
+}) {
   let reloadError: string | undefined;
   const reload = (why: string): boolean => {
     const before = deps.policy.cedar.hash;
@@ -26,12 +43,15 @@ export function createPolicyReloader(deps: { policy: Policy; files: string[]; lo
     } catch (err) {
       reloadError = err instanceof PolicyLoadError ? err.problems.join('; ') : (err as Error).message;
       deps.onFailure?.();
-      deps.log.error({ why, problems: err instanceof PolicyLoadError ? err.problems : [reloadError], set: before.slice(0, 16) }, 'the policies did not reload; the set in force stays');
+      const problems = err instanceof PolicyLoadError ? err.problems : [reloadError];
+      deps.log.error({ why, problems, set: before.slice(0, 16) }, 'the policies did not reload; the set in force stays');
+      deps.onReload?.({ why, from: before.slice(0, 16), to: before.slice(0, 16), problems });
       return false;
     }
     reloadError = undefined;
     const after = deps.policy.cedar.hash;
     deps.log.info({ why, set: after.slice(0, 16), changed: after !== before }, 'policies reloaded');
+    if (after !== before) deps.onReload?.({ why, from: before.slice(0, 16), to: after.slice(0, 16) });
     return true;
   };
   return {
