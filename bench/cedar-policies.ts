@@ -16,3 +16,9 @@ export function operatorPolicies(n: number): string {
   }
   return out.join('\n\n') + '\n';
 }
+
+/** A policy on what is held, as examples/policies/customer-data-no-egress.cedar: it never matches the bench's role, but every request must read what is held. */
+export const HELD_POLICY = `@id("no-egress-with-customer-data")
+forbid (principal, action == Tasklease::Action::"RequestCredential", resource)
+when { context.agent_role_labels.contains("data=customer") && resource.hasTag("egress") };
+`;

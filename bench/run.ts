@@ -15,7 +15,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshDatabase, startBroker, startProcess, writeConfig, type Proc } from './setup.js';
-import { operatorPolicies } from './cedar-policies.js';
+import { HELD_POLICY, operatorPolicies } from './cedar-policies.js';
 import { floodScenario } from './flood.js';
 import { leasesPageScenario } from './leases-page.js';
 import { openAgentTasks, revocationProbe } from './flows.js';
@@ -113,26 +113,39 @@ if (wants('1') || wants('3')) {
   });
 }
 
-const CEDAR_POLICIES = Number(env.BENCH_CEDAR_POLICIES ?? 200);
-if (wants('1') && CEDAR_POLICIES > 0) {
-  // Scenario 1 again, the broker deciding with the operator's policies besides the YAML's (bench/cedar-policies.ts).
-  const file = join(dir, 'operator.cedar');
-  writeFileSync(file, operatorPolicies(CEDAR_POLICIES));
+/** Scenario 1 again on a broker of its own, deciding with `policy` besides the bench's config. */
+async function policyScenario(id: string, label: string, policy: object) {
   await withBroker(
-    'broker-pg-cedar',
+    `broker-pg-${id}`,
     undefined,
     dbUrl,
     async (broker) => {
-      const reqs = credentialReqs(await openAgentTasks(broker.url, issuer, AGENTS, 'pg-cedar'), 'bench');
-      await load(broker.url, reqs, 'warm-issue-cedar', 201, 3);
-      const { result, cpu } = await measured(broker, reqs, 'issue-cedar', 201);
-      say(`1c the same, ${CEDAR_POLICIES} operator policies  ${fmtLoad(result)}`);
+      const reqs = credentialReqs(await openAgentTasks(broker.url, issuer, AGENTS, `pg-${id}`), 'bench');
+      await load(broker.url, reqs, `warm-issue-${id}`, 201, 3);
+      const { result, cpu } = await measured(broker, reqs, `issue-${id}`, 201);
+      say(`${label.padEnd(39)}${fmtLoad(result)}`);
       say(`  ${cpu}`);
       say(`  ratio to 1-INSERT ceiling ${pct(result.perSecond, insert.perSecond)}`);
     },
-    { cedar: { files: [file] } },
+    policy,
   );
 }
+
+const CEDAR_POLICIES = Number(env.BENCH_CEDAR_POLICIES ?? 200);
+if (wants('1') && CEDAR_POLICIES > 0) {
+  // The broker deciding with the operator's policies besides the YAML's (bench/cedar-policies.ts).
+  const file = join(dir, 'operator.cedar');
+  writeFileSync(file, operatorPolicies(CEDAR_POLICIES));
+  await policyScenario('cedar', `1c the same, ${CEDAR_POLICIES} operator policies`, { cedar: { files: [file] } });
+}
+// What is held, read for every request, which then takes the commit's locked way:
+// 1h, one operator policy on it (the toxic pair of examples/policies/); 1k, a YAML conflict on the bench's role.
+if (wants('1h')) {
+  const file = join(dir, 'held.cedar');
+  writeFileSync(file, HELD_POLICY);
+  await policyScenario('held', '1h the same, a policy on what is held', { cedar: { files: [file] } });
+}
+if (wants('1k')) await policyScenario('conflict', '1k the same, a YAML conflict', { conflicts: [{ name: 'bench-slow', roles: ['bench', 'slow'], scope: 'agent' }] });
 
 if (wants('1b')) {
   // Not in the default run's order of business: the same load on two replicas sharing the port (node:cluster).

@@ -5,7 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
 import type { NotifyHandlers } from '../db/notify.js';
 import { agents, agentSuspensions, registryState, type AgentSuspension } from '../db/schema.js';
-import { anchoredPattern, compileRule, compileRules, type IdentityMatcher } from '../identity/match.js';
+import { anchoredPattern, compileRule, compileRules, matchAll, type IdentityMatcher } from '../identity/match.js';
 import type { Identity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 
@@ -175,8 +175,9 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
 
   function resolveIn(snap: Snapshot, identity: Identity): Resolution {
     const generation = snap.generation;
-    const byRule = snap.rules.find((r) => r.matches(identity))?.suspension;
-    const found = [...snap.agents.values()].filter((c) => c.matches(identity));
+    // Loops, not find/filter over matchers: see matchAll (identity/match.ts).
+    const byRule = matchAll(snap.rules, identity)[0]?.suspension;
+    const found = matchAll(snap.agents.values(), identity);
     if (found.length > 1) return { generation, kind: 'refused', names: found.map((c) => c.agent.name).sort(), why: 'the identity matches several agents' };
     if (found[0]?.unreadable) return { generation, kind: 'refused', names: [found[0].agent.name], why: "the agent's stored definition cannot be read" };
     const only = found[0];
@@ -252,7 +253,9 @@ export function createAgentRegistry({ db, clock, log, configured, blindTtlMs = 1
     /** The agents this identity is an owner of, by the same owner principals isOwner matches (the console admits their owners). */
     async ownedBy(identity: Identity | undefined): Promise<string[]> {
       if (!identity) return [];
-      return [...(await snapshot()).agents.values()].filter((c) => c.owners(identity)).map((c) => c.agent.name);
+      const owned: string[] = [];
+      for (const c of (await snapshot()).agents.values()) if (c.owners(identity)) owned.push(c.agent.name);
+      return owned;
     },
     /** For Database.listen(REGISTRY_CHANNEL, ...). */
     handlers,

@@ -52,11 +52,15 @@ export function createAuthenticator(
 ): Authenticator {
   const compiled = compile(config);
   function principalOf(identity: Identity): Principal {
-    const orchestrators = compiled.orchestrator.filter((o) => o.match(identity));
+    // Loops, not filter/some over matchers: see matchAll (identity/match.ts).
+    const orchestrators: typeof compiled.orchestrator = [];
+    for (const o of compiled.orchestrator) if (o.match(identity)) orchestrators.push(o);
+    let admin = false;
+    for (const a of compiled.admin) admin ||= a.match(identity);
     return {
       actor: actorOf(identity),
       identity,
-      admin: compiled.admin.some((a) => a.match(identity)),
+      admin,
       orchestrator: orchestrators.length > 0,
       scopes: orchestrators.flatMap((o) => (o.scope ? [o.scope] : [])),
     };

@@ -150,8 +150,8 @@ export function createIssuer(deps: IssueDeps) {
   const conflictExtra = (decision: Decision): Record<string, unknown> =>
     !decision.allow && decision.conflict ? { conflict: decision.conflict.name, ...(decision.conflict.with ? { conflicts_with: decision.conflict.with } : {}) } : {};
 
-  /** What is held, read only when a policy on the role reads it (through `through`: the commit's transaction at commit). */
-  const heldFor = (through: Db, input: IssueInput, now: Date): Promise<Held> => heldRoles(through, { identity: input.identity, taskId: input.taskId, now });
+  /** What is held, read only when a policy on the role reads it. */
+  const heldFor = async (input: IssueInput, now: Date): Promise<Held> => (await heldRoles(db, [{ identity: input.identity, taskId: input.taskId }], now))[0]!;
 
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
   async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date; agent: Resolution; task: Task }> {
@@ -162,7 +162,7 @@ export function createIssuer(deps: IssueDeps) {
     try {
       agent = await deps.agents.resolve(input.identity);
       task = await taskCache.get(input.taskId);
-      const held = task && policy.heldMatters(input.roleName) ? await heldFor(db, input, now) : undefined;
+      const held = task && policy.heldMatters(input.roleName) ? await heldFor(input, now) : undefined;
       decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, ...(held ? { held } : {}) });
       if (decision.allow) refusal = await limits.check(db, { identity: input.identity, task: task!, role: decision.role, now });
     } catch (err) {
@@ -177,14 +177,13 @@ export function createIssuer(deps: IssueDeps) {
   }
 
   /**
-   * The commit's decision on what is held, under its locks (leases/writer.ts): the same decision as the
-   * first, on the roles held now, committed ones and those inserted ahead of it. A request that policy now
-   * refuses, or now gates on an approval it did not redeem, is refused.
+   * The commit's decision on what is held, under its locks (leases/writer.ts reads it): the same decision as
+   * the first, on the roles held then, committed ones and those accepted ahead of it. A request that policy
+   * now refuses, or now gates on an approval it did not redeem, is refused.
    */
-  function recheckHeld(input: IssueInput, task: Task, agent: Resolution, now: Date, redeemed: boolean): Who['recheckHeld'] {
+  function decideHeld(input: IssueInput, task: Task, agent: Resolution, now: Date, redeemed: boolean): Who['decideHeld'] {
     if (!policy.heldMatters(input.roleName)) return undefined;
-    return async (through) => {
-      const held = await heldFor(through, input, now);
+    return (held) => {
       const again = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, held });
       if (!again.allow) {
         return { code: again.code, reason: again.reason, extra: conflictExtra(again), ...(again.code === 'role_conflict' ? {} : { leaseReason: 'policy_refused' as const }) };
@@ -305,7 +304,7 @@ export function createIssuer(deps: IssueDeps) {
           constrained,
           generation: agent.generation,
           recheck: recheckAgent(input.identity, decision.role.name),
-          recheckHeld: recheckHeld(input, task, agent, now, redeemed !== undefined),
+          decideHeld: decideHeld(input, task, agent, now, redeemed !== undefined),
         },
       );
     } catch (err) {

@@ -8,7 +8,7 @@ import type { Writes, WriteTx } from '../db/transact.js';
 import type { Db } from '../db/types.js';
 import type { Identity } from '../identity/types.js';
 import type { DenyCode } from '../policy/decide.js';
-import { refusalExtra, type LimitRefusal, type Limits, type NeverReleased } from '../policy/limits.js';
+import { heldRoles, keepOldest, refusalExtra, type Held, type LimitRefusal, type Limits, type NeverReleased } from '../policy/limits.js';
 import { inserted, leaseInsert, stored, type LeaseRow } from './insert.js';
 import { generationOf, recordIssued, taskStates, type RecordResult } from './record.js';
 
@@ -55,7 +55,7 @@ const leaseReason = (refusal: CommitRefusal): NeverReleased => refusal.leaseReas
  * Who asked; `constrained` when a limit applies to the request (quotas, the task's lease limit) or a policy
  * reads what is held. `generation` is the agent registry's the decision was made on; when the commit finds
  * another, `recheck` decides again on the registry at that generation, read through the commit's
- * transaction. `recheckHeld`, present when a policy reads what is held, decides again on what is held
+ * transaction. `decideHeld`, present when a policy reads what is held, decides again on what is held
  * under the commit's locks.
  */
 export interface Who {
@@ -64,7 +64,7 @@ export interface Who {
   constrained: boolean;
   generation: number;
   recheck: (generation: number, through: Db) => Promise<{ refusal: CommitRefusal } | { agent: string | null; agentOwner: string | null }>;
-  recheckHeld?: (through: Db) => Promise<CommitRefusal | undefined>;
+  decideHeld?: (held: Held) => CommitRefusal | undefined;
 }
 
 interface LeaseItem {
@@ -175,6 +175,7 @@ export function createLeaseWriter({ writes, limits, onRevokeRequested, maxBatch 
     const refused = new Map<string, CommitRefusal>();
     const constrained: LeaseItem[] = [];
     const unconstrained: LeaseItem[] = [];
+    const accepted: LeaseItem[] = [];
     for (const p of items) {
       const task = taskOf.get(p.row.taskId);
       if (!task || task.status !== 'open') {
@@ -190,26 +191,45 @@ export function createLeaseWriter({ writes, limits, onRevokeRequested, maxBatch 
         p.row = { ...p.row, ...again };
         p.event = { ...p.event, details: { ...p.event.details, agent: again.agent, owner: again.agentOwner } };
       }
-      (p.who.recheckHeld || limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
+      (p.who.decideHeld || limits.constrained(p.who.role, task) ? constrained : unconstrained).push(p);
     }
     if (constrained.length > 0) {
       const keys = [...new Set(constrained.flatMap((p) => limits.lockKeys({ ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt })))].sort();
-      for (const key of keys) await tx.db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
-      // One by one, each checked against the leases committed before it and those inserted ahead of it here.
+      // The locks in their one order, sent together: one round trip.
+      await tx.run(keys.map((key) => sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`));
+      // What is held, for every request a policy on it applies to, in one statement; then kept up to date
+      // here as requests are accepted (nothing else can change it for these agents and tasks under the locks).
+      const asking = constrained.filter((p) => p.who.decideHeld);
+      const earliest = new Date(Math.min(...asking.map((p) => p.row.issuedAt!.getTime())));
+      const heldNow = asking.length > 0 ? await heldRoles(tx.db, asking.map((p) => ({ identity: p.who.identity, taskId: p.row.taskId })), earliest) : [];
+      const heldOf = new Map(asking.map((p, i) => [p, heldNow[i]!]));
+      // One by one, each checked against the leases committed before it and those accepted ahead of it here.
       for (const p of constrained) {
-        const limit = await limits.check(tx.db, { ...p.who, task: taskOf.get(p.row.taskId)!, now: p.row.issuedAt });
-        const refusal = limit ? { code: limit.code, reason: limit.reason, extra: refusalExtra(limit) } : await p.who.recheckHeld?.(tx.db);
+        const task = taskOf.get(p.row.taskId)!;
+        const limit = await limits.check(tx.db, { ...p.who, task, now: p.row.issuedAt });
+        const refusal = limit ? { code: limit.code, reason: limit.reason, extra: refusalExtra(limit) } : p.who.decideHeld?.(heldOf.get(p)!);
         if (refusal) {
           refused.set(p.row.id!, refusal);
-        } else {
+          continue;
+        }
+        for (const [q, held] of heldOf) {
+          if (q.row.taskId === p.row.taskId) keepOldest(held.task, p.row.role, p.row.id!);
+          if (q.row.issuer === p.row.issuer && q.row.subject === p.row.subject) keepOldest(held.agent, p.row.role, p.row.id!);
+        }
+        // A limit counts in SQL: a request it applies to is inserted now, for the next one's count. The others
+        // no limit counts (policy/limits.ts constrained) go with the batch's remaining leases.
+        if (limits.constrained(p.who.role, task)) {
           const [rows] = await tx.run([leaseInsert([p.row])]);
           inserted(rows!, 1);
           out.set(p.row.id!, { lease: stored(p.row) });
+        } else {
+          accepted.push(p);
         }
       }
     }
     const rows = [
       ...unconstrained.map((p) => p.row),
+      ...accepted.map((p) => p.row),
       ...items
         .filter((p) => refused.has(p.row.id!))
         .map((p) => ({ ...p.row, status: 'revoking' as const, reason: leaseReason(refused.get(p.row.id!)!), revokeRequestedAt: p.row.issuedAt, nextAttemptAt: p.row.issuedAt })),

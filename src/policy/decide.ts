@@ -2,7 +2,7 @@ import type { Resolution } from '../agents/registry.js';
 import type { PolicyConfig } from '../config/policy.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Task } from '../db/schema.js';
-import { compileRule, compileRules, type IdentityMatcher } from '../identity/match.js';
+import { compileRule, compileRules, matchAll, type IdentityMatcher } from '../identity/match.js';
 import type { Identity } from '../identity/types.js';
 import { allowRuleId, compileYaml, type PolicySource } from './cedar/compile.js';
 import { loadCedar, type CedarEngine, type Verdict } from './cedar/engine.js';
@@ -181,7 +181,7 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
       const askedTtl = Math.min(requestedTtl ?? entry.role.ttl, entry.role.max_ttl);
       // Fail closed: a policy that reads what is held is never asked with nothing held in its place.
       if (!held && heldMatters(roleName)) return { allow: false, code: 'policy_error', reason: 'the roles held were not read for a policy that needs them' };
-      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), allowRules: entry.allowRules, task, ttlSeconds: askedTtl, now, labelsOf, ...(held ? { held } : {}) };
+      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), matches: matchAll(entry.allowRules, identity).map((r) => r.id), task, ttlSeconds: askedTtl, now, labelsOf, ...(held ? { held } : {}) };
       const verdict = loaded.engine.decide(requestKey(asked), () => credentialRequest(asked));
       if (verdict.decision === 'deny' && !verdict.conflict) {
         if (verdict.error) return { allow: false, code: 'policy_error', reason: verdict.error, policies: verdict.policies };

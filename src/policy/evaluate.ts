@@ -32,7 +32,7 @@ export async function explain(
 ): Promise<Explanation> {
   const [task] = await deps.db.select().from(tasks).where(eq(tasks.id, input.taskId));
   const agent = await deps.agents.resolve(input.identity);
-  const held = task && deps.policy.heldMatters(input.roleName) ? await heldRoles(deps.db, { identity: input.identity, taskId: task.id, now: input.now }) : undefined;
+  const held = task && deps.policy.heldMatters(input.roleName) ? (await heldRoles(deps.db, [{ identity: input.identity, taskId: task.id }], input.now))[0] : undefined;
   const decision = deps.policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now: input.now, agent, ...(held ? { held } : {}) });
   const who = {
     ...(agent.kind === 'agent' ? { agent: agent.agent.name } : {}),

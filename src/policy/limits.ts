@@ -49,21 +49,47 @@ function heldAt(now: Date) {
   );
 }
 
-/** The roles held in the task and by the agent (its issuer and subject), in one query. */
-export async function heldRoles(db: Db, { identity, taskId, now }: { identity: Identity; taskId: string; now: Date }): Promise<Held> {
-  const byAgent = and(eq(leases.issuer, identity.issuer), eq(leases.subject, identity.subject))!;
-  const inTask = eq(leases.taskId, taskId);
+/** Whose held roles to read: an agent (its issuer and subject) and the task it asks in. */
+export interface HeldAsk {
+  identity: Pick<Identity, 'issuer' | 'subject'>;
+  taskId: string;
+}
+
+/**
+ * The roles held in each ask's task and by its agent across its tasks, for every ask in one statement
+ * (whose text never varies: the asks travel as one JSON parameter), as held at `now`.
+ */
+export async function heldRoles(db: Db, asks: HeldAsk[], now: Date): Promise<Held[]> {
+  const agents = JSON.stringify(asks.map((a) => [a.identity.issuer, a.identity.subject]));
+  const taskIds = JSON.stringify(asks.map((a) => a.taskId));
   const rows = await db
-    .select({ role: leases.role, inTask: sql<string | null>`min(${leases.id}::text) filter (where ${inTask})`, mine: sql<string | null>`min(${leases.id}::text) filter (where ${byAgent})` })
+    .select({ role: leases.role, taskId: leases.taskId, issuer: leases.issuer, subject: leases.subject, id: sql<string>`min(${leases.id}::text)` })
     .from(leases)
-    .where(and(heldAt(now), or(inTask, byAgent)))
-    .groupBy(leases.role);
-  const held: Held = { task: new Map(), agent: new Map() };
-  for (const r of rows) {
-    if (r.inTask !== null) held.task.set(r.role, String(r.inTask));
-    if (r.mine !== null) held.agent.set(r.role, String(r.mine));
-  }
-  return held;
+    .where(
+      and(
+        heldAt(now),
+        // `= any(array(...))`: each side an index scan (leases_task_idx, leases_subject_idx); the issuer is matched below.
+        or(
+          sql`${leases.taskId} = any(array(select jsonb_array_elements_text(${taskIds}::jsonb)))`,
+          sql`${leases.subject} = any(array(select a->>1 from jsonb_array_elements(${agents}::jsonb) a))`,
+        ),
+      ),
+    )
+    .groupBy(leases.role, leases.taskId, leases.issuer, leases.subject);
+  return asks.map((ask) => {
+    const held: Held = { task: new Map(), agent: new Map() };
+    for (const r of rows) {
+      if (r.taskId === ask.taskId) keepOldest(held.task, r.role, String(r.id));
+      if (r.issuer === ask.identity.issuer && r.subject === ask.identity.subject) keepOldest(held.agent, r.role, String(r.id));
+    }
+    return held;
+  });
+}
+
+/** Records `role` as held by lease `id`, unless an older lease already holds it. */
+export function keepOldest(held: Map<string, string>, role: string, id: string): void {
+  const before = held.get(role);
+  if (before === undefined || id < before) held.set(role, id);
 }
 
 export interface LimitRequest {

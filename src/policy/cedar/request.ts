@@ -1,7 +1,6 @@
 import type { Resolution } from '../../agents/registry.js';
 import type { RoleConfig } from '../../config/schema.js';
 import type { Task } from '../../db/schema.js';
-import type { IdentityMatcher } from '../../identity/match.js';
 import type { Identity } from '../../identity/types.js';
 import type { Held } from '../limits.js';
 import type { CedarRequest } from './engine.js';
@@ -61,10 +60,7 @@ export function requestKey(input: CedarRequestInput): string {
     identity.subject,
     claimTags(identity.claims as Record<string, unknown>).key,
     // Matched on every claim, per-token ones too.
-    input.allowRules
-      .filter((r) => r.matches(identity))
-      .map((r) => r.id)
-      .join(' '),
+    input.matches.join(' '),
     registered ? cachedKey(registered, () => JSON.stringify([registered.name, registered.owner.name, registered.labels])) : '',
     role.name,
     input.backendType,
@@ -81,8 +77,8 @@ export interface CedarRequestInput {
   role: RoleConfig;
   /** The role's backend's type (jwt, aws_sts, vault). */
   backendType: string;
-  /** The role's allow rules, each with its id (policy/cedar/compile.ts), matched here: Cedar has no regular expressions. */
-  allowRules: { id: string; matches: IdentityMatcher }[];
+  /** The ids of the role's allow rules the identity meets (policy/cedar/compile.ts), matched by the broker: Cedar has no regular expressions. */
+  matches: string[];
   task: Task;
   ttlSeconds: number;
   /** The roles held now; absent, none (a caller that must know them passes them: policy/decide.ts). */
@@ -145,7 +141,7 @@ const asked = (action: string, principal: Entity, resource: Entity, context: Rec
  */
 export function credentialRequest(input: CedarRequestInput): CedarRequest {
   const { identity, agent, role, task } = input;
-  const principal = agentEntity(identity, agent, input.allowRules.filter((r) => r.matches(identity)).map((r) => r.id));
+  const principal = agentEntity(identity, agent, input.matches);
   const resource = roleEntity(role, input.backendType);
   const taskOf = taskEntity(task);
   const context = {
