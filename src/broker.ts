@@ -19,6 +19,9 @@ import { signDevToken } from './config/dev.js';
 import { createAuthenticator } from './identity/principals.js';
 import { createTokenVerifier } from './identity/verifier.js';
 import { createIntrospector } from './leases/introspect.js';
+import { createTokenExchange } from './oauth/exchange.js';
+import { authorizationServerMetadata } from './oauth/metadata.js';
+import { createRevocation } from './oauth/revoke.js';
 import { createIssuer } from './leases/issue.js';
 import { createRenewer } from './leases/renew.js';
 import { createLeaseService } from './leases/service.js';
@@ -260,8 +263,17 @@ export async function createBroker(deps: BrokerDeps) {
       : {}),
   });
 
+  // The OAuth surface (docs/oauth.md): the same issuance and leases as the REST routes.
+  const backendType = (name: string) => config.backends[name]?.type;
+  const oauth = {
+    metadata: () => authorizationServerMetadata(config.public_url, policy.roleNames().map((n) => policy.role(n)!).filter((r) => backendType(r.backend) === 'jwt')),
+    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks }),
+    revoke: createRevocation({ clock, keys, issuer: config.public_url, authenticator, leases }),
+  };
+
   const app = createApp({
     db,
+    oauth,
     approvals,
     policy,
     limits,

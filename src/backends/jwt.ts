@@ -24,14 +24,14 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
   return {
     name: options.name,
     type: 'jwt',
-    async mint({ leaseId, taskId, role, identity, ttlSeconds, now }) {
+    async mint({ leaseId, taskId, role, identity, ttlSeconds, scope, now }) {
       const { kid, key } = await options.keys.signingKey();
       const iat = Math.floor(now.getTime() / 1000);
       const exp = iat + ttlSeconds;
       const token = signEs256(key, kid, {
         task: taskId,
         role: role.name,
-        ...(role.jwt?.scope ? { scope: role.jwt.scope } : {}),
+        ...((scope ?? role.jwt?.scope) ? { scope: scope ?? role.jwt?.scope } : {}),
         iss: options.issuer,
         sub: identity.subject,
         aud: role.jwt?.audience ?? role.name,

@@ -14,6 +14,8 @@ export interface MintRequest {
    * set to it, so the backend enforces it even if the broker is gone.
    */
   maxTtlSeconds: number;
+  /** A narrower scope than the role's (jwt: space-separated, a subset of `jwt.scope`, checked by the caller). */
+  scope?: string;
   now: Date;
 }
 

@@ -32,6 +32,9 @@ import { CONTAINER_CREDENTIALS_PATH, registerAwsRoutes } from './routes/aws.js';
 import { registerPolicyRoutes } from './routes/policy.js';
 import { registerSystemRoutes, type Readiness } from './routes/system.js';
 import { registerTaskRoutes } from './routes/tasks.js';
+import { registerOAuthRoutes } from './routes/oauth.js';
+import type { TokenExchange } from '../oauth/exchange.js';
+import type { Revocation } from '../oauth/revoke.js';
 
 export interface AppDeps {
   db: Db;
@@ -57,6 +60,8 @@ export interface AppDeps {
   /** SHA-256 of the scrape token: /metrics is served on this app only behind it. */
   metricsTokenSha256?: string;
   version: string;
+  /** The OAuth endpoints (src/oauth/): metadata, token exchange, revocation. */
+  oauth: { metadata: () => unknown; exchange: TokenExchange; revoke: Revocation };
   /** The console's pages (src/console/app.tsx), served at /console: cookie sessions, not Bearer tokens. */
   console?: Hono<any>;
 }
@@ -114,6 +119,8 @@ export function createApp(deps: AppDeps) {
     timeout(REQUEST_TIMEOUT_MS, () => new HTTPException(503, { message: 'the request took too long; a dependency is slow or unavailable' })),
   );
   app.use(limitBody(MAX_BODY_BYTES));
+  // Outside /v1: OAuth clients authenticate as OAuth says (a subject token, a Bearer at revocation).
+  registerOAuthRoutes(app, { ...deps.oauth, log: deps.log });
   app.use('/v1/*', authenticate(deps.authenticator, new Set([CONTAINER_CREDENTIALS_PATH])));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

@@ -49,6 +49,8 @@ export interface IssueInput {
   ttlSeconds?: number;
   /** An approved request to redeem, for a gated role. */
   approvalId?: string;
+  /** A narrower scope than the role's jwt scope (token exchange's `scope`): a subset, checked by the caller. */
+  scope?: string;
   /** The caller cannot take a 202 (an AWS SDK): a gated role is refused instead of queued for approval. */
   noApprovalRequests?: boolean;
   requestId?: string | null;
@@ -243,7 +245,7 @@ export function createIssuer(deps: IssueDeps) {
     const backend = backends.get(decision.role.backend)!;
     let minted: MintResult;
     try {
-      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds, maxTtlSeconds, now });
+      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds, maxTtlSeconds, now, ...(input.scope !== undefined ? { scope: input.scope } : {}) });
     } catch (err) {
       // A backend that keeps state in the database (AWS revocation) failed on the database: that is a 503, not the backend's.
       if (isDatabaseUnavailable(err)) throw err;
@@ -289,6 +291,7 @@ export function createIssuer(deps: IssueDeps) {
             role: decision.role.name,
             backend: backend.name,
             ttl_seconds: ttlSeconds,
+            ...(input.scope !== undefined ? { scope: input.scope } : {}),
             credential_ref: minted.ref,
             ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${(minted.honouredUntil ?? minted.expiresAt).toISOString()}` } : {}),
             token_sha256: input.identity.tokenSha256,

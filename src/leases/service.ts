@@ -88,6 +88,15 @@ export function createLeaseService({ db, clock, onRevokeRequested }: LeaseServic
       return revokeOne(and(eq(leases.id, id), ownedBy(identity)), 'released', by);
     },
 
+    /**
+     * RFC 7009 revocation by the credential's holder (oauth/revoke.ts): the agent's own lease ends with
+     * `holder_revoked`; a lease that is not the caller's is left alone, and nothing says whether it exists.
+     */
+    async holderRevoke(identity: Identity, id: string, by: Actor): Promise<void> {
+      const own = and(eq(leases.id, id), ownedBy(identity));
+      if (await findOne(own)) await revokeOne(own, 'holder_revoked', by);
+    },
+
     get: (id: string) => findOne(eq(leases.id, id)),
 
     adminRevoke(id: string, by: Actor, note: string): Promise<Lease> {

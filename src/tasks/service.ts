@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
 import { appendAudit, requestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
@@ -199,6 +199,16 @@ export function createTaskService({ db, clock, knownRoles, issuers, maxTaskTtlSe
       if (!opened) return { task: await openedBefore(caller, row), created: false };
       onTaskOpened?.(opened);
       return { task: opened, created: true };
+    },
+
+    /** The ids of the open tasks bound to this agent (at most `limit`): a token exchange without `task` names the one. */
+    async openFor(identity: Pick<Identity, 'issuer' | 'subject'>, limit = 2): Promise<string[]> {
+      const rows = await db
+        .select({ id: tasks.id })
+        .from(tasks)
+        .where(and(eq(tasks.agentSubject, identity.subject), or(isNull(tasks.agentIssuer), eq(tasks.agentIssuer, identity.issuer)), eq(tasks.status, 'open'), gt(tasks.deadline, clock.now())))
+        .limit(limit);
+      return rows.map((r) => r.id);
     },
 
     /** The caller's own tasks with this external id (at most one). */

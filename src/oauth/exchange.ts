@@ -1,0 +1,125 @@
+import type { RoleConfig } from '../config/schema.js';
+import type { Identity } from '../identity/types.js';
+import type { Authenticator } from '../identity/principals.js';
+import type { Issuer } from '../leases/issue.js';
+import type { Policy } from '../policy/decide.js';
+import type { TaskService } from '../tasks/service.js';
+import { OAuthError } from './errors.js';
+
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+/** Parameters that may be sent once at most (RFC 6749 section 3.2); RFC 8693 lets `audience` and `resource` repeat. */
+const SINGLE = ['grant_type', 'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'scope', 'requested_token_type', 'task', 'approval'];
+
+export interface ExchangeDeps {
+  authenticator: Pick<Authenticator, 'authenticate'>;
+  policy: Pick<Policy, 'role' | 'roleNames'>;
+  /** A backend's type by its name: only roles on a jwt backend are exchanged. */
+  backendType: (name: string) => string | undefined;
+  issue: Issuer;
+  tasks: Pick<TaskService, 'openFor'>;
+}
+
+export interface ExchangeResponse {
+  access_token: string;
+  issued_token_type: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope?: string;
+}
+
+/**
+ * RFC 8693 token exchange at `POST /oauth2/token`: the agent's workload token
+ * (`subject_token`) for a credential of a jwt role, named by `audience` (the
+ * role) or `resource` (its audience URI, RFC 8707). It is one more way into
+ * the same issuance (leases/issue.ts): the same policy, approvals, quotas,
+ * lease row and audit, recorded before released
+ * (test/oauth/token-exchange.test.ts).
+ */
+export function createTokenExchange(deps: ExchangeDeps) {
+  const jwtRoles = () => deps.policy.roleNames().flatMap((n) => {
+    const role = deps.policy.role(n)!;
+    return deps.backendType(role.backend) === 'jwt' ? [role] : [];
+  });
+
+  /** The one role the request targets. */
+  function target(form: URLSearchParams): RoleConfig {
+    const audiences = form.getAll('audience');
+    const resources = form.getAll('resource');
+    if (audiences.length + resources.length === 0) throw new OAuthError('invalid_request', 'name the role: audience (its name) or resource (its audience URI)');
+    const roles = jwtRoles();
+    const found = new Set<RoleConfig>();
+    for (const a of audiences) {
+      const role = roles.find((r) => r.name === a);
+      if (!role) throw new OAuthError('invalid_target', 'no role of the jwt backend has this name');
+      found.add(role);
+    }
+    for (const uri of resources) {
+      const role = roles.find((r) => (r.jwt?.audience ?? r.name) === uri);
+      if (!role) throw new OAuthError('invalid_target', 'no role of the jwt backend has this audience');
+      found.add(role);
+    }
+    if (found.size > 1) throw new OAuthError('invalid_target', 'one token is issued for one role: audience and resource name different ones');
+    return [...found][0]!;
+  }
+
+  /** The requested scope, a subset of the role's; undefined keeps the role's. */
+  function narrowed(form: URLSearchParams, role: RoleConfig): string | undefined {
+    const asked = form.get('scope');
+    if (asked === null) return undefined;
+    const allowed = new Set((role.jwt?.scope ?? '').split(' ').filter(Boolean));
+    const wanted = [...new Set(asked.split(' ').filter(Boolean))];
+    if (wanted.length === 0 || wanted.some((s) => !allowed.has(s))) throw new OAuthError('invalid_scope', "the scope must be a subset of the role's");
+    return wanted.join(' ');
+  }
+
+  async function taskFor(form: URLSearchParams, identity: Identity): Promise<string> {
+    const named = form.get('task');
+    if (named !== null) return named;
+    const open = await deps.tasks.openFor(identity);
+    if (open.length === 1) return open[0]!;
+    throw new OAuthError('invalid_request', open.length === 0 ? 'no open task is bound to this agent' : 'several open tasks are bound to this agent: name one with task');
+  }
+
+  return async function exchange(form: URLSearchParams, request: { requestId?: string | null; clientRequestId?: string | null }): Promise<ExchangeResponse> {
+    for (const name of SINGLE) if (form.getAll(name).length > 1) throw new OAuthError('invalid_request', `${name} may be sent once`);
+    const grant = form.get('grant_type');
+    if (grant === null) throw new OAuthError('invalid_request', 'grant_type is required');
+    if (grant !== TOKEN_EXCHANGE) throw new OAuthError('unsupported_grant_type', `only ${TOKEN_EXCHANGE} is supported`);
+    const subjectToken = form.get('subject_token');
+    if (!subjectToken) throw new OAuthError('invalid_request', 'subject_token is required');
+    if (form.get('subject_token_type') !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `subject_token_type must be ${JWT_TOKEN_TYPE}`);
+    if (form.has('actor_token')) throw new OAuthError('invalid_request', 'delegation (actor_token) is not supported yet');
+    const requested = form.get('requested_token_type');
+    if (requested !== null && requested !== ACCESS_TOKEN_TYPE && requested !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `requested_token_type must be ${ACCESS_TOKEN_TYPE}`);
+    const role = target(form);
+    const scope = narrowed(form, role);
+    const identity = (await deps.authenticator.authenticate(subjectToken)).identity;
+    if (!identity) throw new OAuthError('invalid_request', 'subject_token must be a workload identity token');
+    const taskId = await taskFor(form, identity);
+    const approval = form.get('approval');
+    const result = await deps.issue({
+      identity,
+      taskId,
+      roleName: role.name,
+      noApprovalRequests: true,
+      ...(approval !== null ? { approvalId: approval } : {}),
+      ...(scope !== undefined ? { scope } : {}),
+      requestId: request.requestId ?? null,
+      clientRequestId: request.clientRequestId ?? null,
+    });
+    // noApprovalRequests: a gated role without a redeemed approval is refused, never queued.
+    if (result.kind !== 'issued') throw new OAuthError('invalid_target', 'this role needs approval');
+    const effective = scope ?? role.jwt?.scope;
+    return {
+      access_token: String(result.credentials.token),
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: Math.max(0, Math.floor((result.lease.expiresAt.getTime() - result.lease.issuedAt.getTime()) / 1000)),
+      ...(effective ? { scope: effective } : {}),
+    };
+  };
+}
+export type TokenExchange = ReturnType<typeof createTokenExchange>;
