@@ -22,6 +22,7 @@ import { createIntrospector } from './leases/introspect.js';
 import { createTokenExchange } from './oauth/exchange.js';
 import { authorizationServerMetadata } from './oauth/metadata.js';
 import { createRevocation } from './oauth/revoke.js';
+import { createDpopVerifier } from './oauth/dpop.js';
 import { createIssuer } from './leases/issue.js';
 import { createRenewer } from './leases/renew.js';
 import { createLeaseService } from './leases/service.js';
@@ -134,6 +135,8 @@ export async function createBroker(deps: BrokerDeps) {
   const approvals = createApprovalService({ db, clock, policy, ttlSeconds: config.policy.approvals.ttl, outbox });
   // Repeated refusals' counts, written through the writer below when their window ends (the sweeper's housekeeping) or on drain.
   const refusals = createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
+  // DPoP proofs seen, shared by the replicas (oauth/dpop.ts); housekeeping drops those past their window.
+  const dpop = createDpopVerifier({ db, clock });
   const sweeper = createSweeper({
     db,
     metrics,
@@ -145,6 +148,7 @@ export async function createBroker(deps: BrokerDeps) {
     housekeeping: async () => {
       await approvals.expire();
       await refusals.flushDue();
+      await dpop.prune();
       await agentService.revokeLeftovers();
       await consoleSessions.prune();
       await consoleOidc?.prune();
@@ -265,15 +269,17 @@ export async function createBroker(deps: BrokerDeps) {
 
   // The OAuth surface (docs/oauth.md): the same issuance and leases as the REST routes.
   const backendType = (name: string) => config.backends[name]?.type;
+  const base = config.public_url.replace(/\/$/, '');
   const oauth = {
     metadata: () => authorizationServerMetadata(config.public_url, policy.roleNames().map((n) => policy.role(n)!).filter((r) => backendType(r.backend) === 'jwt')),
-    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks }),
+    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks, dpop, tokenEndpoint: `${base}/oauth2/token` }),
     revoke: createRevocation({ clock, keys, issuer: config.public_url, authenticator, leases }),
   };
 
   const app = createApp({
     db,
     oauth,
+    dpop: { verifier: dpop, publicUrl: base },
     approvals,
     policy,
     limits,

@@ -7,6 +7,8 @@ export const ERROR_STATUS = {
   bad_request: 400,
   validation_failed: 400,
   unknown_role: 400,
+  dpop_required: 400,
+  dpop_invalid: 400,
   task_id_not_accepted: 400,
   token_missing: 401,
   token_malformed: 401,

@@ -24,7 +24,7 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
   return {
     name: options.name,
     type: 'jwt',
-    async mint({ leaseId, taskId, role, identity, ttlSeconds, scope, now }) {
+    async mint({ leaseId, taskId, role, identity, ttlSeconds, scope, cnfJkt, now }) {
       const { kid, key } = await options.keys.signingKey();
       const iat = Math.floor(now.getTime() / 1000);
       const exp = iat + ttlSeconds;
@@ -36,12 +36,13 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
         sub: identity.subject,
         aud: role.jwt?.audience ?? role.name,
         jti: leaseId,
+        ...(cnfJkt ? { cnf: { jkt: cnfJkt } } : {}),
         iat,
         nbf: iat,
         exp,
       });
       return {
-        credentials: { type: 'jwt', token, token_type: 'Bearer' },
+        credentials: { type: 'jwt', token, token_type: cnfJkt ? 'DPoP' : 'Bearer' },
         ref: leaseId,
         expiresAt: new Date(exp * 1000),
         revocable: role.jwt?.relying_parties_introspect === true,

@@ -16,6 +16,8 @@ export interface MintRequest {
   maxTtlSeconds: number;
   /** A narrower scope than the role's (jwt: space-separated, a subset of `jwt.scope`, checked by the caller). */
   scope?: string;
+  /** jwt: the DPoP key's thumbprint (RFC 9449) the token is bound to, as `cnf.jkt`. */
+  cnfJkt?: string;
   now: Date;
 }
 

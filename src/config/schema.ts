@@ -69,6 +69,8 @@ export const RoleSchema = z
          * its `exp`, and its lease counts toward quotas and conflicts until then.
          */
         relying_parties_introspect: z.boolean().default(false),
+        /** Only a request with a valid DPoP proof (RFC 9449) gets this role's token, bound to the proof's key (`cnf.jkt`). */
+        require_dpop: z.boolean().default(false),
       })
       .optional(),
     aws: AwsRoleSchema.optional(),

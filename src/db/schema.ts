@@ -337,7 +337,21 @@ export const consoleLogins = pgTable(
   (t) => [index('console_logins_expires_idx').on(t.expiresAt)],
 );
 
-export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox, consoleSessions, consoleLogins };
+/**
+ * DPoP proofs seen (RFC 9449 section 11.1), shared by every replica: the id is the SHA-256 of the key's
+ * thumbprint and the proof's `jti`. A proof whose id is already here is a replay. Rows are kept until the
+ * proof could no longer be accepted (its `iat` past the window), then deleted by housekeeping.
+ */
+export const dpopProofs = pgTable(
+  'dpop_proofs',
+  {
+    id: text('id').primaryKey(),
+    expiresAt: ts('expires_at').notNull(),
+  },
+  (t) => [index('dpop_proofs_expires_idx').on(t.expiresAt)],
+);
+
+export const schema = { tasks, leases, approvals, auditEvents, auditHead, awsRevocations, awsRevocationCutoffs, awsTaggedSince, agents, agentSuspensions, registryState, outbox, consoleSessions, consoleLogins, dpopProofs };
 export type Task = typeof tasks.$inferSelect;
 export type Lease = typeof leases.$inferSelect;
 export type AuditEvent = typeof auditEvents.$inferSelect;

@@ -35,6 +35,7 @@ import { registerTaskRoutes } from './routes/tasks.js';
 import { registerOAuthRoutes } from './routes/oauth.js';
 import type { TokenExchange } from '../oauth/exchange.js';
 import type { Revocation } from '../oauth/revoke.js';
+import type { DpopVerifier } from '../oauth/dpop.js';
 
 export interface AppDeps {
   db: Db;
@@ -62,6 +63,8 @@ export interface AppDeps {
   version: string;
   /** The OAuth endpoints (src/oauth/): metadata, token exchange, revocation. */
   oauth: { metadata: () => unknown; exchange: TokenExchange; revoke: Revocation };
+  /** DPoP proofs on POST /v1/credentials: checked against `publicUrl` + the path (oauth/dpop.ts). */
+  dpop: { verifier: Pick<DpopVerifier, 'verify'>; publicUrl: string };
   /** The console's pages (src/console/app.tsx), served at /console: cookie sessions, not Bearer tokens. */
   console?: Hono<any>;
 }

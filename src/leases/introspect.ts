@@ -42,6 +42,7 @@ export function createIntrospector({ db, clock, keys, issuer }: IntrospectDeps) 
       nbf: payload.nbf,
       jti: payload.jti,
       ...(typeof payload.scope === 'string' ? { scope: payload.scope } : {}),
+      ...(payload.cnf && typeof payload.cnf === 'object' ? { cnf: payload.cnf } : {}),
       task: payload.task,
       role: payload.role,
     };

@@ -51,6 +51,8 @@ export interface IssueInput {
   approvalId?: string;
   /** A narrower scope than the role's jwt scope (token exchange's `scope`): a subset, checked by the caller. */
   scope?: string;
+  /** The thumbprint of the key a verified DPoP proof was signed with (oauth/dpop.ts): a jwt credential is bound to it. */
+  dpopJkt?: string;
   /** The caller cannot take a 202 (an AWS SDK): a gated role is refused instead of queued for approval. */
   noApprovalRequests?: boolean;
   requestId?: string | null;
@@ -210,6 +212,7 @@ export function createIssuer(deps: IssueDeps) {
     const limited = deps.rateLimiter?.take(actorOf(input.identity));
     if (limited && !limited.ok) return deny(input, 'rate_limited', 'rate limit', now, { retry_after: limited.retryAfterSeconds });
     const { decision, constrained, deadline, agent, task } = await evaluate(input, now);
+    if (decision.role.jwt?.require_dpop && !input.dpopJkt) return deny(input, 'dpop_required', `role ${decision.role.name} requires a DPoP proof`, now, {}, agent);
     let ttlSeconds = decision.ttlSeconds;
     let redeemed: string | undefined;
     let approvedTtl: number | null = null;
@@ -245,7 +248,18 @@ export function createIssuer(deps: IssueDeps) {
     const backend = backends.get(decision.role.backend)!;
     let minted: MintResult;
     try {
-      minted = await backend.mint({ leaseId, taskId: input.taskId, role: decision.role, identity: input.identity, ttlSeconds, maxTtlSeconds, now, ...(input.scope !== undefined ? { scope: input.scope } : {}) });
+      minted = await backend.mint({
+        leaseId,
+        taskId: input.taskId,
+        role: decision.role,
+        identity: input.identity,
+        ttlSeconds,
+        maxTtlSeconds,
+        now,
+        ...(input.scope !== undefined ? { scope: input.scope } : {}),
+        // Only a jwt can carry the binding: other backends' credentials are not bound, and say so by their token type.
+        ...(input.dpopJkt && backend.type === 'jwt' ? { cnfJkt: input.dpopJkt } : {}),
+      });
     } catch (err) {
       // A backend that keeps state in the database (AWS revocation) failed on the database: that is a 503, not the backend's.
       if (isDatabaseUnavailable(err)) throw err;
@@ -292,6 +306,7 @@ export function createIssuer(deps: IssueDeps) {
             backend: backend.name,
             ttl_seconds: ttlSeconds,
             ...(input.scope !== undefined ? { scope: input.scope } : {}),
+            ...(input.dpopJkt && backend.type === 'jwt' ? { dpop_jkt: input.dpopJkt } : {}),
             credential_ref: minted.ref,
             ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${(minted.honouredUntil ?? minted.expiresAt).toISOString()}` } : {}),
             token_sha256: input.identity.tokenSha256,

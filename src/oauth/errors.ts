@@ -12,6 +12,7 @@ export type OAuthErrorCode =
   | 'unsupported_token_type'
   | 'invalid_scope'
   | 'invalid_target'
+  | 'invalid_dpop_proof'
   | 'temporarily_unavailable'
   | 'server_error';
 
@@ -50,6 +51,8 @@ const BY_CODE: Partial<Record<ErrorCode, OAuthErrorCode>> = {
   agent_suspended: 'unauthorized_client',
   agent_not_registered: 'unauthorized_client',
   not_agent: 'invalid_request',
+  dpop_required: 'invalid_dpop_proof',
+  dpop_invalid: 'invalid_dpop_proof',
   backend_error: 'server_error',
   backend_unavailable: 'temporarily_unavailable',
   issuer_unavailable: 'temporarily_unavailable',

@@ -4,6 +4,7 @@ import type { Authenticator } from '../identity/principals.js';
 import type { Issuer } from '../leases/issue.js';
 import type { Policy } from '../policy/decide.js';
 import type { TaskService } from '../tasks/service.js';
+import { DpopError, type DpopVerifier } from './dpop.js';
 import { OAuthError } from './errors.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -20,12 +21,15 @@ export interface ExchangeDeps {
   backendType: (name: string) => string | undefined;
   issue: Issuer;
   tasks: Pick<TaskService, 'openFor'>;
+  dpop: Pick<DpopVerifier, 'verify'>;
+  /** The token endpoint's URL as clients reach it: a DPoP proof's `htu`. */
+  tokenEndpoint: string;
 }
 
 export interface ExchangeResponse {
   access_token: string;
   issued_token_type: string;
-  token_type: 'Bearer';
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   scope?: string;
 }
@@ -83,7 +87,7 @@ export function createTokenExchange(deps: ExchangeDeps) {
     throw new OAuthError('invalid_request', open.length === 0 ? 'no open task is bound to this agent' : 'several open tasks are bound to this agent: name one with task');
   }
 
-  return async function exchange(form: URLSearchParams, request: { requestId?: string | null; clientRequestId?: string | null }): Promise<ExchangeResponse> {
+  return async function exchange(form: URLSearchParams, request: { requestId?: string | null; clientRequestId?: string | null }, proof?: string): Promise<ExchangeResponse> {
     for (const name of SINGLE) if (form.getAll(name).length > 1) throw new OAuthError('invalid_request', `${name} may be sent once`);
     const grant = form.get('grant_type');
     if (grant === null) throw new OAuthError('invalid_request', 'grant_type is required');
@@ -99,6 +103,15 @@ export function createTokenExchange(deps: ExchangeDeps) {
     const identity = (await deps.authenticator.authenticate(subjectToken)).identity;
     if (!identity) throw new OAuthError('invalid_request', 'subject_token must be a workload identity token');
     const taskId = await taskFor(form, identity);
+    let dpopJkt: string | undefined;
+    if (proof !== undefined) {
+      try {
+        dpopJkt = await deps.dpop.verify(proof, { method: 'POST', url: deps.tokenEndpoint });
+      } catch (err) {
+        if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
+        throw err;
+      }
+    }
     const approval = form.get('approval');
     const result = await deps.issue({
       identity,
@@ -107,6 +120,7 @@ export function createTokenExchange(deps: ExchangeDeps) {
       noApprovalRequests: true,
       ...(approval !== null ? { approvalId: approval } : {}),
       ...(scope !== undefined ? { scope } : {}),
+      ...(dpopJkt !== undefined ? { dpopJkt } : {}),
       requestId: request.requestId ?? null,
       clientRequestId: request.clientRequestId ?? null,
     });
@@ -116,7 +130,7 @@ export function createTokenExchange(deps: ExchangeDeps) {
     return {
       access_token: String(result.credentials.token),
       issued_token_type: ACCESS_TOKEN_TYPE,
-      token_type: 'Bearer',
+      token_type: dpopJkt !== undefined ? 'DPoP' : 'Bearer',
       expires_in: Math.max(0, Math.floor((result.lease.expiresAt.getTime() - result.lease.issuedAt.getTime()) / 1000)),
       ...(effective ? { scope: effective } : {}),
     };

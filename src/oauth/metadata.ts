@@ -1,4 +1,5 @@
 import type { RoleConfig } from '../config/schema.js';
+import { DPOP_ALGORITHMS } from './dpop.js';
 import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE } from './exchange.js';
 
 /**
@@ -23,6 +24,7 @@ export function authorizationServerMetadata(publicUrl: string, jwtRoles: RoleCon
     response_types_supported: [] as string[],
     grant_types_supported: [TOKEN_EXCHANGE],
     token_endpoint_auth_methods_supported: ['none'],
+    dpop_signing_alg_values_supported: DPOP_ALGORITHMS,
     ...(scopes.length > 0 ? { scopes_supported: scopes } : {}),
     // RFC 8693 defines no metadata for these: extension members, as RFC 8414 section 2 allows.
     subject_token_types_supported: [JWT_TOKEN_TYPE],

@@ -48,7 +48,7 @@ describe('jwt backend', () => {
     const { backend, clock } = await setup();
     const mint = (r: typeof role) => backend.mint({ leaseId: '0190c3a0-0000-7000-8000-000000000009', taskId: 't-1', role: r, identity, ttlSeconds: 30, maxTtlSeconds: 30, now: clock.now() });
     expect((await mint(role)).revocable).toBe(false);
-    expect((await mint({ ...role, jwt: { ...role.jwt, relying_parties_introspect: true } })).revocable).toBe(true);
+    expect((await mint({ ...role, jwt: { require_dpop: false, ...role.jwt, relying_parties_introspect: true } })).revocable).toBe(true);
   });
 
   it('signs compact JWS that jose verifies against the published JWKS, for any claims', async () => {

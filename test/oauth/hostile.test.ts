@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { useTestBroker, type TestBroker } from '../support/broker.js';
 
-const CODES = new Set(['invalid_request', 'invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_target']);
+const CODES = new Set(['invalid_request', 'invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_target', 'invalid_dpop_proof']);
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
@@ -26,20 +26,22 @@ describe('hostile input on the OAuth endpoints', () => {
     fc.constantFrom('%', '%zz', '&&&', '=', 'a=%E0%A4%A', '{"grant_type":"x"}'),
   );
   const auth = fc.constantFrom<string | undefined>(undefined, 'Bearer', 'Bearer garbage', 'Basic YTpi', 'Bearer a.b.c', 'agent');
+  const dpop = fc.constantFrom<string | undefined>(undefined, undefined, 'garbage', 'a.b.c', 'eyJhbGciOiJub25lIiwidHlwIjoiZHBvcCtqd3QifQ.e30.');
 
   it('answers every request 200 or 4xx in RFC 6749 form, and issues nothing it should not', async () => {
     const agentToken = await t.tokenFor('agent-hostile');
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('/oauth2/token', '/oauth2/revoke'), raw, contentType, auth, fc.boolean(), async (path, body, type, authorization, realSubject) => {
+      fc.asyncProperty(fc.constantFrom('/oauth2/token', '/oauth2/revoke'), raw, contentType, auth, dpop, fc.boolean(), async (path, body, type, authorization, proof, realSubject) => {
         // Sometimes a real subject token, so the checks past authentication are reached too.
         const text = realSubject && path === '/oauth2/token' ? `${body}&subject_token=${agentToken}` : body;
         const headers: Record<string, string> = {};
         if (type) headers['content-type'] = type;
         if (authorization) headers.authorization = authorization;
+        if (proof) headers.dpop = proof;
         const res = await t.broker.app.request(path, { method: 'POST', headers, body: text });
         expect(res.status, text).toBeLessThan(500);
         if (res.status === 200) {
-          if (path === '/oauth2/token') expect((await res.json()).access_token).toBeTypeOf('string');
+          if (path === '/oauth2/token') expect(((await res.json()) as { access_token: unknown }).access_token).toBeTypeOf('string');
           return;
         }
         expect(res.headers.get('content-type')).toMatch(/^application\/json/);

@@ -3,14 +3,13 @@
 import { and, eq } from 'drizzle-orm';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { leases } from '../../src/db/schema.js';
 import { HARNESS_ROLES, useTestBroker, type TestBroker } from '../support/broker.js';
+import { EXCHANGE, JWT_TYPE as JWT, useOAuthClient } from '../support/oauth.js';
 import { DRIVERS, type TestDatabase } from '../support/db.js';
 
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
-const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
 const config = {
   roles: [
@@ -26,15 +25,8 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
   let t!: TestBroker;
   useTestBroker(driver, (d, b) => ((database = d), (t = b)), { config: config as never });
 
-  const fetchApp = ((url: string, init: RequestInit) => t.broker.app.request(url, init)) as never;
-  const opts = { [oauth.customFetch]: fetchApp };
-  const client: oauth.Client = { client_id: 'agent' };
-  let as!: oauth.AuthorizationServer;
-
-  beforeAll(async () => {
-    const issuer = new URL(t.config.public_url);
-    as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...opts }));
-  });
+  const ctx = useOAuthClient(() => t);
+  const { opts, client } = ctx;
 
   async function openTask(agent: string, roles: string[]) {
     const res = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles, ttl_seconds: 3600 });
@@ -44,7 +36,7 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
 
   async function exchange(agent: string, params: Record<string, string>) {
     const body = new URLSearchParams({ subject_token: await t.tokenFor(agent), subject_token_type: JWT, ...params });
-    return oauth.processGenericTokenEndpointResponse(as, client, await oauth.genericTokenEndpointRequest(as, client, oauth.None(), EXCHANGE, body, opts));
+    return oauth.processGenericTokenEndpointResponse(ctx.as, client, await oauth.genericTokenEndpointRequest(ctx.as, client, oauth.None(), EXCHANGE, body, opts));
   }
 
   async function refusal(agent: string, params: Record<string, string>) {
@@ -58,7 +50,7 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
   }
 
   it('discovers the endpoints and grant type from the metadata', () => {
-    expect(as).toMatchObject({
+    expect(ctx.as).toMatchObject({
       issuer: t.config.public_url,
       token_endpoint: `${t.config.public_url}/oauth2/token`,
       revocation_endpoint: `${t.config.public_url}/oauth2/revoke`,
@@ -91,7 +83,7 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
     // The agent's client authentication is its workload token, as a Bearer: a ClientAuth of oauth4webapi's.
     const bearerAuth = (token: string): oauth.ClientAuth => (_as, _client, _body, headers) => headers.set('authorization', `Bearer ${token}`);
     const revoke = async (agent: string, token: string) =>
-      oauth.processRevocationResponse(await oauth.revocationRequest(as, client, bearerAuth(await t.tokenFor(agent)), token, opts));
+      oauth.processRevocationResponse(await oauth.revocationRequest(ctx.as, client, bearerAuth(await t.tokenFor(agent)), token, opts));
     await revoke('agent-x2', other.access_token);
     const [untouched] = await database.db.select().from(leases).where(and(eq(leases.taskId, theirs)));
     expect(untouched!.status).toBe('active');

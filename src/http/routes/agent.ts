@@ -2,6 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { AppError } from '../../errors.js';
 import { UUID_RE } from '../../ids.js';
 import type { Issuer } from '../../leases/issue.js';
+import { DpopError, type DpopVerifier } from '../../oauth/dpop.js';
 import type { Renewer } from '../../leases/renew.js';
 import type { LeaseService } from '../../leases/service.js';
 import { adminLeaseView, approvalView, leaseView } from '../../leases/view.js';
@@ -75,7 +76,18 @@ const renewRoute = createRoute({
   responses: { 200: json(z.object({ lease: LeaseSchema }), 'Renewed'), ...commonErrors, 409: commonErrors[404] },
 });
 
-export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService; renew: Renewer }) {
+export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Issuer; leases: LeaseService; renew: Renewer; dpop: { verifier: Pick<DpopVerifier, 'verify'>; publicUrl: string } }) {
+  /** The key a DPoP proof on this request was signed with (RFC 9449), if it carries one: its credential is bound to it. */
+  async function dpopKey(proof: string | undefined): Promise<string | undefined> {
+    if (proof === undefined) return undefined;
+    try {
+      return await deps.dpop.verifier.verify(proof, { method: 'POST', url: `${deps.dpop.publicUrl}/v1/credentials` });
+    } catch (err) {
+      if (err instanceof DpopError) throw new AppError('dpop_invalid', err.message);
+      throw err;
+    }
+  }
+
   app.openapi(renewRoute, async (c) => {
     const id = leaseId(c.req.valid('param').id);
     const lease = await deps.renew(c.get('identity'), id, c.req.valid('json').increment_seconds, requestOf(c));
@@ -84,7 +96,9 @@ export function registerAgentRoutes(app: OpenAPIHono<AppEnv>, deps: { issue: Iss
 
   app.openapi(issueRoute, async (c) => {
     const body = c.req.valid('json');
+    const dpopJkt = await dpopKey(c.req.header('dpop'));
     const result = await deps.issue({
+      ...(dpopJkt !== undefined ? { dpopJkt } : {}),
       identity: c.get('identity'),
       taskId: body.task,
       roleName: body.role,

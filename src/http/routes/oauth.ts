@@ -36,7 +36,7 @@ export function registerOAuthRoutes(app: Hono<AppEnv>, deps: { metadata: () => u
 
   app.post('/oauth2/token', async (c) => {
     try {
-      const answer = await deps.exchange(await form(c), requestOf(c));
+      const answer = await deps.exchange(await form(c), requestOf(c), c.req.header('dpop'));
       c.header('Cache-Control', 'no-store');
       c.header('Pragma', 'no-cache');
       return c.json(answer, 200);
