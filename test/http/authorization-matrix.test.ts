@@ -20,7 +20,7 @@
  *   for admins only;
  * - admins may do what admin and orchestrator routes allow; a static admin
  *   token cannot ask for credentials (not_agent);
- * - every 4xx is application/problem+json with a `code`;
+ * - every 4xx is application/problem+json with a `code` (RFC 6749's `{error}` on the OAuth endpoints);
  * - a refused mutation leaves its resource as it was.
  */
 import { randomUUID } from 'node:crypto';
@@ -199,6 +199,24 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/readyz', public: true, request: () => ({ path: '/readyz' }), expect: PUBLIC },
   { method: 'GET', path: '/.well-known/jwks.json', public: true, request: () => ({ path: '/.well-known/jwks.json' }), expect: PUBLIC },
   { method: 'GET', path: '/openapi.json', public: true, request: () => ({ path: '/openapi.json' }), expect: PUBLIC },
+  // The OAuth endpoints (docs/oauth.md): outside /v1, each authenticating as OAuth says, answering RFC 6749 errors.
+  { method: 'GET', path: '/.well-known/oauth-authorization-server', public: true, request: () => ({ path: '/.well-known/oauth-authorization-server' }), expect: PUBLIC },
+  // The Bearer is ignored here: the subject token in the body is the authentication.
+  {
+    method: 'POST',
+    path: '/oauth2/token',
+    public: true,
+    request: () => ({ path: '/oauth2/token', body: 'grant_type=client_credentials', contentType: 'application/x-www-form-urlencoded' }),
+    expect: Object.fromEntries(CALLERS.map((c) => [c, s(400)])) as Record<Caller, Expected>,
+  },
+  // Any workload identity may ask; it ends only its own lease (none here), so the answer is 200 for each.
+  {
+    method: 'POST',
+    path: '/oauth2/revoke',
+    public: true,
+    request: () => ({ path: '/oauth2/revoke', body: 'token=not-a-token', contentType: 'application/x-www-form-urlencoded' }),
+    expect: { ...(Object.fromEntries(CALLERS.map((c) => [c, s(200)])) as Record<Caller, Expected>), 'no token': s(401), 'expired token': s(401), 'garbage token': s(401), 'static admin': s(401) },
+  },
   // Served here only behind its scrape token (configured below), which no caller of the matrix holds.
   {
     method: 'GET',
@@ -702,7 +720,12 @@ describe('authorization matrix (postgres)', () => {
     const res = await t.call(route.method, req.path, bearers[caller], req.body, req.contentType);
 
     expect({ status: res.status, code: res.json?.code }).toEqual({ status: want.status, code: want.code ?? res.json?.code });
-    if (res.status >= 400 && res.status < 500) {
+    if (res.status >= 400 && res.status < 500 && route.path.startsWith('/oauth2/')) {
+      // RFC 6749's error format on the OAuth endpoints, not problem+json.
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(typeof res.json?.error).toBe('string');
+      if (res.status === 401) expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    } else if (res.status >= 400 && res.status < 500) {
       expect(res.headers.get('content-type')).toContain('application/problem+json');
       expect(typeof res.json?.code).toBe('string');
       expect(res.json.status).toBe(res.status);
