@@ -34,6 +34,8 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
         ...((scope ?? role.jwt?.scope) ? { scope: scope ?? role.jwt?.scope } : {}),
         iss: options.issuer,
         sub: identity.subject,
+        // RFC 9068's client: the workload identity the credential was issued to.
+        client_id: `${identity.issuer}/${identity.subject}`,
         aud: role.jwt?.audience ?? role.name,
         jti: leaseId,
         ...(cnfJkt ? { cnf: { jkt: cnfJkt } } : {}),
@@ -61,7 +63,8 @@ const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('
  * tokens (introspection, and the tests).
  */
 export function signEs256(key: KeyObject, kid: string, payload: Record<string, unknown>): string {
-  const input = `${b64url({ alg: 'ES256', kid, typ: 'JWT' })}.${b64url(payload)}`;
+  // An RFC 9068 access token: `typ: at+jwt`, so that it cannot pass for an ID token or another JWT.
+  const input = `${b64url({ alg: 'ES256', kid, typ: 'at+jwt' })}.${b64url(payload)}`;
   const signature = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
   return `${input}.${signature.toString('base64url')}`;
 }

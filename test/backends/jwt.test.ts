@@ -60,7 +60,7 @@ describe('jwt backend', () => {
         const payload = JSON.parse(JSON.stringify(claims)) as Record<string, unknown>;
         const token = signEs256(key, kid, payload);
         const verified = await compactVerify(token, jwks, { algorithms: ['ES256'] });
-        expect(verified.protectedHeader).toEqual({ alg: 'ES256', kid, typ: 'JWT' });
+        expect(verified.protectedHeader).toEqual({ alg: 'ES256', kid, typ: 'at+jwt' });
         expect(JSON.parse(new TextDecoder().decode(verified.payload))).toEqual(payload);
       }),
       { numRuns: 100 },

@@ -66,8 +66,15 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
     expect(token).toMatchObject({ token_type: 'bearer', issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', scope: 'reports:read' });
     expect(token.expires_in).toBe(600);
     const jwks = createLocalJWKSet((await t.call('GET', '/.well-known/jwks.json', {})).json);
-    const { payload } = await jwtVerify(token.access_token, jwks, { issuer: t.config.public_url, audience: 'https://reports.example', currentDate: t.clock.now() });
-    expect(payload).toMatchObject({ sub: 'agent-x1', task, role: 'reports', scope: 'reports:read' });
+    // An RFC 9068 access token, as its validators check it.
+    const { payload } = await jwtVerify(token.access_token, jwks, {
+      issuer: t.config.public_url,
+      audience: 'https://reports.example',
+      typ: 'at+jwt',
+      requiredClaims: ['iss', 'exp', 'aud', 'sub', 'client_id', 'iat', 'jti'],
+      currentDate: t.clock.now(),
+    });
+    expect(payload).toMatchObject({ sub: 'agent-x1', client_id: 'test/agent-x1', task, role: 'reports', scope: 'reports:read' });
     // Recorded before released, like any credential: the lease and its audit event.
     const [lease] = await database.db.select().from(leases).where(eq(leases.id, payload.jti!));
     expect(lease).toMatchObject({ taskId: task, role: 'reports', status: 'active' });
