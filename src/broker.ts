@@ -272,7 +272,7 @@ export async function createBroker(deps: BrokerDeps) {
   const base = config.public_url.replace(/\/$/, '');
   const oauth = {
     metadata: () => authorizationServerMetadata(config.public_url, policy.roleNames().map((n) => policy.role(n)!).filter((r) => backendType(r.backend) === 'jwt')),
-    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks, dpop, tokenEndpoint: `${base}/oauth2/token` }),
+    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks, dpop, tokenEndpoint: `${base}/oauth2/token`, maxDelegationDepth: config.oauth.max_delegation_depth }),
     revoke: createRevocation({ clock, keys, issuer: config.public_url, authenticator, leases }),
   };
 

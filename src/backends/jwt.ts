@@ -24,7 +24,7 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
   return {
     name: options.name,
     type: 'jwt',
-    async mint({ leaseId, taskId, role, identity, ttlSeconds, scope, cnfJkt, now }) {
+    async mint({ leaseId, taskId, role, identity, ttlSeconds, scope, cnfJkt, actFor, now }) {
       const { kid, key } = await options.keys.signingKey();
       const iat = Math.floor(now.getTime() / 1000);
       const exp = iat + ttlSeconds;
@@ -33,7 +33,8 @@ export function createJwtBackend(options: JwtBackendOptions): Backend {
         role: role.name,
         ...((scope ?? role.jwt?.scope) ? { scope: scope ?? role.jwt?.scope } : {}),
         iss: options.issuer,
-        sub: identity.subject,
+        sub: actFor?.subject ?? identity.subject,
+        ...(actFor ? { act: actFor.act } : {}),
         // RFC 9068's client: the workload identity the credential was issued to.
         client_id: `${identity.issuer}/${identity.subject}`,
         aud: role.jwt?.audience ?? role.name,

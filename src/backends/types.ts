@@ -18,6 +18,8 @@ export interface MintRequest {
   scope?: string;
   /** jwt: the DPoP key's thumbprint (RFC 9449) the token is bound to, as `cnf.jkt`. */
   cnfJkt?: string;
+  /** jwt, delegated (RFC 8693): the token's `sub` is the person's, and `act` names the agent (and earlier actors). */
+  actFor?: { subject: string; act: Record<string, unknown> };
   now: Date;
 }
 

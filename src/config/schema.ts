@@ -81,6 +81,11 @@ export const RoleSchema = z
     labels: z.record(z.string().min(1).max(63), z.string().max(256)).default({}),
     /** Who besides the admins may approve this role's requests. */
     approvers: z.array(IdentityRuleSchema).default([]),
+    /**
+     * The people who may delegate this role to an agent (RFC 8693 token exchange with an `actor_token`,
+     * docs/oauth.md): the issued token is the person's, acted by the agent. Empty: nobody.
+     */
+    delegable_by: z.array(IdentityRuleSchema).default([]),
     /** At most this many active leases of the role at once, across all agents. */
     max_active: z.number().int().min(1).optional(),
   })
@@ -120,6 +125,8 @@ export const ConfigSchema = z.strictObject({
   /** Who hears of what needs a person (new approval requests): docs/notifications.md. */
   notifications: NotificationsSchema.prefault({}),
   console: ConsoleSchema.prefault({}),
+  /** The OAuth surface (docs/oauth.md). `max_delegation_depth`: how many actors a delegated token's `act` chain may hold. */
+  oauth: z.strictObject({ max_delegation_depth: z.number().int().min(1).max(5).default(1) }).prefault({}),
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));

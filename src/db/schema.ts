@@ -69,6 +69,8 @@ export const leases = pgTable(
     /** The registered agent the identity was when the lease was issued (null: none matched), and its owner then. */
     agent: text('agent'),
     agentOwner: text('agent_owner'),
+    /** A delegated credential (RFC 8693 `actor_token`): the person (`issuer/subject`) the agent acts for. */
+    onBehalfOf: text('on_behalf_of'),
   },
   (t) => [
     // The sweeper's two claim queries each walk one small partial index.

@@ -53,6 +53,11 @@ export interface IssueInput {
   scope?: string;
   /** The thumbprint of the key a verified DPoP proof was signed with (oauth/dpop.ts): a jwt credential is bound to it. */
   dpopJkt?: string;
+  /**
+   * Delegation (oauth/exchange.ts): the person the agent (`identity`) acts for, who may delegate the role. The
+   * decision is the agent's; the token is the person's, acted by the agent (`act`).
+   */
+  onBehalfOf?: { actor: string; subject: string; act: Record<string, unknown> };
   /** The caller cannot take a 202 (an AWS SDK): a gated role is refused instead of queued for approval. */
   noApprovalRequests?: boolean;
   requestId?: string | null;
@@ -259,6 +264,7 @@ export function createIssuer(deps: IssueDeps) {
         ...(input.scope !== undefined ? { scope: input.scope } : {}),
         // Only a jwt can carry the binding: other backends' credentials are not bound, and say so by their token type.
         ...(input.dpopJkt && backend.type === 'jwt' ? { cnfJkt: input.dpopJkt } : {}),
+        ...(input.onBehalfOf ? { actFor: { subject: input.onBehalfOf.subject, act: input.onBehalfOf.act } } : {}),
       });
     } catch (err) {
       // A backend that keeps state in the database (AWS revocation) failed on the database: that is a 503, not the backend's.
@@ -289,6 +295,7 @@ export function createIssuer(deps: IssueDeps) {
       revocable: minted.revocable ?? true,
       agent: agent.kind === 'agent' ? agent.agent.name : null,
       agentOwner: agent.kind === 'agent' ? agent.agent.owner.name : null,
+      onBehalfOf: input.onBehalfOf?.actor ?? null,
     };
     let recorded: Awaited<ReturnType<LeaseWriter['recordLease']>>;
     try {
@@ -307,6 +314,7 @@ export function createIssuer(deps: IssueDeps) {
             ttl_seconds: ttlSeconds,
             ...(input.scope !== undefined ? { scope: input.scope } : {}),
             ...(input.dpopJkt && backend.type === 'jwt' ? { dpop_jkt: input.dpopJkt } : {}),
+            ...(input.onBehalfOf ? { on_behalf_of: input.onBehalfOf.actor } : {}),
             credential_ref: minted.ref,
             ...(minted.revocable === false ? { not_revocable: `works until its backend expiry, ${(minted.honouredUntil ?? minted.expiresAt).toISOString()}` } : {}),
             token_sha256: input.identity.tokenSha256,

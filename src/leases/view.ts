@@ -70,6 +70,7 @@ export const LEASE_COLUMNS = {
   claimUntil: 'never',
   agent: holder('agent', z.string().nullable().openapi({ description: 'The registered agent the lease was issued to (null: no agent matched)' })),
   agentOwner: holder('agent_owner', z.string().nullable().openapi({ description: "The agent's owner when the lease was issued" })),
+  onBehalfOf: holder('on_behalf_of', z.string().nullable().openapi({ description: 'A delegated credential: the person (issuer/subject) the agent acts for' })),
 } satisfies LeaseColumnDecisions;
 
 type Columns = typeof LEASE_COLUMNS;

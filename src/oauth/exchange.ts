@@ -6,6 +6,8 @@ import type { Policy } from '../policy/decide.js';
 import type { TaskService } from '../tasks/service.js';
 import { DpopError, type DpopVerifier } from './dpop.js';
 import { OAuthError } from './errors.js';
+import { compileRules, type IdentityMatcher } from '../identity/match.js';
+import { AuthError } from '../identity/types.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -24,6 +26,15 @@ export interface ExchangeDeps {
   dpop: Pick<DpopVerifier, 'verify'>;
   /** The token endpoint's URL as clients reach it: a DPoP proof's `htu`. */
   tokenEndpoint: string;
+  /** How many actors a delegated token's `act` chain may hold. */
+  maxDelegationDepth: number;
+}
+
+/** How many actors an `act` claim names: itself and those nested in it. */
+function actDepth(act: unknown): number {
+  let depth = 0;
+  for (let a = act; a && typeof a === 'object' && depth <= 10; a = (a as { act?: unknown }).act) depth++;
+  return depth;
 }
 
 export interface ExchangeResponse {
@@ -79,6 +90,44 @@ export function createTokenExchange(deps: ExchangeDeps) {
     return wanted.join(' ');
   }
 
+  const delegators = new Map<string, IdentityMatcher>();
+  /**
+   * Who acts. Without `actor_token`, the subject (an agent). With one (RFC 8693 delegation), the actor is
+   * the agent and the subject a person who may delegate the role (`delegable_by`): the decision, the task
+   * and the lease are the agent's, the token the person's with `act` naming the agent, nested under any
+   * actors the subject token already carries, to at most `maxDelegationDepth`.
+   */
+  async function actor(form: URLSearchParams, subject: Identity, role: RoleConfig): Promise<{ identity: Identity; onBehalfOf?: { actor: string; subject: string; act: Record<string, unknown> } }> {
+    const actorToken = form.get('actor_token');
+    if (actorToken === null) {
+      if (form.has('actor_token_type')) throw new OAuthError('invalid_request', 'actor_token_type without actor_token');
+      return { identity: subject };
+    }
+    if (form.get('actor_token_type') !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `actor_token_type must be ${JWT_TOKEN_TYPE}`);
+    let agent;
+    try {
+      agent = (await deps.authenticator.authenticate(actorToken)).identity;
+    } catch (err) {
+      if (err instanceof AuthError) throw new OAuthError('invalid_request', `actor_token: ${err.message}`);
+      throw err;
+    }
+    if (!agent) throw new OAuthError('invalid_request', 'actor_token must be a workload identity token');
+    let delegable = delegators.get(role.name);
+    if (!delegable) delegators.set(role.name, (delegable = compileRules(role.delegable_by)));
+    if (!delegable(subject)) throw new OAuthError('invalid_target', `the subject may not delegate role ${role.name}`);
+    const prior = subject.claims.act;
+    if (actDepth(prior) + 1 > deps.maxDelegationDepth) throw new OAuthError('invalid_request', `the delegation chain is deeper than ${deps.maxDelegationDepth}`);
+    const issuerOf = (i: Identity) => (typeof i.claims.iss === 'string' ? i.claims.iss : i.issuer);
+    return {
+      identity: agent,
+      onBehalfOf: {
+        actor: `${subject.issuer}/${subject.subject}`,
+        subject: subject.subject,
+        act: { sub: agent.subject, iss: issuerOf(agent), ...(prior && typeof prior === 'object' ? { act: prior } : {}) },
+      },
+    };
+  }
+
   async function taskFor(form: URLSearchParams, identity: Identity): Promise<string> {
     const named = form.get('task');
     if (named !== null) return named;
@@ -95,13 +144,13 @@ export function createTokenExchange(deps: ExchangeDeps) {
     const subjectToken = form.get('subject_token');
     if (!subjectToken) throw new OAuthError('invalid_request', 'subject_token is required');
     if (form.get('subject_token_type') !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `subject_token_type must be ${JWT_TOKEN_TYPE}`);
-    if (form.has('actor_token')) throw new OAuthError('invalid_request', 'delegation (actor_token) is not supported yet');
     const requested = form.get('requested_token_type');
     if (requested !== null && requested !== ACCESS_TOKEN_TYPE && requested !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `requested_token_type must be ${ACCESS_TOKEN_TYPE}`);
     const role = target(form);
     const scope = narrowed(form, role);
-    const identity = (await deps.authenticator.authenticate(subjectToken)).identity;
-    if (!identity) throw new OAuthError('invalid_request', 'subject_token must be a workload identity token');
+    const subject = (await deps.authenticator.authenticate(subjectToken)).identity;
+    if (!subject) throw new OAuthError('invalid_request', 'subject_token must be an identity token');
+    const { identity, onBehalfOf } = await actor(form, subject, role);
     const taskId = await taskFor(form, identity);
     let dpopJkt: string | undefined;
     if (proof !== undefined) {
@@ -121,6 +170,7 @@ export function createTokenExchange(deps: ExchangeDeps) {
       ...(approval !== null ? { approvalId: approval } : {}),
       ...(scope !== undefined ? { scope } : {}),
       ...(dpopJkt !== undefined ? { dpopJkt } : {}),
+      ...(onBehalfOf ? { onBehalfOf } : {}),
       requestId: request.requestId ?? null,
       clientRequestId: request.clientRequestId ?? null,
     });

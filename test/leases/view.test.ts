@@ -29,9 +29,10 @@ const row = (over: Partial<Lease> = {}): Lease => ({
   claimUntil: new Date('2031-03-03T03:03:03.000Z'),
   agent: 'deployer',
   agentOwner: 'team-a',
+  onBehalfOf: 'https://people.example/alice',
   ...over,
 });
-const fresh = row({ status: 'active', reason: null, revokeRequestedAt: null, endedAt: null, attempts: 0, nextAttemptAt: null, lastError: null, claimedBy: null, claimUntil: null, agent: null, agentOwner: null });
+const fresh = row({ status: 'active', reason: null, revokeRequestedAt: null, endedAt: null, attempts: 0, nextAttemptAt: null, lastError: null, claimedBy: null, claimUntil: null, agent: null, agentOwner: null, onBehalfOf: null });
 
 const decided = Object.entries(LEASE_COLUMNS) as [keyof Lease, LeaseColumnDecisions[keyof Lease]][];
 const columnsFor = (audience: 'never' | 'holder' | 'admin') =>

@@ -1,0 +1,60 @@
+// Delegation by RFC 8693 token exchange: a person's token as subject_token, the agent's workload token as
+// actor_token. The token is the person's (`sub`), acted by the agent (`act`); the decision, the task and the
+// lease are the agent's, and the person must be allowed to delegate the role.
+import { eq } from 'drizzle-orm';
+import { decodeJwt } from 'jose';
+import * as oauth from 'oauth4webapi';
+import { describe, expect, it } from 'vitest';
+import { leases } from '../../src/db/schema.js';
+import { HARNESS_ROLES, useTestBroker, type TestBroker } from '../support/broker.js';
+import type { TestDatabase } from '../support/db.js';
+import { EXCHANGE, JWT_TYPE, useOAuthClient } from '../support/oauth.js';
+
+const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
+const config = {
+  roles: [...HARNESS_ROLES, { name: 'mailbox', backend: 'local', allow: AGENTS, delegable_by: [{ issuer: 'test', subject: 'person-alice' }], jwt: { audience: 'https://mail.example' } }],
+};
+
+describe('delegation: an agent acting for a person', () => {
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  useTestBroker('postgres', (d, b) => ((database = d), (t = b)), { config: config as never });
+  const ctx = useOAuthClient(() => t);
+
+  const openTask = async (agent: string) => (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['mailbox'], ttl_seconds: 3600 })).json.task.id as string;
+  async function exchange(subjectToken: string, actorToken: string, extra: Record<string, string> = {}) {
+    const body = { subject_token: subjectToken, subject_token_type: JWT_TYPE, actor_token: actorToken, actor_token_type: JWT_TYPE, audience: 'mailbox', ...extra };
+    const res = await oauth.genericTokenEndpointRequest(ctx.as, ctx.client, oauth.None(), EXCHANGE, body, ctx.opts);
+    try {
+      return { token: await oauth.processGenericTokenEndpointResponse(ctx.as, ctx.client, res) };
+    } catch (err) {
+      if (err instanceof oauth.ResponseBodyError) return { error: err.error, description: err.error_description };
+      throw err;
+    }
+  }
+
+  it("issues the person's token acted by the agent; the lease is the agent's, on behalf of the person, and audited so", async () => {
+    const task = await openTask('agent-y1');
+    const { token } = await exchange(await t.tokenFor('person-alice'), await t.tokenFor('agent-y1'));
+    const claims = decodeJwt(token!.access_token);
+    expect(claims).toMatchObject({ sub: 'person-alice', act: { sub: 'agent-y1' }, client_id: 'test/agent-y1', task });
+    const [lease] = await database.db.select().from(leases).where(eq(leases.id, claims.jti!));
+    expect(lease).toMatchObject({ subject: 'agent-y1', onBehalfOf: 'test/person-alice' });
+    const [event] = (await t.call('GET', `/v1/audit?target=${encodeURIComponent(`lease:${claims.jti}`)}`, { subject: 'admin' })).json.items;
+    expect(event).toMatchObject({ actor: 'test/agent-y1', action: 'credential.issued', details: { on_behalf_of: 'test/person-alice' } });
+    expect((await t.call('GET', `/v1/leases/${claims.jti}`, { subject: 'agent-y1' })).json.lease.on_behalf_of).toBe('test/person-alice');
+  });
+
+  it('refuses a person who may not delegate the role, an actor for another agent, a chain too deep and a wrong actor type', async () => {
+    const other = await openTask('agent-y3');
+    await openTask('agent-y2');
+    const agent = await t.tokenFor('agent-y2');
+    expect(await exchange(await t.tokenFor('person-bob'), agent)).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/may not delegate/) });
+    // agent-y2 names agent-y3's task: it is not its own.
+    expect(await exchange(await t.tokenFor('person-alice'), agent, { task: other })).toMatchObject({ error: 'invalid_request', description: expect.stringMatching(/^task_not_found/) });
+    // A subject token that already carries an actor: with max_delegation_depth 1, one more is too many.
+    const delegated = await t.issuer.sign('person-alice', { act: { sub: 'someone-before' } }, t.clock.now());
+    expect(await exchange(delegated, agent)).toMatchObject({ error: 'invalid_request', description: expect.stringMatching(/deeper than 1/) });
+    expect(await exchange(await t.tokenFor('person-alice'), agent, { actor_token_type: 'urn:ietf:params:oauth:token-type:id_token' })).toMatchObject({ error: 'invalid_request' });
+  });
+});
