@@ -2980,6 +2980,8 @@ export interface components {
             agent: string | null;
             /** @description The agent's owner when the lease was issued */
             agent_owner: string | null;
+            /** @description A delegated credential: the person (issuer/subject) the agent acts for */
+            on_behalf_of: string | null;
         };
         Problem: {
             type: string;
