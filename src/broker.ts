@@ -23,6 +23,7 @@ import { createTokenExchange } from './oauth/exchange.js';
 import { authorizationServerMetadata } from './oauth/metadata.js';
 import { createRevocation } from './oauth/revoke.js';
 import { createDpopVerifier } from './oauth/dpop.js';
+import { createClientAuthenticator } from './oauth/clients.js';
 import { createIssuer } from './leases/issue.js';
 import { createRenewer } from './leases/renew.js';
 import { createLeaseService } from './leases/service.js';
@@ -274,6 +275,7 @@ export async function createBroker(deps: BrokerDeps) {
     metadata: () => authorizationServerMetadata(config.public_url, policy.roleNames().map((n) => policy.role(n)!).filter((r) => backendType(r.backend) === 'jwt')),
     exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks, dpop, tokenEndpoint: `${base}/oauth2/token`, maxDelegationDepth: config.oauth.max_delegation_depth }),
     revoke: createRevocation({ clock, keys, issuer: config.public_url, authenticator, leases }),
+    clients: createClientAuthenticator({ servers: config.oauth.resource_servers, audiences: [config.public_url, `${base}/oauth2/introspect`], clock }),
   };
 
   const app = createApp({

@@ -36,6 +36,7 @@ import { registerOAuthRoutes } from './routes/oauth.js';
 import type { TokenExchange } from '../oauth/exchange.js';
 import type { Revocation } from '../oauth/revoke.js';
 import type { DpopVerifier } from '../oauth/dpop.js';
+import type { ClientAuthenticator } from '../oauth/clients.js';
 
 export interface AppDeps {
   db: Db;
@@ -62,7 +63,7 @@ export interface AppDeps {
   metricsTokenSha256?: string;
   version: string;
   /** The OAuth endpoints (src/oauth/): metadata, token exchange, revocation. */
-  oauth: { metadata: () => unknown; exchange: TokenExchange; revoke: Revocation };
+  oauth: { metadata: () => unknown; exchange: TokenExchange; revoke: Revocation; clients: ClientAuthenticator };
   /** DPoP proofs on POST /v1/credentials: checked against `publicUrl` + the path (oauth/dpop.ts). */
   dpop: { verifier: Pick<DpopVerifier, 'verify'>; publicUrl: string };
   /** The console's pages (src/console/app.tsx), served at /console: cookie sessions, not Bearer tokens. */
@@ -123,7 +124,7 @@ export function createApp(deps: AppDeps) {
   );
   app.use(limitBody(MAX_BODY_BYTES));
   // Outside /v1: OAuth clients authenticate as OAuth says (a subject token, a Bearer at revocation).
-  registerOAuthRoutes(app, { ...deps.oauth, log: deps.log });
+  registerOAuthRoutes(app, { ...deps.oauth, introspect: deps.introspect, log: deps.log });
   app.use('/v1/*', authenticate(deps.authenticator, new Set([CONTAINER_CREDENTIALS_PATH])));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

@@ -1,5 +1,6 @@
 import type { RoleConfig } from '../config/schema.js';
 import { DPOP_ALGORITHMS } from './dpop.js';
+import { ASSERTION_ALGORITHMS } from './clients.js';
 import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE } from './exchange.js';
 
 /**
@@ -9,8 +10,8 @@ import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE } from './exchange.js
  * endpoint (agents authenticate with their workload token, not a browser), so
  * `response_types_supported` is empty. The agent's client authentication is
  * its workload token: `none` at the token endpoint (the subject token is the
- * proof), a Bearer at revocation and introspection (not a registered method,
- * so not listed: docs/oauth.md).
+ * proof), a Bearer at revocation (not a registered method, so not listed:
+ * docs/oauth.md). Resource servers introspect as OAuth clients.
  */
 export function authorizationServerMetadata(publicUrl: string, jwtRoles: RoleConfig[]) {
   const base = publicUrl.replace(/\/$/, '');
@@ -19,7 +20,9 @@ export function authorizationServerMetadata(publicUrl: string, jwtRoles: RoleCon
     issuer: publicUrl,
     token_endpoint: `${base}/oauth2/token`,
     revocation_endpoint: `${base}/oauth2/revoke`,
-    introspection_endpoint: `${base}/v1/introspect`,
+    introspection_endpoint: `${base}/oauth2/introspect`,
+    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    introspection_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS,
     jwks_uri: `${base}/.well-known/jwks.json`,
     response_types_supported: [] as string[],
     grant_types_supported: [TOKEN_EXCHANGE],

@@ -209,6 +209,14 @@ const ROUTES: Route[] = [
     request: () => ({ path: '/oauth2/token', body: 'grant_type=client_credentials', contentType: 'application/x-www-form-urlencoded' }),
     expect: Object.fromEntries(CALLERS.map((c) => [c, s(400)])) as Record<Caller, Expected>,
   },
+  // Resource servers authenticate as OAuth clients (Basic, a posted secret, a client assertion): a Bearer is none of them.
+  {
+    method: 'POST',
+    path: '/oauth2/introspect',
+    public: true,
+    request: () => ({ path: '/oauth2/introspect', body: 'token=not-a-token', contentType: 'application/x-www-form-urlencoded' }),
+    expect: Object.fromEntries(CALLERS.map((c) => [c, s(401)])) as Record<Caller, Expected>,
+  },
   // Any workload identity may ask; it ends only its own lease (none here), so the answer is 200 for each.
   {
     method: 'POST',
@@ -724,7 +732,7 @@ describe('authorization matrix (postgres)', () => {
       // RFC 6749's error format on the OAuth endpoints, not problem+json.
       expect(res.headers.get('content-type')).toMatch(/^application\/json/);
       expect(typeof res.json?.error).toBe('string');
-      if (res.status === 401) expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      if (res.status === 401) expect(res.headers.get('www-authenticate')).toMatch(route.path === '/oauth2/introspect' ? /^Basic / : /^Bearer/);
     } else if (res.status >= 400 && res.status < 500) {
       expect(res.headers.get('content-type')).toContain('application/problem+json');
       expect(typeof res.json?.code).toBe('string');

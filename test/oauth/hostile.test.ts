@@ -31,7 +31,7 @@ describe('hostile input on the OAuth endpoints', () => {
   it('answers every request 200 or 4xx in RFC 6749 form, and issues nothing it should not', async () => {
     const agentToken = await t.tokenFor('agent-hostile');
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('/oauth2/token', '/oauth2/revoke'), raw, contentType, auth, dpop, fc.boolean(), async (path, body, type, authorization, proof, realSubject) => {
+      fc.asyncProperty(fc.constantFrom('/oauth2/token', '/oauth2/revoke', '/oauth2/introspect'), raw, contentType, auth, dpop, fc.boolean(), async (path, body, type, authorization, proof, realSubject) => {
         // Sometimes a real subject token, so the checks past authentication are reached too.
         const text = realSubject && path === '/oauth2/token' ? `${body}&subject_token=${agentToken}` : body;
         const headers: Record<string, string> = {};
@@ -41,6 +41,7 @@ describe('hostile input on the OAuth endpoints', () => {
         const res = await t.broker.app.request(path, { method: 'POST', headers, body: text });
         expect(res.status, text).toBeLessThan(500);
         if (res.status === 200) {
+          if (path === '/oauth2/introspect') expect(((await res.clone().json()) as { active: unknown }).active).toBe(false);
           if (path === '/oauth2/token') expect(((await res.json()) as { access_token: unknown }).access_token).toBeTypeOf('string');
           return;
         }

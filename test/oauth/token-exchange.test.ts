@@ -54,7 +54,7 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
       issuer: t.config.public_url,
       token_endpoint: `${t.config.public_url}/oauth2/token`,
       revocation_endpoint: `${t.config.public_url}/oauth2/revoke`,
-      introspection_endpoint: `${t.config.public_url}/v1/introspect`,
+      introspection_endpoint: `${t.config.public_url}/oauth2/introspect`,
       jwks_uri: `${t.config.public_url}/.well-known/jwks.json`,
       grant_types_supported: [EXCHANGE],
     });
