@@ -101,6 +101,7 @@ describe('the lease mapping (src/leases/view.ts)', () => {
         ended_at: '2025-01-01T00:31:00.000Z',
         agent: 'deployer',
         agent_owner: 'team-a',
+        on_behalf_of: 'https://people.example/alice',
         revoke_attempts: 3,
         next_attempt_at: '2025-01-01T00:40:00.000Z',
         last_error: 'backend error: vault path secret/db',
