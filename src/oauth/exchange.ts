@@ -72,9 +72,13 @@ export function createTokenExchange(deps: ExchangeDeps) {
       found.add(role);
     }
     for (const uri of resources) {
-      const role = roles.find((r) => (r.jwt?.audience ?? r.name) === uri);
-      if (!role) throw new OAuthError('invalid_target', 'no role of the jwt backend has this audience');
-      found.add(role);
+      const matching = roles.filter((r) => (r.jwt?.audience ?? r.name) === uri);
+      if (matching.length === 0) throw new OAuthError('invalid_target', 'no role of the jwt backend has this audience');
+      // Several roles for one audience (read and write roles of one API): the resource alone does not say which.
+      if (matching.length > 1 && audiences.length === 0) throw new OAuthError('invalid_target', 'several roles have this audience: name one with audience');
+      const named = audiences.length === 0 ? matching : matching.filter((r) => audiences.includes(r.name));
+      if (named.length === 0) throw new OAuthError('invalid_target', 'audience and resource name different roles');
+      for (const r of named) found.add(r);
     }
     if (found.size > 1) throw new OAuthError('invalid_target', 'one token is issued for one role: audience and resource name different ones');
     return [...found][0]!;

@@ -17,6 +17,7 @@ const config = {
     { name: 'reports', backend: 'local', ttl: '10m', max_ttl: '1h', allow: AGENTS, jwt: { audience: 'https://reports.example', scope: 'reports:read reports:write', relying_parties_introspect: true } },
     { name: 'gated', backend: 'local', requires_approval: true, allow: AGENTS },
     { name: 'fake-role', backend: 'fake', allow: AGENTS },
+    { name: 'demo-twin', backend: 'local', allow: AGENTS, jwt: { audience: 'demo-api' } },
   ],
 };
 
@@ -113,6 +114,9 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
     const task = await openTask('agent-x4', ['reports', 'gated']);
     expect(await refusal('agent-x4', { audience: 'reports', scope: 'reports:admin' })).toMatchObject({ error: 'invalid_scope', status: 400 });
     expect(await refusal('agent-x4', { audience: 'nope' })).toMatchObject({ error: 'invalid_target' });
+    expect(await refusal('agent-x4', { audience: 'demo', resource: 'https://reports.example' })).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/different roles/) });
+    // demo and demo-twin share an audience: the resource alone does not say which.
+    expect(await refusal('agent-x4', { resource: 'demo-api', task })).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/several roles/) });
     expect(await refusal('agent-x4', { audience: 'fake-role' })).toMatchObject({ error: 'invalid_target' }); // not a jwt backend
     expect(await refusal('agent-x4', { audience: 'demo', task })).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/^role_denied/) }); // the task does not list it
     expect(await refusal('agent-x4', { audience: 'gated', task })).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/^approval_required/) });
