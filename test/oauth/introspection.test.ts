@@ -31,8 +31,9 @@ describe('introspection by resource servers', () => {
     const body = { subject_token: await t.tokenFor(agent), subject_token_type: JWT_TYPE, audience: 'reports' };
     return (await oauth.processGenericTokenEndpointResponse(ctx.as, ctx.client, await oauth.genericTokenEndpointRequest(ctx.as, ctx.client, oauth.None(), EXCHANGE, body, ctx.opts))).access_token;
   }
-  const introspect = async (clientId: string, auth: oauth.ClientAuth, accessToken: string) => {
-    const client: oauth.Client = { client_id: clientId, [oauth.clockSkew]: Math.round((t.clock.now().getTime() - Date.now()) / 1000) };
+  /** `ahead`: how many seconds the resource server's clock runs ahead of the broker's. */
+  const introspect = async (clientId: string, auth: oauth.ClientAuth, accessToken: string, ahead = 0) => {
+    const client: oauth.Client = { client_id: clientId, [oauth.clockSkew]: Math.floor((t.clock.now().getTime() - Date.now()) / 1000) + ahead };
     return oauth.processIntrospectionResponse(ctx.as, client, await oauth.introspectionRequest(ctx.as, client, auth, accessToken, ctx.opts));
   };
 
@@ -41,6 +42,8 @@ describe('introspection by resource servers', () => {
     expect(await introspect('rs-reports', oauth.ClientSecretBasic('s3cret+/: é'), access)).toMatchObject({ active: true, sub: 'agent-i1', aud: 'https://reports.example' });
     expect(await introspect('rs-reports', oauth.ClientSecretPost('s3cret+/: é'), access)).toMatchObject({ active: true });
     expect(await introspect('rs-keys', oauth.PrivateKeyJwt({ key: rsKey.privateKey, kid: 'rs-1' }), access)).toMatchObject({ active: true });
+    // Its clock a few seconds ahead of the broker's: the assertion's iat is in the broker's future, within the tolerance.
+    expect(await introspect('rs-keys', oauth.PrivateKeyJwt({ key: rsKey.privateKey, kid: 'rs-1' }), access, 3)).toMatchObject({ active: true });
     // Another resource server's audience: as if the token did not exist.
     expect(await introspect('rs-other', oauth.ClientSecretBasic('other'), access)).toEqual({ active: false });
     // Bearer principals keep the /v1 endpoint.
