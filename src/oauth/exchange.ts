@@ -1,3 +1,5 @@
+import type { AuditInput } from '../audit/append.js';
+import type { Clock } from '../clock.js';
 import type { RoleConfig } from '../config/schema.js';
 import type { Identity } from '../identity/types.js';
 import type { Authenticator } from '../identity/principals.js';
@@ -28,6 +30,9 @@ export interface ExchangeDeps {
   tokenEndpoint: string;
   /** How many actors a delegated token's `act` chain may hold. */
   maxDelegationDepth: number;
+  clock: Clock;
+  /** Appends audit events (leases/writer.ts `audit`). */
+  audit: (events: AuditInput[]) => Promise<void>;
 }
 
 /** How many actors an `act` claim names: itself and those nested in it. */
@@ -150,20 +155,35 @@ export function createTokenExchange(deps: ExchangeDeps) {
     if (form.get('subject_token_type') !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `subject_token_type must be ${JWT_TOKEN_TYPE}`);
     const requested = form.get('requested_token_type');
     if (requested !== null && requested !== ACCESS_TOKEN_TYPE && requested !== JWT_TOKEN_TYPE) throw new OAuthError('invalid_request', `requested_token_type must be ${ACCESS_TOKEN_TYPE}`);
-    const role = target(form);
-    const scope = narrowed(form, role);
     const subject = (await deps.authenticator.authenticate(subjectToken)).identity;
     if (!subject) throw new OAuthError('invalid_request', 'subject_token must be an identity token');
-    const { identity, onBehalfOf } = await actor(form, subject, role);
-    const taskId = await taskFor(form, identity);
-    let dpopJkt: string | undefined;
-    if (proof !== undefined) {
-      try {
-        dpopJkt = await deps.dpop.verify(proof, { method: 'POST', url: deps.tokenEndpoint });
-      } catch (err) {
-        if (err instanceof DpopError) throw new OAuthError('invalid_dpop_proof', err.message);
-        throw err;
+    // Every refusal made here, before the issuer (which audits its own), is audited too: who asked, and why.
+    let role, scope, identity, onBehalfOf, taskId, dpopJkt: string | undefined;
+    try {
+      role = target(form);
+      scope = narrowed(form, role);
+      ({ identity, onBehalfOf } = await actor(form, subject, role));
+      taskId = await taskFor(form, identity);
+      if (proof !== undefined) dpopJkt = await deps.dpop.verify(proof, { method: 'POST', url: deps.tokenEndpoint }).catch((err: unknown) => {
+        throw err instanceof DpopError ? new OAuthError('invalid_dpop_proof', err.message) : err;
+      });
+    } catch (err) {
+      if (err instanceof OAuthError) {
+        await deps.audit([
+          {
+            at: deps.clock.now(),
+            actor: `${subject.issuer}/${subject.subject}`,
+            action: 'credential.denied',
+            target: 'oauth:token',
+            decision: 'deny',
+            reason: err.description,
+            details: { code: err.error, via: 'token_exchange', token_sha256: subject.tokenSha256, ...(role ? { role: role.name } : {}) },
+            requestId: request.requestId ?? null,
+            clientRequestId: request.clientRequestId ?? null,
+          },
+        ]);
       }
+      throw err;
     }
     const approval = form.get('approval');
     const result = await deps.issue({

@@ -50,6 +50,9 @@ describe('delegation: an agent acting for a person', () => {
     await openTask('agent-y2');
     const agent = await t.tokenFor('agent-y2');
     expect(await exchange(await t.tokenFor('person-bob'), agent)).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/may not delegate/) });
+    // A refusal made before the issuer is audited too.
+    const refused = (await t.call('GET', `/v1/audit?target=${encodeURIComponent('oauth:token')}`, { subject: 'admin' })).json.items;
+    expect(refused[0]).toMatchObject({ actor: 'test/person-bob', action: 'credential.denied', decision: 'deny', details: { code: 'invalid_target', via: 'token_exchange', role: 'mailbox' } });
     // agent-y2 names agent-y3's task: it is not its own.
     expect(await exchange(await t.tokenFor('person-alice'), agent, { task: other })).toMatchObject({ error: 'invalid_request', description: expect.stringMatching(/^task_not_found/) });
     // A subject token that already carries an actor: with max_delegation_depth 1, one more is too many.
