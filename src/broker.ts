@@ -37,7 +37,12 @@ import { createRefusalAudit } from './audit/refusals.js';
 import { createMetricsApp } from './http/metrics.js';
 import { createMetrics } from './metrics.js';
 import { createNotifier } from './notify/notifier.js';
-import { createApprovalOutbox } from './notify/outbox.js';
+import { createApprovalOutbox, pruneDelivered } from './notify/outbox.js';
+import { OUTBOX_KINDS } from './db/schema.js';
+import { createSecurityEventOutbox } from './oauth/ssf/events.js';
+import { ssfMetadata } from './oauth/ssf/metadata.js';
+import { createSecurityEventPoll } from './oauth/ssf/poll.js';
+import { createTransmitter } from './oauth/ssf/transmitter.js';
 import { policyFromConfig } from './policy/cedar/load.js';
 import { createPolicyReloader } from './policy/cedar/reload.js';
 import { createLimits } from './policy/limits.js';
@@ -138,9 +143,25 @@ export async function createBroker(deps: BrokerDeps) {
   const refusals = createRefusalAudit({ clock, write: (events) => writer.audit(events), log });
   // DPoP proofs seen, shared by the replicas (oauth/dpop.ts); housekeeping drops those past their window.
   const dpop = createDpopVerifier({ db, clock });
+  // Security events (SSF): written when the sweeper ends a jwt lease, in its transaction; pushed, or handed to polls.
+  const ssfDeps = { db, clock, keys, issuer: config.public_url, config: config.oauth, log: log.child({ component: 'ssf' }), metrics };
+  const transmitter = createTransmitter({ ...ssfDeps, id: deps.instanceId });
+  const ssfPoll = createSecurityEventPoll(ssfDeps);
+  const securityEvents = createSecurityEventOutbox({
+    clock,
+    issuer: config.public_url,
+    receivers: config.oauth.resource_servers,
+    // The jwt backend's `aud`: the role's audience, or its name.
+    audienceOf: (lease) => (config.backends[lease.backend]?.type === 'jwt' ? (roleByName(lease.role)?.jwt?.audience ?? lease.role) : undefined),
+    onAppended: () => {
+      transmitter.nudge();
+      ssfPoll.appended();
+    },
+  });
   const sweeper = createSweeper({
     db,
     metrics,
+    ended: securityEvents,
     clock,
     backends,
     config: config.sweeper,
@@ -153,6 +174,7 @@ export async function createBroker(deps: BrokerDeps) {
       await agentService.revokeLeftovers();
       await consoleSessions.prune();
       await consoleOidc?.prune();
+      await pruneDelivered(db, OUTBOX_KINDS.securityEvent, new Date(clock.now().getTime() - config.oauth.security_events.keep_delivered * 1000));
       for (const backend of backends.values()) await backend.housekeeping?.(clock.now());
     },
   });
@@ -261,7 +283,11 @@ export async function createBroker(deps: BrokerDeps) {
     loginLimit: config.console.login_limit,
     ...(oidcConfig && consoleOidc ? { oidc: { issuer: oidcConfig.issuer_name, login: consoleOidc } } : {}),
     checkBackends,
-    nudgeNotifier: () => notifier.nudge(),
+    // "Retry now" on a failing delivery: both workers look again at once, at every destination.
+    nudgeNotifier: () => {
+      notifier.retryNow();
+      transmitter.retryNow();
+    },
     // Dev mode only: a person signs in as a subject of the dev issuer (it takes the place of console.oidc).
     ...(config.dev
       ? { devLogin: { issuer: DEV_LOGIN_ISSUER, sign: (subject: string) => signDevToken(config.data_dir, subject, 60), suggestions: devSuggestions(config) } }
@@ -281,6 +307,7 @@ export async function createBroker(deps: BrokerDeps) {
   const app = createApp({
     db,
     oauth,
+    ssf: { metadata: () => ssfMetadata(config.public_url), poll: ssfPoll },
     dpop: { verifier: dpop, publicUrl: base },
     approvals,
     policy,
@@ -306,6 +333,6 @@ export async function createBroker(deps: BrokerDeps) {
   // Served by `tasklease serve` on config.metrics.listen.
   const metricsApp = createMetricsApp({ metrics: () => metrics.registry.metrics(), tokenSha256: config.metrics.token_sha256, log });
 
-  return { app, metricsApp, sweeper, notifier, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService, consoleSessions, policyReloader };
+  return { app, metricsApp, sweeper, notifier, transmitter, refusals, metrics, keys, backends, issue, leases, tasks, introspect, approvals, checkBackends, registry, agentService, consoleSessions, policyReloader };
 }
 export type Broker = Awaited<ReturnType<typeof createBroker>>;

@@ -19,6 +19,12 @@ export function newId(clock: Clock): string {
   return uuidv7({ msecs: clock.now().getTime(), random: random16() });
 }
 
+/** The lowest UUIDv7 of the millisecond `at`: every id newId gave out before `at` sorts below it. */
+export function firstIdAt(at: Date): string {
+  const h = Math.max(0, at.getTime()).toString(16).padStart(12, '0');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-7000-8000-000000000000`;
+}
+
 export function sha256Hex(input: string): string {
   return createHash('sha256').update(input).digest('hex');
 }

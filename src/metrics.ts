@@ -1,7 +1,7 @@
 import { and, count, eq, inArray, isNotNull } from 'drizzle-orm';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Db } from './db/client.js';
-import { leases, outbox } from './db/schema.js';
+import { leases, outbox, OUTBOX_KINDS } from './db/schema.js';
 
 /**
  * Prometheus metrics, one registry per broker (no global state). Lease
@@ -65,26 +65,38 @@ export function createMetrics(db: Db) {
     labelNames: ['destination'],
     registers: [registry],
   });
-  new Gauge({
-    name: 'tasklease_notifications_undelivered',
-    help: "Notifications in the outbox not yet delivered, by destination and status ('failed' gave up fast retries: the alerting one)",
-    labelNames: ['destination', 'status'],
+  /** An outbox gauge: one kind's undelivered rows, by destination and status. */
+  const undelivered = (name: string, help: string, kind: string, label: string) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label, 'status'],
+      registers: [registry],
+      async collect() {
+        const rows = await db
+          .select({ destination: outbox.destination, status: outbox.status, n: count() })
+          .from(outbox)
+          .where(and(inArray(outbox.status, ['pending', 'failed']), eq(outbox.kind, kind)))
+          .groupBy(outbox.destination, outbox.status);
+        this.reset();
+        for (const row of rows) this.set({ [label]: row.destination, status: row.status }, Number(row.n));
+      },
+    });
+  undelivered('tasklease_notifications_undelivered', "Notifications in the outbox not yet delivered, by destination and status ('failed' gave up fast retries: the alerting one)", OUTBOX_KINDS.approvalRequested, 'destination');
+  // Security events (SSF, src/oauth/ssf/), by the receiver's client_id (never its endpoint URL).
+  const securityEventsDelivered = new Counter({ name: 'tasklease_security_events_delivered_total', help: 'Security events (SETs) delivered, by receiver (pushed and accepted, or acknowledged by a poll)', labelNames: ['receiver'], registers: [registry] });
+  const securityEventFailures = new Counter({
+    name: 'tasklease_security_event_failures_total',
+    help: 'Security event pushes that failed, and SETs a receiver reported it could not process, by receiver',
+    labelNames: ['receiver'],
     registers: [registry],
-    async collect() {
-      const rows = await db
-        .select({ destination: outbox.destination, status: outbox.status, n: count() })
-        .from(outbox)
-        .where(inArray(outbox.status, ['pending', 'failed']))
-        .groupBy(outbox.destination, outbox.status);
-      this.reset();
-      for (const row of rows) this.set({ destination: row.destination, status: row.status }, Number(row.n));
-    },
   });
+  undelivered('tasklease_security_events_undelivered', "Security events not yet delivered (or, for a poll receiver, not yet acknowledged), by receiver and status ('failed' gave up fast retries: the alerting one)", OUTBOX_KINDS.securityEvent, 'receiver');
   const policyReloadFailures = new Counter({
     name: 'tasklease_policy_reload_failures_total',
     help: 'Policy reloads refused (the set in force stayed): SIGHUP or a changed file with policies that do not load',
     registers: [registry],
   });
-  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied, notificationsDelivered, notificationFailures, policyReloadFailures };
+  return { registry, issued, denied, revocations, awsRevocationCutoffs, agentIssued, agentDenied, notificationsDelivered, notificationFailures, securityEventsDelivered, securityEventFailures, policyReloadFailures };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -63,9 +63,9 @@ const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('
  * signing through WebCrypto on the issuance hot path; jose verifies these
  * tokens (introspection, and the tests).
  */
-export function signEs256(key: KeyObject, kid: string, payload: Record<string, unknown>): string {
-  // An RFC 9068 access token: `typ: at+jwt`, so that it cannot pass for an ID token or another JWT.
-  const input = `${b64url({ alg: 'ES256', kid, typ: 'at+jwt' })}.${b64url(payload)}`;
+export function signEs256(key: KeyObject, kid: string, payload: Record<string, unknown>, typ = 'at+jwt'): string {
+  // Explicitly typed (an RFC 9068 access token is `at+jwt`, a security event `secevent+jwt`), so that one cannot pass for another JWT.
+  const input = `${b64url({ alg: 'ES256', kid, typ })}.${b64url(payload)}`;
   const signature = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
   return `${input}.${signature.toString('base64url')}`;
 }

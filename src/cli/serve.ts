@@ -74,6 +74,7 @@ export async function runServe(config: Config, version: string, extra: { backend
   }
   broker.sweeper.start();
   broker.notifier.start();
+  broker.transmitter.start();
   // The backends' permission self-check, once at start-up: missing permissions are logged now and shown by /readyz.
   void broker.checkBackends().then((result) => {
     for (const [name, check] of Object.entries(result)) if (!check.ok) log.warn({ backend: name, missing: check.missing }, 'backend permissions missing');
@@ -92,7 +93,7 @@ export async function runServe(config: Config, version: string, extra: { backend
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     http.closeIdleConnections();
     metricsServer?.close();
-    await Promise.all([closed, broker.sweeper.stop(), broker.notifier.stop()]);
+    await Promise.all([closed, broker.sweeper.stop(), broker.notifier.stop(), broker.transmitter.stop()]);
     // The counts of repeated refusals live in memory until written: write them before the database closes.
     await withTimeout(broker.refusals.drain(), 5000, 'timed out').catch(() => log.warn('repeated refusals not audited before exit'));
     await database.close();

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { NameSchema } from './identity-rule.js';
 
-const HttpUrlSchema = z
+export const HttpUrlSchema = z
   .string()
   .url('an absolute http(s) URL')
   .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'an http(s) URL');

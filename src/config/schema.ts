@@ -3,6 +3,7 @@ import { DurationSchema } from './duration.js';
 import { IssuerSchema } from './issuer.js';
 import { MetricsSchema } from './metrics.js';
 import { NotificationsSchema } from './notifications.js';
+import { OAuthSchema } from './oauth.js';
 import { AwsRoleSchema, AwsStsBackendSchema } from './aws.js';
 import { PolicySchema } from './policy.js';
 import { VaultBackendSchema, VaultRoleSchema } from './vault.js';
@@ -125,29 +126,7 @@ export const ConfigSchema = z.strictObject({
   /** Who hears of what needs a person (new approval requests): docs/notifications.md. */
   notifications: NotificationsSchema.prefault({}),
   console: ConsoleSchema.prefault({}),
-  /**
-   * The OAuth surface (docs/oauth.md). `max_delegation_depth`: how many actors a delegated token's `act` chain
-   * may hold. `resource_servers`: the OAuth clients that introspect at /oauth2/introspect, each authenticated
-   * by a secret's SHA-256 (client_secret_basic, client_secret_post) or its public keys (private_key_jwt), and
-   * told only of tokens for its `audiences`.
-   */
-  oauth: z
-    .strictObject({
-      max_delegation_depth: z.number().int().min(1).max(5).default(1),
-      resource_servers: z
-        .array(
-          z
-            .strictObject({
-              client_id: z.string().min(1).max(256),
-              secret_sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits').optional(),
-              jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
-              audiences: z.array(z.string().min(1)).min(1),
-            })
-            .refine((r) => (r.secret_sha256 === undefined) !== (r.jwks === undefined), 'give a resource server either secret_sha256 or jwks'),
-        )
-        .default([]),
-    })
-    .prefault({}),
+  oauth: OAuthSchema,
   /** Set only by dev mode: enables the dev issuer and its warnings. */
   dev: z.boolean().default(false),
 }).transform((c) => ({ ...c, public_url: (c.public_url ?? `http://localhost:${c.port}`).replace(/\/$/, '') }));

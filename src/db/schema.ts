@@ -267,11 +267,14 @@ export const registryState = pgTable('registry_state', {
 
 export const OUTBOX_STATUSES = ['pending', 'delivered', 'failed'] as const;
 export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
+/** What an outbox row carries: an approval request for a webhook (src/notify/), or a security event for an SSF receiver (src/oauth/ssf/). */
+export const OUTBOX_KINDS = { approvalRequested: 'approval.requested', securityEvent: 'security_event' } as const;
 
 /**
- * Notifications waiting to leave (DESIGN.md promise 9): one row per message
- * and destination, written in the transaction of the change it reports and
- * delivered at least once by src/notify/. `payload` holds the facts only (no
+ * Notifications and security events waiting to leave (DESIGN.md promise 9):
+ * one row per message and destination, written in the transaction of the
+ * change it reports and delivered at least once by src/notify/delivery.ts (or
+ * handed to an SSF receiver's poll). `payload` holds the facts only (no
  * secret, no token, no destination URL): the body is rendered and signed at
  * delivery from the destination's current config. `failed` rows gave up
  * their fast retries and are retried slowly, like revoke_failed leases.
@@ -281,7 +284,7 @@ export const outbox = pgTable(
   {
     id: uuid('id').primaryKey(),
     kind: text('kind').notNull(),
-    /** The notifier's name in the config (`notifications.webhooks[].name`), never its URL. */
+    /** The webhook's name in the config (`notifications.webhooks[].name`) or the SSF receiver's client_id, never a URL. */
     destination: text('destination').notNull(),
     payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
     status: text('status').$type<OutboxStatus>().notNull().default('pending'),

@@ -33,6 +33,8 @@ import { registerPolicyRoutes } from './routes/policy.js';
 import { registerSystemRoutes, type Readiness } from './routes/system.js';
 import { registerTaskRoutes } from './routes/tasks.js';
 import { registerOAuthRoutes } from './routes/oauth.js';
+import { registerSsfRoutes } from './routes/ssf.js';
+import type { SecurityEventPoll } from '../oauth/ssf/poll.js';
 import type { TokenExchange } from '../oauth/exchange.js';
 import type { Revocation } from '../oauth/revoke.js';
 import type { DpopVerifier } from '../oauth/dpop.js';
@@ -64,6 +66,8 @@ export interface AppDeps {
   version: string;
   /** The OAuth endpoints (src/oauth/): metadata, token exchange, revocation. */
   oauth: { metadata: () => unknown; exchange: TokenExchange; revoke: Revocation; clients: ClientAuthenticator };
+  /** The SSF transmitter's metadata and RFC 8936 poll (src/oauth/ssf/). */
+  ssf: { metadata: () => unknown; poll: SecurityEventPoll };
   /** DPoP proofs on POST /v1/credentials: checked against `publicUrl` + the path (oauth/dpop.ts). */
   dpop: { verifier: Pick<DpopVerifier, 'verify'>; publicUrl: string };
   /** The console's pages (src/console/app.tsx), served at /console: cookie sessions, not Bearer tokens. */
@@ -125,6 +129,7 @@ export function createApp(deps: AppDeps) {
   app.use(limitBody(MAX_BODY_BYTES));
   // Outside /v1: OAuth clients authenticate as OAuth says (a subject token, a Bearer at revocation).
   registerOAuthRoutes(app, { ...deps.oauth, introspect: deps.introspect, log: deps.log });
+  registerSsfRoutes(app, { ...deps.ssf, clients: deps.oauth.clients, log: deps.log });
   app.use('/v1/*', authenticate(deps.authenticator, new Set([CONTAINER_CREDENTIALS_PATH])));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

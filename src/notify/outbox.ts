@@ -1,12 +1,12 @@
-import { and, asc, desc, eq, gt, inArray, isNull, lte, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import type { ApprovalOutbox } from '../approvals/service.js';
 import { appendAudit, requestRef, type RequestRef } from '../audit/append.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/client.js';
-import { outbox, type Approval, type OutboxRow } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { outbox, OUTBOX_KINDS, type Approval, type OutboxRow } from '../db/schema.js';
+import { firstIdAt, newId } from '../ids.js';
 
-export const APPROVAL_REQUESTED = 'approval.requested';
+export const APPROVAL_REQUESTED = OUTBOX_KINDS.approvalRequested;
 
 /** What a notification says of an approval request: facts a person needs to decide, never its token's hash. */
 export interface ApprovalFacts {
@@ -61,16 +61,32 @@ export function createApprovalOutbox(deps: { clock: Clock; destinations: () => s
 const inAnyOf = (ids: SQLWrapper) => sql`${outbox.id} = any(array(${ids}))`;
 
 /**
- * Claims up to `limit` due rows for `claimer` until `claimUntil`. SKIP LOCKED
+ * Claims up to `limit` due rows of one kind, for the destinations given, for
+ * `claimer` until `claimUntil`. SKIP LOCKED
  * lets replicas claim side by side; the claim is a committed stamp (no
  * transaction is held across a POST), so rows a dead replica held become due
  * again when the stamp runs out: delivery is at least once.
  */
-export async function claimDue(db: Db, claimer: string, now: Date, claimUntil: Date, limit: number): Promise<OutboxRow[]> {
+export async function claimDue(
+  db: Db,
+  claimer: string,
+  now: Date,
+  claimUntil: Date,
+  limit: number,
+  scope: { kind: string; destinations: string[] },
+): Promise<OutboxRow[]> {
   const due = db
     .select({ id: outbox.id })
     .from(outbox)
-    .where(and(inArray(outbox.status, ['pending', 'failed']), lte(outbox.nextAttemptAt, now), or(isNull(outbox.claimUntil), lte(outbox.claimUntil, now))))
+    .where(
+      and(
+        inArray(outbox.status, ['pending', 'failed']),
+        lte(outbox.nextAttemptAt, now),
+        or(isNull(outbox.claimUntil), lte(outbox.claimUntil, now)),
+        eq(outbox.kind, scope.kind),
+        inArray(outbox.destination, scope.destinations),
+      ),
+    )
     .orderBy(asc(outbox.nextAttemptAt))
     .limit(limit)
     .for('update', { skipLocked: true });
@@ -78,6 +94,15 @@ export async function claimDue(db: Db, claimer: string, now: Date, claimUntil: D
 }
 
 const heldBy = (claimer: string, id: string) => and(eq(outbox.id, id), eq(outbox.claimedBy, claimer));
+
+/** Hands claimed rows back untried: due again at once for any replica (their attempts unchanged). */
+export async function releaseClaims(db: Db, claimer: string, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .update(outbox)
+    .set({ claimedBy: null, claimUntil: null })
+    .where(and(inArray(outbox.id, ids), eq(outbox.claimedBy, claimer)));
+}
 
 /** Marks a claimed row delivered; false when another replica took it over meanwhile. */
 export async function markDelivered(db: Db, claimer: string, id: string, now: Date): Promise<boolean> {
@@ -117,15 +142,34 @@ export async function markFailed(
 }
 
 /**
+ * Deletes up to `limit` delivered rows of `kind` written before `before`
+ * (ids are UUIDv7, so this walks the primary key's oldest end, no extra
+ * index); the number deleted. Undelivered rows are never pruned.
+ */
+export async function pruneDelivered(db: Db, kind: string, before: Date, limit = 5000): Promise<number> {
+  const old = db
+    .select({ id: outbox.id })
+    .from(outbox)
+    .where(and(lt(outbox.id, firstIdAt(before)), eq(outbox.kind, kind), eq(outbox.status, 'delivered')))
+    .orderBy(asc(outbox.id))
+    .limit(limit);
+  const gone = await db.delete(outbox).where(inAnyOf(old)).returning({ id: outbox.id });
+  return gone.length;
+}
+
+/**
  * One outbox row as the console shows it: the webhook's name and the approval
- * it is about, never the payload or the claim. `lastError` is what post.ts
+ * it is about (or the SSF receiver and the lease), never the payload or the claim. `lastError` is what post.ts
  * wrote (a status, a socket code, a timeout: never a URL); URLs are cut from
  * it anyway, so a row written by another version cannot show one.
  */
 export interface OutboxEntry {
   id: string;
+  kind: string;
   destination: string;
   approvalId: string | null;
+  /** A security event's lease. */
+  leaseId: string | null;
   role: string | null;
   status: OutboxRow['status'];
   attempts: number;
@@ -140,9 +184,11 @@ export const scrubUrls = (text: string | null) => (text === null ? null : text.r
 
 const entryColumns = {
   id: outbox.id,
+  kind: outbox.kind,
   destination: outbox.destination,
   approvalId: sql<string | null>`${outbox.payload}->'approval'->>'id'`,
-  role: sql<string | null>`${outbox.payload}->'approval'->>'role'`,
+  leaseId: sql<string | null>`${outbox.payload}->>'lease'`,
+  role: sql<string | null>`coalesce(${outbox.payload}->'approval'->>'role', ${outbox.payload}->>'role')`,
   status: outbox.status,
   attempts: outbox.attempts,
   createdAt: outbox.createdAt,

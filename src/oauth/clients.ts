@@ -1,14 +1,10 @@
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Clock } from '../clock.js';
+import type { ResourceServerConfig } from '../config/oauth.js';
 import { digestsEqual, sha256Hex } from '../ids.js';
 import { OAuthError } from './errors.js';
 
-export interface ResourceServer {
-  client_id: string;
-  secret_sha256?: string | undefined;
-  jwks?: { keys: Record<string, unknown>[] } | undefined;
-  audiences: string[];
-}
+export type ResourceServer = ResourceServerConfig;
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** The asymmetric algorithms a client assertion may be signed with. */

@@ -27,6 +27,17 @@ export interface SweeperDeps {
   metrics?: Pick<Metrics, 'revocations'>;
   /** Other expiries to run at the start of each pass (approval requests). */
   housekeeping?: () => Promise<unknown>;
+  /** Told of the leases each commit ends, in that commit's transaction (security events' outbox), and after it commits. */
+  ended?: { append(tx: Db, ended: EndedLease[], now: Date): Promise<number>; appended(): void };
+}
+
+/** A lease a sweeper commit ended: what those told of it (security events) need. */
+export interface EndedLease {
+  id: string;
+  role: string;
+  backend: string;
+  status: string;
+  reason: string | null;
 }
 
 export interface SweepResult {
@@ -72,7 +83,7 @@ export function createSweeper(deps: SweeperDeps) {
 
   async function finish(succeeded: Lease[], now: Date): Promise<{ revoked: number; expired: number }> {
     if (succeeded.length === 0) return { revoked: 0, expired: 0 };
-    return db.transaction(async (tx) => {
+    const counts = await db.transaction(async (tx) => {
       // The lease rows first, the chain's head last, as every transaction that appends takes them (no deadlock).
       const done = await tx
         .update(leases)
@@ -95,7 +106,10 @@ export function createSweeper(deps: SweeperDeps) {
           backendExpiresAt: leases.backendExpiresAt,
           agent: leases.agent,
           agentOwner: leases.agentOwner,
+          role: leases.role,
+          backend: leases.backend,
         });
+      const told = (await deps.ended?.append(tx, done, now)) ?? 0;
       await appendAudit(
         tx,
         done.map((l) => ({
@@ -115,8 +129,10 @@ export function createSweeper(deps: SweeperDeps) {
         })),
       );
       const expired = done.filter((l) => l.status === 'expired').length;
-      return { revoked: done.length - expired, expired };
+      return { revoked: done.length - expired, expired, told };
     });
+    if (counts.told > 0) deps.ended?.appended();
+    return counts;
   }
 
   /**

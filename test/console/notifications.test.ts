@@ -61,6 +61,8 @@ describe.each(DRIVERS)('console notifications page (%s)', (driver) => {
 
   /** An approval whose two notifications have failed once: the receiver answered 500, the other port refused. */
   async function failedOnce(agent: string) {
+    // Each case starts with both webhooks awake: an earlier case's failures left them resting (delivery.ts).
+    t.broker.notifier.retryNow();
     receiver.answer({ status: 500 });
     const approval = await requestApproval(agent);
     expect(await t.broker.notifier.runOnce()).toEqual({ delivered: 0, failed: 2 });

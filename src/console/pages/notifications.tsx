@@ -1,6 +1,7 @@
 // The pragmas make every loader (tsx outside this repository, vitest, tsc) compile JSX for hono/jsx.
 /** @jsxRuntime automatic */
 /** @jsxImportSource hono/jsx */
+import { OUTBOX_KINDS } from '../../db/schema.js';
 import type { OutboxEntry, OutboxSummary } from '../../notify/outbox.js';
 import { Time } from './approvals.js';
 import { Layout, type Viewer } from './layout.js';
@@ -21,9 +22,17 @@ function Notice(props: { notice?: NotificationNotice }) {
   );
 }
 
-/** The approval a row is about, linked to its page; the role beside it. */
+/** The approval a row is about, linked to its page, or the lease a security event reports; the role beside it. */
 function About(props: { entry: OutboxEntry }) {
   const e = props.entry;
+  if (e.kind === OUTBOX_KINDS.securityEvent) {
+    return (
+      <span>
+        security event: lease <code>{e.leaseId ?? '?'}</code> ended
+        {e.role ? <span class="muted"> ({e.role})</span> : null}
+      </span>
+    );
+  }
   if (!e.approvalId) return <span class="muted">(no approval)</span>;
   return (
     <span>
@@ -40,8 +49,8 @@ function FailingTable(props: { entries: OutboxEntry[]; csrf: string; now: Date }
     <table class="grid">
       <thead>
         <tr>
-          <th>Webhook</th>
-          <th>Approval</th>
+          <th>Destination</th>
+          <th>About</th>
           <th>Status</th>
           <th>Attempts</th>
           <th>Last error</th>
@@ -89,8 +98,8 @@ function DeliveredTable(props: { entries: OutboxEntry[]; now: Date }) {
     <table class="grid">
       <thead>
         <tr>
-          <th>Webhook</th>
-          <th>Approval</th>
+          <th>Destination</th>
+          <th>About</th>
           <th>Attempts</th>
           <th>Delivered</th>
         </tr>
@@ -111,7 +120,7 @@ function DeliveredTable(props: { entries: OutboxEntry[]; now: Date }) {
   );
 }
 
-/** The notification outbox for admins: webhooks by name only (a webhook's URL can be its secret), failing deliveries first. */
+/** The outbox for admins (approval notifications and security events): webhooks and receivers by name only (a webhook's URL can be its secret), failing deliveries first. */
 export function NotificationsPage(props: {
   dev: boolean;
   viewer: Viewer;
@@ -129,7 +138,8 @@ export function NotificationsPage(props: {
       <h1>Notifications</h1>
       <Notice notice={props.notice} />
       <p class="muted">
-        Approval requests sent to the configured webhooks, named as the config names them. A failed delivery is retried with backoff; after{' '}
+        Approval requests sent to the configured webhooks, and security events (SSF) sent to resource servers when a token they accept is
+        revoked, each destination named as the config names it. A poll receiver's events wait here until it acknowledges them. A failed delivery is retried with backoff; after{' '}
         <code>max_attempts</code> it is marked <em>failed</em> and still retried every <code>failed_retry_interval</code>: nothing is given up for good.
       </p>
       <section id="undelivered">
