@@ -26,7 +26,7 @@ export function freePort(): Promise<number> {
  * consent screens (any login name becomes the subject; the account's email is `<subject>@example.com`), and
  * RP-initiated logout returning to the broker's /console/signed-out (without it when `endSession: false`).
  */
-export async function startProvider(brokerUrl: string, options: { endSession?: boolean } = {}): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startProvider(brokerUrl: string, options: { endSession?: boolean; clients?: Record<string, unknown>[] } = {}): Promise<{ url: string; close: () => Promise<void> }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const provider = new Provider(url, {
@@ -40,6 +40,7 @@ export async function startProvider(brokerUrl: string, options: { endSession?: b
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
       },
+      ...(options.clients ?? []),
     ],
     pkce: { required: () => true },
     claims: { openid: ['sub'], email: ['email'] },

@@ -4,10 +4,12 @@
 import { eq } from 'drizzle-orm';
 import { decodeJwt } from 'jose';
 import * as oauth from 'oauth4webapi';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { leases } from '../../src/db/schema.js';
-import { HARNESS_ROLES, useTestBroker, type TestBroker } from '../support/broker.js';
-import type { TestDatabase } from '../support/db.js';
+import { startProvider } from '../console/oidc-support.js';
+import { HARNESS_ROLES, startTestBroker, useTestBroker, type TestBroker } from '../support/broker.js';
+import { openTestDatabase, type TestDatabase } from '../support/db.js';
+import { personIdToken } from '../support/person-login.js';
 import { EXCHANGE, JWT_TYPE, useOAuthClient } from '../support/oauth.js';
 
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
@@ -59,5 +61,54 @@ describe('delegation: an agent acting for a person', () => {
     const delegated = await t.issuer.sign('person-alice', { act: { sub: 'someone-before' } }, t.clock.now());
     expect(await exchange(delegated, agent)).toMatchObject({ error: 'invalid_request', description: expect.stringMatching(/deeper than 1/) });
     expect(await exchange(await t.tokenFor('person-alice'), agent, { actor_token_type: 'urn:ietf:params:oauth:token-type:id_token' })).toMatchObject({ error: 'invalid_request' });
+  });
+});
+
+describe("delegation with a person's ID token from a real OpenID provider (oidc-provider)", () => {
+  const client = { client_id: 'mail-app', client_secret: 'mail-app-secret-for-tests-only', redirect_uri: 'http://127.0.0.1:9/callback' };
+  let provider!: { url: string; close: () => Promise<void> };
+  let database!: TestDatabase;
+  let t!: TestBroker;
+  let ctx!: ReturnType<typeof useOAuthClient>;
+
+  beforeAll(async () => {
+    provider = await startProvider('http://127.0.0.1:9', {
+      clients: [{ ...client, redirect_uris: [client.redirect_uri], grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' }],
+    });
+    database = await openTestDatabase('postgres');
+    t = await startTestBroker(database, {
+      config: {
+        // The people's issuer: its ID tokens are for the mail app, which hands them on as subject tokens.
+        issuers: [{ name: 'corp', issuer: provider.url, jwks_uri: `${provider.url}/jwks`, algorithms: ['RS256'], audiences: [client.client_id] }],
+        roles: [...HARNESS_ROLES, { name: 'mailbox', backend: 'local', allow: AGENTS, delegable_by: [{ issuer: 'corp', subject: 'alice' }], jwt: { audience: 'https://mail.example' } }],
+      },
+    });
+  });
+  afterAll(async () => {
+    await database?.drop();
+    await provider?.close();
+  });
+  ctx = useOAuthClient(() => t);
+
+  it("issues alice's token acted by the agent; bob, signed in the same way, may not delegate", async () => {
+    const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { issuer: 'test', subject: 'agent-oidc' }, roles: ['mailbox'], ttl_seconds: 3600 });
+    expect(opened.status, opened.text).toBe(201);
+    const exchange = async (personToken: string) => {
+      const body = { subject_token: personToken, subject_token_type: JWT_TYPE, actor_token: await t.tokenFor('agent-oidc'), actor_token_type: JWT_TYPE, audience: 'mailbox' };
+      const res = await oauth.genericTokenEndpointRequest(ctx.as, ctx.client, oauth.None(), EXCHANGE, body, ctx.opts);
+      try {
+        return { token: await oauth.processGenericTokenEndpointResponse(ctx.as, ctx.client, res) };
+      } catch (err) {
+        if (err instanceof oauth.ResponseBodyError) return { error: err.error, description: err.error_description };
+        throw err;
+      }
+    };
+    const alice = await personIdToken(provider.url, client, 'alice');
+    const { token, ...refused } = await exchange(alice);
+    expect(refused).toEqual({});
+    expect(decodeJwt(token!.access_token)).toMatchObject({ sub: 'alice', act: { sub: 'agent-oidc', iss: 'https://issuer.test.invalid' }, client_id: 'test/agent-oidc' });
+    const [lease] = await database.db.select().from(leases).where(eq(leases.id, decodeJwt(token!.access_token).jti!));
+    expect(lease).toMatchObject({ subject: 'agent-oidc', onBehalfOf: 'corp/alice' });
+    expect(await exchange(await personIdToken(provider.url, client, 'bob'))).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/may not delegate/) });
   });
 });
