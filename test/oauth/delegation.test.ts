@@ -17,6 +17,18 @@ const config = {
   roles: [...HARNESS_ROLES, { name: 'mailbox', backend: 'local', allow: AGENTS, delegable_by: [{ issuer: 'test', subject: 'person-alice' }], jwt: { audience: 'https://mail.example' } }],
 };
 
+/** A delegation exchange through oauth4webapi, for role `mailbox`: the token, or the error the broker answered. */
+async function delegate(ctx: ReturnType<typeof useOAuthClient>, subjectToken: string, actorToken: string, extra: Record<string, string> = {}) {
+  const body = { subject_token: subjectToken, subject_token_type: JWT_TYPE, actor_token: actorToken, actor_token_type: JWT_TYPE, audience: 'mailbox', ...extra };
+  const res = await oauth.genericTokenEndpointRequest(ctx.as, ctx.client, oauth.None(), EXCHANGE, body, ctx.opts);
+  try {
+    return { token: await oauth.processGenericTokenEndpointResponse(ctx.as, ctx.client, res) };
+  } catch (err) {
+    if (err instanceof oauth.ResponseBodyError) return { error: err.error, description: err.error_description };
+    throw err;
+  }
+}
+
 describe('delegation: an agent acting for a person', () => {
   let database!: TestDatabase;
   let t!: TestBroker;
@@ -24,16 +36,7 @@ describe('delegation: an agent acting for a person', () => {
   const ctx = useOAuthClient(() => t);
 
   const openTask = async (agent: string) => (await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['mailbox'], ttl_seconds: 3600 })).json.task.id as string;
-  async function exchange(subjectToken: string, actorToken: string, extra: Record<string, string> = {}) {
-    const body = { subject_token: subjectToken, subject_token_type: JWT_TYPE, actor_token: actorToken, actor_token_type: JWT_TYPE, audience: 'mailbox', ...extra };
-    const res = await oauth.genericTokenEndpointRequest(ctx.as, ctx.client, oauth.None(), EXCHANGE, body, ctx.opts);
-    try {
-      return { token: await oauth.processGenericTokenEndpointResponse(ctx.as, ctx.client, res) };
-    } catch (err) {
-      if (err instanceof oauth.ResponseBodyError) return { error: err.error, description: err.error_description };
-      throw err;
-    }
-  }
+  const exchange = (subjectToken: string, actorToken: string, extra: Record<string, string> = {}) => delegate(ctx, subjectToken, actorToken, extra);
 
   it("issues the person's token acted by the agent; the lease is the agent's, on behalf of the person, and audited so", async () => {
     const task = await openTask('agent-y1');
@@ -93,16 +96,7 @@ describe("delegation with a person's ID token from a real OpenID provider (oidc-
   it("issues alice's token acted by the agent; bob, signed in the same way, may not delegate", async () => {
     const opened = await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { issuer: 'test', subject: 'agent-oidc' }, roles: ['mailbox'], ttl_seconds: 3600 });
     expect(opened.status, opened.text).toBe(201);
-    const exchange = async (personToken: string) => {
-      const body = { subject_token: personToken, subject_token_type: JWT_TYPE, actor_token: await t.tokenFor('agent-oidc'), actor_token_type: JWT_TYPE, audience: 'mailbox' };
-      const res = await oauth.genericTokenEndpointRequest(ctx.as, ctx.client, oauth.None(), EXCHANGE, body, ctx.opts);
-      try {
-        return { token: await oauth.processGenericTokenEndpointResponse(ctx.as, ctx.client, res) };
-      } catch (err) {
-        if (err instanceof oauth.ResponseBodyError) return { error: err.error, description: err.error_description };
-        throw err;
-      }
-    };
+    const exchange = async (personToken: string) => delegate(ctx, personToken, await t.tokenFor('agent-oidc'));
     const alice = await personIdToken(provider.url, client, 'alice');
     const { token, ...refused } = await exchange(alice);
     expect(refused).toEqual({});
