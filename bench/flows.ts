@@ -39,31 +39,37 @@ export async function openAgentTasks(url: string, issuer: Issuer, count: number,
 }
 
 /**
- * Scenario 3, run beside the issuance load: open a task, take 10 credentials
- * for it, complete it, and time until the database shows all 10 revoked.
+ * Scenarios 3 and 3s, run beside the issuance load: open a task, take 10
+ * credentials for it, complete it, and time until `settled` says the 10 are
+ * done with (revoked in the database; verified by a receiver of SETs).
  */
-export async function revocationProbe(url: string, databaseUrl: string, issuer: Issuer, running: () => boolean): Promise<number[]> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+export async function completionProbe(url: string, issuer: Issuer, running: () => boolean, settled: (task: string, leases: string[]) => Promise<boolean> | boolean): Promise<number[]> {
   const orchestrator = await issuer.token('orchestrator');
   const latencies: number[] = [];
+  for (let k = 0; running(); k++) {
+    const subject = `agent-rev-${k}-${Date.now().toString(36)}`;
+    const task = await openTask(url, orchestrator, { agent: { subject }, roles: ['bench'], ttl_seconds: 3600 });
+    const token = await issuer.token(subject);
+    const issued = await Promise.all(Array.from({ length: 10 }, () => call(url, '/v1/credentials', token, { task, role: 'bench' }, 201)));
+    const leases = issued.map((r) => (r as { lease: { id: string } }).lease.id);
+    const started = performance.now();
+    await call(url, `/v1/tasks/${task}/complete`, orchestrator, { outcome: 'success' }, 202);
+    while (!(await settled(task, leases))) await sleep(2);
+    latencies.push(performance.now() - started);
+    await sleep(100);
+  }
+  return latencies;
+}
+
+/** Scenario 3: until the database shows all 10 revoked. */
+export async function revocationProbe(url: string, databaseUrl: string, issuer: Issuer, running: () => boolean): Promise<number[]> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    for (let k = 0; running(); k++) {
-      const subject = `agent-rev-${k}`;
-      const task = await openTask(url, orchestrator, { agent: { subject }, roles: ['bench'], ttl_seconds: 3600 });
-      const token = await issuer.token(subject);
-      await Promise.all(Array.from({ length: 10 }, () => call(url, '/v1/credentials', token, { task, role: 'bench' }, 201)));
-      const started = performance.now();
-      await call(url, `/v1/tasks/${task}/complete`, orchestrator, { outcome: 'success' }, 202);
-      for (;;) {
-        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from leases where task_id = ${task} and status <> 'revoked'`;
-        if (row!.n === 0) break;
-        await sleep(2);
-      }
-      latencies.push(performance.now() - started);
-      await sleep(100);
-    }
+    return await completionProbe(url, issuer, running, async (task) => {
+      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from leases where task_id = ${task} and status <> 'revoked'`;
+      return row!.n === 0;
+    });
   } finally {
     await sql.end();
   }
-  return latencies;
 }

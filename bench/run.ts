@@ -8,7 +8,7 @@
  * run, BENCH_CONCURRENCY (64), BENCH_AGENTS (1000), BENCH_FLOOD_CONNECTIONS
  * (16, scenario 7's flooding identity), BENCH_SUSPEND_LEASES (scenario 8's
  * rounds: 1000,2000,4000,8000,16000), BENCH_PAGE_LEASES (1000000) and
- * BENCH_PAGE_RUNS (200) for scenario 9, BENCH_ONLY=1,3 to pick.
+ * BENCH_PAGE_RUNS (200) for scenario 9, BENCH_ONLY=1,3,3s to pick.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -18,7 +18,8 @@ import { benchIssuer, cpuPerRequest, cpuSnapshot, dropDatabase, freePort, freshD
 import { HELD_POLICY, operatorPolicies } from './cedar-policies.js';
 import { floodScenario } from './flood.js';
 import { leasesPageScenario } from './leases-page.js';
-import { openAgentTasks, revocationProbe } from './flows.js';
+import { completionProbe, openAgentTasks, revocationProbe } from './flows.js';
+import { createSsfReceiver } from '../examples/ssf-receiver.mjs';
 import { scaleScenario, sweeperScenario } from './state.js';
 import { suspendScenario } from './suspend.js';
 import { fmtLoad, wrk, type Req } from './wrk.js';
@@ -77,9 +78,9 @@ say(`  ${insertCpu}`);
 const credentialReqs = (agents: { token: string; task: string }[], role: string): Req[] =>
   agents.map((a) => ({ method: 'POST', path: '/v1/credentials', token: a.token, body: { task: a.task, role } }));
 
-async function withBroker<T>(name: string, entry: string[] | undefined, databaseUrl: string | undefined, fn: (broker: Proc) => Promise<T>, policy?: object): Promise<T> {
+async function withBroker<T>(name: string, entry: string[] | undefined, databaseUrl: string | undefined, fn: (broker: Proc) => Promise<T>, extra: { policy?: object; oauth?: object } = {}): Promise<T> {
   const port = await freePort();
-  const config = writeConfig(dir, name, { port, databaseUrl, jwk: issuer.jwk, ...(policy ? { policy } : {}) });
+  const config = writeConfig(dir, name, { port, databaseUrl, jwk: issuer.jwk, ...extra });
   const broker = await startBroker(config, port, dir, name, entry);
   try {
     return await fn(broker);
@@ -113,6 +114,36 @@ if (wants('1') || wants('3')) {
   });
 }
 
+if (wants('3s')) {
+  // Scenario 3 with a relying party told by SSF: completion -> its receiver (examples/ssf-receiver.mjs, jose) has verified all 10 SETs.
+  const receiverPort = await freePort();
+  const oauth = { resource_servers: [{ client_id: 'bench-rp', secret_sha256: '0'.repeat(64), audiences: ['bench-api'], security_events: { delivery: 'push', endpoint_url: `http://127.0.0.1:${receiverPort}/ssf` } }] };
+  await withBroker(
+    'broker-pg-ssf',
+    undefined,
+    dbUrl,
+    async (broker) => {
+      const receiver = createSsfReceiver({ transmitter: broker.url, clientId: 'bench-rp' });
+      await new Promise<void>((resolve) => receiver.server.listen(receiverPort, '127.0.0.1', () => resolve()));
+      try {
+        const reqs = credentialReqs(await openAgentTasks(broker.url, issuer, AGENTS, 'pg-ssf'), 'bench');
+        await load(broker.url, reqs, 'warm-issue-ssf', 201, 3);
+        let running = true;
+        const probe = completionProbe(broker.url, issuer, () => running, (_task, leases) => leases.every((l) => receiver.revoked.has(l)));
+        const during = await load(broker.url, reqs, 'issue-during-3s', 201).finally(() => (running = false));
+        const sorted = (await probe).sort((a, b) => a - b);
+        const q = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(0) : '-');
+        say(`1 the same while scenario 3s runs      ${fmtLoad(during)}`);
+        say(`3s completion -> 10 SETs verified       p50 ${q(0.5)} ms  p99 ${q(0.99)} ms  max ${q(1)} ms  (${sorted.length} tasks, during scenario 1's load)`);
+      } finally {
+        receiver.server.closeAllConnections();
+        receiver.server.close();
+      }
+    },
+    { oauth },
+  );
+}
+
 /** Scenario 1 again on a broker of its own, deciding with `policy` besides the bench's config. */
 async function policyScenario(id: string, label: string, policy: object) {
   await withBroker(
@@ -127,7 +158,7 @@ async function policyScenario(id: string, label: string, policy: object) {
       say(`  ${cpu}`);
       say(`  ratio to 1-INSERT ceiling ${pct(result.perSecond, insert.perSecond)}`);
     },
-    policy,
+    { policy },
   );
 }
 

@@ -46,7 +46,7 @@ export async function benchIssuer() {
 }
 
 /** A broker config (JSON is YAML): roles `bench` on the jwt backend and `slow` on the 50 ms backend of slow-broker.ts. */
-export function writeConfig(dir: string, name: string, opts: { port: number; databaseUrl?: string; jwk: object; sweeper?: object; policy?: object }): string {
+export function writeConfig(dir: string, name: string, opts: { port: number; databaseUrl?: string; jwk: object; sweeper?: object; policy?: object; oauth?: object }): string {
   const allow = [{ issuer: 'bench', subject_pattern: 'agent-.*' }];
   const config = {
     public_url: `http://127.0.0.1:${opts.port}`,
@@ -73,6 +73,7 @@ export function writeConfig(dir: string, name: string, opts: { port: number; dat
     },
     ...(opts.sweeper ? { sweeper: opts.sweeper } : {}),
     ...(opts.policy ? { policy: opts.policy } : {}),
+    ...(opts.oauth ? { oauth: opts.oauth } : {}),
   };
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, JSON.stringify(config, null, 2));

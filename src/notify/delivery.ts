@@ -61,13 +61,13 @@ export function createDeliveryWorker(deps: DeliveryDeps) {
   const failuresInRow = new Map<string, number>();
   let running: Promise<DeliveryResult> | undefined;
 
+  /** One POST; a failure is recorded at once, a delivery by the batch (one UPDATE for all of them). */
   async function deliver(row: OutboxRow): Promise<boolean> {
     const now = clock.now();
     const request = await channel.request(row, now).catch(() => 'the request could not be prepared');
     const error = typeof request === 'string' ? request : await postWebhook(request.url, request, timing.timeout * 1000);
     const done = clock.now();
     if (error === undefined) {
-      if (await markDelivered(db, deps.id, row.id, done)) deps.onDelivered?.(row);
       failuresInRow.delete(row.destination);
       return true;
     }
@@ -118,10 +118,14 @@ export function createDeliveryWorker(deps: DeliveryDeps) {
       if (batch.length === 0) break;
       const byDestination = new Map<string, OutboxRow[]>();
       for (const row of batch) byDestination.set(row.destination, [...(byDestination.get(row.destination) ?? []), row]);
-      const outcomes = (await mapLimit([...byDestination.values()], CONCURRENCY, deliverTo)).flat();
-      const delivered = outcomes.filter(Boolean).length;
-      result.delivered += delivered;
-      result.failed += outcomes.length - delivered;
+      const groups = [...byDestination.values()];
+      const outcomes = await mapLimit(groups, CONCURRENCY, deliverTo);
+      const delivered = groups.flatMap((rows, i) => rows.filter((_, j) => outcomes[i]![j] === true));
+      // Rows another replica took over meanwhile (a claim that ran out) are its to record.
+      const recorded = new Set(await markDelivered(db, deps.id, delivered.map((r) => r.id), clock.now()));
+      for (const row of delivered) if (recorded.has(row.id)) deps.onDelivered?.(row);
+      result.delivered += delivered.length;
+      result.failed += outcomes.flat().length - delivered.length;
       if (batch.length < BATCH) break;
     }
     return result;

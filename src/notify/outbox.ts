@@ -104,14 +104,15 @@ export async function releaseClaims(db: Db, claimer: string, ids: string[]): Pro
     .where(and(inArray(outbox.id, ids), eq(outbox.claimedBy, claimer)));
 }
 
-/** Marks a claimed row delivered; false when another replica took it over meanwhile. */
-export async function markDelivered(db: Db, claimer: string, id: string, now: Date): Promise<boolean> {
+/** Marks claimed rows delivered; the ids recorded (not those another replica took over meanwhile). */
+export async function markDelivered(db: Db, claimer: string, ids: string[], now: Date): Promise<string[]> {
+  if (ids.length === 0) return [];
   const done = await db
     .update(outbox)
     .set({ status: 'delivered', deliveredAt: now, attempts: sql`${outbox.attempts} + 1`, lastError: null, claimedBy: null, claimUntil: null })
-    .where(heldBy(claimer, id))
+    .where(and(inArray(outbox.id, ids), eq(outbox.claimedBy, claimer)))
     .returning({ id: outbox.id });
-  return done.length > 0;
+  return done.map((r) => r.id);
 }
 
 /**
