@@ -51,6 +51,8 @@ export const OAuthSchema = z
         failed_retry_interval: DurationSchema.default(900),
         /** A polled SET not acknowledged is handed out again after this long. */
         poll_redelivery: DurationSchema.default(30),
+        /** A poll that finds nothing waits this long for an event (unless it asks to return immediately); keep it under your proxies' idle timeout. */
+        poll_wait: DurationSchema.default(10).refine((s) => s <= 15, 'at most 15s (requests time out at 20s)'),
         /** Delivered events are deleted after this long. */
         keep_delivered: DurationSchema.default(86400),
       })

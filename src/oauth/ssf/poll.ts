@@ -16,8 +16,6 @@ export const PollRequestSchema = z.object({
 export type PollRequest = z.output<typeof PollRequestSchema>;
 
 const DEFAULT_MAX_EVENTS = 100;
-/** A poll that finds nothing waits this long at most for an event (or for the connection to close). */
-const LONG_POLL_MS = 10_000;
 /** Between checks while waiting: another replica's events are seen within this long. */
 const RECHECK_MS = 500;
 
@@ -27,9 +25,9 @@ const RECHECK_MS = 500;
  * which is logged and counted and not sent again); one handed out and not
  * acknowledged is handed out again after `poll_redelivery`. Two polls at once
  * never get the same SET (SKIP LOCKED). A poll that finds nothing waits up to
- * 10 s unless it asks to return immediately. Proved by test/oauth/ssf.test.ts.
+ * `poll_wait` (10 s) unless it asks to return immediately. Proved by test/oauth/ssf.test.ts.
  */
-export function createSecurityEventPoll(deps: SsfDeps & { longPollMs?: number }) {
+export function createSecurityEventPoll(deps: SsfDeps) {
   const { db, clock } = deps;
   const waiting = new Set<() => void>();
   const mine = (receiver: string) => and(eq(outbox.kind, OUTBOX_KINDS.securityEvent), eq(outbox.destination, receiver));
@@ -96,7 +94,7 @@ export function createSecurityEventPoll(deps: SsfDeps & { longPollMs?: number })
       await settle(receiver, request);
       const max = request.maxEvents ?? DEFAULT_MAX_EVENTS;
       if (max === 0) return { sets: {}, moreAvailable: false };
-      const deadline = Date.now() + (request.returnImmediately ? 0 : (deps.longPollMs ?? LONG_POLL_MS));
+      const deadline = Date.now() + (request.returnImmediately ? 0 : deps.config.security_events.poll_wait * 1000);
       for (;;) {
         const taken = await take(receiver, max);
         const left = deadline - Date.now();
