@@ -21,6 +21,8 @@ const CaseSchema = z.strictObject({
   /** The roles held now: in this task, and in the agent's other tasks (it holds this task's too). */
   holds: z.strictObject({ task: z.array(z.string()).default([]), other_tasks: z.array(z.string()).default([]) }).default({ task: [], other_tasks: [] }),
   ttl_seconds: z.number().int().positive().optional(),
+  /** A delegated request: the person it is for, `issuer/subject` (context.on_behalf_of). */
+  on_behalf_of: z.string().min(1).optional(),
   at: z.iso.datetime({ offset: true }).optional(),
   expect: z.union([z.enum(['allow', 'deny']), z.string().regex(/^approval(:.+)?$/)]),
   /** The decision must name exactly these policies, in any order. */
@@ -62,7 +64,7 @@ export function runPolicyTest(policy: Policy, file: string): CommandResult {
     const identity = { ...c.identity, tokenSha256: '', expiresAt: now };
     const leaseOf = (roles: string[]) => new Map(roles.map((r) => [r, `held:${r}`]));
     const held = { task: leaseOf(c.holds.task), agent: leaseOf([...c.holds.task, ...c.holds.other_tasks]) };
-    const d = policy.decide({ identity, task, roleName: c.role, requestedTtl: c.ttl_seconds, now, agent, held });
+    const d = policy.decide({ identity, task, roleName: c.role, requestedTtl: c.ttl_seconds, now, agent, held, ...(c.on_behalf_of ? { onBehalfOf: c.on_behalf_of } : {}) });
     const got = d.allow ? (d.approvalRequiredBy ? `approval:${d.approvalRequiredBy}` : 'allow') : 'deny';
     const policies = d.policies ?? [];
     const ok =

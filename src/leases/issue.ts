@@ -144,7 +144,7 @@ export function createIssuer(deps: IssueDeps) {
       target: `task:${input.taskId}`,
       decision: 'deny' as const,
       reason,
-      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...agentDetails(agent), ...extra, ...audited },
+      details: { code, role: input.roleName, token_sha256: input.identity.tokenSha256, ...agentDetails(agent), ...(input.onBehalfOf ? { on_behalf_of: input.onBehalfOf.actor } : {}), ...extra, ...audited },
       ...requestRef(input),
     };
     if (AGGREGATED.has(code)) await refusals.refuse(refusalKey(input, code), event, { wait: code !== 'rate_limited' });
@@ -162,6 +162,9 @@ export function createIssuer(deps: IssueDeps) {
   /** What is held, read only when a policy on the role reads it. */
   const heldFor = async (input: IssueInput, now: Date): Promise<Held> => (await heldRoles(db, [{ identity: input.identity, taskId: input.taskId }], now))[0]!;
 
+  /** Policy sees the person a delegated request is for (`context.on_behalf_of`). */
+  const delegated = (input: IssueInput) => (input.onBehalfOf ? { onBehalfOf: input.onBehalfOf.actor } : {});
+
   /** The decision and the limit check; an unexpected error in either is a refusal (fail closed), a database outage a 503. */
   async function evaluate(input: IssueInput, now: Date): Promise<{ decision: Decision & { allow: true }; constrained: boolean; deadline: Date; agent: Resolution; task: Task }> {
     let decision: Decision;
@@ -172,7 +175,7 @@ export function createIssuer(deps: IssueDeps) {
       agent = await deps.agents.resolve(input.identity);
       task = await taskCache.get(input.taskId);
       const held = task && policy.heldMatters(input.roleName) ? await heldFor(input, now) : undefined;
-      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, ...(held ? { held } : {}) });
+      decision = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, ...(held ? { held } : {}), ...delegated(input) });
       if (decision.allow) refusal = await limits.check(db, { identity: input.identity, task: task!, role: decision.role, now });
     } catch (err) {
       if (isDatabaseUnavailable(err)) throw err;
@@ -193,7 +196,7 @@ export function createIssuer(deps: IssueDeps) {
   function decideHeld(input: IssueInput, task: Task, agent: Resolution, now: Date, redeemed: boolean): Who['decideHeld'] {
     if (!policy.heldMatters(input.roleName)) return undefined;
     return (held) => {
-      const again = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, held });
+      const again = policy.decide({ identity: input.identity, task, roleName: input.roleName, requestedTtl: input.ttlSeconds, now, agent, held, ...delegated(input) });
       if (!again.allow) {
         return { code: again.code, reason: again.reason, extra: conflictExtra(again), ...(again.code === 'role_conflict' ? {} : { leaseReason: 'policy_refused' as const }) };
       }

@@ -71,6 +71,8 @@ export interface CredentialRequest {
   agent?: Resolution;
   /** The roles held now (policy/limits.ts heldRoles): required when `heldMatters(roleName)`, or it is refused. */
   held?: Held;
+  /** A delegated request (oauth/exchange.ts): the person the credential is for, `issuer/subject`. */
+  onBehalfOf?: string;
 }
 
 export interface Policy {
@@ -159,7 +161,7 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
     role: (name) => compiled.get(name)?.role,
     roleNames: () => [...compiled.keys()],
     isApprover: (roleName, identity) => compiled.get(roleName)?.approvers(identity) ?? false,
-    decide({ identity, task, roleName, requestedTtl, now, agent, held }) {
+    decide({ identity, task, roleName, requestedTtl, now, agent, held, onBehalfOf }) {
       const barred = agentRefusal(agent, options.requireRegistration);
       if (barred) return { allow: false, ...barred };
       if (!task) return { allow: false, code: 'task_not_found', reason: 'no such task' };
@@ -181,7 +183,7 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
       const askedTtl = Math.min(requestedTtl ?? entry.role.ttl, entry.role.max_ttl);
       // Fail closed: a policy that reads what is held is never asked with nothing held in its place.
       if (!held && heldMatters(roleName)) return { allow: false, code: 'policy_error', reason: 'the roles held were not read for a policy that needs them' };
-      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), matches: matchAll(entry.allowRules, identity).map((r) => r.id), task, ttlSeconds: askedTtl, now, labelsOf, ...(held ? { held } : {}) };
+      const asked = { identity, agent, role: entry.role, backendType: backendType(entry.role.backend), matches: matchAll(entry.allowRules, identity).map((r) => r.id), task, ttlSeconds: askedTtl, now, labelsOf, ...(held ? { held } : {}), ...(onBehalfOf ? { onBehalfOf } : {}) };
       const verdict = loaded.engine.decide(requestKey(asked), () => credentialRequest(asked));
       if (verdict.decision === 'deny' && !verdict.conflict) {
         if (verdict.error) return { allow: false, code: 'policy_error', reason: verdict.error, policies: verdict.policies };

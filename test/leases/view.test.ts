@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { leases, type Lease } from '../../src/db/schema.js';
 import { AdminLeaseSchema, LeaseSchema } from '../../src/http/schemas.js';
 import { adminLeaseView, LEASE_COLUMNS, leaseView, type LeaseColumnDecisions } from '../../src/leases/view.js';
+import { LeaseTable } from '../../src/console/pages/leases.js';
 
 // Each column holds a value found nowhere else, so a column leaking into a view shows in its JSON.
 const row = (over: Partial<Lease> = {}): Lease => ({
@@ -109,5 +110,13 @@ describe('the lease mapping (src/leases/view.ts)', () => {
     );
     expect(leaseView(fresh)).toMatchObject({ reason: null, revoke_requested_at: null, ended_at: null, agent: null, agent_owner: null });
     expect(adminLeaseView(fresh)).toMatchObject({ revoke_attempts: 0, next_attempt_at: null, last_error: null });
+  });
+});
+
+describe("the console's lease table", () => {
+  it('shows the person a delegated lease is for, beside its holder', async () => {
+    const html = String(await LeaseTable({ leases: [row({ status: 'active' }), fresh], now: new Date('2025-01-01T00:10:00.000Z') }).toString());
+    expect(html).toContain('<div class="on-behalf-of">on behalf of https://people.example/alice</div>');
+    expect(html.match(/on behalf of/g)).toHaveLength(1);
   });
 });

@@ -1,6 +1,9 @@
 // Delegation by RFC 8693 token exchange: a person's token as subject_token, the agent's workload token as
 // actor_token. The token is the person's (`sub`), acted by the agent (`act`); the decision, the task and the
 // lease are the agent's, and the person must be allowed to delegate the role.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { decodeJwt } from 'jose';
 import * as oauth from 'oauth4webapi';
@@ -13,8 +16,21 @@ import { personIdToken } from '../support/person-login.js';
 import { EXCHANGE, JWT_TYPE, useOAuthClient } from '../support/oauth.js';
 
 const AGENTS = [{ issuer: 'test', subject_pattern: 'agent-.*' }];
+// Policy sees the person too: carol may delegate the role, but not to an agent whose token says it is in another team.
+const policyFile = join(mkdtempSync(join(tmpdir(), 'tasklease-delegation-')), 'delegation.cedar');
+writeFileSync(
+  policyFile,
+  `@id("carol-only-to-mail-agents")
+forbid (principal, action == Tasklease::Action::"RequestCredential", resource == Tasklease::Role::"mailbox")
+when { context has on_behalf_of && context.on_behalf_of == "test/person-carol" && !(principal.hasTag("team") && principal.getTag("team") == "mail") };
+`,
+);
 const config = {
-  roles: [...HARNESS_ROLES, { name: 'mailbox', backend: 'local', allow: AGENTS, delegable_by: [{ issuer: 'test', subject: 'person-alice' }], jwt: { audience: 'https://mail.example' } }],
+  roles: [
+    ...HARNESS_ROLES,
+    { name: 'mailbox', backend: 'local', allow: AGENTS, delegable_by: [{ issuer: 'test', subject: 'person-alice' }, { issuer: 'test', subject: 'person-carol' }], jwt: { audience: 'https://mail.example' } },
+  ],
+  policy: { cedar: { files: [policyFile] } },
 };
 
 /** A delegation exchange through oauth4webapi, for role `mailbox`: the token, or the error the broker answered. */
@@ -64,6 +80,26 @@ describe('delegation: an agent acting for a person', () => {
     const delegated = await t.issuer.sign('person-alice', { act: { sub: 'someone-before' } }, t.clock.now());
     expect(await exchange(delegated, agent)).toMatchObject({ error: 'invalid_request', description: expect.stringMatching(/deeper than 1/) });
     expect(await exchange(await t.tokenFor('person-alice'), agent, { actor_token_type: 'urn:ietf:params:oauth:token-type:id_token' })).toMatchObject({ error: 'invalid_request' });
+  });
+});
+
+describe('delegation seen by policy', () => {
+  let t!: TestBroker;
+  useTestBroker('postgres', (_d, b) => (t = b), { config: config as never });
+  const ctx = useOAuthClient(() => t);
+
+  it('a Cedar policy reads context.on_behalf_of: carol delegates only to agents of the mail team', async () => {
+    for (const agent of ['agent-mail', 'agent-other']) {
+      await t.call('POST', '/v1/tasks', { subject: 'orchestrator' }, { agent: { subject: agent }, roles: ['mailbox'], ttl_seconds: 3600 });
+    }
+    const carol = await t.tokenFor('person-carol');
+    const mailAgent = await t.issuer.sign('agent-mail', { team: 'mail' }, t.clock.now());
+    expect((await delegate(ctx, carol, mailAgent)).token?.access_token).toBeTypeOf('string');
+    expect(await delegate(ctx, carol, await t.tokenFor('agent-other'))).toMatchObject({ error: 'invalid_target', description: expect.stringMatching(/^role_denied/) });
+    const [denied] = (await t.call('GET', `/v1/audit?action=credential.denied&actor=${encodeURIComponent('test/agent-other')}`, { subject: 'admin' })).json.items;
+    expect(denied).toMatchObject({ details: { policies: ['carol-only-to-mail-agents'], on_behalf_of: 'test/person-carol' } });
+    // Alice is not named by the policy, and the same agent acting for itself is not delegated at all.
+    expect((await delegate(ctx, await t.tokenFor('person-alice'), await t.tokenFor('agent-other'))).token?.access_token).toBeTypeOf('string');
   });
 });
 

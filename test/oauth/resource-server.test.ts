@@ -2,6 +2,7 @@
 // token against the broker's JWKS (createRemoteJWKSet), its DPoP proof (RFC 9449 section 7), and drops the token
 // once the SSF receiver of examples/ssf-receiver.mjs (the one docs/oauth.md shows) is told its lease ended.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose';
 import * as oauth from 'oauth4webapi';
@@ -136,5 +137,12 @@ describe('a resource server on jose, and its SSF receiver, against the broker ov
     expect((await push(forged, SSF_AUTH)).status).toBe(400);
     expect((await push(forged, 'Bearer wrong')).status).toBe(401);
     expect(revoked.has('x')).toBe(false);
+  });
+});
+
+describe('docs/oauth.md', () => {
+  it('shows examples/ssf-receiver.mjs as it is', () => {
+    const docs = readFileSync(new URL('../../docs/oauth.md', import.meta.url), 'utf8');
+    expect(docs).toContain(readFileSync(new URL('../../examples/ssf-receiver.mjs', import.meta.url), 'utf8'));
   });
 });

@@ -64,6 +64,7 @@ export function LeaseTable(props: { leases: Lease[]; now: Date; csrf?: string; q
             <td>
               {l.issuer}/{l.subject}
               {l.agent ? <span class="muted"> (agent {l.agent})</span> : null}
+              {l.onBehalfOf ? <div class="on-behalf-of">on behalf of {l.onBehalfOf}</div> : null}
             </td>
             <td>
               <code>{l.taskId}</code>

@@ -67,6 +67,7 @@ export function requestKey(input: CedarRequestInput): string {
     cachedKey(task, () => JSON.stringify([task.id, task.purpose, task.owner, task.createdBy, task.createdAt.getTime(), task.deadline.getTime(), task.labels])),
     input.ttlSeconds,
     heldKey(input.held),
+    input.onBehalfOf ?? '',
     minuteOf(input.now),
   ].join('\u0000');
 }
@@ -85,6 +86,8 @@ export interface CedarRequestInput {
   held?: Held;
   /** A configured role's labels (a held role no longer configured has none). */
   labelsOf: (role: string) => Record<string, string> | undefined;
+  /** A delegated request: the person it is for, `issuer/subject`. */
+  onBehalfOf?: string;
   now: Date;
 }
 
@@ -152,6 +155,7 @@ export function credentialRequest(input: CedarRequestInput): CedarRequest {
     task_role_labels: labelsHeld(input.held?.task, input.labelsOf),
     agent_role_labels: labelsHeld(input.held?.agent, input.labelsOf),
     approved: false,
+    ...(input.onBehalfOf ? { on_behalf_of: input.onBehalfOf } : {}),
     ...timeOf(input.now),
   };
   return asked('RequestCredential', principal, resource, context, [taskOf]);

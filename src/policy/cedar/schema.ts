@@ -56,6 +56,7 @@ export const CEDAR_SCHEMA = `namespace Tasklease {
     task_role_labels: Set<String>,
     agent_role_labels: Set<String>,
     approved: Bool,
+    on_behalf_of?: String,
     now: datetime,
     weekday: String,
     hour: Long,
