@@ -299,7 +299,7 @@ export async function createBroker(deps: BrokerDeps) {
   const base = config.public_url.replace(/\/$/, '');
   const oauth = {
     metadata: () => authorizationServerMetadata(config.public_url, policy.roleNames().map((n) => policy.role(n)!).filter((r) => backendType(r.backend) === 'jwt')),
-    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks, dpop, tokenEndpoint: `${base}/oauth2/token`, maxDelegationDepth: config.oauth.max_delegation_depth, clock, audit: (events) => writer.audit(events) }),
+    exchange: createTokenExchange({ authenticator, policy, backendType, issue, tasks, dpop, tokenEndpoint: `${base}/oauth2/token`, maxDelegationDepth: config.oauth.max_delegation_depth, clock, refuse: (key, event) => refusals.refuse(key, event, { wait: true }) }),
     revoke: createRevocation({ clock, keys, issuer: config.public_url, authenticator, leases }),
     clients: createClientAuthenticator({ servers: config.oauth.resource_servers, audiences: [config.public_url, `${base}/oauth2/introspect`], clock }),
   };

@@ -31,8 +31,12 @@ export interface ExchangeDeps {
   /** How many actors a delegated token's `act` chain may hold. */
   maxDelegationDepth: number;
   clock: Clock;
-  /** Appends audit events (leases/writer.ts `audit`). */
-  audit: (events: AuditInput[]) => Promise<void>;
+  /**
+   * Audits a refusal made before the issuer (audit/refusals.ts): the first of
+   * its key in a window is appended, repeats are counted into one event, so
+   * one identity repeating a bad exchange cannot append to the chain each time.
+   */
+  refuse: (key: string, event: AuditInput) => Promise<void>;
 }
 
 /** How many actors an `act` claim names: itself and those nested in it. */
@@ -169,19 +173,18 @@ export function createTokenExchange(deps: ExchangeDeps) {
       });
     } catch (err) {
       if (err instanceof OAuthError) {
-        await deps.audit([
-          {
-            at: deps.clock.now(),
-            actor: `${subject.issuer}/${subject.subject}`,
-            action: 'credential.denied',
-            target: 'oauth:token',
-            decision: 'deny',
-            reason: err.description,
-            details: { code: err.error, via: 'token_exchange', token_sha256: subject.tokenSha256, ...(role ? { role: role.name } : {}) },
-            requestId: request.requestId ?? null,
-            clientRequestId: request.clientRequestId ?? null,
-          },
-        ]);
+        const actor = `${subject.issuer}/${subject.subject}`;
+        await deps.refuse(JSON.stringify([actor, 'oauth:token', err.error, role?.name ?? null]), {
+          at: deps.clock.now(),
+          actor,
+          action: 'credential.denied',
+          target: 'oauth:token',
+          decision: 'deny',
+          reason: err.description,
+          details: { code: err.error, via: 'token_exchange', token_sha256: subject.tokenSha256, ...(role ? { role: role.name } : {}) },
+          requestId: request.requestId ?? null,
+          clientRequestId: request.clientRequestId ?? null,
+        });
       }
       throw err;
     }

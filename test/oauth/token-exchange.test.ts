@@ -128,6 +128,17 @@ describe.each(DRIVERS)('OAuth token exchange and revocation on %s', (driver) => 
     expect(await refusal('agent-x4', { audience: 'reports', task, subject_token: 'not.a.jwt' })).toMatchObject({ error: 'invalid_request', description: expect.stringMatching(/^subject_token/) });
   });
 
+  it('audits a refusal repeated by one identity once per window, then its count', async () => {
+    const denied = async () => (await t.call('GET', `/v1/audit?action=credential.denied&actor=${encodeURIComponent('test/agent-x5')}`, { subject: 'admin' })).json.items as { target: string; details: Record<string, unknown> }[];
+    for (let i = 0; i < 5; i++) expect(await refusal('agent-x5', { audience: 'nope' })).toMatchObject({ error: 'invalid_target' });
+    expect((await denied()).map((e) => e.target)).toEqual(['oauth:token']);
+    t.clock.advance(61_000);
+    await t.broker.refusals.flushDue();
+    const events = await denied();
+    expect(events).toHaveLength(2);
+    expect(events.find((e) => e.target === 'agent:test/agent-x5')?.details).toMatchObject({ code: 'invalid_target', via: 'token_exchange', count: 4 });
+  });
+
   it('refuses another grant type, a repeated parameter and a JSON body, in the same form', async () => {
     const post = (body: string, type = 'application/x-www-form-urlencoded') => t.broker.app.request('/oauth2/token', { method: 'POST', headers: { 'content-type': type }, body });
     const grant = await post('grant_type=client_credentials');
