@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import type { ConfigInput } from './schema.js';
+import { sha256Hex } from '../ids.js';
 
 /** The dev issuer's URL: `.invalid` never resolves, and its keys are inline, so nothing is ever fetched. */
 export const DEV_ISSUER = 'https://dev-issuer.tasklease.invalid';
@@ -57,6 +58,9 @@ when {
 /** DEV_POLICY as earlier versions wrote it: it no longer validates once the schema had more than one action. */
 const PAST_DEV_POLICIES = [DEV_POLICY.replace('action == Tasklease::Action::"RequestCredential"', 'action')];
 
+/** Dev mode's resource server's secret: dev mode only, and printed in the README. */
+export const DEV_RESOURCE_SERVER_SECRET = 'demo-api-dev-secret';
+
 export async function devConfig(dataDir: string): Promise<ConfigInput> {
   const { d: _private, ...publicJwk } = await devIssuerKey(dataDir);
   const policyFile = join(dataDir, 'dev-policy.cedar');
@@ -77,6 +81,9 @@ export async function devConfig(dataDir: string): Promise<ConfigInput> {
     // Each agent-* subject is registered as an agent of that name, owned by `dev`, when first seen (broker.ts).
     agents: { require_registration: true },
     policy: { cedar: { files: [policyFile] } },
+    // A resource server for the demo roles' tokens: it introspects at /oauth2/introspect and polls /ssf/poll
+    // for the security events of tokens that ended (docs/oauth.md), as `demo-api` with DEV_RESOURCE_SERVER_SECRET.
+    oauth: { resource_servers: [{ client_id: 'demo-api', secret_sha256: sha256Hex(DEV_RESOURCE_SERVER_SECRET), audiences: ['demo-api'], security_events: { delivery: 'poll' } }] },
     roles: [
       { name: 'demo', backend: 'local', ttl: '15m', max_ttl: '1h', allow: agents, labels: { access: 'write' }, jwt: { audience: 'demo-api', scope: 'demo:read demo:write' } },
       { name: 'demo-readonly', backend: 'local', ttl: '5m', max_ttl: '15m', allow: agents, labels: { access: 'read' }, jwt: { audience: 'demo-api', scope: 'demo:read' } },

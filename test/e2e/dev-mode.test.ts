@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   childEnv,
@@ -163,6 +164,17 @@ describe.each(DATABASES)('dev mode end to end on %s', (database) => {
     );
     expect(inactiveAt, 'introspection turned inactive').toBeDefined();
     expect(lease).toMatchObject({ id: leaseId, status: 'revoked', reason: 'task_completed' });
+  });
+
+  it("dev mode's resource server demo-api polls the security event of the ended credential, as the README shows", async () => {
+    const res = await fetch(`${server!.url}/ssf/poll`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from('demo-api:demo-api-dev-secret').toString('base64')}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ returnImmediately: true }),
+    });
+    expect(res.status).toBe(200);
+    const sets = Object.values(((await res.json()) as { sets: Record<string, string> }).sets);
+    expect(sets.map((set) => (decodeJwt(set).sub_id as { jti: string }).jti)).toContain(leaseId);
   });
 
   it('suspending agent-1 mid-flow revokes its lease and refuses its next request with a clear reason; resume undoes it', async () => {
