@@ -228,6 +228,21 @@ describe.each(DRIVERS)('SSF transmitter on %s', (driver) => {
     expect(await delivered()).toBe(0);
   });
 
+  it('never follows a redirect: a SET goes to its receiver only', async () => {
+    t.broker.transmitter.retryNow();
+    await t.broker.transmitter.runOnce();
+    billing.reset();
+    billing.answer({ status: 307, location: `${orders.url}/elsewhere` });
+    orders.reset();
+    const { task, ids } = await holding('agent-s7', ['billing']);
+    await complete(task);
+    await t.broker.sweeper.runOnce();
+    expect(await t.broker.transmitter.runOnce()).toEqual({ delivered: 0, failed: 1 });
+    const [row] = (await eventsFor(ids[0]!)).filter((r) => r.destination === 'billing-api');
+    expect(row).toMatchObject({ status: 'pending', lastError: 'answered 307 (redirects are not followed)' });
+    expect(orders.received).toHaveLength(0);
+  });
+
   it('shows a failing push in the console outbox by receiver name, about the lease, never the URL', async () => {
     // Whatever earlier cases left (the day that passed above ended their leases' tokens too) goes first.
     t.broker.transmitter.retryNow();
