@@ -73,7 +73,12 @@ export async function createBroker(deps: BrokerDeps) {
   const jwtBackends = Object.entries(config.backends).flatMap(([name, b]) => (b.type === 'jwt' ? [[name, b] as const] : []));
   const keys: SigningKeyStore = await createSigningKeyStore(brokerKeyStoreOptions(config, clock));
 
-  const metrics = createMetrics(db);
+  const metrics = createMetrics(db, {
+    readiness: async () => {
+      const checks = await ready();
+      return { database: checks.database, migrations: checks.migrations, backends: Object.values(checks.backends ?? {}).every((b) => b.ok), policy: !checks.policy.reloadError };
+    },
+  });
   const backends = new Map<string, Backend>(deps.backends);
   for (const [name] of jwtBackends) {
     if (!backends.has(name)) backends.set(name, createJwtBackend({ name, issuer: config.public_url, keys }));

@@ -8,8 +8,23 @@ import { leases, outbox, OUTBOX_KINDS } from './db/schema.js';
  * counts by state are read from the database at scrape time, so every
  * replica reports the same truth and nothing is kept in memory.
  */
-export function createMetrics(db: Db) {
+export function createMetrics(db: Db, options: { readiness?: () => Promise<Record<string, boolean>> } = {}) {
   const registry = new Registry();
+  const { readiness } = options;
+  if (readiness) {
+    // What /readyz decides, per check, at scrape time: the alert rules' "not ready" (deploy/prometheus/).
+    new Gauge({
+      name: 'tasklease_ready',
+      help: "Readiness by check (1 ready, 0 not): database, migrations, backends; policy 0 while a reload is refused (degraded)",
+      labelNames: ['check'],
+      registers: [registry],
+      async collect() {
+        const checks = await readiness().catch(() => ({ database: false, migrations: false, backends: false, policy: false }));
+        this.reset();
+        for (const [check, ok] of Object.entries(checks)) this.set({ check }, ok ? 1 : 0);
+      },
+    });
+  }
   const issued = new Counter({ name: 'tasklease_credentials_issued_total', help: 'Credentials issued', labelNames: ['role', 'backend'], registers: [registry] });
   const denied = new Counter({ name: 'tasklease_credentials_denied_total', help: 'Credential requests refused, by code', labelNames: ['code'], registers: [registry] });
   const revocations = new Counter({ name: 'tasklease_revocations_total', help: 'Revocation attempts by outcome', labelNames: ['outcome'], registers: [registry] });

@@ -120,6 +120,11 @@ describe('metrics', () => {
     expect(await scrape()).toMatch(/tasklease_revocations_total\{outcome="failed"\} [1-9]/);
   });
 
+  it('reports readiness by check, as /readyz decides it (the alert rules read it)', async () => {
+    const text = await scrape();
+    for (const check of ['database', 'migrations', 'backends', 'policy']) expect(text).toMatch(new RegExp(`^tasklease_ready\\{check="${check}"\\} 1$`, 'm'));
+  });
+
   it('needs the scrape token on both listeners; no other token opens it', async () => {
     for (const fetchMetrics of [
       (authorization?: string) => t.broker.app.request('/metrics', { headers: authorization ? { authorization } : {} }),
