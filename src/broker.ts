@@ -50,6 +50,8 @@ import { createRateLimiter } from './policy/rate-limit.js';
 import { createSweeper } from './sweeper/sweeper.js';
 import { createTaskCache, TASK_CLOSED_CHANNEL } from './tasks/cache.js';
 import { createTaskService } from './tasks/service.js';
+import { createTaskClosures } from './tasks/closures.js';
+import { createGatewayCallAudit } from './tasks/gateway-calls.js';
 
 export interface BrokerDeps {
   config: Config;
@@ -203,7 +205,17 @@ export async function createBroker(deps: BrokerDeps) {
       },
     });
   };
-  listen(TASK_CLOSED_CHANNEL, taskCache.handlers, 'task closures', 'open tasks are cached for 1 s');
+  // Closures wake the gateway's waiters too (tasks/closures.ts).
+  const closures = createTaskClosures({ db });
+  listen(
+    TASK_CLOSED_CHANNEL,
+    {
+      message: (id) => (taskCache.handlers.message(id), closures.handlers.message(id)),
+      listening: (on, reason) => (taskCache.handlers.listening(on, reason), closures.handlers.listening(on, reason)),
+    },
+    'task closures',
+    'open tasks are cached for 1 s',
+  );
   const registry = createAgentRegistry({ db, clock, log: log.child({ component: 'agents' }), configured: config.agents.register });
   listen(REGISTRY_CHANNEL, registry.handlers, 'agent registry changes', 'the registry is read again every second');
   // Read now if the database answers; otherwise on the first decision (the broker starts without its database, /readyz says so).
@@ -313,6 +325,7 @@ export async function createBroker(deps: BrokerDeps) {
     db,
     oauth,
     ssf: { metadata: () => ssfMetadata(config.public_url), poll: ssfPoll },
+    gateway: { closures, recordCalls: createGatewayCallAudit({ closures, clock, audit: (events) => writer.audit(events) }) },
     dpop: { verifier: dpop, publicUrl: base },
     approvals,
     policy,

@@ -8,6 +8,7 @@ import { registerBroker } from './commands/broker.js';
 import { registerCompletion } from './commands/completion.js';
 import { registerDev } from './commands/dev.js';
 import { registerRun } from './commands/run.js';
+import { registerGateway } from './commands/gateway.js';
 import { registerLeases } from './commands/leases.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerTask } from './commands/task.js';
@@ -22,6 +23,7 @@ export const REGISTRARS: readonly Registrar[] = [
   registerAudit,
   registerAws,
   registerTask,
+  registerGateway,
   registerLeases,
   registerApprovals,
   registerAgents,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
 
 /** `host:port` (an IPv6 host in brackets; port 0 picks a free one), or `off`. */
-const ListenSchema = z.string().transform((value, ctx) => {
+export const ListenSchema = z.string().transform((value, ctx) => {
   if (value === 'off') return null;
   const match = HOST_PORT.exec(value);
   const port = Number(match?.[3]);

@@ -34,6 +34,9 @@ import { registerSystemRoutes, type Readiness } from './routes/system.js';
 import { registerTaskRoutes } from './routes/tasks.js';
 import { registerOAuthRoutes } from './routes/oauth.js';
 import { registerSsfRoutes } from './routes/ssf.js';
+import { registerGatewayRoutes } from './routes/gateway.js';
+import type { TaskClosures } from '../tasks/closures.js';
+import type { GatewayCallAudit } from '../tasks/gateway-calls.js';
 import type { SecurityEventPoll } from '../oauth/ssf/poll.js';
 import type { TokenExchange } from '../oauth/exchange.js';
 import type { Revocation } from '../oauth/revoke.js';
@@ -66,6 +69,8 @@ export interface AppDeps {
   version: string;
   /** The OAuth endpoints (src/oauth/): metadata, token exchange, revocation. */
   oauth: { metadata: () => unknown; exchange: TokenExchange; revoke: Revocation; clients: ClientAuthenticator };
+  /** What a gateway asks besides credentials: task closures, and its calls for the audit trail. */
+  gateway: { closures: TaskClosures; recordCalls: GatewayCallAudit };
   /** The SSF transmitter's metadata and RFC 8936 poll (src/oauth/ssf/). */
   ssf: { metadata: () => unknown; poll: SecurityEventPoll };
   /** DPoP proofs on POST /v1/credentials: checked against `publicUrl` + the path (oauth/dpop.ts). */
@@ -138,6 +143,7 @@ export function createApp(deps: AppDeps) {
   registerAdminRoutes(app, deps);
   registerSystemRoutes(app, deps);
   registerApprovalRoutes(app, deps.approvals);
+  registerGatewayRoutes(app, deps.gateway);
   registerAgentRegistryRoutes(app, deps);
   // The dry run registers nobody (dev mode's registration on first sight is the service's): the registry's own view.
   registerPolicyRoutes(app, { ...deps, agents: deps.registry });

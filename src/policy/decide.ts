@@ -61,6 +61,10 @@ export function outsideCeiling(agent: Resolution | undefined, roleName: string):
   return { code: 'role_denied', reason: `role ${roleName} is outside agent ${agent.agent.name}'s ceiling` };
 }
 
+/** Whether `task` is bound to `identity`: the one rule for "its own task". */
+export const boundTo = (task: Pick<Task, 'agentIssuer' | 'agentSubject'>, identity: Pick<Identity, 'issuer' | 'subject'>) =>
+  task.agentSubject === identity.subject && (task.agentIssuer === null || task.agentIssuer === identity.issuer);
+
 export interface CredentialRequest {
   identity: Identity;
   task: Task | undefined;
@@ -165,7 +169,7 @@ export function createPolicy(roles: RoleConfig[], policy?: PolicyConfig, options
       const barred = agentRefusal(agent, options.requireRegistration);
       if (barred) return { allow: false, ...barred };
       if (!task) return { allow: false, code: 'task_not_found', reason: 'no such task' };
-      const bound = task.agentSubject === identity.subject && (task.agentIssuer === null || task.agentIssuer === identity.issuer);
+      const bound = boundTo(task, identity);
       if (!bound) return { allow: false, code: 'task_not_found', reason: 'task is bound to another agent' };
       if (task.status !== 'open') return { allow: false, code: 'task_not_open', reason: `task is ${task.status}` };
       const entry = compiled.get(roleName);

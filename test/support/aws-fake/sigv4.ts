@@ -106,7 +106,17 @@ export function canonicalQuery(rawQuery: string): string {
   return pairs.map(([k, v]) => `${k}=${v}`).join('&');
 }
 
-export function canonicalRequest(req: SignableRequest, signedHeaders: string[]): string {
+/**
+ * S3's canonical URI: each segment URI-encoded once, the path never normalised
+ * (S3 keys may hold `.` and `..`); its payload hash is the
+ * `x-amz-content-sha256` header, which may be UNSIGNED-PAYLOAD (AWS's
+ * "Signature Calculations for the Authorization Header", S3 API reference).
+ */
+export function s3CanonicalUri(rawPath: string): string {
+  return rawPath.split('/').map((segment) => uriEncode(safeDecode(segment))).join('/');
+}
+
+export function canonicalRequest(req: SignableRequest, signedHeaders: string[], options: { s3?: boolean } = {}): string {
   const q = req.url.indexOf('?');
   const path = q < 0 ? req.url : req.url.slice(0, q);
   const query = q < 0 ? '' : req.url.slice(q + 1);
@@ -118,7 +128,8 @@ export function canonicalRequest(req: SignableRequest, signedHeaders: string[]):
     values.set(key, list);
   }
   const headerLines = signedHeaders.map((h) => `${h}:${(values.get(h) ?? []).join(',')}\n`).join('');
-  return [req.method.toUpperCase(), canonicalUri(path), canonicalQuery(query), headerLines, signedHeaders.join(';'), sha256(req.body)].join(
+  const payload = options.s3 ? (values.get('x-amz-content-sha256')?.[0] ?? sha256(req.body)) : sha256(req.body);
+  return [req.method.toUpperCase(), options.s3 ? s3CanonicalUri(path) : canonicalUri(path), canonicalQuery(query), headerLines, signedHeaders.join(';'), payload].join(
     '\n',
   );
 }
@@ -134,7 +145,7 @@ export function signingKey(secret: string, date: string, region: string, service
 /** The signature a correct signer would have produced for this request with this secret. */
 export function expectedSignature(req: SignableRequest, auth: ParsedAuthorization, amzDate: string, secret: string): string {
   const scope = `${auth.date}/${auth.region}/${auth.service}/aws4_request`;
-  const sts = stringToSign(amzDate, scope, canonicalRequest(req, auth.signedHeaders));
+  const sts = stringToSign(amzDate, scope, canonicalRequest(req, auth.signedHeaders, { s3: auth.service === 's3' }));
   return createHmac('sha256', signingKey(secret, auth.date, auth.region, auth.service)).update(sts).digest('hex');
 }
 

@@ -1,0 +1,85 @@
+import type { Asker } from './leases.js';
+
+export interface CallRecord {
+  task: string;
+  route: string;
+  method: string;
+  path: string;
+  status: number;
+  decision: 'allow' | 'deny';
+  rule?: string;
+  bytes_in: number;
+  bytes_out: number;
+  ms: number;
+  at: string;
+}
+
+const BATCH = 256;
+const FLUSH_MS = 1000;
+/** Records kept while the broker cannot take them; past this the oldest are dropped, counted and logged. */
+const MAX_PENDING = 10_000;
+
+/**
+ * The gateway's calls, sent to the broker's audit trail in batches
+ * (POST /v1/gateway/calls, one audit append per batch): every second, or at
+ * 256 records, per identity. Records wait while the broker is unreachable, up
+ * to 10,000; a gateway that dies loses at most the last second's records.
+ * Never a body, a query string, a header or a credential.
+ */
+export function createCallReporter(deps: { log: (line: Record<string, unknown>, msg: string) => void }) {
+  const pending = new Map<string, { asker: Asker; records: CallRecord[] }>();
+  let dropped = 0;
+  let flushing: Promise<void> | undefined;
+
+  async function flushOne(asker: Asker, records: CallRecord[]): Promise<boolean> {
+    for (let i = 0; i < records.length; i += BATCH) {
+      const batch = records.slice(i, i + BATCH);
+      const res = await asker.client.api.POST('/v1/gateway/calls', { body: { calls: batch } }).catch(() => undefined);
+      if (!res?.response.ok) {
+        // Kept for the next flush, unless the broker refused them for good (a 4xx: they would be refused again).
+        const status = res?.response.status ?? 0;
+        if (status >= 400 && status < 500) {
+          deps.log({ status, records: records.length - i }, 'the broker refused gateway call records; dropped');
+          return true;
+        }
+        const left = records.slice(i);
+        const entry = pending.get(asker.key) ?? { asker, records: [] };
+        entry.records.unshift(...left);
+        pending.set(asker.key, entry);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  async function flush(): Promise<void> {
+    const batches = [...pending.values()];
+    pending.clear();
+    await Promise.all(batches.map((b) => flushOne(b.asker, b.records)));
+  }
+
+  const timer = setInterval(() => {
+    flushing ??= flush().finally(() => (flushing = undefined));
+  }, FLUSH_MS);
+  timer.unref();
+
+  return {
+    record(asker: Asker, call: CallRecord): void {
+      const entry = pending.get(asker.key) ?? { asker, records: [] };
+      entry.records.push(call);
+      pending.set(asker.key, entry);
+      const total = [...pending.values()].reduce((n, e) => n + e.records.length, 0);
+      if (total > MAX_PENDING) {
+        entry.records.shift();
+        if (dropped++ % 1000 === 0) deps.log({ dropped }, 'gateway call records dropped: the broker is not taking them');
+      }
+      if (entry.records.length >= BATCH) flushing ??= flush().finally(() => (flushing = undefined));
+    },
+    /** Sends what is left (shutdown). */
+    async stop(): Promise<void> {
+      clearInterval(timer);
+      await flushing;
+      await flush();
+    },
+  };
+}
