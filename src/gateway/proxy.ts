@@ -199,7 +199,8 @@ export function createGateway(deps: {
     await sent.catch(() => {});
   }
 
-  const server: Server = createServer({ requestTimeout: (config.timeout + 5) * 1000, headersTimeout: 20_000 }, (req, res) => void handle(req, res));
+  const requestTimeout = (config.timeout + 5) * 1000;
+  const server: Server = createServer({ requestTimeout, headersTimeout: Math.min(20_000, requestTimeout) }, (req, res) => void handle(req, res));
   return {
     server,
     async listen(port = config.listen?.port ?? 7070, host = config.listen?.host ?? '127.0.0.1'): Promise<number> {
