@@ -16,4 +16,20 @@ export function registerDev(program: Command, cli: CliContext): void {
       const { signDevToken } = await import('../../config/dev.js');
       cli.report({ code: 0, stdout: await signDevToken(config.data_dir, subject, options.ttl) });
     });
+  dev
+    .command('echo')
+    .summary('serve an upstream that echoes each request, describing its credential without showing it (for trying the gateway)')
+    .option('--port <port>', 'the port on 127.0.0.1 (default: 7071)', (v) => Number(v), 7071)
+    .action(async (options: { port: number }) => {
+      const { createEchoUpstream } = await import('../../gateway/echo.js');
+      const server = createEchoUpstream();
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(options.port, '127.0.0.1', () => resolve()));
+      cli.io.stderr(`tasklease dev echo listening on http://127.0.0.1:${options.port}\n`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      server.close();
+      cli.report({ code: 0 });
+    });
 }
