@@ -1903,7 +1903,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description Seconds to wait for the task to close (0-15) */
+                    /** @description Seconds to wait for the task to close (0-15; default 0: answer at once) */
                     wait?: number | null;
                 };
                 header?: never;

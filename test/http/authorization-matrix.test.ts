@@ -426,6 +426,38 @@ const ROUTES: Route[] = [
     },
   },
 
+  // agent, for its gateway (docs/gateway.md): its own task's closure, and the calls it made for the audit trail
+  {
+    method: 'GET',
+    path: '/v1/tasks/{id}/closure',
+    resource: true,
+    request: (ids) => ({ path: `/v1/tasks/${ids.task}/closure?wait=0` }),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': { status: 200, own: true },
+      'agent-2': s(404, 'task_not_found'),
+      orchestrator: s(404, 'task_not_found'),
+      'orchestrator-2': s(404, 'task_not_found'),
+      admin: s(404, 'task_not_found'),
+      'static admin': s(403, 'not_agent'),
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/gateway/calls',
+    resource: true,
+    request: (ids) => ({ path: '/v1/gateway/calls', body: { calls: [{ task: ids.task, route: 'reports', method: 'GET', path: '/x', status: 200, decision: 'allow', bytes_in: 0, bytes_out: 2, ms: 1.5, at: '2026-12-07T00:00:00Z' }] } }),
+    expect: {
+      ...UNAUTHENTICATED,
+      'agent-1': { status: 202, own: true },
+      'agent-2': s(404, 'task_not_found'),
+      orchestrator: s(404, 'task_not_found'),
+      'orchestrator-2': s(404, 'task_not_found'),
+      admin: s(404, 'task_not_found'),
+      'static admin': s(403, 'not_agent'),
+    },
+  },
+
   // agent, through an unmodified AWS SDK (the fixture role issues JWTs, so every identity is refused the same way)
   {
     method: 'GET',

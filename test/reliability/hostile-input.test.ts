@@ -418,6 +418,8 @@ function querySampleArbs(f: Fixtures): Record<string, fc.Arbitrary<Partial<Recor
     ),
     'GET /v1/approvals': fc.record({ status: fc.constantFrom('pending', 'approved', 'denied'), cursor, limit }, { requiredKeys: [] }),
     'GET /v1/agents': fc.record({ unused_roles: fc.constantFrom('true', 'false', 'TRUE', '1', '') }, { requiredKeys: [] }),
+    // At most a second: an agent's own open task would hold the request that long.
+    'GET /v1/tasks/{id}/closure': fc.record({ wait: fc.constantFrom('0', '1', '-1', '16', 'x', '') }, { requiredKeys: [] }),
   };
 }
 

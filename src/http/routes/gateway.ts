@@ -20,7 +20,7 @@ const closureRoute = createRoute({
   middleware: [requireAgent] as const,
   request: {
     params: TaskParams,
-    query: z.object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS).default(MAX_WAIT_SECONDS).openapi({ description: 'Seconds to wait for the task to close (0-15)' }) }),
+    query: z.object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS).default(0).openapi({ description: 'Seconds to wait for the task to close (0-15; default 0: answer at once)' }) }),
   },
   responses: { 200: json(z.object({ task: z.object({ id: z.string(), status: z.string() }) }), 'The task: `open` if it was still open when the wait ran out'), ...commonErrors },
 });
