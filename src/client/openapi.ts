@@ -3329,6 +3329,8 @@ export interface components {
                 ms: number;
                 /** Format: date-time */
                 at: string;
+                /** @default 1 */
+                count: number;
             }[];
         };
         Agent: {

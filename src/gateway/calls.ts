@@ -12,7 +12,11 @@ export interface CallRecord {
   bytes_out: number;
   ms: number;
   at: string;
+  /** Identical calls (task, route, method, path, status, decision, rule) of one flush, counted: bytes summed, `ms` the slowest. */
+  count: number;
 }
+
+const shapeOf = (c: CallRecord) => JSON.stringify([c.task, c.route, c.method, c.path, c.status, c.decision, c.rule ?? null]);
 
 const BATCH = 256;
 const FLUSH_MS = 1000;
@@ -21,13 +25,15 @@ const MAX_PENDING = 10_000;
 
 /**
  * The gateway's calls, sent to the broker's audit trail in batches
- * (POST /v1/gateway/calls, one audit append per batch): every second, or at
- * 256 records, per identity. Records wait while the broker is unreachable, up
- * to 10,000; a gateway that dies loses at most the last second's records.
- * Never a body, a query string, a header or a credential.
+ * (POST /v1/gateway/calls, one audit append per batch) every second, per
+ * identity: identical calls of that second are one record with their count,
+ * so an agent repeating a call a thousand times a second costs one audit event
+ * a second. Records wait while the broker is unreachable, up to 10,000 kinds;
+ * a gateway that dies loses at most the last second's. Never a body, a query
+ * string, a header or a credential.
  */
 export function createCallReporter(deps: { log: (line: Record<string, unknown>, msg: string) => void }) {
-  const pending = new Map<string, { asker: Asker; records: CallRecord[] }>();
+  const pending = new Map<string, { asker: Asker; records: CallRecord[]; byShape: Map<string, CallRecord> }>();
   let dropped = 0;
   let flushing: Promise<void> | undefined;
 
@@ -43,7 +49,7 @@ export function createCallReporter(deps: { log: (line: Record<string, unknown>, 
           return true;
         }
         const left = records.slice(i);
-        const entry = pending.get(asker.key) ?? { asker, records: [] };
+        const entry = pending.get(asker.key) ?? { asker, records: [] as CallRecord[], byShape: new Map<string, CallRecord>() };
         entry.records.unshift(...left);
         pending.set(asker.key, entry);
         return false;
@@ -65,9 +71,19 @@ export function createCallReporter(deps: { log: (line: Record<string, unknown>, 
 
   return {
     record(asker: Asker, call: CallRecord): void {
-      const entry = pending.get(asker.key) ?? { asker, records: [] };
-      entry.records.push(call);
+      const entry = pending.get(asker.key) ?? { asker, records: [] as CallRecord[], byShape: new Map<string, CallRecord>() };
       pending.set(asker.key, entry);
+      const shape = shapeOf(call);
+      const same = entry.byShape.get(shape);
+      if (same) {
+        same.count += 1;
+        same.bytes_in += call.bytes_in;
+        same.bytes_out += call.bytes_out;
+        same.ms = Math.max(same.ms, call.ms);
+        return;
+      }
+      entry.byShape.set(shape, call);
+      entry.records.push(call);
       const total = [...pending.values()].reduce((n, e) => n + e.records.length, 0);
       if (total > MAX_PENDING) {
         entry.records.shift();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TaskleaseError } from '../client/errors.js';
@@ -95,6 +95,8 @@ export function createGateway(deps: {
   const { config, leases } = deps;
   const routes = new Map(config.routes.map((r) => [r.name, r]));
   const ca = config.ca_file ? readFileSync(config.ca_file) : undefined;
+  // Connections to the upstreams are kept and reused: a call costs no new TCP or TLS handshake.
+  const agents = { http: new HttpAgent({ keepAlive: true, maxSockets: 256 }), https: new HttpsAgent({ keepAlive: true, maxSockets: 256, ...(ca ? { ca } : {}) }) };
   const reporter = createCallReporter({ log: deps.log });
 
   function askerOf(req: IncomingMessage): Asker {
@@ -107,7 +109,7 @@ export function createGateway(deps: {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const target = req.url ?? '';
-    const call: CallRecord = { task: '', route: '', method: req.method ?? 'GET', path: '', status: 0, decision: 'deny', bytes_in: 0, bytes_out: 0, ms: 0, at: new Date().toISOString() };
+    const call: CallRecord = { task: '', route: '', method: req.method ?? 'GET', path: '', status: 0, decision: 'deny', bytes_in: 0, bytes_out: 0, ms: 0, at: new Date().toISOString(), count: 1 };
     let asker: Asker | undefined;
     try {
       // Origin-form only: an absolute-form target (a proxy request for another host) or `*` is refused.
@@ -166,7 +168,8 @@ export function createGateway(deps: {
     }
     await inject(route, injection, credentials, out);
     const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest;
-    const upstreamReq = send(upstream.href, { method: out.method, headers: { ...out.headers, host: upstream.host }, timeout: config.timeout * 1000, ...(ca ? { ca } : {}) });
+    const agent = upstream.protocol === 'https:' ? agents.https : agents.http;
+    const upstreamReq = send(upstream.href, { method: out.method, headers: { ...out.headers, host: upstream.host }, timeout: config.timeout * 1000, agent });
     const answered = new Promise<IncomingMessage>((resolve, reject) => {
       upstreamReq.once('response', resolve);
       upstreamReq.once('error', reject);
@@ -215,6 +218,8 @@ export function createGateway(deps: {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await reporter.stop();
       await leases.stop();
+      agents.http.destroy();
+      agents.https.destroy();
     },
   };
 }

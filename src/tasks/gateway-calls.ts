@@ -19,6 +19,7 @@ export interface GatewayCall {
   bytes_out: number;
   ms: number;
   at: string;
+  count: number;
 }
 
 /**
@@ -46,7 +47,7 @@ export function createGatewayCallAudit(deps: { closures: TaskClosures; clock: Cl
         target: `task:${c.task}`,
         decision: c.decision,
         ...(c.rule ? { reason: c.rule } : {}),
-        details: { route: c.route, method: c.method, path: c.path, status: c.status, bytes_in: c.bytes_in, bytes_out: c.bytes_out, ms: c.ms, called_at: c.at, via: 'gateway' },
+        details: { route: c.route, method: c.method, path: c.path, status: c.status, count: c.count, bytes_in: c.bytes_in, bytes_out: c.bytes_out, ms: c.ms, called_at: c.at, via: 'gateway' },
         requestId: request.requestId ?? null,
         clientRequestId: request.clientRequestId ?? null,
       })),

@@ -142,9 +142,10 @@ describe.each(DRIVERS)('the gateway on %s', (driver) => {
     expect(JSON.parse(refused!.text)).toMatchObject({ code: 'task_not_open' });
   });
 
-  it('audits every call, allowed or refused, in batches, without a body, a query or a credential', async () => {
+  it('audits every call, allowed or refused, identical ones counted, in batches, without a body, a query or a credential', async () => {
     const task = await openTask('agent-g6');
-    await call('agent-g6', task, '/reports/v1/reports/audited?token=not-logged');
+    // Three identical calls within the second: one event with their count.
+    for (let i = 0; i < 3; i++) await call('agent-g6', task, '/reports/v1/reports/audited?token=not-logged');
     await call('agent-g6', task, '/reports/v1/reports/secret/x');
     // The reporter sends every second.
     let events: { action: string; decision: string; reason: string | null; details: Record<string, unknown> }[] = [];
@@ -154,7 +155,7 @@ describe.each(DRIVERS)('the gateway on %s', (driver) => {
     }
     expect(events).toHaveLength(2);
     const allowed = events.find((e) => e.decision === 'allow')!;
-    expect(allowed.details).toMatchObject({ route: 'reports', method: 'GET', path: '/v1/reports/audited', status: 200, via: 'gateway' });
+    expect(allowed.details).toMatchObject({ route: 'reports', method: 'GET', path: '/v1/reports/audited', status: 200, count: 3, via: 'gateway' });
     const refused = events.find((e) => e.decision === 'deny')!;
     expect(refused).toMatchObject({ reason: 'deny * /v1/reports/secret/**', details: { status: 403, path: '/v1/reports/secret/x' } });
     expect(JSON.stringify(events)).not.toContain('not-logged');

@@ -37,6 +37,8 @@ const CallSchema = z.strictObject({
   bytes_out: z.number().int().min(0),
   ms: z.number().min(0).max(86_400_000),
   at: z.iso.datetime({ offset: true }),
+  /** Identical calls counted into one record (bytes summed, `ms` the slowest). */
+  count: z.number().int().min(1).max(1_000_000_000).default(1),
 });
 
 const callsRoute = createRoute({
