@@ -22,6 +22,7 @@ import { completionProbe, openAgentTasks, revocationProbe } from './flows.js';
 import { createSsfReceiver } from '../examples/ssf-receiver.mjs';
 import { scaleScenario, sweeperScenario } from './state.js';
 import { suspendScenario } from './suspend.js';
+import { gatewayScenario } from './gateway.js';
 import { fmtLoad, wrk, type Req } from './wrk.js';
 
 const env = process.env;
@@ -208,6 +209,14 @@ if (wants('2')) {
     say(`2 the same with 8 agents                 ${fmtLoad(light)}`);
     say(`  overhead (latency - 50 ms): p50 ${(light.p50 - 50).toFixed(2)} ms  p99 ${(light.p99 - 50).toFixed(2)} ms`);
     say(`  ceilings, same run: bare Hono after a 50 ms wait adds p50 ${(waits!.wait8.p50 - 50).toFixed(2)} ms; with one INSERT after it, p50 ${(waits!.waitInsert8.p50 - 50).toFixed(2)} ms`);
+  });
+}
+if (wants('g')) {
+  // The gateway's cost against a local upstream, called directly and through it (bench/gateway.ts).
+  await withBroker('broker-gw', undefined, dbUrl, async (broker) => {
+    const [agent] = await openAgentTasks(broker.url, issuer, 1, 'gw');
+    const loadAt = (url: string, reqs: Req[], name: string, expect: number, seconds = SECONDS, connections = CONNS) => wrk(url, reqs, { connections, seconds, expect, dir, name });
+    for (const line of await gatewayScenario({ dir, broker, agent: agent!, load: loadAt })) say(line);
   });
 }
 await dropDatabase(DB);

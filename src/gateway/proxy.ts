@@ -176,7 +176,13 @@ export function createGateway(deps: {
       upstreamReq.once('timeout', () => upstreamReq.destroy(new GatewayRefusal(504, 'upstream_timeout', `the upstream did not answer within ${config.timeout}s`)));
     });
     const inMeter = new Meter(config.max_request_bytes, 'request body');
-    const sent = buffered ? new Promise<void>((resolve, reject) => upstreamReq.end(buffered, () => resolve()).once('error', reject)) : pipeline(req, inMeter, upstreamReq);
+    // No body (no length, not chunked): the request is sent whole at once, as a client would.
+    const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    const sent = buffered
+      ? new Promise<void>((resolve, reject) => upstreamReq.end(buffered, () => resolve()).once('error', reject))
+      : bodiless
+        ? new Promise<void>((resolve) => (req.resume(), upstreamReq.end(() => resolve())))
+        : pipeline(req, inMeter, upstreamReq);
     sent.catch((err: unknown) => upstreamReq.destroy(err instanceof Error ? err : undefined));
     const upstreamRes = await answered;
     if (!buffered) call.bytes_in = inMeter.bytes;
@@ -192,13 +198,17 @@ export function createGateway(deps: {
     }
     call.status = upstreamRes.statusCode ?? 502;
     res.writeHead(call.status, headers);
-    const outMeter = new Meter(config.max_response_bytes, 'response body');
     upstreamRes.setTimeout(config.timeout * 1000, () => upstreamRes.destroy(new GatewayRefusal(504, 'upstream_timeout', 'the upstream stalled mid-body')));
-    try {
-      await pipeline(upstreamRes, outMeter, res);
-    } finally {
-      call.bytes_out = outMeter.bytes;
-    }
+    // Counted as it streams (a listener, not a stream stage: a call's cost is mostly node's HTTP, keep the rest small).
+    upstreamRes.on('data', (chunk: Buffer) => {
+      call.bytes_out += chunk.length;
+      if (call.bytes_out > config.max_response_bytes) upstreamRes.destroy(new GatewayRefusal(502, 'body_too_large', `the response body is over ${config.max_response_bytes} bytes`));
+    });
+    await new Promise<void>((resolve, reject) => {
+      upstreamRes.once('error', reject);
+      res.once('close', () => (res.writableFinished ? resolve() : reject(new GatewayRefusal(499, 'caller_gone', 'the caller closed the connection'))));
+      upstreamRes.pipe(res);
+    }).finally(() => upstreamRes.destroyed || upstreamRes.resume());
     await sent.catch(() => {});
   }
 
