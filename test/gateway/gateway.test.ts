@@ -4,12 +4,13 @@
 // SigV4 with the session's keys, the CLI holding only dummy keys.
 import { execFile } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProgram } from '../../src/cli/program.js';
 import { createClient } from '../../src/client/client.js';
 import { GatewaySchema } from '../../src/gateway/config.js';
 import { createGatewayLeases } from '../../src/gateway/leases.js';
@@ -140,6 +141,33 @@ describe.each(DRIVERS)('the gateway on %s', (driver) => {
     }
     console.log(`[gateway ${driver}] task completed -> gateway refuses: ${Date.now() - completed} ms`);
     expect(JSON.parse(refused!.text)).toMatchObject({ code: 'task_not_open' });
+  });
+
+  it('tasklease run --gateway: the child calls its route by TASKLEASE_ROUTE_REPORTS; the upstream gets the jwt, the child never holds it', async () => {
+    const task = await openTask('agent-g8');
+    const dir = mkdtempSync(join(tmpdir(), 'tl-gw-run-'));
+    const routes = join(dir, 'routes.yaml');
+    writeFileSync(routes, `gateway:\n  routes:\n    - { name: reports, upstream: "${upstream.url}", role: reports-api, allow: [{ method: GET, path: "/v1/reports/**" }] }\n`);
+    const out = join(dir, 'out.json');
+    const child = `fetch(process.env.TASKLEASE_ROUTE_REPORTS + '/v1/reports/from-child').then((r) => r.text()).then((text) => require('node:fs').writeFileSync(process.argv[1], JSON.stringify({ text, env: process.env })))`;
+    let stderr = '';
+    const code = await runProgram(['run', '--task', task, '--gateway', routes, '--', process.execPath, '-e', child, out], {
+      version: '0',
+      env: { ...process.env, TASKLEASE_URL: broker.url, TASKLEASE_TOKEN: await t.tokenFor('agent-g8') },
+      io: { stdout: () => {}, stderr: (x) => (stderr += x) },
+    });
+    expect(code, stderr).toBe(0);
+    const seen = JSON.parse(readFileSync(out, 'utf8')) as { text: string; env: Record<string, string> };
+    expect(JSON.parse(seen.text)).toEqual({ path: '/v1/reports/from-child', authorized: true });
+    const token = /^Bearer (.+)$/.exec(upstream.seen.at(-1)!.headers.authorization!)![1]!;
+    // Neither the credential nor the agent's identity is anywhere in the child's environment.
+    expect(JSON.stringify(seen)).not.toContain(token);
+    expect(seen.env.TASKLEASE_TOKEN).toBeUndefined();
+    expect(seen.env.TASKLEASE_ROUTE_REPORTS).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/reports$/);
+    // The gateway's lease was released when the child exited.
+    const leases = (await t.call('GET', `/v1/leases?task=${task}`, { subject: 'admin' })).json.items as { status: string }[];
+    expect(leases).toHaveLength(1);
+    expect(leases[0]!.status).not.toBe('active');
   });
 
   it('audits every call, allowed or refused, identical ones counted, in batches, without a body, a query or a credential', async () => {

@@ -24,6 +24,8 @@ export interface RunCommandOptions {
   tokenFile?: string;
   ttl?: number;
   waitApproval?: boolean;
+  /** A routes file: a sidecar gateway for the child (docs/gateway.md), whose credentials the child never sees. */
+  gateway?: string;
   command: string[];
 }
 
@@ -63,6 +65,34 @@ function refusal(role: string, err: unknown, url: string): string {
   throw err;
 }
 
+/**
+ * A gateway beside the child (`--gateway FILE`), on a loopback port of its
+ * own, asking with the wrapper's identity for the wrapper's task. The child
+ * gets each route's base URL (`TASKLEASE_ROUTE_<NAME>`) and, for an S3 route,
+ * `AWS_ENDPOINT_URL_S3`.
+ */
+async function startSidecar(file: string, deps: { url: string; client: ReturnType<typeof createClient>; task: string; say: (line: string) => void }) {
+  const { loadGatewayConfig } = await import('../../gateway/config.js');
+  const { createGatewayLeases } = await import('../../gateway/leases.js');
+  const { createGateway } = await import('../../gateway/proxy.js');
+  let config;
+  try {
+    config = loadGatewayConfig(file);
+  } catch (err) {
+    throw new CliError(err instanceof Error ? err.message : 'the gateway routes could not be read');
+  }
+  const leases = createGatewayLeases({ url: deps.url, log: (line, msg) => deps.say(`gateway: ${msg} ${JSON.stringify(line)}`) });
+  const gateway = createGateway({ config, leases, log: (line, msg) => deps.say(`gateway: ${msg} ${JSON.stringify(line)}`), sidecar: { asker: leases.self(deps.client), task: deps.task } });
+  const port = await gateway.listen(0, '127.0.0.1');
+  const base = `http://127.0.0.1:${port}`;
+  const env: Record<string, string> = { TASKLEASE_GATEWAY: base };
+  for (const route of config.routes) {
+    env[`TASKLEASE_ROUTE_${route.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = `${base}/${route.name}`;
+    if (route.service === 's3') env.AWS_ENDPOINT_URL_S3 = `${base}/${route.name}`;
+  }
+  return { env, signsAws: config.routes.some((r) => r.service !== undefined), stop: () => gateway.stop() };
+}
+
 /** Runs the command as `tasklease run` does; resolves with the exit code (the child's, 128+n for signal n). */
 export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): Promise<number> {
   const say = (line: string) => deps.io.stderr(`tasklease: ${line}\n`);
@@ -83,6 +113,7 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
   const handles = new Map<string, LeaseHandle>();
   let outputs: ChildOutputs | undefined;
   let aws: AwsEndpoint | undefined;
+  let gateway: Awaited<ReturnType<typeof startSidecar>> | undefined;
   // A signal before the command starts stops the wrapper here, and its leases are still released.
   const signals = deps.signals ?? process;
   const interrupted = new AbortController();
@@ -122,6 +153,12 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
       env.AWS_CONTAINER_AUTHORIZATION_TOKEN = aws.token;
     }
     Object.assign(env, outputs.env);
+    if (options.gateway) {
+      gateway = await startSidecar(options.gateway, { url, client, task, say });
+      // Dummy AWS keys for an SDK pointed at a SigV4 route: the gateway signs again with the task's session.
+      if (gateway.signsAws && !aws) for (const name of WITHHELD_WITH_AWS) delete env[name];
+      Object.assign(env, gateway.env, gateway.signsAws && !aws ? { AWS_ACCESS_KEY_ID: 'TASKLEASEGATEWAYDUMMY', AWS_SECRET_ACCESS_KEY: 'the-gateway-signs-with-the-task-session' } : {});
+    }
     if (interrupted.signal.aborted) return exitOnSignal();
     for (const s of FORWARDED) signals.off(s, interrupt);
     return await runChild(command, args, env, signals, say);
@@ -134,6 +171,8 @@ export async function runWithLeases(options: RunCommandOptions, deps: RunDeps): 
       // What holds secrets locally goes first; the releases may take a round trip or a retry.
       outputs?.remove();
       await aws?.close();
+      // The gateway's own leases, and its last call records.
+      await gateway?.stop();
       const released = await Promise.allSettled([...handles.values()].map((h) => h.release()));
       released.forEach((r, i) => {
         if (r.status === 'rejected') say(`could not release lease ${[...handles.values()][i]!.lease.id}: ${r.reason instanceof TaskleaseError ? r.reason.code : 'error'} (it ends at its expiry)`);
