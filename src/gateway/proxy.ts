@@ -136,7 +136,7 @@ export function createGateway(deps: {
       const declared = Number(req.headers['content-length'] ?? 0);
       if (declared > config.max_request_bytes) throw new GatewayRefusal(413, 'body_too_large', `the request body is over ${config.max_request_bytes} bytes`);
       const credentials = await leases.credentials(asker, task, route.role).catch((err: unknown) => {
-        if (err instanceof TaskleaseError) throw new GatewayRefusal(err.status >= 400 && err.status < 500 ? 403 : 502, err.code, `the broker refused the credential: ${err.message}`, err.code);
+        if (err instanceof TaskleaseError) throw new GatewayRefusal(err.status >= 500 || err.status === 0 ? 502 : 403, err.code, `the broker refused the credential: ${err.message}`, err.code);
         throw new GatewayRefusal(502, 'broker_unavailable', 'the broker could not be reached');
       });
       const injection = injectionFor(credentials);
