@@ -1,20 +1,8 @@
+import type { components } from '../client/openapi.js';
 import type { Asker } from './leases.js';
 
-export interface CallRecord {
-  task: string;
-  route: string;
-  method: string;
-  path: string;
-  status: number;
-  decision: 'allow' | 'deny';
-  rule?: string;
-  bytes_in: number;
-  bytes_out: number;
-  ms: number;
-  at: string;
-  /** Identical calls (task, route, method, path, status, decision, rule) of one flush, counted: bytes summed, `ms` the slowest. */
-  count: number;
-}
+/** One call (or identical calls counted) as the broker's audit route takes it (the SDK's type of POST /v1/gateway/calls). */
+export type CallRecord = components['schemas']['GatewayCalls']['calls'][number];
 
 const shapeOf = (c: CallRecord) => JSON.stringify([c.task, c.route, c.method, c.path, c.status, c.decision, c.rule ?? null]);
 
