@@ -31,7 +31,13 @@ export function createGatewayLeases(deps: { url: string; log: (line: Record<stri
 
   const taskKey = (asker: Asker, task: string) => `${asker.key}\u0000${task}`;
 
-  /** A client for a caller's own token (shared mode), kept while it is used. */
+  /**
+   * A client for a caller's own token (shared mode), kept while it is used. It
+   * is keyed by the token's hash, never by the claims it carries: a cached
+   * credential is attached only to a call bringing the very token the broker
+   * verified when it issued it (a claim read without verifying would let any
+   * caller name another's identity). So a rotated token takes leases of its own.
+   */
   function askerFor(token: string): Asker {
     const key = createHash('sha256').update(token).digest('hex');
     let client = clients.get(key);
