@@ -3,6 +3,7 @@ import { Agent as HttpAgent, createServer, request as httpRequest, type Incoming
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { decodeJwt } from 'jose';
 import { TaskleaseError } from '../client/errors.js';
 import { createCallReporter, type CallRecord } from './calls.js';
 import type { GatewayConfig, Route } from './config.js';
@@ -101,7 +102,17 @@ export function createGateway(deps: {
 
   function askerOf(req: IncomingMessage): Asker {
     const proxyAuth = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(req.headers['proxy-authorization'] ?? '')?.[1];
-    if (proxyAuth) return leases.askerFor(proxyAuth);
+    if (proxyAuth) {
+      // The broker verified these very bytes when it issued what is cached for them; past their `exp` they open nothing here either.
+      let exp: unknown;
+      try {
+        exp = decodeJwt(proxyAuth).exp;
+      } catch {
+        throw new GatewayRefusal(401, 'token_invalid', 'the Proxy-Authorization token is not a JWT');
+      }
+      if (typeof exp !== 'number' || exp * 1000 <= Date.now()) throw new GatewayRefusal(401, 'token_expired', 'the Proxy-Authorization token has expired');
+      return leases.askerFor(proxyAuth);
+    }
     if (deps.sidecar) return deps.sidecar.asker;
     throw new GatewayRefusal(401, 'token_missing', 'send the agent identity token as Proxy-Authorization: Bearer');
   }

@@ -123,6 +123,10 @@ describe.each(DRIVERS)('the gateway on %s', (driver) => {
     expect({ status: other.status, code: JSON.parse(other.text).code }).toEqual({ status: 403, code: 'task_not_found' });
     const anonymous = await fetch(`${base}/reports/v1/reports/x`, { headers: { 'tasklease-task': task } });
     expect(anonymous.status).toBe(401);
+    // A token past its exp is refused before anything is asked or attached (a credential cached for its bytes included).
+    const expired = await t.issuer.sign('agent-g3', {}, new Date(Date.now() - 2 * 3600_000));
+    const late = await fetch(`${base}/reports/v1/reports/x`, { headers: { 'proxy-authorization': `Bearer ${expired}`, 'tasklease-task': task } });
+    expect({ status: late.status, code: ((await late.json()) as { code: string }).code }).toEqual({ status: 401, code: 'token_expired' });
   });
 
   it('closes the route when the task completes: the next call is refused task_not_open, before the credential would expire', async () => {
