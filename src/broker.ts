@@ -325,7 +325,7 @@ export async function createBroker(deps: BrokerDeps) {
     db,
     oauth,
     ssf: { metadata: () => ssfMetadata(config.public_url), poll: ssfPoll },
-    gateway: { closures, recordCalls: createGatewayCallAudit({ closures, clock, audit: (events) => writer.audit(events) }) },
+    gateway: { closures, recordCalls: createGatewayCallAudit({ closures, clock, audit: (events) => writer.audit(events), limiter: createRateLimiter({ rate: 5, burst: 20, clock }) }) },
     dpop: { verifier: dpop, publicUrl: base },
     approvals,
     policy,

@@ -30,9 +30,9 @@ export function createCallReporter(deps: { log: (line: Record<string, unknown>, 
       const batch = records.slice(i, i + BATCH);
       const res = await asker.client.api.POST('/v1/gateway/calls', { body: { calls: batch } }).catch(() => undefined);
       if (!res?.response.ok) {
-        // Kept for the next flush, unless the broker refused them for good (a 4xx: they would be refused again).
+        // Kept for the next flush (unreachable, 5xx, 429), unless the broker refused them for good (another 4xx: they would be refused again).
         const status = res?.response.status ?? 0;
-        if (status >= 400 && status < 500) {
+        if (status >= 400 && status < 500 && status !== 429) {
           deps.log({ status, records: records.length - i }, 'the broker refused gateway call records; dropped');
           return true;
         }

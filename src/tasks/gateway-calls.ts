@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 import { actorOf, type Identity } from '../identity/types.js';
 import { boundTo } from '../policy/decide.js';
+import type { RateLimiter } from '../policy/rate-limit.js';
 import type { TaskClosures } from './closures.js';
 
 /** One call through a gateway, as it reports it: never a body, a query string or a header. */
@@ -27,10 +28,15 @@ export interface GatewayCall {
  * `gateway.call` event per call, a batch at a time, through the writer's group
  * commit, so a chatty agent costs the chain's head one append per batch, not
  * one per call. Every task in a batch must be the caller's own, or nothing is
- * written (404, as for any task not yours). Proved by test/gateway/gateway.test.ts.
+ * written (404, as for any task not yours). An identity may post 5 batches a
+ * second (bursts of 20): at most 1,280 events a second, however it posts.
+ * Proved by test/gateway/gateway.test.ts.
  */
-export function createGatewayCallAudit(deps: { closures: TaskClosures; clock: Clock; audit: (events: AuditInput[]) => Promise<void> }) {
+export function createGatewayCallAudit(deps: { closures: TaskClosures; clock: Clock; audit: (events: AuditInput[]) => Promise<void>; limiter: RateLimiter }) {
   return async function record(identity: Identity, calls: GatewayCall[], request: { requestId?: string; clientRequestId?: string | undefined }): Promise<number> {
+    // A gateway sends a batch a second; an identity posting faster is told to wait (the gateway keeps its records and tries again).
+    const limited = deps.limiter.take(actorOf(identity));
+    if (!limited.ok) throw new AppError('rate_limited', 'too many call records; slow down', { retry_after: limited.retryAfterSeconds });
     const ids = [...new Set(calls.map((c) => c.task))];
     const found = new Map((await deps.closures.tasksOf(ids)).map((t) => [t.id, t]));
     for (const id of ids) {

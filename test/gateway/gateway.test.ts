@@ -198,6 +198,17 @@ describe.each(DRIVERS)('the gateway on %s', (driver) => {
     const forged = await t.call('POST', '/v1/gateway/calls', { subject: 'agent-g7' }, { calls: [{ task, route: 'reports', method: 'GET', path: '/x', status: 200, decision: 'allow', bytes_in: 0, bytes_out: 0, ms: 1, at: new Date().toISOString() }] });
     expect(forged.status).toBe(404);
   });
+
+  it('bounds how fast an identity can write call records: past a burst of 20 batches, 429 with Retry-After', async () => {
+    const task = await openTask('agent-g9');
+    const batch = { calls: [{ task, route: 'reports', method: 'GET', path: '/x', status: 200, decision: 'allow', bytes_in: 0, bytes_out: 0, ms: 1, at: new Date().toISOString() }] };
+    const statuses: number[] = [];
+    for (let i = 0; i < 25; i++) statuses.push((await t.call('POST', '/v1/gateway/calls', { subject: 'agent-g9' }, batch)).status);
+    expect(statuses.filter((s) => s === 202).length).toBeLessThanOrEqual(21);
+    const limited = await t.call('POST', '/v1/gateway/calls', { subject: 'agent-g9' }, batch);
+    expect({ status: limited.status, code: limited.json.code }).toEqual({ status: 429, code: 'rate_limited' });
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
 });
 
 describe('the gateway signing for S3, with the AWS CLI', () => {
