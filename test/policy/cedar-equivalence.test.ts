@@ -74,48 +74,48 @@ describe('the YAML rules compiled to Cedar', () => {
     const missing = () => KINDS.filter((kind) => !seen.has(kind));
     // More rounds of fresh random cases (rarely needed) until every outcome has been met: the comparison holds in every one.
     for (let round = 0; round === 0 || (round < 5 && missing().length > 0); round++) {
-    fc.assert(
-      fc.property(config, fc.array(request, { minLength: 1, maxLength: 15 }), (cfg, requests) => {
-        const roles: RoleConfig[] = cfg.roles.map((r) => RoleSchema.parse({ ...r, backend: 'jwt' }));
-        const policy = PolicySchema.parse({ approvals: { rules: cfg.rules }, conflicts: cfg.conflicts });
-        const cedar = createPolicy(roles, policy, { requireRegistration: false });
-        const yaml = createYamlPolicy(roles, policy, { requireRegistration: false });
-        const now = new Date('2026-12-06T10:00:00Z');
-        for (const r of requests) {
-          const id: Identity = { issuer: r.identity.issuer, subject: r.identity.subject, claims: r.identity.claims, tokenSha256: 'h', expiresAt: new Date(now.getTime() + 600_000) };
-          const task = {
-            id: 't1',
-            agentSubject: r.boundToOther ? 'someone-else' : id.subject,
-            agentIssuer: null,
-            roles: r.taskRoles,
-            labels: r.taskLabels,
-            status: r.status,
-            createdBy: 'orch',
-            createdAt: new Date(now.getTime() - 60_000),
-            deadline: new Date(now.getTime() + r.deadlineIn * 1000),
-          } as unknown as Task;
-          const agent: Resolution | undefined = r.agent
-            ? { generation: 1, kind: 'agent', agent: { name: 'a', labels: r.agent.labels, roles: r.agent.roles, owner: { name: 'o', contact: 'c', principals: [] }, purpose: 'p', match: { issuer: id.issuer, subject: id.subject }, source: 'config', createdBy: null, createdAt: null } as never }
-            : undefined;
-          const leases = (roles: string[], from: string) => roles.map((role, i) => [role, `${from}-${i}-${role}`] as const);
-          const held = { task: new Map(leases(r.held.task, 'a')), agent: new Map([...leases(r.held.other, 'b'), ...leases(r.held.task, 'a')]) };
-          const input = { identity: id, task, roleName: r.roleName, requestedTtl: r.requestedTtl, now, agent, held };
-          // Before: the decision, then (when it allowed, approval or not) the conflict check on what is held.
-          const decided = yaml.decide(input);
-          const conflict = decided.allow ? conflictOf(policy, r.roleName, held) : undefined;
-          const want = conflict ? { allow: false as const, code: 'role_conflict' as const, conflict: conflict.conflict, with: conflict.conflictsWith } : decided;
-          const got = cedar.decide(input);
-          const shape = (d: typeof want | typeof got) =>
-            d.allow
-              ? { allow: true, ttl: d.ttlSeconds, approval: d.approvalRequiredBy ?? null }
-              : { allow: false, code: d.code, ...('conflict' in d && d.conflict ? { conflict: typeof d.conflict === 'string' ? d.conflict : d.conflict.name, with: 'with' in d ? d.with : d.conflict.with } : {}) };
-          expect(shape(got)).toEqual(shape(want));
-          const kind = want.allow ? (want.approvalRequiredBy ? `approval ${want.approvalRequiredBy.split(':')[0]}` : 'allow') : want.code;
-          seen.set(kind, (seen.get(kind) ?? 0) + 1);
-        }
-      }),
-      { numRuns: 300 },
-    );
+      fc.assert(
+        fc.property(config, fc.array(request, { minLength: 1, maxLength: 15 }), (cfg, requests) => {
+          const roles: RoleConfig[] = cfg.roles.map((r) => RoleSchema.parse({ ...r, backend: 'jwt' }));
+          const policy = PolicySchema.parse({ approvals: { rules: cfg.rules }, conflicts: cfg.conflicts });
+          const cedar = createPolicy(roles, policy, { requireRegistration: false });
+          const yaml = createYamlPolicy(roles, policy, { requireRegistration: false });
+          const now = new Date('2026-12-06T10:00:00Z');
+          for (const r of requests) {
+            const id: Identity = { issuer: r.identity.issuer, subject: r.identity.subject, claims: r.identity.claims, tokenSha256: 'h', expiresAt: new Date(now.getTime() + 600_000) };
+            const task = {
+              id: 't1',
+              agentSubject: r.boundToOther ? 'someone-else' : id.subject,
+              agentIssuer: null,
+              roles: r.taskRoles,
+              labels: r.taskLabels,
+              status: r.status,
+              createdBy: 'orch',
+              createdAt: new Date(now.getTime() - 60_000),
+              deadline: new Date(now.getTime() + r.deadlineIn * 1000),
+            } as unknown as Task;
+            const agent: Resolution | undefined = r.agent
+              ? { generation: 1, kind: 'agent', agent: { name: 'a', labels: r.agent.labels, roles: r.agent.roles, owner: { name: 'o', contact: 'c', principals: [] }, purpose: 'p', match: { issuer: id.issuer, subject: id.subject }, source: 'config', createdBy: null, createdAt: null } as never }
+              : undefined;
+            const leases = (roles: string[], from: string) => roles.map((role, i) => [role, `${from}-${i}-${role}`] as const);
+            const held = { task: new Map(leases(r.held.task, 'a')), agent: new Map([...leases(r.held.other, 'b'), ...leases(r.held.task, 'a')]) };
+            const input = { identity: id, task, roleName: r.roleName, requestedTtl: r.requestedTtl, now, agent, held };
+            // Before: the decision, then (when it allowed, approval or not) the conflict check on what is held.
+            const decided = yaml.decide(input);
+            const conflict = decided.allow ? conflictOf(policy, r.roleName, held) : undefined;
+            const want = conflict ? { allow: false as const, code: 'role_conflict' as const, conflict: conflict.conflict, with: conflict.conflictsWith } : decided;
+            const got = cedar.decide(input);
+            const shape = (d: typeof want | typeof got) =>
+              d.allow
+                ? { allow: true, ttl: d.ttlSeconds, approval: d.approvalRequiredBy ?? null }
+                : { allow: false, code: d.code, ...('conflict' in d && d.conflict ? { conflict: typeof d.conflict === 'string' ? d.conflict : d.conflict.name, with: 'with' in d ? d.with : d.conflict.with } : {}) };
+            expect(shape(got)).toEqual(shape(want));
+            const kind = want.allow ? (want.approvalRequiredBy ? `approval ${want.approvalRequiredBy.split(':')[0]}` : 'allow') : want.code;
+            seen.set(kind, (seen.get(kind) ?? 0) + 1);
+          }
+        }),
+        { numRuns: 300 },
+      );
     }
     // The cases meet every outcome, or the comparison proves little.
     expect(missing()).toEqual([]);
