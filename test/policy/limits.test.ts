@@ -254,6 +254,14 @@ describe.each(DRIVERS)('conflicting roles, quotas and the dry run on %s', (drive
     const evaluate = (as: string, task: string, roleName: string, subject: string, extra: Record<string, unknown> = {}) =>
       t.call('POST', '/v1/policy/evaluate', { subject: as }, { identity: { issuer: 'test', subject }, task, role: roleName, ...extra });
 
+    it('refuses claims nested too deep to become policy tags (400, never a 500)', async () => {
+      const task = await openTask('agent-d0');
+      const deep = t.call('POST', '/v1/policy/evaluate', { subject: 'admin' }, `{"identity":{"issuer":"test","subject":"agent-d0","claims":{"deep":${'['.repeat(10_000)}${']'.repeat(10_000)}}},"task":"${task}","role":"plain"}`);
+      expect(await deep).toMatchObject({ status: 400, json: { code: 'validation_failed' } });
+      const fine = await evaluate('admin', task, 'plain', 'agent-d0', { identity: { issuer: 'test', subject: 'agent-d0', claims: { nested: { a: [1, [2, [3]]] } } } });
+      expect(fine.status).toBe(200);
+    });
+
     it('explains allow, deny and approval_required, and issues nothing', async () => {
       const task = await openTask('agent-d1');
       const held = await issue('agent-d1', task, 'read-customers');

@@ -10,12 +10,28 @@ import { requireAdmin } from '../auth.js';
 import { requestOf, type AppEnv } from '../env.js';
 import { bearer, commonErrors, json, jsonBody, NameParam, SubjectSchema, TaskIdSchema } from '../schemas.js';
 
+/** Whether `value` nests no deeper than `max`, checked without recursion (so a 10,000-deep array is safe to ask about). */
+function nestsAtMost(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
 const EvaluateSchema = z
   .strictObject({
     identity: z.strictObject({
       issuer: NameParam,
       subject: SubjectSchema,
-      claims: z.record(z.string(), z.unknown()).default({}),
+      // Claims become policy tags through JSON.stringify, which a very deep value overflows: what a token could never sensibly carry is refused.
+      claims: z
+        .record(z.string(), z.unknown())
+        .default({})
+        .refine((c) => nestsAtMost(c, 32), 'claims nest at most 32 levels deep'),
     }),
     task: TaskIdSchema,
     role: NameParam,
