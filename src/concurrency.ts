@@ -24,3 +24,37 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, message: string)
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Sleepers that can be woken early, by key: `sleep(key, ms, signal)` resolves
+ * after `ms`, when `wake(key)` (or `wakeAll()`) is called, or when `signal`
+ * aborts, whichever comes first. Long polls wait on it (oauth/ssf/poll.ts,
+ * tasks/closures.ts); nothing is held but the sleepers themselves.
+ */
+export function createWakeable() {
+  const sleepers = new Map<string, Set<() => void>>();
+  return {
+    sleep(key: string, ms: number, signal?: AbortSignal): Promise<void> {
+      return new Promise((resolve) => {
+        const set = sleepers.get(key) ?? new Set<() => void>();
+        sleepers.set(key, set);
+        const done = () => {
+          clearTimeout(timer);
+          set.delete(done);
+          if (set.size === 0) sleepers.delete(key);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        set.add(done);
+        signal?.addEventListener('abort', done);
+      });
+    },
+    wake(key: string): void {
+      for (const done of [...(sleepers.get(key) ?? [])]) done();
+    },
+    wakeAll(): void {
+      for (const set of [...sleepers.values()]) for (const done of [...set]) done();
+    },
+  };
+}

@@ -1,4 +1,5 @@
 import { eq, inArray } from 'drizzle-orm';
+import { createWakeable } from '../concurrency.js';
 import type { Db } from '../db/client.js';
 import type { NotifyHandlers } from '../db/notify.js';
 import { tasks, type Task } from '../db/schema.js';
@@ -14,36 +15,19 @@ const BLIND_RECHECK_MS = 1000;
  * Proved by test/gateway/closure.test.ts.
  */
 export function createTaskClosures({ db }: { db: Db }) {
-  const waiters = new Map<string, Set<() => void>>();
+  const waiters = createWakeable();
   let listening = false;
 
   const statusOf = async (id: string) => (await db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, id)))[0]?.status;
 
-  function pause(id: string, ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const set = waiters.get(id) ?? new Set();
-      waiters.set(id, set);
-      const done = () => {
-        clearTimeout(timer);
-        set.delete(done);
-        if (set.size === 0) waiters.delete(id);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      set.add(done);
-      signal?.addEventListener('abort', done);
-    });
-  }
-
   const handlers: NotifyHandlers = {
     message(id) {
-      for (const wake of [...(waiters.get(id) ?? [])]) wake();
+      waiters.wake(id);
     },
     listening(on) {
       listening = on;
       // Whatever was missed meanwhile: every waiter reads its task again.
-      for (const set of [...waiters.values()]) for (const wake of [...set]) wake();
+      waiters.wakeAll();
     },
   };
 
@@ -56,7 +40,7 @@ export function createTaskClosures({ db }: { db: Db }) {
         const status = (await statusOf(id)) ?? 'unknown';
         const left = deadline - Date.now();
         if (status !== 'open' || left <= 0 || signal?.aborted) return status;
-        await pause(id, listening ? left : Math.min(left, BLIND_RECHECK_MS), signal);
+        await waiters.sleep(id, listening ? left : Math.min(left, BLIND_RECHECK_MS), signal);
       }
     },
     /** The tasks among `ids` that exist; for checking a batch in one read. */

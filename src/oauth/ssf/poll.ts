@@ -1,9 +1,10 @@
 import { and, asc, eq, inArray, lte, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { createWakeable } from '../../concurrency.js';
 import { outbox, OUTBOX_KINDS } from '../../db/schema.js';
+import { UUID_RE } from '../../ids.js';
 import { signSecurityEvent, type SsfDeps } from './events.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const Jti = z.string().min(1).max(64);
 
 /** An RFC 8936 poll request (section 2.4): acknowledgements, errors for SETs the receiver could not process, and how many more it wants. */
@@ -29,12 +30,13 @@ const RECHECK_MS = 500;
  */
 export function createSecurityEventPoll(deps: SsfDeps) {
   const { db, clock } = deps;
-  const waiting = new Set<() => void>();
+  // Waiting polls, woken when this replica writes an event.
+  const waiting = createWakeable();
   const mine = (receiver: string) => and(eq(outbox.kind, OUTBOX_KINDS.securityEvent), eq(outbox.destination, receiver));
 
   async function settle(receiver: string, request: PollRequest): Promise<void> {
     const now = clock.now();
-    const acked = request.ack.filter((id) => UUID.test(id));
+    const acked = request.ack.filter((id) => UUID_RE.test(id));
     if (acked.length > 0) {
       const done = await db
         .update(outbox)
@@ -44,7 +46,7 @@ export function createSecurityEventPoll(deps: SsfDeps) {
       deps.metrics?.securityEventsDelivered.inc({ receiver }, done.length);
     }
     for (const [id, { err }] of Object.entries(request.setErrs)) {
-      if (!UUID.test(id)) continue;
+      if (!UUID_RE.test(id)) continue;
       // The receiver's error code only, and only when it looks like one: its description is its own text.
       const code = /^[a-z_]{1,40}$/.test(err) ? err : 'unrecognised error code';
       const [row] = await db
@@ -74,21 +76,6 @@ export function createSecurityEventPoll(deps: SsfDeps) {
     return { sets, moreAvailable };
   }
 
-  /** Resolves after `ms`, at an event written on this replica, or when `signal` aborts. */
-  function pause(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        waiting.delete(done);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      waiting.add(done);
-      signal?.addEventListener('abort', done);
-    });
-  }
-
   return {
     async poll(receiver: string, request: PollRequest, signal?: AbortSignal) {
       await settle(receiver, request);
@@ -99,12 +86,12 @@ export function createSecurityEventPoll(deps: SsfDeps) {
         const taken = await take(receiver, max);
         const left = deadline - Date.now();
         if (Object.keys(taken.sets).length > 0 || left <= 0 || signal?.aborted) return taken;
-        await pause(Math.min(left, RECHECK_MS), signal);
+        await waiting.sleep('', Math.min(left, RECHECK_MS), signal);
       }
     },
     /** Events were written on this replica: waiting polls look again now. */
     appended() {
-      for (const wake of [...waiting]) wake();
+      waiting.wakeAll();
     },
   };
 }
